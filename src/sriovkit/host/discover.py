@@ -1,0 +1,261 @@
+"""Read the node's PCI / SR-IOV state from sysfs into a `HostSnapshot`.
+
+This is on the hot path (agent start, every config reload, every VF count
+change), so it reads as few files as it can: the PCI ``uevent`` gives
+class, ids and subsystem in one read, and VF identity comes from the PF's
+``virtfnN`` links rather than one ``physfn`` lookup per VF.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sriovkit.host.model import (
+    ACCELERATOR_CLASS_PREFIX,
+    LINK_TYPES,
+    NETWORK_CLASS_PREFIX,
+    AuxDevice,
+    HostSnapshot,
+    PciDevice,
+)
+from sriovkit.host.sysfs import Sysfs, link_name, list_dir, read_int, read_text
+
+_VIRTFN = re.compile(r"virtfn(\d+)$")
+_AUX_NAME = re.compile(r"^[\w-]+\.([\w-]+)\.\d+$")
+_VDPA_TYPES = {"vhost_vdpa": "vhost", "virtio_vdpa": "virtio"}
+_RELEVANT_CLASSES = (NETWORK_CLASS_PREFIX, ACCELERATOR_CLASS_PREFIX)
+
+
+class DeviceNotFoundError(LookupError):
+    """No PCI function with that address exists under the host root."""
+
+    def __init__(self, pci_address: str, where: str) -> None:
+        super().__init__(f"PCI device {pci_address} not found under {where}")
+        self.pci_address = pci_address
+
+
+@dataclass(slots=True)
+class _Ids:
+    vendor: str = ""
+    device: str = ""
+    class_code: str = ""
+    subsystem_vendor: str = ""
+    subsystem_device: str = ""
+
+
+@dataclass(slots=True)
+class _SriovLinks:
+    pf_of: dict[str, tuple[str, int]] = field(default_factory=dict)  # vf -> (pf, index)
+
+
+def discover(sysfs: Sysfs) -> HostSnapshot:
+    """Every network and accelerator PCI function on the node, with SR-IOV relations."""
+    fields: dict[str, dict[str, Any]] = {}
+    links = _SriovLinks()
+    aux: dict[str, AuxDevice] = {}
+    for pci_address in list_dir(sysfs.pci_devices):
+        path = sysfs.pci_device_dir(pci_address)
+        ids = _read_ids(path)
+        if not ids.class_code.startswith(_RELEVANT_CLASSES):
+            continue
+        kwargs = _read_device_fields(path, pci_address, ids)
+        fields[pci_address] = kwargs
+        for vf_address, index in _read_virtfns(path, kwargs):
+            links.pf_of[vf_address] = (pci_address, index)
+        for aux_name in kwargs.pop("_aux"):
+            aux[aux_name] = _read_aux(os.path.join(path, aux_name), aux_name, pci_address)
+    devices = {a: PciDevice(**_with_pf(kw, a, links, fields)) for a, kw in fields.items()}
+    return HostSnapshot(devices=devices, aux_devices=_with_aux_pf(aux, devices), vhost_net=_has_vhost_net(sysfs))
+
+
+def discover_device(sysfs: Sysfs, pci_address: str) -> PciDevice:
+    """One function by address, with its PF relation: the CNI's cheap lookup."""
+    path = sysfs.pci_device_dir(pci_address)
+    ids = _read_ids(path)
+    if not ids.vendor:
+        raise DeviceNotFoundError(pci_address, sysfs.pci_devices)
+    kwargs = _read_device_fields(path, pci_address, ids)
+    kwargs.pop("_aux")
+    _read_virtfns(path, kwargs)
+    pf_address = link_name(os.path.join(path, "physfn"))
+    if pf_address is not None:
+        pf_path = sysfs.pci_device_dir(pf_address)
+        kwargs["pf_address"] = pf_address
+        kwargs["vf_index"] = _vf_index_on_pf(pf_path, pci_address)
+        pf_netdevs = list_dir(os.path.join(pf_path, "net"))
+        kwargs["pf_netdev"] = pf_netdevs[0] if pf_netdevs else None
+        if kwargs["link_type"] is None and pf_netdevs:
+            kwargs["link_type"] = _link_type(os.path.join(pf_path, "net", pf_netdevs[0]))
+    return PciDevice(**kwargs)
+
+
+def _read_ids(path: str) -> _Ids:
+    uevent = read_text(os.path.join(path, "uevent"))
+    ids = _Ids()
+    if uevent:
+        for line in uevent.splitlines():
+            key, _, value = line.partition("=")
+            if key == "PCI_CLASS":
+                ids.class_code = value.lower().zfill(6)
+            elif key == "PCI_ID":
+                ids.vendor, _, ids.device = value.lower().partition(":")
+            elif key == "PCI_SUBSYS_ID":
+                ids.subsystem_vendor, _, ids.subsystem_device = value.lower().partition(":")
+    if not ids.vendor:
+        ids.vendor = _hex_attr(path, "vendor", 4)
+        ids.device = _hex_attr(path, "device", 4)
+        ids.class_code = _hex_attr(path, "class", 6)
+        ids.subsystem_vendor = _hex_attr(path, "subsystem_vendor", 4)
+        ids.subsystem_device = _hex_attr(path, "subsystem_device", 4)
+    return ids
+
+
+def _hex_attr(path: str, name: str, width: int) -> str:
+    text = read_text(os.path.join(path, name))
+    if not text:
+        return ""
+    return text.lower().removeprefix("0x").zfill(width)
+
+
+def _read_device_fields(path: str, pci_address: str, ids: _Ids) -> dict[str, Any]:
+    # One scandir of the device directory tells which optional parts exist, so
+    # absent ones (rdma, uio, vdpa, SR-IOV) cost no failed open per device.
+    entries = _entries(path)
+    numa = read_int(os.path.join(path, "numa_node"))
+    netdevs = tuple(list_dir(os.path.join(path, "net"))) if "net" in entries else ()
+    kwargs: dict[str, Any] = {
+        "pci_address": pci_address,
+        "vendor": ids.vendor,
+        "device": ids.device,
+        "class_code": ids.class_code,
+        "subsystem_vendor": ids.subsystem_vendor,
+        "subsystem_device": ids.subsystem_device,
+        "driver": link_name(os.path.join(path, "driver")) if "driver" in entries else None,
+        "numa_node": numa if numa is not None and numa >= 0 else None,
+        "iommu_group": link_name(os.path.join(path, "iommu_group")) if "iommu_group" in entries else None,
+        "acpi_index": read_text(os.path.join(path, "acpi_index")) if "acpi_index" in entries else None,
+        "netdevs": netdevs,
+        "link_type": _link_type(os.path.join(path, "net", netdevs[0])) if netdevs else None,
+    }
+    if "uio" in entries:
+        kwargs["uio_devices"] = tuple(list_dir(os.path.join(path, "uio")))
+    vdpa = [name for name in entries if name.startswith("vdpa") and name[4:].isdigit()]
+    if vdpa:
+        kwargs["vdpa_type"] = _VDPA_TYPES.get(link_name(os.path.join(path, vdpa[0], "driver")) or "")
+    if "infiniband" in entries:
+        rdma = tuple(list_dir(os.path.join(path, "infiniband")))
+        kwargs["rdma_devices"] = rdma
+        kwargs["rdma_char_devices"] = _rdma_char_devices(path)
+        kwargs["pkeys"] = _pkeys(os.path.join(path, "infiniband", rdma[0])) if rdma else ()
+    if "sriov_totalvfs" in entries:
+        kwargs["total_vfs"] = read_int(os.path.join(path, "sriov_totalvfs")) or 0
+        kwargs["num_vfs"] = read_int(os.path.join(path, "sriov_numvfs")) or 0
+        kwargs["vf_addresses"] = ()
+        kwargs["_virtfns"] = [name for name in entries if name.startswith("virtfn")]
+    kwargs["_aux"] = [name for name, is_dir in entries.items() if is_dir and _AUX_NAME.match(name)]
+    return kwargs
+
+
+def _entries(path: str) -> dict[str, bool]:
+    """Names in a device directory, each with whether it is a real directory."""
+    try:
+        with os.scandir(path) as it:
+            return {e.name: e.is_dir(follow_symlinks=False) for e in it}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+
+
+def _read_virtfns(path: str, kwargs: dict[str, Any]) -> list[tuple[str, int]]:
+    """The PF's VFs by index; also stores them in `kwargs` in index order."""
+    found: list[tuple[str, int]] = []
+    for name in kwargs.pop("_virtfns", []):
+        m = _VIRTFN.match(name)
+        if m:
+            vf_address = link_name(os.path.join(path, name))
+            if vf_address is not None:
+                found.append((vf_address, int(m.group(1))))
+    found.sort(key=lambda item: item[1])
+    if "total_vfs" in kwargs:
+        kwargs["vf_addresses"] = tuple(a for a, _ in found)
+    return found
+
+
+def _vf_index_on_pf(pf_path: str, vf_address: str) -> int | None:
+    for name in list_dir(pf_path):
+        m = _VIRTFN.match(name)
+        if m and link_name(os.path.join(pf_path, name)) == vf_address:
+            return int(m.group(1))
+    return None
+
+
+def _with_pf(
+    kwargs: dict[str, Any], pci_address: str, links: _SriovLinks, fields: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    relation = links.pf_of.get(pci_address)
+    if relation is None:
+        return kwargs
+    pf_address, index = relation
+    pf_fields = fields[pf_address]
+    pf_netdevs: tuple[str, ...] = pf_fields["netdevs"]
+    kwargs["pf_address"] = pf_address
+    kwargs["vf_index"] = index
+    kwargs["pf_netdev"] = pf_netdevs[0] if pf_netdevs else None
+    if kwargs["link_type"] is None:
+        # a VF bound to vfio-pci has no netdev; upstream reports the PF's link type
+        kwargs["link_type"] = pf_fields["link_type"]
+    return kwargs
+
+
+def _link_type(net_dir: str) -> str | None:
+    arphrd = read_int(os.path.join(net_dir, "type"))
+    if arphrd is None:
+        return None
+    return LINK_TYPES.get(arphrd, str(arphrd))
+
+
+def _rdma_char_devices(path: str) -> tuple[str, ...]:
+    names = list_dir(os.path.join(path, "infiniband_verbs")) + list_dir(os.path.join(path, "infiniband_mad"))
+    return tuple(names)
+
+
+def _pkeys(ib_dir: str) -> tuple[str, ...]:
+    pkeys: list[str] = []
+    for port in list_dir(os.path.join(ib_dir, "ports")):
+        pkey_dir = os.path.join(ib_dir, "ports", port, "pkeys")
+        for index in list_dir(pkey_dir):
+            value = read_text(os.path.join(pkey_dir, index))
+            if value and int(value, 16) != 0 and value not in pkeys:
+                pkeys.append(value.lower())
+    return tuple(pkeys)
+
+
+def _read_aux(path: str, name: str, parent: str) -> AuxDevice:
+    m = _AUX_NAME.match(name)
+    netdevs = tuple(list_dir(os.path.join(path, "net")))
+    rdma = tuple(list_dir(os.path.join(path, "infiniband")))
+    return AuxDevice(
+        name=name,
+        aux_type=m.group(1) if m else "",
+        parent_address=parent,
+        netdevs=netdevs,
+        link_type=_link_type(os.path.join(path, "net", netdevs[0])) if netdevs else None,
+        rdma_devices=rdma,
+        rdma_char_devices=_rdma_char_devices(path) if rdma else (),
+    )
+
+
+def _with_aux_pf(aux: dict[str, AuxDevice], devices: dict[str, PciDevice]) -> dict[str, AuxDevice]:
+    result: dict[str, AuxDevice] = {}
+    for name, dev in sorted(aux.items()):
+        parent = devices.get(dev.parent_address)
+        pf_netdev = parent.netdev if parent is not None else None
+        result[name] = dataclasses.replace(dev, pf_netdev=pf_netdev)
+    return result
+
+
+def _has_vhost_net(sysfs: Sysfs) -> bool:
+    return os.path.exists(sysfs.dev_path("/dev/vhost-net")) and os.path.exists(sysfs.dev_path("/dev/net/tun"))

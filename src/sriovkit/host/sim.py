@@ -1,0 +1,388 @@
+"""Simulated hosts: a fake sysfs/dev tree built from a small declarative topology.
+
+The tree looks like the kernel's where discovery looks: devices under
+``sys/devices/pci0000:00/...``, ``sys/bus/pci/devices`` and
+``sys/bus/pci/drivers/<drv>`` links, ``physfn``/``virtfnN`` links, ``class/net``
+links, ``uevent`` files, iommu groups, RDMA and uio entries, device nodes as
+plain files under ``dev/``. It is what tests, the demo and benchmarks run on.
+
+Netdev names in the tree may be the names of real interfaces (veths) that a
+caller creates separately; the tree only records names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from sriovkit.host.model import VFIO_DRIVER
+
+_MARKER = ".sriovkit-sim"
+_DEV_LINK_BASE = os.path.join("sys", "devices", "pci0000:00")
+_ARPHRD = {"ether": 1, "infiniband": 32}
+
+
+class SimSpecError(ValueError):
+    """A simulated host spec that cannot be built; the message names file, field and value."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class SimPF(_Model):
+    """One physical function and its VFs."""
+
+    name: str = Field(min_length=1, max_length=15)
+    address: str | None = None
+    vendor: str = "8086"
+    device: str = "1592"
+    vf_device: str = "1889"
+    class_code: str | None = None  # default: 020000, or 020700 for infiniband
+    driver: str = "ice"
+    vf_driver: str = "iavf"
+    vf_drivers: dict[str, str] = Field(default_factory=dict)  # "0-1" / "3" -> driver
+    numa_node: int = 0
+    link_type: Literal["ether", "infiniband"] = "ether"
+    total_vfs: int = Field(default=64, ge=0, le=256)
+    num_vfs: int = Field(default=4, ge=0, le=256)
+    rdma: bool = False
+    vdpa: Literal["vhost", "virtio"] | None = None
+    acpi_index: int | None = None
+    pkeys: list[str] = Field(default_factory=list)
+    vf_netdev_format: str = "{pf}v{index}"
+    mac_prefix: str | None = None
+
+    @field_validator("vendor", "device", "vf_device")
+    @classmethod
+    def _hex4(cls, value: str) -> str:
+        v = value.lower().removeprefix("0x")
+        if len(v) != 4 or any(c not in "0123456789abcdef" for c in v):
+            raise ValueError(f"must be 4 hex digits, got {value!r}")
+        return v
+
+
+class SimSpec(_Model):
+    """A whole simulated node."""
+
+    pfs: list[SimPF] = Field(default_factory=list)
+    vhost_net: bool = True
+
+
+def load_spec(path: str | Path) -> SimSpec:
+    text = Path(path).read_text()
+    try:
+        data = yaml.safe_load(text) if str(path).endswith((".yaml", ".yml")) else json.loads(text)
+        return SimSpec.model_validate(data)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise SimSpecError(_spec_error_text(path, exc)) from None
+
+
+def _spec_error_text(path: str | Path, exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        lines = []
+        for err in exc.errors():
+            loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+            lines.append(f"{path}: {loc.lstrip('.')}: {err['msg']} (value: {json.dumps(err.get('input'))})")
+        return "\n".join(lines)
+    return f"{path}: {exc}"
+
+
+@dataclass(frozen=True, slots=True)
+class SimDevice:
+    """A device the simulator created: what the caller needs to find it again."""
+
+    pci_address: str
+    netdev: str | None
+    pf_address: str | None = None
+    vf_index: int | None = None
+
+
+class SimulatedHost:
+    """A fake node under `root`. Construction only stores; `create()` writes the tree."""
+
+    def __init__(self, root: str | Path, spec: SimSpec) -> None:
+        self.root = Path(root)
+        self.spec = spec
+        self._iommu_next = 10
+
+    # -- lifecycle ---------------------------------------------------------------
+    def create(self) -> SimulatedHost:
+        if self.root.exists() and any(self.root.iterdir()) and not (self.root / _MARKER).exists():
+            raise SimSpecError(f"{self.root}: exists and is not a simulated host; refusing to write into it")
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / _MARKER).write_text(self.spec.model_dump_json(by_alias=True))
+        for sub in ("sys/bus/pci/devices", "sys/bus/pci/drivers", "sys/class/net", "sys/kernel/iommu_groups"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._make_dev_nodes()
+        for number, pf in enumerate(self.spec.pfs):
+            self._make_pf(number, pf)
+        return self
+
+    def destroy(self) -> None:
+        destroy(self.root)
+
+    # -- queries -------------------------------------------------------------------
+    def pf_address(self, number: int) -> str:
+        pf = self.spec.pfs[number]
+        return pf.address or f"0000:{0x10 + 2 * number:02x}:00.0"
+
+    def vf_address(self, pf_number: int, index: int) -> str:
+        bus = int(self.pf_address(pf_number).split(":")[1], 16) + 1
+        return f"0000:{bus:02x}:{index // 8:02x}.{index % 8}"
+
+    def vf_netdev_name(self, pf_number: int, index: int) -> str:
+        pf = self.spec.pfs[pf_number]
+        return pf.vf_netdev_format.format(pf=pf.name, index=index, pf_number=pf_number)
+
+    def devices(self) -> Iterator[SimDevice]:
+        for number, pf in enumerate(self.spec.pfs):
+            pf_addr = self.pf_address(number)
+            yield SimDevice(pf_addr, pf.name)
+            for index in range(pf.num_vfs):
+                driver = self.vf_driver(pf, index)
+                netdev = self.vf_netdev_name(number, index) if _has_netdev(driver) else None
+                yield SimDevice(self.vf_address(number, index), netdev, pf_addr, index)
+
+    def vf_driver(self, pf: SimPF, index: int) -> str:
+        for ranges, driver in pf.vf_drivers.items():
+            if index in _expand_ranges(ranges):
+                return driver
+        return pf.vf_driver
+
+    # -- mutations a test or the demo makes ----------------------------------------
+    def set_num_vfs(self, pf_number: int, num_vfs: int) -> None:
+        """Like writing sriov_numvfs: VFs above the new count vanish, new ones appear."""
+        pf = self.spec.pfs[pf_number]
+        for index in range(pf.num_vfs):
+            self._remove_device(self.vf_address(pf_number, index))
+            _unlink(self._dev_path(self.pf_address(pf_number)) / f"virtfn{index}")
+        pf.num_vfs = num_vfs
+        self._write(self._dev_path(self.pf_address(pf_number)) / "sriov_numvfs", str(num_vfs))
+        self._make_vfs(pf_number, pf)
+
+    def set_netdev(self, pci_address: str, netdev: str | None) -> None:
+        """Show the device's interface under a new name, or none (moved to a pod)."""
+        device_dir = self._dev_path(pci_address)
+        net = device_dir / "net"
+        for old in list(net.iterdir()) if net.exists() else []:
+            _unlink(self.root / "sys/class/net" / old.name)
+            shutil.rmtree(old)
+        if netdev is not None:
+            self._make_netdev(device_dir, netdev, "ether")
+
+    def bind_driver(self, pci_address: str, driver: str | None) -> None:
+        """Rebind like driver_override + drivers_probe; None unbinds."""
+        device_dir = self._dev_path(pci_address)
+        old = os.path.basename(os.readlink(device_dir / "driver")) if (device_dir / "driver").is_symlink() else None
+        if old is not None:
+            _unlink(device_dir / "driver")
+            _unlink(self.root / "sys/bus/pci/drivers" / old / pci_address)
+        if driver is not None:
+            self._link_driver(device_dir, pci_address, driver)
+        self._rewrite_uevent_driver(device_dir, driver)
+
+    # -- tree building -------------------------------------------------------------
+    def _dev_path(self, pci_address: str) -> Path:
+        return self.root / _DEV_LINK_BASE / pci_address
+
+    def _make_dev_nodes(self) -> None:
+        dev = self.root / "dev"
+        (dev / "vfio").mkdir(parents=True, exist_ok=True)
+        (dev / "vfio" / "vfio").touch()
+        (dev / "infiniband").mkdir(exist_ok=True)
+        if self.spec.vhost_net:
+            (dev / "net").mkdir(exist_ok=True)
+            (dev / "vhost-net").touch()
+            (dev / "net" / "tun").touch()
+        if any(pf.rdma for pf in self.spec.pfs):
+            (dev / "infiniband" / "rdma_cm").touch()
+
+    def _make_pf(self, number: int, pf: SimPF) -> None:
+        address = self.pf_address(number)
+        class_code = pf.class_code or ("020700" if pf.link_type == "infiniband" else "020000")
+        path = self._make_function(address, pf.vendor, pf.device, class_code, pf.driver, pf.numa_node)
+        self._write(path / "sriov_totalvfs", str(pf.total_vfs))
+        self._write(path / "sriov_numvfs", str(pf.num_vfs))
+        if pf.acpi_index is not None:
+            self._write(path / "acpi_index", str(pf.acpi_index))
+        self._make_netdev(path, pf.name, pf.link_type)
+        if pf.rdma:
+            self._make_rdma(path, f"mlx5_{number * 1000}", number * 1000, pf.pkeys)
+        self._make_vfs(number, pf)
+
+    def _make_vfs(self, number: int, pf: SimPF) -> None:
+        pf_addr = self.pf_address(number)
+        pf_path = self._dev_path(pf_addr)
+        class_code = pf.class_code or ("020700" if pf.link_type == "infiniband" else "020000")
+        for index in range(pf.num_vfs):
+            address = self.vf_address(number, index)
+            driver = self.vf_driver(pf, index)
+            path = self._make_function(address, pf.vendor, pf.vf_device, class_code, driver, pf.numa_node)
+            os.symlink(f"../{pf_addr}", path / "physfn")
+            os.symlink(f"../{address}", pf_path / f"virtfn{index}")
+            if _has_netdev(driver):
+                self._make_netdev(path, self.vf_netdev_name(number, index), pf.link_type)
+            if driver in ("igb_uio", "uio_pci_generic"):
+                self._make_uio(path)
+            if pf.rdma and _has_netdev(driver):
+                self._make_rdma(path, f"mlx5_{number * 1000 + index + 1}", number * 1000 + index + 1, pf.pkeys)
+            if pf.vdpa is not None:
+                self._make_vdpa(path, index + number * 256, pf.vdpa)
+
+    def _make_function(
+        self, address: str, vendor: str, device: str, class_code: str, driver: str | None, numa: int
+    ) -> Path:
+        path = self._dev_path(address)
+        path.mkdir(parents=True)
+        self._write(path / "vendor", f"0x{vendor}")
+        self._write(path / "device", f"0x{device}")
+        self._write(path / "class", f"0x{class_code}")
+        self._write(path / "subsystem_vendor", f"0x{vendor}")
+        self._write(path / "subsystem_device", "0x0000")
+        self._write(path / "numa_node", str(numa))
+        self._write_uevent(path, address, vendor, device, class_code, driver)
+        os.symlink(f"../../../devices/pci0000:00/{address}", self.root / "sys/bus/pci/devices" / address)
+        if driver is not None:
+            self._link_driver(path, address, driver)
+        group = str(self._iommu_next)
+        self._iommu_next += 1
+        group_dir = self.root / "sys/kernel/iommu_groups" / group / "devices"
+        group_dir.mkdir(parents=True)
+        os.symlink(f"../../../../devices/pci0000:00/{address}", group_dir / address)
+        os.symlink(f"../../kernel/iommu_groups/{group}", path / "iommu_group")
+        if driver == VFIO_DRIVER:
+            (self.root / "dev/vfio" / group).touch()
+        return path
+
+    def _write_uevent(
+        self, path: Path, address: str, vendor: str, device: str, class_code: str, driver: str | None
+    ) -> None:
+        lines = [f"DRIVER={driver}"] if driver else []
+        lines += [
+            f"PCI_CLASS={int(class_code, 16):X}",
+            f"PCI_ID={vendor.upper()}:{device.upper()}",
+            f"PCI_SUBSYS_ID={vendor.upper()}:0000",
+            f"PCI_SLOT_NAME={address}",
+            f"MODALIAS=pci:v0000{vendor.upper()}d0000{device.upper()}sv0000{vendor.upper()}sd00000000",
+        ]
+        self._write(path / "uevent", "\n".join(lines))
+
+    def _rewrite_uevent_driver(self, path: Path, driver: str | None) -> None:
+        lines = [ln for ln in (path / "uevent").read_text().splitlines() if not ln.startswith("DRIVER=")]
+        if driver:
+            lines.insert(0, f"DRIVER={driver}")
+        self._write(path / "uevent", "\n".join(lines))
+        group = os.path.basename(os.readlink(path / "iommu_group"))
+        node = self.root / "dev/vfio" / group
+        if driver == VFIO_DRIVER:
+            node.touch()
+        else:
+            _unlink(node)
+
+    def _link_driver(self, path: Path, address: str, driver: str) -> None:
+        drv_dir = self.root / "sys/bus/pci/drivers" / driver
+        drv_dir.mkdir(parents=True, exist_ok=True)
+        os.symlink(f"../../../../devices/pci0000:00/{address}", drv_dir / address)
+        os.symlink(f"../../../bus/pci/drivers/{driver}", path / "driver")
+
+    def _make_netdev(self, device_dir: Path, name: str, link_type: str) -> None:
+        net = device_dir / "net" / name
+        net.mkdir(parents=True)
+        self._write(net / "type", str(_ARPHRD[link_type]))
+        self._write(net / "operstate", "up")
+        rel = os.path.relpath(net, self.root / "sys/class/net")
+        os.symlink(rel, self.root / "sys/class/net" / name)
+
+    def _make_rdma(self, device_dir: Path, ibdev: str, number: int, pkeys: list[str]) -> None:
+        pkey_dir = device_dir / "infiniband" / ibdev / "ports" / "1" / "pkeys"
+        pkey_dir.mkdir(parents=True)
+        for i, pkey in enumerate(pkeys or ["0xffff"]):
+            self._write(pkey_dir / str(i), pkey)
+        for sub, name in (("infiniband_verbs", f"uverbs{number}"), ("infiniband_mad", f"umad{number}"),
+                          ("infiniband_mad", f"issm{number}")):
+            (device_dir / sub / name).mkdir(parents=True)
+            (self.root / "dev/infiniband" / name).touch()
+
+    def _make_uio(self, device_dir: Path) -> None:
+        existing = len(list((self.root / "dev").glob("uio*")))
+        name = f"uio{existing}"
+        (device_dir / "uio" / name).mkdir(parents=True)
+        (self.root / "dev" / name).touch()
+
+    def _make_vdpa(self, device_dir: Path, number: int, kind: str) -> None:
+        driver = "vhost_vdpa" if kind == "vhost" else "virtio_vdpa"
+        vdpa = device_dir / f"vdpa{number}"
+        vdpa.mkdir()
+        os.symlink(f"../../../../bus/vdpa/drivers/{driver}", vdpa / "driver")
+
+    def _remove_device(self, address: str) -> None:
+        path = self._dev_path(address)
+        if not path.exists():
+            return
+        for name in os.listdir(path / "net") if (path / "net").exists() else []:
+            _unlink(self.root / "sys/class/net" / name)
+        if (path / "driver").is_symlink():
+            _unlink(self.root / "sys/bus/pci/drivers" / os.path.basename(os.readlink(path / "driver")) / address)
+        group = os.path.basename(os.readlink(path / "iommu_group"))
+        shutil.rmtree(self.root / "sys/kernel/iommu_groups" / group)
+        _unlink(self.root / "dev/vfio" / group)
+        _unlink(self.root / "sys/bus/pci/devices" / address)
+        shutil.rmtree(path)
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        path.write_text(text + "\n")
+
+
+def create(root: str | Path, spec: SimSpec | dict[str, Any]) -> SimulatedHost:
+    """Build a simulated host under `root` from a spec (model or plain dict)."""
+    model = spec if isinstance(spec, SimSpec) else SimSpec.model_validate(spec)
+    return SimulatedHost(root, model).create()
+
+
+def open_existing(root: str | Path) -> SimulatedHost:
+    """A handle on a tree made earlier (by another process, e.g. `sriovctl sim create`)."""
+    marker = Path(root) / _MARKER
+    if not marker.exists():
+        raise SimSpecError(f"{root}: not a simulated host (no {_MARKER})")
+    host = SimulatedHost(root, SimSpec.model_validate_json(marker.read_text()))
+    host._iommu_next = 10 + sum(1 for _ in host.devices())
+    return host
+
+
+def destroy(root: str | Path) -> None:
+    """Remove a simulated host tree; refuses a directory the simulator did not make."""
+    path = Path(root)
+    if not path.exists():
+        return
+    if not (path / _MARKER).exists():
+        raise SimSpecError(f"{path}: not a simulated host (no {_MARKER}); refusing to delete it")
+    shutil.rmtree(path)
+
+
+def _has_netdev(driver: str | None) -> bool:
+    return driver not in (None, VFIO_DRIVER, "igb_uio", "uio_pci_generic")
+
+
+def _expand_ranges(text: str) -> set[int]:
+    result: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        result.update(range(int(lo), int(hi or lo) + 1))
+    return result
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

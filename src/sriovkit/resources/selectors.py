@@ -1,0 +1,146 @@
+"""Does a selector take a device? Each check answers with the reason it fails.
+
+A reason is what `sriovctl pools --explain` prints, so it names the selector
+field, the device's value and what the selector asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sriovkit.host.model import AuxDevice, PciDevice
+from sriovkit.resources.config import IndexedName, Selector
+
+Device = PciDevice | AuxDevice
+_Check = Callable[[Selector, Device, bool], str | None]
+
+
+def device_id(dev: Device) -> str:
+    """The ID the kubelet sees: a PCI address, or an auxiliary device's name."""
+    return dev.pci_address if isinstance(dev, PciDevice) else dev.name
+
+
+def selector_rejects(selector: Selector, dev: Device, *, vhost_net: bool) -> str | None:
+    """None when `selector` takes `dev`, else why not (the first failing field)."""
+    for check in _CHECKS:
+        reason = check(selector, dev, vhost_net)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _listed(field: str, wanted: tuple[str, ...], value: str | None) -> str | None:
+    if not wanted or (value is not None and value in wanted):
+        return None
+    return f"{field}: {value or '(none)'} not in {list(wanted)}"
+
+
+def _vendors(s: Selector, d: Device, _: bool) -> str | None:
+    return _listed("vendors", s.vendors, d.vendor if isinstance(d, PciDevice) else None) if s.vendors else None
+
+
+def _devices(s: Selector, d: Device, _: bool) -> str | None:
+    return _listed("devices", s.devices, d.device if isinstance(d, PciDevice) else None) if s.devices else None
+
+
+def _drivers(s: Selector, d: Device, _: bool) -> str | None:
+    return _listed("drivers", s.drivers, d.driver if isinstance(d, PciDevice) else None) if s.drivers else None
+
+
+def _pci_addresses(s: Selector, d: Device, _: bool) -> str | None:
+    return _listed("pciAddresses", s.pci_addresses, device_id(d))
+
+
+def _matches_indexed(entries: tuple[IndexedName, ...], name: str | None, vf_index: int | None) -> bool:
+    return any(e.name == name and e.covers(vf_index) for e in entries)
+
+
+def _pf_names(s: Selector, d: Device, _: bool) -> str | None:
+    if not s.pf_names:
+        return None
+    pf_name = d.pf_name if isinstance(d, PciDevice) else d.pf_netdev
+    vf_index = d.vf_index if isinstance(d, PciDevice) else None
+    if _matches_indexed(s.pf_names, pf_name, vf_index):
+        return None
+    where = f"{pf_name or '(no PF interface)'}" + (f"#{vf_index}" if vf_index is not None else "")
+    return f"pfNames: {where} not covered by {[_show_indexed(e) for e in s.pf_names]}"
+
+
+def _root_devices(s: Selector, d: Device, _: bool) -> str | None:
+    if not s.root_devices:
+        return None
+    root = d.root_device if isinstance(d, PciDevice) else d.parent_address
+    vf_index = d.vf_index if isinstance(d, PciDevice) else None
+    if _matches_indexed(s.root_devices, root, vf_index):
+        return None
+    where = root + (f"#{vf_index}" if vf_index is not None else "")
+    return f"rootDevices: {where} not covered by {[_show_indexed(e) for e in s.root_devices]}"
+
+
+def _show_indexed(entry: IndexedName) -> str:
+    if entry.vf_indexes is None:
+        return entry.name
+    return f"{entry.name}#{_compact(sorted(entry.vf_indexes))}"
+
+
+def _compact(indexes: list[int]) -> str:
+    parts: list[str] = []
+    start = prev = indexes[0]
+    for i in [*indexes[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ",".join(parts)
+
+
+def _link_types(s: Selector, d: Device, _: bool) -> str | None:
+    return _listed("linkTypes", s.link_types, d.link_type)
+
+
+def _is_rdma(s: Selector, d: Device, _: bool) -> str | None:
+    if s.is_rdma and not d.rdma_devices:
+        return "isRdma: device has no RDMA device"
+    return None
+
+
+def _need_vhost_net(s: Selector, d: Device, vhost_net: bool) -> str | None:
+    if s.need_vhost_net and not vhost_net:
+        return "needVhostNet: /dev/vhost-net or /dev/net/tun missing on the host"
+    return None
+
+
+def _ddp_profiles(s: Selector, d: Device, _: bool) -> str | None:
+    return _listed("ddpProfiles", s.ddp_profiles, d.ddp_profile if isinstance(d, PciDevice) else None)
+
+
+def _vdpa_type(s: Selector, d: Device, _: bool) -> str | None:
+    if s.vdpa_type is None:
+        return None
+    have = d.vdpa_type if isinstance(d, PciDevice) else None
+    return None if have == s.vdpa_type else f"vdpaType: {have or '(none)'} is not {s.vdpa_type}"
+
+
+def _pkeys(s: Selector, d: Device, _: bool) -> str | None:
+    if not s.pkeys:
+        return None
+    have = d.pkeys if isinstance(d, PciDevice) else ()
+    if any(p in s.pkeys for p in have):
+        return None
+    return f"pKeys: {list(have) or '(none)'} has none of {list(s.pkeys)}"
+
+
+def _acpi_indexes(s: Selector, d: Device, _: bool) -> str | None:
+    return _listed("acpiIndexes", s.acpi_indexes, d.acpi_index if isinstance(d, PciDevice) else None)
+
+
+def _aux_types(s: Selector, d: Device, _: bool) -> str | None:
+    return _listed("auxTypes", s.aux_types, d.aux_type if isinstance(d, AuxDevice) else None)
+
+
+_CHECKS: tuple[_Check, ...] = (
+    _vendors, _devices, _drivers, _pci_addresses, _pf_names, _root_devices, _link_types, _is_rdma,
+    _need_vhost_net, _ddp_profiles, _vdpa_type, _pkeys, _acpi_indexes, _aux_types,
+)

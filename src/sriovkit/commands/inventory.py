@@ -1,0 +1,131 @@
+"""`sriovctl discover`, `pools` and `sim`: what is on the node and where it goes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from sriovkit.cli import UserError
+from sriovkit.host import sim
+from sriovkit.host.discover import discover
+from sriovkit.host.model import HostSnapshot, PciDevice
+from sriovkit.host.routes import default_route_netdevs
+from sriovkit.host.sysfs import Sysfs
+from sriovkit.output import format_table
+from sriovkit.resources.config import ConfigError, load_config_file
+from sriovkit.resources.pools import PoolSet, build_pools
+
+
+def snapshot_of(host_root: str) -> HostSnapshot:
+    sysfs = Sysfs(Path(host_root))
+    if not os.path.isdir(sysfs.pci_devices):
+        raise UserError(f"--host-root {host_root}: no PCI devices directory at {sysfs.pci_devices}")
+    return discover(sysfs)
+
+
+def pools_of(host_root: str, config_file: str, resource_prefix: str) -> tuple[HostSnapshot, PoolSet]:
+    try:
+        resources = load_config_file(config_file, default_prefix=resource_prefix)
+    except ConfigError as exc:
+        raise UserError(exc.problems) from None
+    snapshot = snapshot_of(host_root)
+    routed = default_route_netdevs(os.path.join(host_root, "proc"))
+    return snapshot, build_pools(snapshot, resources, default_route_netdevs=routed)
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    snapshot = snapshot_of(args.host_root)
+    if args.output == "json":
+        print(json.dumps([_device_json(d) for d in snapshot], indent=2))
+        return 0
+    rows = [_device_row(d) for d in snapshot if d.is_sriov_pf or d.is_vf or d.netdevs]
+    print(format_table(["PCI ADDRESS", "ROLE", "VENDOR:DEVICE", "DRIVER", "INTERFACE", "PF", "VF", "NUMA",
+                        "LINK", "VFS"], rows))
+    return 0
+
+
+def _device_row(d: PciDevice) -> list[Any]:
+    role = "PF" if d.is_sriov_pf else ("VF" if d.is_vf else "NIC")
+    vfs = f"{d.num_vfs}/{d.total_vfs}" if d.is_sriov_pf else None
+    return [d.pci_address, role, f"{d.vendor}:{d.device}", d.driver, ",".join(d.netdevs), d.pf_netdev,
+            d.vf_index, d.numa_node, d.link_type, vfs]
+
+
+def _device_json(d: PciDevice) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "pciAddress": d.pci_address, "vendor": d.vendor, "device": d.device, "class": d.class_code,
+        "driver": d.driver, "numaNode": d.numa_node, "iommuGroup": d.iommu_group, "netdevs": list(d.netdevs),
+        "linkType": d.link_type,
+    }
+    if d.is_sriov_pf:
+        out.update(totalVfs=d.total_vfs, numVfs=d.num_vfs, vfs=list(d.vf_addresses))
+    if d.is_vf:
+        out.update(pfAddress=d.pf_address, pfName=d.pf_netdev, vfIndex=d.vf_index)
+    if d.rdma_devices:
+        out.update(rdmaDevices=list(d.rdma_devices))
+    if d.acpi_index is not None:
+        out.update(acpiIndex=d.acpi_index)
+    return out
+
+
+def cmd_pools(args: argparse.Namespace) -> int:
+    _, pool_set = pools_of(args.host_root, args.config_file, args.resource_prefix)
+    if args.explain:
+        print(_explain(pool_set, as_json=args.output == "json"))
+    elif args.output == "json":
+        print(json.dumps(pool_set.as_ids(), indent=2))
+    else:
+        rows = [[p.name, p.config.device_type.value, len(p.devices), ", ".join(sorted(p.device_ids)) or "(empty)"]
+                for p in pool_set.pools]
+        print(format_table(["RESOURCE", "TYPE", "COUNT", "DEVICES"], rows))
+    return 0
+
+
+def _explain(pool_set: PoolSet, *, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(
+            {v.device_id: {"pool": v.pool, "rejectedBy": dict(v.rejections)} for v in pool_set.verdicts}, indent=2
+        )
+    lines: list[str] = []
+    for v in pool_set.verdicts:
+        if v.pool is not None:
+            lines.append(f"{v.device_id}: in {v.pool}")
+        elif not v.rejections:
+            lines.append(f"{v.device_id}: in no pool (no resource of its device type)")
+        else:
+            lines.append(f"{v.device_id}: in no pool")
+        for resource, reason in v.rejections:
+            if v.pool is None or not reason.startswith("already in"):
+                lines.append(f"    {resource}: {reason}")
+    empty = [p.name for p in pool_set.pools if not p.devices]
+    if empty:
+        lines.append("empty pools: " + ", ".join(empty))
+    return "\n".join(lines)
+
+
+def cmd_sim_create(args: argparse.Namespace) -> int:
+    try:
+        spec = sim.load_spec(args.spec)
+    except OSError as exc:
+        raise UserError(f"--spec {args.spec}: cannot read: {exc.strerror}") from None
+    except sim.SimSpecError as exc:
+        raise UserError(str(exc).splitlines()) from None
+    try:
+        host = sim.SimulatedHost(args.dir, spec).create()
+    except sim.SimSpecError as exc:
+        raise UserError(str(exc)) from None
+    count = sum(1 for _ in host.devices())
+    print(f"simulated host at {args.dir}: {len(spec.pfs)} PFs, {count - len(spec.pfs)} VFs")
+    return 0
+
+
+def cmd_sim_destroy(args: argparse.Namespace) -> int:
+    try:
+        sim.destroy(args.dir)
+    except sim.SimSpecError as exc:
+        raise UserError(str(exc)) from None
+    print(f"removed simulated host at {args.dir}")
+    return 0

@@ -87,12 +87,16 @@ def cmd_pools(args: argparse.Namespace) -> int:
 def _explain(pool_set: PoolSet, *, as_json: bool) -> str:
     if as_json:
         return json.dumps(
-            {v.device_id: {"pool": v.pool, "rejectedBy": dict(v.rejections)} for v in pool_set.verdicts}, indent=2
+            {v.device_id: {"pool": v.pool, "excluded": v.excluded, "rejectedBy": dict(v.rejections)}
+             for v in pool_set.verdicts},
+            indent=2,
         )
     lines: list[str] = []
     for v in pool_set.verdicts:
         if v.pool is not None:
             lines.append(f"{v.device_id}: in {v.pool}")
+        elif v.excluded is not None:
+            lines.append(f"{v.device_id}: never offered: {v.excluded}")
         elif not v.rejections:
             lines.append(f"{v.device_id}: in no pool (no resource of its device type)")
         else:

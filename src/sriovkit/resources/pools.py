@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sriovkit.host.model import AuxDevice, HostSnapshot, PciDevice
+from sriovkit.host.model import HostSnapshot, PciDevice
 from sriovkit.resources.config import DeviceType, ResourceConfig, ResourceList
 from sriovkit.resources.selectors import Device, device_id, selector_rejects
 
@@ -46,6 +46,7 @@ class Verdict:
     device_id: str
     pool: str | None
     rejections: tuple[tuple[str, str], ...] = ()  # (resource full name, reason)
+    excluded: str | None = None  # why no pool may ever take it (PF with VFs, default route)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +68,15 @@ def build_pools(
     taken: dict[str, str] = {}
     members: dict[str, list[Device]] = {r.full_name: [] for r in resources.resources}
     rejections: dict[str, list[tuple[str, str]]] = {}
+    excluded: dict[str, str] = {}
     for resource in resources.resources:
         for dev in _candidates(snapshot, resource.device_type):
             dev_id = device_id(dev)
-            reason = _never_offered(dev, routed, snapshot) or _taken_reason(taken.get(dev_id))
+            never = _never_offered(dev, routed)
+            if never is not None:
+                excluded[dev_id] = never
+                continue
+            reason = _taken_reason(taken.get(dev_id))
             if reason is None:
                 reason = _rejected_by_all(resource, dev, snapshot.vhost_net)
             if reason is None:
@@ -82,7 +88,7 @@ def build_pools(
         ResourcePool(r, tuple(sorted(members[r.full_name], key=device_id))) for r in resources.resources
     )
     verdicts = tuple(
-        Verdict(dev_id, taken.get(dev_id), tuple(rejections.get(dev_id, ())))
+        Verdict(dev_id, taken.get(dev_id), tuple(rejections.get(dev_id, ())), excluded.get(dev_id))
         for dev_id in _all_ids(snapshot)
     )
     return PoolSet(pools, verdicts)
@@ -96,11 +102,10 @@ def _candidates(snapshot: HostSnapshot, device_type: DeviceType) -> list[Device]
     return list(snapshot.aux_devices.values())
 
 
-def _never_offered(dev: Device, routed: frozenset[str], snapshot: HostSnapshot) -> str | None:
+def _never_offered(dev: Device, routed: frozenset[str]) -> str | None:
     if isinstance(dev, PciDevice) and dev.is_sriov_pf and dev.has_vfs:
         return f"PF with {dev.num_vfs} VFs: its VFs are offered, not the PF"
-    netdevs = dev.netdevs if isinstance(dev, (PciDevice, AuxDevice)) else ()
-    for netdev in netdevs:
+    for netdev in dev.netdevs:
         if netdev in routed:
             return f"interface {netdev} carries the host's default route"
     return None

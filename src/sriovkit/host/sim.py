@@ -170,6 +170,7 @@ class SimulatedHost:
         pf.num_vfs = num_vfs
         self._write(self._dev_path(self.pf_address(pf_number)) / "sriov_numvfs", str(num_vfs))
         self._make_vfs(pf_number, pf)
+        (self.root / _MARKER).write_text(self.spec.model_dump_json(by_alias=True))
 
     def set_netdev(self, pci_address: str, netdev: str | None) -> None:
         """Show the device's interface under a new name, or none (moved to a pod)."""

@@ -12,15 +12,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from sriovkit.errors import UserError
+
 EXIT_USAGE = 2
-
-
-class UserError(Exception):
-    """An error the user caused; `lines` are printed as they are, exit status 2."""
-
-    def __init__(self, lines: Sequence[str] | str) -> None:
-        self.lines = [lines] if isinstance(lines, str) else list(lines)
-        super().__init__("\n".join(self.lines))
+__all__ = ["UserError", "main"]
 
 
 def _host_root_arg(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sriovkit.cli import UserError
+from sriovkit.errors import UserError
 from sriovkit.host import sim
 from sriovkit.host.discover import discover
 from sriovkit.host.model import HostSnapshot, PciDevice

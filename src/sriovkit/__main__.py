@@ -1,0 +1,5 @@
+import sys
+
+from sriovkit.cli import main
+
+sys.exit(main())

@@ -87,7 +87,7 @@ def cmd_pools(args: argparse.Namespace) -> int:
 def _explain(pool_set: PoolSet, *, as_json: bool) -> str:
     if as_json:
         return json.dumps(
-            {v.device_id: {"pool": v.pool, "excluded": v.excluded, "rejectedBy": dict(v.rejections)}
+            {v.device_id: {"pool": v.pool, "excluded": v.excluded, "rejectedBy": {r: str(t) for r, t in v.rejections}}
              for v in pool_set.verdicts},
             indent=2,
         )
@@ -102,7 +102,7 @@ def _explain(pool_set: PoolSet, *, as_json: bool) -> str:
         else:
             lines.append(f"{v.device_id}: in no pool")
         for resource, reason in v.rejections:
-            if v.pool is None or not reason.startswith("already in"):
+            if v.pool is None or not str(reason).startswith("already in"):
                 lines.append(f"    {resource}: {reason}")
     empty = [p.name for p in pool_set.pools if not p.devices]
     if empty:

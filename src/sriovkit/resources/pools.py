@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sriovkit.host.model import HostSnapshot, PciDevice
 from sriovkit.resources.config import DeviceType, ResourceConfig, ResourceList
-from sriovkit.resources.selectors import Device, device_id, selector_rejects
+from sriovkit.resources.selectors import Device, Reason, device_id, selector_rejects
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class Verdict:
 
     device_id: str
     pool: str | None
-    rejections: tuple[tuple[str, str], ...] = ()  # (resource full name, reason)
+    rejections: tuple[tuple[str, object], ...] = ()  # (resource full name, reason; str() to show)
     excluded: str | None = None  # why no pool may ever take it (PF with VFs, default route)
 
 
@@ -67,7 +67,7 @@ def build_pools(
     routed = frozenset(default_route_netdevs)
     taken: dict[str, str] = {}
     members: dict[str, list[Device]] = {r.full_name: [] for r in resources.resources}
-    rejections: dict[str, list[tuple[str, str]]] = {}
+    rejections: dict[str, list[tuple[str, Reason]]] = {}
     excluded: dict[str, str] = {}
     for resource in resources.resources:
         for dev in _candidates(snapshot, resource.device_type):
@@ -111,12 +111,16 @@ def _never_offered(dev: Device, routed: frozenset[str]) -> str | None:
     return None
 
 
-def _taken_reason(pool: str | None) -> str | None:
-    return None if pool is None else f"already in {pool} (an earlier resource)"
+def _taken_reason(pool: str | None) -> Reason | None:
+    return None if pool is None else Reason(_already_in, pool)
 
 
-def _rejected_by_all(resource: ResourceConfig, dev: Device, vhost_net: bool) -> str | None:
-    reasons: list[str] = []
+def _already_in(pool: str) -> str:
+    return f"already in {pool} (an earlier resource)"
+
+
+def _rejected_by_all(resource: ResourceConfig, dev: Device, vhost_net: bool) -> Reason | None:
+    reasons: list[Reason] = []
     for selector in resource.selectors:
         reason = selector_rejects(selector, dev, vhost_net=vhost_net)
         if reason is None:
@@ -124,6 +128,10 @@ def _rejected_by_all(resource: ResourceConfig, dev: Device, vhost_net: bool) -> 
         reasons.append(reason)
     if len(reasons) == 1:
         return reasons[0]
+    return Reason(_joined, reasons)
+
+
+def _joined(reasons: list[Reason]) -> str:
     return "; ".join(f"selectors[{i}] {r}" for i, r in enumerate(reasons))
 
 

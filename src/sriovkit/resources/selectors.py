@@ -12,7 +12,30 @@ from sriovkit.host.model import AuxDevice, PciDevice
 from sriovkit.resources.config import IndexedName, Selector
 
 Device = PciDevice | AuxDevice
-_Check = Callable[[Selector, Device, bool], str | None]
+
+
+class Reason:
+    """Why a selector field refused a device. The text is built only when shown:
+    pool building rejects most devices for most resources, and formatting every
+    reason would cost more than the matching itself."""
+
+    __slots__ = ("_args", "_fmt")
+
+    def __init__(self, fmt: Callable[..., str], *args: object) -> None:
+        self._fmt = fmt
+        self._args = args
+
+    def __str__(self) -> str:
+        return self._fmt(*self._args)
+
+    def __eq__(self, other: object) -> bool:
+        return str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+_Check = Callable[[Selector, Device, bool], Reason | None]
 
 
 def device_id(dev: Device) -> str:
@@ -20,7 +43,7 @@ def device_id(dev: Device) -> str:
     return dev.pci_address if isinstance(dev, PciDevice) else dev.name
 
 
-def selector_rejects(selector: Selector, dev: Device, *, vhost_net: bool) -> str | None:
+def selector_rejects(selector: Selector, dev: Device, *, vhost_net: bool) -> Reason | None:
     """None when `selector` takes `dev`, else why not (the first failing field)."""
     for check in _CHECKS:
         reason = check(selector, dev, vhost_net)
@@ -29,25 +52,33 @@ def selector_rejects(selector: Selector, dev: Device, *, vhost_net: bool) -> str
     return None
 
 
-def _listed(field: str, wanted: tuple[str, ...], value: str | None) -> str | None:
+def _listed(field: str, wanted: tuple[str, ...], value: str | None) -> Reason | None:
     if not wanted or (value is not None and value in wanted):
         return None
+    return Reason(_not_in, field, value, wanted)
+
+
+def _not_in(field: str, value: str | None, wanted: tuple[str, ...]) -> str:
     return f"{field}: {value or '(none)'} not in {list(wanted)}"
 
 
-def _vendors(s: Selector, d: Device, _: bool) -> str | None:
+def _text(text: str) -> str:
+    return text
+
+
+def _vendors(s: Selector, d: Device, _: bool) -> Reason | None:
     return _listed("vendors", s.vendors, d.vendor if isinstance(d, PciDevice) else None) if s.vendors else None
 
 
-def _devices(s: Selector, d: Device, _: bool) -> str | None:
+def _devices(s: Selector, d: Device, _: bool) -> Reason | None:
     return _listed("devices", s.devices, d.device if isinstance(d, PciDevice) else None) if s.devices else None
 
 
-def _drivers(s: Selector, d: Device, _: bool) -> str | None:
+def _drivers(s: Selector, d: Device, _: bool) -> Reason | None:
     return _listed("drivers", s.drivers, d.driver if isinstance(d, PciDevice) else None) if s.drivers else None
 
 
-def _pci_addresses(s: Selector, d: Device, _: bool) -> str | None:
+def _pci_addresses(s: Selector, d: Device, _: bool) -> Reason | None:
     return _listed("pciAddresses", s.pci_addresses, device_id(d))
 
 
@@ -55,26 +86,29 @@ def _matches_indexed(entries: tuple[IndexedName, ...], name: str | None, vf_inde
     return any(e.name == name and e.covers(vf_index) for e in entries)
 
 
-def _pf_names(s: Selector, d: Device, _: bool) -> str | None:
+def _pf_names(s: Selector, d: Device, _: bool) -> Reason | None:
     if not s.pf_names:
         return None
     pf_name = d.pf_name if isinstance(d, PciDevice) else d.pf_netdev
     vf_index = d.vf_index if isinstance(d, PciDevice) else None
     if _matches_indexed(s.pf_names, pf_name, vf_index):
         return None
-    where = f"{pf_name or '(no PF interface)'}" + (f"#{vf_index}" if vf_index is not None else "")
-    return f"pfNames: {where} not covered by {[_show_indexed(e) for e in s.pf_names]}"
+    return Reason(_not_covered, "pfNames", pf_name or "(no PF interface)", vf_index, s.pf_names)
 
 
-def _root_devices(s: Selector, d: Device, _: bool) -> str | None:
+def _root_devices(s: Selector, d: Device, _: bool) -> Reason | None:
     if not s.root_devices:
         return None
     root = d.root_device if isinstance(d, PciDevice) else d.parent_address
     vf_index = d.vf_index if isinstance(d, PciDevice) else None
     if _matches_indexed(s.root_devices, root, vf_index):
         return None
-    where = root + (f"#{vf_index}" if vf_index is not None else "")
-    return f"rootDevices: {where} not covered by {[_show_indexed(e) for e in s.root_devices]}"
+    return Reason(_not_covered, "rootDevices", root, vf_index, s.root_devices)
+
+
+def _not_covered(field: str, name: str, vf_index: int | None, entries: tuple[IndexedName, ...]) -> str:
+    where = name + (f"#{vf_index}" if vf_index is not None else "")
+    return f"{field}: {where} not covered by {[_show_indexed(e) for e in entries]}"
 
 
 def _show_indexed(entry: IndexedName) -> str:
@@ -96,47 +130,47 @@ def _compact(indexes: list[int]) -> str:
     return ",".join(parts)
 
 
-def _link_types(s: Selector, d: Device, _: bool) -> str | None:
+def _link_types(s: Selector, d: Device, _: bool) -> Reason | None:
     return _listed("linkTypes", s.link_types, d.link_type)
 
 
-def _is_rdma(s: Selector, d: Device, _: bool) -> str | None:
+def _is_rdma(s: Selector, d: Device, _: bool) -> Reason | None:
     if s.is_rdma and not d.rdma_devices:
-        return "isRdma: device has no RDMA device"
+        return Reason(_text, "isRdma: device has no RDMA device")
     return None
 
 
-def _need_vhost_net(s: Selector, d: Device, vhost_net: bool) -> str | None:
+def _need_vhost_net(s: Selector, d: Device, vhost_net: bool) -> Reason | None:
     if s.need_vhost_net and not vhost_net:
-        return "needVhostNet: /dev/vhost-net or /dev/net/tun missing on the host"
+        return Reason(_text, "needVhostNet: /dev/vhost-net or /dev/net/tun missing on the host")
     return None
 
 
-def _ddp_profiles(s: Selector, d: Device, _: bool) -> str | None:
+def _ddp_profiles(s: Selector, d: Device, _: bool) -> Reason | None:
     return _listed("ddpProfiles", s.ddp_profiles, d.ddp_profile if isinstance(d, PciDevice) else None)
 
 
-def _vdpa_type(s: Selector, d: Device, _: bool) -> str | None:
+def _vdpa_type(s: Selector, d: Device, _: bool) -> Reason | None:
     if s.vdpa_type is None:
         return None
     have = d.vdpa_type if isinstance(d, PciDevice) else None
-    return None if have == s.vdpa_type else f"vdpaType: {have or '(none)'} is not {s.vdpa_type}"
+    return None if have == s.vdpa_type else Reason(_text, f"vdpaType: {have or '(none)'} is not {s.vdpa_type}")
 
 
-def _pkeys(s: Selector, d: Device, _: bool) -> str | None:
+def _pkeys(s: Selector, d: Device, _: bool) -> Reason | None:
     if not s.pkeys:
         return None
     have = d.pkeys if isinstance(d, PciDevice) else ()
     if any(p in s.pkeys for p in have):
         return None
-    return f"pKeys: {list(have) or '(none)'} has none of {list(s.pkeys)}"
+    return Reason(_text, f"pKeys: {list(have) or '(none)'} has none of {list(s.pkeys)}")
 
 
-def _acpi_indexes(s: Selector, d: Device, _: bool) -> str | None:
+def _acpi_indexes(s: Selector, d: Device, _: bool) -> Reason | None:
     return _listed("acpiIndexes", s.acpi_indexes, d.acpi_index if isinstance(d, PciDevice) else None)
 
 
-def _aux_types(s: Selector, d: Device, _: bool) -> str | None:
+def _aux_types(s: Selector, d: Device, _: bool) -> Reason | None:
     return _listed("auxTypes", s.aux_types, d.aux_type if isinstance(d, AuxDevice) else None)
 
 

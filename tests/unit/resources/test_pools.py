@@ -132,7 +132,7 @@ def test_need_vhost_net_depends_on_host(make_host):
     assert ids(pools(with_vhost, res({"needVhostNet": True}))) == vfs(host, 0, 0)
     result = pools(without, res({"needVhostNet": True}))
     assert ids(result) == []
-    assert "needVhostNet" in dict(result.verdicts[1].rejections)["intel.com/r"]
+    assert "needVhostNet" in str(dict(result.verdicts[1].rejections)["intel.com/r"])
 
 
 def test_vdpa_type_and_acpi_index(make_host):

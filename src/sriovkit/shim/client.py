@@ -1,0 +1,191 @@
+#!/usr/bin/python3 -IS
+"""The `sriov` CNI executable: a tiny client of the sriovkit node agent.
+
+The container runtime execs this once per pod interface, so it must start in
+milliseconds: standard library only, no `site`, Python 3.8 or newer. It sends
+the CNI environment and stdin to the agent over a unix socket and relays the
+agent's answer (stdout bytes and exit status) unchanged.
+
+When the agent cannot be reached, it runs the same CNI library in-process
+(`FALLBACK_PYTHON -m sriovkit.cni.plugin`) so pods still start, and says so in
+the log. `sriovctl install-cni` writes this file with the settings below filled in.
+
+Wire format (binary, so the shim needs neither json nor base64 and their
+imports): request = u32 length + env block ("KEY=VALUE\\0" repeated, UTF-8),
+then u32 length + stdin bytes. Reply = i32 exit code + u32 length + stdout bytes.
+All integers big-endian.
+"""
+
+# The C module directly: `socket.py` pulls in enum and friends, a third of the
+# shim's start-up time, for conveniences it does not use.
+import _socket
+import os
+import struct
+import sys
+import time
+
+# --- settings, rewritten by `sriovctl install-cni` -------------------------------
+AGENT_SOCKET = "/run/sriovkit/cni.sock"
+FALLBACK_PYTHON = ""  # interpreter with sriovkit installed; "" = no fallback
+LOG_FILE = ""  # "" = log to stderr only
+CONNECT_TIMEOUT = 2.0
+REPLY_TIMEOUT = 300.0
+# ----------------------------------------------------------------------------------
+
+MAX_FRAME = 16 * 1024 * 1024
+MAX_STDIN = 4 * 1024 * 1024
+ENV_PREFIXES = ("CNI_", "SRIOVKIT_")
+# CNI spec error codes used by the shim itself
+CODE_IO_FAILURE = 5  # "failed to decode content" family: we use it for oversized input
+CODE_TRY_AGAIN = 11
+
+
+class AgentUnreachable(Exception):
+    """Nothing was sent: it is safe to run the operation elsewhere."""
+
+
+def encode_request(env, stdin):
+    block = b"".join(f"{k}={v}".encode("utf-8", "surrogateescape") + b"\0" for k, v in sorted(env.items()))
+    return struct.pack(">I", len(block)) + block + struct.pack(">I", len(stdin)) + stdin
+
+
+def decode_request(read):
+    """`read(n)` returns exactly n bytes; gives (env dict, stdin bytes)."""
+    env = {}
+    for item in _read_block(read).split(b"\0"):
+        if item:
+            key, _, value = item.decode("utf-8", "surrogateescape").partition("=")
+            env[key] = value
+    return env, _read_block(read)
+
+
+def encode_reply(stdout, code):
+    return struct.pack(">iI", code, len(stdout)) + stdout
+
+
+def decode_reply(read):
+    code, length = struct.unpack(">iI", read(8))
+    if length > MAX_FRAME:
+        raise ValueError(f"reply of {length} bytes exceeds {MAX_FRAME}")
+    return read(length), code
+
+
+def _read_block(read):
+    (length,) = struct.unpack(">I", read(4))
+    if length > MAX_FRAME:
+        raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+    return read(length)
+
+
+def exact_reader(sock):
+    def read(n):
+        chunks = []
+        while n:
+            chunk = sock.recv(min(n, 1 << 20))
+            if not chunk:
+                raise ConnectionError("connection closed by peer")
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    return read
+
+
+def cni_env(environ):
+    return {k: v for k, v in environ.items() if k.startswith(ENV_PREFIXES)}
+
+
+def call_agent(path, env, stdin, connect_timeout=CONNECT_TIMEOUT, reply_timeout=REPLY_TIMEOUT):
+    """Send one CNI call to the agent; returns (stdout bytes, exit code)."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(connect_timeout)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            raise AgentUnreachable(f"{path}: {exc.strerror or exc}") from None
+        sock.settimeout(reply_timeout)
+        sock.sendall(encode_request(env, stdin))
+        return decode_reply(exact_reader(sock))
+    finally:
+        sock.close()
+
+
+def error_reply(env, stdin, code, msg, details=""):
+    import json  # only on this rare path: it costs the common path ~3 ms
+
+    version = "1.1.0"
+    try:  # noqa: SIM105 - contextlib would cost the shim an import
+        version = json.loads(stdin).get("cniVersion") or version
+    except (ValueError, AttributeError):
+        pass
+    body = {"cniVersion": version, "code": code, "msg": msg}
+    if details:
+        body["details"] = details
+    return json.dumps(body).encode() + b"\n", 1
+
+
+def log(message):
+    line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} sriov-shim pid={os.getpid()} {message}\n"
+    if LOG_FILE:
+        try:
+            fd = os.open(LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+            return
+        except OSError:
+            pass
+    sys.stderr.write(line)
+
+
+def read_stdin():
+    data = sys.stdin.buffer.read(MAX_STDIN + 1)
+    if len(data) > MAX_STDIN:
+        return None
+    return data
+
+
+def run_fallback(env_all, stdin):
+    """Exec the in-process CNI library with the same environment and stdin.
+
+    stdin was already consumed, so it is replayed from an anonymous memory file."""
+    fd = os.memfd_create("sriov-cni-stdin")
+    os.write(fd, stdin)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.dup2(fd, 0)
+    os.close(fd)
+    os.execve(FALLBACK_PYTHON, [FALLBACK_PYTHON, "-m", "sriovkit.cni.plugin"], env_all)
+
+
+def main():
+    env_all = dict(os.environ)
+    env = cni_env(env_all)
+    stdin = read_stdin()
+    if stdin is None:
+        out, code = error_reply(env, b"", CODE_IO_FAILURE, f"network config on stdin exceeds {MAX_STDIN} bytes")
+        sys.stdout.buffer.write(out)
+        return code
+    socket_path = env_all.get("SRIOVKIT_AGENT_SOCKET", AGENT_SOCKET)
+    try:
+        out, code = call_agent(socket_path, env, stdin)
+    except AgentUnreachable as exc:
+        if not FALLBACK_PYTHON:
+            out, code = error_reply(env, stdin, CODE_TRY_AGAIN, "sriovkit agent unreachable", str(exc))
+        else:
+            command, container = env.get("CNI_COMMAND", ""), env.get("CNI_CONTAINERID", "")[:12]
+            log(f"agent unreachable ({exc}); running the CNI in-process, slower: "
+                f"command={command} container={container}")
+            run_fallback(env_all, stdin)
+            return 1  # not reached: execve replaced this process
+    except (OSError, ValueError, struct.error) as exc:
+        # The request may have been acted on: never repeat it elsewhere.
+        out, code = error_reply(env, stdin, CODE_TRY_AGAIN, "sriovkit agent failed mid-call", str(exc))
+    sys.stdout.buffer.write(out)
+    sys.stdout.buffer.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -146,7 +146,7 @@ def parse_config(data: Any, *, source: str = "<config>", default_prefix: str = D
         problems.raise_if_any()
     for key in data:
         if key != "resourceList":
-            problems.add(key, "unknown field", data[key])
+            problems.add(_member("", key), "unknown field", data[key])
     raw_list = data.get("resourceList")
     if not isinstance(raw_list, list):
         problems.add("resourceList", "must be a list", raw_list)
@@ -168,6 +168,17 @@ def parse_config(data: Any, *, source: str = "<config>", default_prefix: str = D
         resources.append(resource)
     problems.raise_if_any()
     return ResourceList(tuple(resources), source)
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_*:.-]+$")
+
+
+def _member(path: str, key: str) -> str:
+    """JSON path of `key` under `path`; odd keys (spaces, newlines) are quoted so
+    a problem always stays on one line."""
+    if _PLAIN_KEY.match(key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{json.dumps(key)}]"
 
 
 class _Problems:
@@ -196,7 +207,7 @@ def _parse_resource(raw: Any, path: str, problems: _Problems, default_prefix: st
     before = len(problems.lines)
     for key in raw:
         if key not in _RESOURCE_FIELDS:
-            problems.add(f"{path}.{key}", "unknown field", raw[key])
+            problems.add(_member(path, key), "unknown field", raw[key])
     name = raw.get("resourceName")
     if not isinstance(name, str) or not _RESOURCE_NAME.match(name):
         problems.add(f"{path}.resourceName", "required; letters, digits and '_' only", name)
@@ -249,7 +260,7 @@ def _parse_selector(raw: Any, path: str, device_type: DeviceType, problems: _Pro
     allowed = SELECTOR_FIELDS[device_type]
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        field_path = f"{path}.{key}"
+        field_path = _member(path, key)
         if key not in allowed:
             known = any(key in fields for fields in SELECTOR_FIELDS.values())
             why = f"not a selector of deviceType {device_type.value}" if known else "unknown selector"
@@ -259,7 +270,7 @@ def _parse_selector(raw: Any, path: str, device_type: DeviceType, problems: _Pro
                 problems.add(field_path, "must be true or false", value)
             values[key] = value is True
         elif key == "vdpaType":
-            if value not in _VDPA_TYPES:
+            if not isinstance(value, str) or value not in _VDPA_TYPES:
                 problems.add(field_path, f"must be one of {', '.join(sorted(_VDPA_TYPES))}", value)
             values[key] = value
         elif not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -336,7 +347,7 @@ def _parse_additional_info(raw: Any, path: str, problems: _Problems) -> dict[str
     info: dict[str, dict[str, str]] = {}
     for key, value in raw.items():
         if key != "*" and not _PCI_ADDRESS.match(key):
-            problems.add(f"{path}.{key}", "key must be a PCI address or '*'", key)
+            problems.add(_member(path, key), "key must be a PCI address or '*'", key)
         elif not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             problems.add(f"{path}.{key}", "must be an object of string values", value)
         else:

@@ -221,7 +221,7 @@ def _parse_resource(raw: Any, path: str, problems: _Problems, default_prefix: st
         problems.add(f"{path}.excludeTopology", "must be true or false", exclude)
     selectors = _parse_selectors(raw.get("selectors", {}), f"{path}.selectors", device_type, problems)
     info = _parse_additional_info(raw.get("additionalInfo", {}), f"{path}.additionalInfo", problems)
-    if len(problems.lines) > before:
+    if len(problems.lines) > before or not isinstance(name, str) or not isinstance(prefix, str):
         return None
     return ResourceConfig(
         resource_name=name,

@@ -16,6 +16,8 @@ then u32 length + stdin bytes. Reply = i32 exit code + u32 length + stdout bytes
 All integers big-endian.
 """
 
+from __future__ import annotations
+
 # The C module directly: `socket.py` pulls in enum and friends, a third of the
 # shim's start-up time, for conveniences it does not use.
 import _socket
@@ -23,6 +25,12 @@ import os
 import struct
 import sys
 import time
+
+TYPE_CHECKING = False  # typing itself would cost the shim an import; mypy honours this name
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Reader = Callable[[int], bytes]
 
 # --- settings, rewritten by `sriovctl install-cni` -------------------------------
 AGENT_SOCKET = "/run/sriovkit/cni.sock"
@@ -44,14 +52,14 @@ class AgentUnreachable(Exception):
     """Nothing was sent: it is safe to run the operation elsewhere."""
 
 
-def encode_request(env, stdin):
+def encode_request(env: dict[str, str], stdin: bytes) -> bytes:
     block = b"".join(f"{k}={v}".encode("utf-8", "surrogateescape") + b"\0" for k, v in sorted(env.items()))
     return struct.pack(">I", len(block)) + block + struct.pack(">I", len(stdin)) + stdin
 
 
-def decode_request(read):
+def decode_request(read: Reader) -> tuple[dict[str, str], bytes]:
     """`read(n)` returns exactly n bytes; gives (env dict, stdin bytes)."""
-    env = {}
+    env: dict[str, str] = {}
     for item in _read_block(read).split(b"\0"):
         if item:
             key, _, value = item.decode("utf-8", "surrogateescape").partition("=")
@@ -59,27 +67,27 @@ def decode_request(read):
     return env, _read_block(read)
 
 
-def encode_reply(stdout, code):
+def encode_reply(stdout: bytes, code: int) -> bytes:
     return struct.pack(">iI", code, len(stdout)) + stdout
 
 
-def decode_reply(read):
+def decode_reply(read: Reader) -> tuple[bytes, int]:
     code, length = struct.unpack(">iI", read(8))
     if length > MAX_FRAME:
         raise ValueError(f"reply of {length} bytes exceeds {MAX_FRAME}")
     return read(length), code
 
 
-def _read_block(read):
+def _read_block(read: Reader) -> bytes:
     (length,) = struct.unpack(">I", read(4))
     if length > MAX_FRAME:
         raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
     return read(length)
 
 
-def exact_reader(sock):
-    def read(n):
-        chunks = []
+def exact_reader(sock: _socket.socket) -> Reader:
+    def read(n: int) -> bytes:
+        chunks: list[bytes] = []
         while n:
             chunk = sock.recv(min(n, 1 << 20))
             if not chunk:
@@ -91,11 +99,12 @@ def exact_reader(sock):
     return read
 
 
-def cni_env(environ):
+def cni_env(environ: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k.startswith(ENV_PREFIXES)}
 
 
-def call_agent(path, env, stdin, connect_timeout=CONNECT_TIMEOUT, reply_timeout=REPLY_TIMEOUT):
+def call_agent(path: str, env: dict[str, str], stdin: bytes, connect_timeout: float = CONNECT_TIMEOUT,
+               reply_timeout: float = REPLY_TIMEOUT) -> tuple[bytes, int]:
     """Send one CNI call to the agent; returns (stdout bytes, exit code)."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
@@ -111,7 +120,7 @@ def call_agent(path, env, stdin, connect_timeout=CONNECT_TIMEOUT, reply_timeout=
         sock.close()
 
 
-def error_reply(env, stdin, code, msg, details=""):
+def error_reply(env: object, stdin: bytes, code: int, msg: str, details: str = "") -> tuple[bytes, int]:
     import json  # only on this rare path: it costs the common path ~3 ms
 
     version = "1.1.0"
@@ -119,13 +128,13 @@ def error_reply(env, stdin, code, msg, details=""):
         version = json.loads(stdin).get("cniVersion") or version
     except (ValueError, AttributeError):
         pass
-    body = {"cniVersion": version, "code": code, "msg": msg}
+    body: dict[str, object] = {"cniVersion": version, "code": code, "msg": msg}
     if details:
         body["details"] = details
     return json.dumps(body).encode() + b"\n", 1
 
 
-def log(message):
+def log(message: str) -> None:
     line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} sriov-shim pid={os.getpid()} {message}\n"
     if LOG_FILE:
         try:
@@ -140,14 +149,14 @@ def log(message):
     sys.stderr.write(line)
 
 
-def read_stdin():
+def read_stdin() -> bytes | None:
     data = sys.stdin.buffer.read(MAX_STDIN + 1)
     if len(data) > MAX_STDIN:
         return None
     return data
 
 
-def run_fallback(env_all, stdin):
+def run_fallback(env_all: dict[str, str], stdin: bytes) -> None:
     """Exec the in-process CNI library with the same environment and stdin.
 
     stdin was already consumed, so it is replayed from an anonymous memory file."""
@@ -159,7 +168,7 @@ def run_fallback(env_all, stdin):
     os.execve(FALLBACK_PYTHON, [FALLBACK_PYTHON, "-m", "sriovkit.cni.plugin"], env_all)
 
 
-def main():
+def main() -> int:
     env_all = dict(os.environ)
     env = cni_env(env_all)
     stdin = read_stdin()

@@ -166,6 +166,7 @@ def test_installed_shim_is_standard_library_only(shim):
     imports = {line.split()[1].split(".")[0] for line in text.splitlines()
                if line.startswith(("import ", "from ")) or line.startswith("    import ")}
     imports |= {line.split()[1] for line in text.splitlines() if line.strip().startswith("import ")}
-    assert imports <= {"os", "struct", "sys", "time", "_socket", "json"}
+    assert imports <= {"__future__", "os", "struct", "sys", "time", "_socket", "json", "collections"}
+    assert "\nif TYPE_CHECKING:\n    from collections.abc import Callable" in text  # never imported at run time
     assert text.startswith(f"#!{sys.executable} -IS\n")
     assert stat.S_IMODE(os.stat(shim).st_mode) == 0o755

@@ -1,0 +1,158 @@
+"""Host side of the VM lab: set it up, boot it once for a list of guest scripts, read what they wrote.
+
+The guest scripts (tests/e2e/guest/*.sh) only act on the kernel and record what it reports;
+the tests assert on the host, in Python, against those records. One boot serves every
+scenario of a pytest session: booting costs seconds under TCG, Python in the guest ~9x more.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+E2E_DIR = Path(__file__).resolve().parent
+VMLAB_DIR = E2E_DIR / "vmlab"
+GUEST_DIR = E2E_DIR / "guest"
+SETUP_TIMEOUT_S = 900
+BOOT_TIMEOUT_S = 900
+
+
+class LabUnavailable(RuntimeError):
+    """The lab could not be set up (QEMU or the guest kernel could not be installed)."""
+
+
+def ensure_lab(log_path: Path) -> float:
+    """Run the idempotent setup (installs QEMU and the guest kernel when missing); seconds taken."""
+    start = time.monotonic()
+    with open(log_path, "w") as log:
+        try:
+            proc = subprocess.run(["bash", str(VMLAB_DIR / "setup.sh")], stdout=log, stderr=subprocess.STDOUT,
+                                  timeout=SETUP_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired:
+            raise LabUnavailable(f"vmlab setup timed out after {SETUP_TIMEOUT_S}s; log: {log_path}") from None
+    if proc.returncode != 0:
+        tail = "\n".join(log_path.read_text().splitlines()[-30:])
+        raise LabUnavailable(f"vmlab setup failed (exit {proc.returncode}); last lines of {log_path}:\n{tail}")
+    return time.monotonic() - start
+
+
+def sriovctl_path() -> str:
+    """The sriovctl of the interpreter running the tests (the guest sees the host's / as it is)."""
+    return str(Path(sys.executable).parent / "sriovctl")
+
+
+@dataclass(frozen=True)
+class Boot:
+    """One VM boot that ran some guest scripts."""
+
+    out_dir: Path
+    scripts: tuple[str, ...]
+    nics: int
+    returncode: int
+    output: str  # the guest's stdout/stderr and run-vm.sh's own summary lines
+    wall_s: float
+
+    def result(self, script: str) -> ScriptResult:
+        return ScriptResult(self, script)
+
+
+def boot(out_dir: Path, scripts: list[str], *, nics: int) -> Boot:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = " ".join([str(GUEST_DIR / "run.sh"), str(out_dir), sriovctl_path(), *scripts])
+    env = dict(os.environ, VMLAB_NICS=str(nics))
+    start = time.monotonic()
+    proc = subprocess.run(["bash", str(VMLAB_DIR / "run-vm.sh"), "-w", str(out_dir), cmd], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+                          timeout=BOOT_TIMEOUT_S + 30, cwd=E2E_DIR)
+    wall = time.monotonic() - start
+    (out_dir / "boot.log").write_text(proc.stdout)
+    return Boot(out_dir, tuple(scripts), nics, proc.returncode, proc.stdout, wall)
+
+
+@dataclass(frozen=True)
+class Command:
+    """An sriovctl run recorded in the guest."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        assert self.returncode == 0, f"command failed (rc={self.returncode}): {self.stderr}"
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Step:
+    """The kernel's view at one point of a guest script, plus the commands run there."""
+
+    path: Path
+
+    @cached_property
+    def sysfs(self) -> dict[str, dict[str, Any]]:
+        return json.loads((self.path / "sysfs.json").read_text())  # type: ignore[no-any-return]
+
+    @cached_property
+    def links(self) -> dict[str, dict[str, Any]]:
+        """`ip -d -j link show`, by interface name."""
+        return {link["ifname"]: link for link in json.loads((self.path / "ip-link.json").read_text())}
+
+    @cached_property
+    def vfio_nodes(self) -> set[str]:
+        return set((self.path / "dev-vfio.txt").read_text().split())
+
+    def command(self, name: str) -> Command:
+        rc_file = self.path / f"{name}.rc"
+        assert rc_file.exists(), f"the guest never ran {name!r} in step {self.path.name}"
+        return Command(int(rc_file.read_text()), (self.path / f"{name}.json").read_text(),
+                       (self.path / f"{name}.err").read_text())
+
+    def pf(self, netdev: str) -> tuple[str, dict[str, Any]]:
+        """A PF's address and sysfs record, found by its interface name."""
+        for address, dev in self.sysfs.items():
+            if netdev in dev["net"] and "sriov_totalvfs" in dev:
+                return address, dev
+        raise AssertionError(f"no SR-IOV PF with interface {netdev} in the guest's sysfs ({self.path})")
+
+    def vf_addresses(self, pf_netdev: str) -> list[str]:
+        """The PF's VFs by index, from its virtfnN links."""
+        _, pf = self.pf(pf_netdev)
+        return [pf["virtfn"][i] for i in sorted(pf["virtfn"], key=int)]
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    boot: Boot
+    script: str
+
+    @property
+    def dir(self) -> Path:
+        return self.boot.out_dir / self.script
+
+    @property
+    def returncode(self) -> int | None:
+        rc = self.dir / "rc"
+        return int(rc.read_text()) if rc.exists() else None
+
+    @property
+    def log(self) -> str:
+        path = self.dir / "guest.log"
+        return path.read_text() if path.exists() else ""
+
+    def step(self, name: str) -> Step:
+        path = self.dir / name
+        assert (path / "sysfs.json").exists(), f"guest script {self.script} never reached step {name!r}"
+        return Step(path)
+
+    def evidence(self) -> str:
+        """What to show when a test on this script fails."""
+        if self.returncode is None:
+            return f"guest script {self.script} never ran; whole boot output:\n{self.boot.output}"
+        return f"guest script {self.script} exit={self.returncode}, files in {self.dir}\n{self.log}"

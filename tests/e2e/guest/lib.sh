@@ -1,0 +1,107 @@
+# Sourced by the guest-side scenario scripts (runs INSIDE the vmlab guest, busybox-free: the
+# guest sees the host's / read-only, so bash, coreutils and iproute2 are the host's).
+#
+# The scripts only set the kernel up and record what it reports; every assertion is made on
+# the host by tests/e2e/test_*.py, from the files written here:
+#   <step>/sysfs.json      every network-class PCI function: ids, driver, iommu group, numa,
+#                          netdevs, driver_override, SR-IOV links (raw kernel values)
+#   <step>/ip-link.json    `ip -d -j link show`
+#   <step>/dev-vfio.txt    `ls /dev/vfio`
+#   <step>/<name>.json     stdout of an sriovctl command, <name>.err its stderr, <name>.rc its status
+# plus a line per action on stdout (the guest's evidence, printed by a failing test).
+
+say() { printf '[guest %s] %s\n' "$(cut -d' ' -f1 /proc/uptime)" "$*"; }
+
+pci_dir() { echo "/sys/bus/pci/devices/$1"; }
+
+pf_dir() { readlink -f "/sys/class/net/$1/device"; }
+
+link_or_null() { if [ -e "$1" ]; then printf '"%s"' "$(basename "$(readlink -f "$1")")"; else printf null; fi; }
+
+# One PCI function as a JSON object member (values are sysfs tokens: no quoting needed).
+device_json() {
+    local d; d=$(pci_dir "$1")
+    printf '"%s": {"vendor": "%s", "device": "%s", "class": "%s"' \
+        "$1" "$(cat "$d/vendor")" "$(cat "$d/device")" "$(cat "$d/class")"
+    printf ', "driver": %s, "iommu_group": %s' "$(link_or_null "$d/driver")" "$(link_or_null "$d/iommu_group")"
+    printf ', "numa_node": "%s", "driver_override": "%s"' "$(cat "$d/numa_node" 2>/dev/null)" \
+        "$(cat "$d/driver_override" 2>/dev/null)"
+    printf ', "net": [%s]' "$(ls "$d/net" 2>/dev/null | sed 's/.*/"&"/' | paste -sd, -)"
+    printf ', "physfn": %s' "$(link_or_null "$d/physfn")"
+    if [ -e "$d/sriov_totalvfs" ]; then
+        printf ', "sriov_totalvfs": "%s", "sriov_numvfs": "%s", "virtfn": {' \
+            "$(cat "$d/sriov_totalvfs")" "$(cat "$d/sriov_numvfs")"
+        local sep="" v
+        for v in "$d"/virtfn*; do
+            [ -e "$v" ] || continue
+            printf '%s"%s": "%s"' "$sep" "${v##*/virtfn}" "$(basename "$(readlink -f "$v")")"
+            sep=", "
+        done
+        printf '}'
+    fi
+    printf '}'
+}
+
+# Record the kernel's view into directory $1.
+snapshot() {
+    local out=$1 sep="" a
+    mkdir -p "$out"
+    {
+        printf '{'
+        for a in /sys/bus/pci/devices/*; do
+            case $(cat "$a/class") in 0x02*) ;; *) continue ;; esac
+            printf '%s' "$sep"; device_json "${a##*/}"; sep=", "
+        done
+        printf '}\n'
+    } > "$out/sysfs.json"
+    ip -d -j link show > "$out/ip-link.json"
+    ls /dev/vfio > "$out/dev-vfio.txt" 2>/dev/null || true
+    say "snapshot $(basename "$out")"
+}
+
+# Run a command, keeping stdout/stderr/status as <dir>/<name>.{json,err,rc}; never fails.
+record() {
+    local out=$1 name=$2; shift 2
+    mkdir -p "$out"
+    "$@" > "$out/$name.json" 2> "$out/$name.err"
+    local rc=$?
+    echo $rc > "$out/$name.rc"
+    say "$name: rc=$rc $*"
+    [ $rc = 0 ] || sed 's/^/    /' "$out/$name.err"
+}
+
+# Wait (bounded) until every VF of PF netdev $1 has a driver and, if it is a netdev driver, a netdev.
+settle_vfs() {
+    local pf; pf=$(pf_dir "$1")
+    local i v
+    for i in $(seq 50); do
+        local ready=1
+        for v in "$pf"/virtfn*; do
+            [ -e "$v" ] || continue
+            [ -e "$v/driver" ] || ready=0
+            [ "$(basename "$(readlink -f "$v/driver" 2>/dev/null)")" != igbvf ] || [ -d "$v/net" ] || ready=0
+        done
+        [ $ready = 1 ] && return 0
+        sleep 0.2
+    done
+    say "VFs of $1 did not settle"
+    return 1
+}
+
+set_numvfs() {
+    local pf=$1 n=$2
+    echo "$n" > "/sys/class/net/$pf/device/sriov_numvfs" || { say "sriov_numvfs=$n on $pf refused"; return 1; }
+    settle_vfs "$pf"
+    say "$pf: sriov_numvfs=$(cat "/sys/class/net/$pf/device/sriov_numvfs")"
+}
+
+# Test set-up only (the product does this through sriovkit.provision): rebind a VF.
+bind_driver() {
+    local addr=$1 drv=$2 d; d=$(pci_dir "$1")
+    echo "$drv" > "$d/driver_override"
+    [ -e "$d/driver" ] && echo "$addr" > "$d/driver/unbind"
+    echo "$addr" > /sys/bus/pci/drivers_probe
+    say "$addr: driver now $(basename "$(readlink -f "$d/driver")")"
+}
+
+vf_addr() { basename "$(readlink -f "$(pf_dir "$1")/virtfn$2")"; }

@@ -1,0 +1,220 @@
+"""`KernelNetlink`: the Netlink port on the real kernel, through pyroute2."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
+
+from sriovkit.host.sysfs import Sysfs, list_dir
+from sriovkit.netlink import netns as ns
+from sriovkit.netlink.errors import LinkNotFoundError, NetlinkError, from_errno
+from sriovkit.netlink.model import LinkInfo, LinkState, VfSettings, VlanProto
+from sriovkit.netlink.vfinfo import VF_EXT_MASK, decode_vf_list, receive_buffer_bytes
+
+T = TypeVar("T")
+NETLINK_ROUTE = 0
+IFF_UP = 0x1
+_HOST_NETNS = "/proc/self/ns/net"
+
+
+class KernelNetlink:
+    """Links and VFs on this node's kernel. Host-namespace sockets are kept per thread."""
+
+    def __init__(self, sysfs: Sysfs) -> None:
+        self.sysfs = sysfs
+        self._local = threading.local()
+        self._opened: list[IPRoute] = []
+        self._opened_lock = threading.Lock()
+
+    # -- sockets ------------------------------------------------------------------
+    def _host(self) -> IPRoute:
+        ipr = getattr(self._local, "ipr", None)
+        if ipr is None:
+            ipr = _open(None)
+            self._local.ipr = ipr
+            with self._opened_lock:
+                self._opened.append(ipr)
+        return ipr
+
+    @contextmanager
+    def _route(self, netns: str | None) -> Iterator[IPRoute]:
+        if netns is None:
+            yield self._host()
+            return
+        ipr = _open(netns)
+        try:
+            yield ipr
+        finally:
+            ipr.close()
+
+    def _call(self, what: str, netns: str | None, fn: Callable[[IPRoute], T]) -> T:
+        with self._route(netns) as ipr:
+            try:
+                return fn(ipr)
+            except Pyroute2Error as exc:
+                raise from_errno(exc.code, what) from None
+            except OSError as exc:
+                raise from_errno(exc.errno or 0, what) from None
+
+    def _index(self, ipr: IPRoute, name: str, netns: str | None) -> int:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            raise LinkNotFoundError(f"interface {name}", f"not found in {_where(netns)}")
+        return int(found[0])
+
+    def close(self) -> None:
+        with self._opened_lock:
+            for ipr in self._opened:
+                ipr.close()
+            self._opened.clear()
+        self._local = threading.local()
+
+    # -- VFs --------------------------------------------------------------------------
+    def all_vf_settings(self, pf: str) -> list[VfSettings]:
+        def get(ipr: IPRoute) -> list[VfSettings]:
+            msg = ipr.link("get", index=self._index(ipr, pf, None), ext_mask=VF_EXT_MASK)[0]
+            return decode_vf_list(msg)
+
+        return self._call(f"read VFs of {pf}", None, get)
+
+    def vf_settings(self, pf: str, vf_index: int) -> VfSettings:
+        for settings in self.all_vf_settings(pf):
+            if settings.vf_index == vf_index:
+                return settings
+        raise LinkNotFoundError(f"VF {vf_index} of {pf}", "the PF does not report this VF")
+
+    def _set_vf(self, pf: str, what: str, spec: dict[str, Any]) -> None:
+        def apply(ipr: IPRoute) -> None:
+            ipr.link("set", index=self._index(ipr, pf, None), vf=spec)
+
+        self._call(f"{pf} vf {spec['vf']} {what}", None, apply)
+
+    def set_vf_mac(self, pf: str, vf_index: int, mac: str) -> None:
+        self._set_vf(pf, f"mac {mac}", {"vf": vf_index, "mac": mac})
+
+    def set_vf_vlan(self, pf: str, vf_index: int, vlan: int, qos: int, proto: VlanProto) -> None:
+        spec = {"vf": vf_index, "vlan": [{"vlan": vlan, "qos": qos, "proto": int(proto)}]}
+        self._set_vf(pf, f"vlan {vlan} qos {qos} proto {proto.name}", spec)
+
+    def set_vf_spoofchk(self, pf: str, vf_index: int, enabled: bool) -> None:
+        self._set_vf(pf, f"spoofchk {_onoff(enabled)}", {"vf": vf_index, "spoofchk": int(enabled)})
+
+    def set_vf_trust(self, pf: str, vf_index: int, enabled: bool) -> None:
+        self._set_vf(pf, f"trust {_onoff(enabled)}", {"vf": vf_index, "trust": int(enabled)})
+
+    def set_vf_link_state(self, pf: str, vf_index: int, state: LinkState) -> None:
+        self._set_vf(pf, f"state {state.name.lower()}", {"vf": vf_index, "link_state": int(state)})
+
+    def set_vf_rate(self, pf: str, vf_index: int, min_tx_rate: int, max_tx_rate: int) -> None:
+        rate = {"min_tx_rate": min_tx_rate, "max_tx_rate": max_tx_rate}
+        self._set_vf(pf, f"min_tx_rate {min_tx_rate} max_tx_rate {max_tx_rate}", {"vf": vf_index, "rate": rate})
+
+    # -- links --------------------------------------------------------------------------
+    def find_link(self, name: str, netns: str | None = None) -> LinkInfo | None:
+        def get(ipr: IPRoute) -> LinkInfo | None:
+            found = ipr.link_lookup(ifname=name)
+            return _link_info(ipr.link("get", index=found[0])[0]) if found else None
+
+        return self._call(f"look up {name} in {_where(netns)}", netns, get)
+
+    def links(self, netns: str | None = None) -> list[LinkInfo]:
+        return self._call(f"list links in {_where(netns)}", netns, lambda ipr: [_link_info(m) for m in ipr.get_links()])
+
+    def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str) -> None:
+        target = dst_netns if dst_netns is not None else _HOST_NETNS
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise from_errno(exc.errno or 0, f"open netns {target}") from None
+        try:
+            def move(ipr: IPRoute) -> None:
+                ipr.link("set", index=self._index(ipr, name, src_netns), net_ns_fd=fd, ifname=new_name)
+
+            self._call(f"move {name} from {_where(src_netns)} to {_where(dst_netns)} as {new_name}", src_netns, move)
+        finally:
+            os.close(fd)
+
+    def rename_link(self, name: str, new_name: str, netns: str | None = None) -> None:
+        def rename(ipr: IPRoute) -> None:
+            index = self._index(ipr, name, netns)
+            ipr.link("set", index=index, state="down")
+            ipr.link("set", index=index, ifname=new_name)
+
+        self._call(f"rename {name} to {new_name} in {_where(netns)}", netns, rename)
+
+    def set_link_mac(self, name: str, mac: str, netns: str | None = None) -> None:
+        self._call(f"set {name} mac {mac}", netns,
+                   lambda ipr: ipr.link("set", index=self._index(ipr, name, netns), address=mac))
+
+    def set_link_mtu(self, name: str, mtu: int, netns: str | None = None) -> None:
+        self._call(f"set {name} mtu {mtu}", netns,
+                   lambda ipr: ipr.link("set", index=self._index(ipr, name, netns), mtu=mtu))
+
+    def set_link_up(self, name: str, up: bool, netns: str | None = None) -> None:
+        state = "up" if up else "down"
+        self._call(f"set {name} {state}", netns,
+                   lambda ipr: ipr.link("set", index=self._index(ipr, name, netns), state=state))
+
+    def add_address(self, name: str, cidr: str, netns: str | None = None) -> None:
+        address, _, prefix = cidr.partition("/")
+
+        def add(ipr: IPRoute) -> None:
+            ipr.addr("add", index=self._index(ipr, name, netns), address=address, prefixlen=int(prefix))
+
+        self._call(f"add address {cidr} to {name}", netns, add)
+
+    def addresses(self, name: str, netns: str | None = None) -> list[str]:
+        def get(ipr: IPRoute) -> list[str]:
+            index = self._index(ipr, name, netns)
+            return [f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}" for m in ipr.get_addr(index=index)]
+
+        return self._call(f"list addresses of {name}", netns, get)
+
+    def add_route(self, dst: str, gateway: str | None, name: str, netns: str | None = None) -> None:
+        def add(ipr: IPRoute) -> None:
+            kwargs: dict[str, Any] = {"dst": dst, "oif": self._index(ipr, name, netns)}
+            if gateway:
+                kwargs["gateway"] = gateway
+            ipr.route("add", **kwargs)
+
+        self._call(f"add route {dst} via {gateway or name}", netns, add)
+
+    def device_netdev(self, pci_address: str) -> str | None:
+        names = list_dir(os.path.join(self.sysfs.pci_device_dir(pci_address), "net"))
+        return names[0] if names else None
+
+
+def _open(netns: str | None) -> IPRoute:
+    sock = ns.socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes())
+        return IPRoute(use_socket=sock)
+    except (OSError, Pyroute2Error) as exc:
+        sock.close()
+        raise NetlinkError(f"netlink socket in {_where(netns)}", str(exc)) from None
+
+
+def _link_info(msg: Any) -> LinkInfo:
+    return LinkInfo(
+        index=msg["index"],
+        name=msg.get_attr("IFLA_IFNAME"),
+        mac=msg.get_attr("IFLA_ADDRESS") or "",
+        mtu=msg.get_attr("IFLA_MTU") or 0,
+        up=bool(msg["flags"] & IFF_UP),
+        alias=msg.get_attr("IFLA_IFALIAS"),
+    )
+
+
+def _where(netns: str | None) -> str:
+    return "host netns" if netns is None else f"netns {netns}"
+
+
+def _onoff(value: bool) -> str:
+    return "on" if value else "off"

@@ -1,0 +1,51 @@
+"""Values that cross the Netlink port: plain, frozen, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+ZERO_MAC = "00:00:00:00:00:00"
+
+
+class LinkState(enum.IntEnum):
+    """IFLA_VF_LINK_STATE_*: the names upstream's `link_state` field uses."""
+
+    AUTO = 0
+    ENABLE = 1
+    DISABLE = 2
+
+
+class VlanProto(enum.IntEnum):
+    """Ethertypes of VLAN protocols a VF tag may use."""
+
+    DOT1Q = 0x8100
+    DOT1AD = 0x88A8
+
+
+@dataclass(frozen=True, slots=True)
+class VfSettings:
+    """What the PF's embedded switch holds for one VF (`ip link show <pf>` vf line)."""
+
+    vf_index: int
+    mac: str = ZERO_MAC  # the administrative MAC the PF assigned (00:..:00 = none)
+    vlan: int = 0
+    qos: int = 0
+    vlan_proto: VlanProto = VlanProto.DOT1Q
+    spoofchk: bool = True
+    trust: bool = False
+    link_state: LinkState = LinkState.AUTO
+    min_tx_rate: int = 0  # Mbps, 0 = no limit
+    max_tx_rate: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    """One interface as seen in some network namespace."""
+
+    index: int
+    name: str
+    mac: str
+    mtu: int
+    up: bool
+    alias: str | None = None

@@ -1,0 +1,42 @@
+"""Regenerate the Python modules for the kubelet's gRPC APIs from the .proto files.
+
+Run from a checkout with the pinned grpcio-tools installed:
+
+    python -m sriovkit.deviceplugin.api.generate
+
+The generated ``*_pb2.py`` / ``*_pb2_grpc.py`` are committed, so running the
+agent needs only grpcio and protobuf. Protos are compiled with ``src`` as the
+include root: the generated modules then import each other absolutely
+(``from sriovkit.kubeapi import ...``) and register unique file names
+(``sriovkit/kubeapi/podresources.proto``) in protobuf's descriptor pool.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[3]
+PROTOS = (
+    "sriovkit/deviceplugin/api/deviceplugin.proto",
+    "sriovkit/kubeapi/podresources.proto",
+    "sriovkit/kubeapi/pluginregistration.proto",
+)
+
+
+def main() -> int:
+    from grpc_tools import protoc  # dev-time only
+
+    include = str(Path(protoc.__file__).parent / "_proto")
+    for proto in PROTOS:
+        args = ["grpc_tools.protoc", f"-I{SRC}", f"-I{include}", f"--python_out={SRC}",
+                f"--grpc_python_out={SRC}", str(SRC / proto)]
+        if protoc.main(args) != 0:
+            print(f"protoc failed for {proto}", file=sys.stderr)
+            return 1
+        print(f"generated {proto}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

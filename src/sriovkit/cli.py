@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sim_sub.add_parser("create", help="create a simulated host under DIR from a topology spec")
     c.add_argument("dir")
     c.add_argument("--spec", required=True, help="topology spec (JSON or YAML)")
+    c.add_argument("--veth", action="store_true", help="also create real interfaces: a bridge per PF, a veth per VF")
     c.set_defaults(func=_lazy("sriovkit.commands.inventory", "cmd_sim_create"))
-    d = sim_sub.add_parser("destroy", help="remove a simulated host tree made by 'sim create'")
+    d = sim_sub.add_parser("destroy", help="remove a simulated host tree (and its interfaces) made by 'sim create'")
     d.add_argument("dir")
     d.set_defaults(func=_lazy("sriovkit.commands.inventory", "cmd_sim_destroy"))
 

@@ -123,13 +123,44 @@ def cmd_sim_create(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     count = sum(1 for _ in host.devices())
     print(f"simulated host at {args.dir}: {len(spec.pfs)} PFs, {count - len(spec.pfs)} VFs")
+    if getattr(args, "veth", False):
+        _attach_veths(host)
     return 0
+
+
+def _attach_veths(host: sim.SimulatedHost) -> None:
+    from sriovkit.host.simnet import attach_veths
+    from sriovkit.netlink.errors import NetlinkError
+
+    try:
+        network = attach_veths(host)
+    except NetlinkError as exc:
+        host.destroy()
+        raise UserError(f"{host.root}: cannot create interfaces: {exc}") from None
+    print(f"interfaces: {len(network.bridges)} bridges, {len(network.ports)} veth pairs")
 
 
 def cmd_sim_destroy(args: argparse.Namespace) -> int:
     try:
+        _remove_interfaces(args.dir)
         sim.destroy(args.dir)
     except sim.SimSpecError as exc:
         raise UserError(str(exc)) from None
     print(f"removed simulated host at {args.dir}")
     return 0
+
+
+def _remove_interfaces(root: str) -> None:
+    """Remove the real interfaces `sim create --veth` made, if any (before the record goes)."""
+    from sriovkit.host import simnet
+    from sriovkit.netlink.errors import NetlinkError
+
+    if not os.path.exists(root):
+        return
+    host = sim.open_existing(root)
+    if not simnet.has_network(host):
+        return
+    try:
+        simnet.SimNetwork.of(host).destroy()
+    except NetlinkError as exc:
+        raise UserError(f"{root}: cannot remove interfaces: {exc}") from None

@@ -30,6 +30,7 @@ from sriovkit.host.model import VFIO_DRIVER
 _MARKER = ".sriovkit-sim"
 _DEV_LINK_BASE = os.path.join("sys", "devices", "pci0000:00")
 _ARPHRD = {"ether": 1, "infiniband": 32}
+VfSettingName = Literal["mac", "vlan", "vlanProto", "spoofchk", "trust", "linkState", "minTxRate", "maxTxRate"]
 
 
 class SimSpecError(ValueError):
@@ -62,6 +63,8 @@ class SimPF(_Model):
     pkeys: list[str] = Field(default_factory=list)
     vf_netdev_format: str = "{pf}v{index}"
     mac_prefix: str | None = None
+    # PF-side VF settings this NIC refuses (EOPNOTSUPP), like a driver lacking the knob.
+    unsupported_vf_settings: list[VfSettingName] = Field(default_factory=list)
 
     @field_validator("vendor", "device", "vf_device")
     @classmethod
@@ -153,6 +156,10 @@ class SimulatedHost:
                 driver = self.vf_driver(pf, index)
                 netdev = self.vf_netdev_name(number, index) if _has_netdev(driver) else None
                 yield SimDevice(self.vf_address(number, index), netdev, pf_addr, index)
+
+    def pf_number(self, netdev: str) -> int | None:
+        """The PF whose interface is `netdev` (its spec name), if any."""
+        return next((n for n, pf in enumerate(self.spec.pfs) if pf.name == netdev), None)
 
     def vf_driver(self, pf: SimPF, index: int) -> str:
         for ranges, driver in pf.vf_drivers.items():

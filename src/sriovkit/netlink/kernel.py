@@ -7,20 +7,23 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sriovkit.host.sysfs import Sysfs, list_dir
 from sriovkit.netlink import netns as ns
-from sriovkit.netlink.errors import LinkNotFoundError, NetlinkError, from_errno
-from sriovkit.netlink.model import LinkInfo, LinkState, VfSettings, VlanProto
+from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NetlinkError, from_errno
+from sriovkit.netlink.model import LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
 from sriovkit.netlink.vfinfo import VF_EXT_MASK, decode_vf_list, receive_buffer_bytes
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 T = TypeVar("T")
 NETLINK_ROUTE = 0
 IFF_UP = 0x1
+RT_TABLE_MAIN = 254
+# IF_OPER_* (RFC 2863 operational states), as `ip link` prints them in lower case.
+_OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
 _HOST_NETNS = "/proc/self/ns/net"
 
 
@@ -55,6 +58,8 @@ class KernelNetlink:
             ipr.close()
 
     def _call(self, what: str, netns: str | None, fn: Callable[[IPRoute], T]) -> T:
+        from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
+
         with self._route(netns) as ipr:
             try:
                 return fn(ipr)
@@ -162,13 +167,26 @@ class KernelNetlink:
         self._call(f"set {name} {state}", netns,
                    lambda ipr: ipr.link("set", index=self._index(ipr, name, netns), state=state))
 
+    def set_link_alias(self, name: str, alias: str, netns: str | None = None) -> None:
+        self._call(f"set {name} alias {alias!r}", netns,
+                   lambda ipr: ipr.link("set", index=self._index(ipr, name, netns), ifalias=alias))
+
     def add_address(self, name: str, cidr: str, netns: str | None = None) -> None:
+        self._address("add", name, cidr, netns)
+
+    def delete_address(self, name: str, cidr: str, netns: str | None = None) -> None:
+        self._address("del", name, cidr, netns)
+
+    def _address(self, command: str, name: str, cidr: str, netns: str | None) -> None:
         address, _, prefix = cidr.partition("/")
+        if not prefix.isdigit():
+            raise InvalidValueError(f"address {cidr!r}", "expected address/prefix-length")
 
-        def add(ipr: IPRoute) -> None:
-            ipr.addr("add", index=self._index(ipr, name, netns), address=address, prefixlen=int(prefix))
+        def change(ipr: IPRoute) -> None:
+            ipr.addr(command, index=self._index(ipr, name, netns), address=address, prefixlen=int(prefix))
 
-        self._call(f"add address {cidr} to {name}", netns, add)
+        verb = "add address" if command == "add" else "delete address"
+        self._call(f"{verb} {cidr} {'to' if command == 'add' else 'from'} {name} in {_where(netns)}", netns, change)
 
     def addresses(self, name: str, netns: str | None = None) -> list[str]:
         def get(ipr: IPRoute) -> list[str]:
@@ -184,7 +202,17 @@ class KernelNetlink:
                 kwargs["gateway"] = gateway
             ipr.route("add", **kwargs)
 
-        self._call(f"add route {dst} via {gateway or name}", netns, add)
+        self._call(f"add route {dst} via {gateway or name} in {_where(netns)}", netns, add)
+
+    def routes(self, name: str, netns: str | None = None) -> list[RouteInfo]:
+        def get(ipr: IPRoute) -> list[RouteInfo]:
+            index = self._index(ipr, name, netns)
+            found = []
+            for family in (socket.AF_INET, socket.AF_INET6):
+                found += [_route_info(m) for m in ipr.get_routes(family=family, oif=index, table=RT_TABLE_MAIN)]
+            return found
+
+        return self._call(f"list routes of {name} in {_where(netns)}", netns, get)
 
     def device_netdev(self, pci_address: str) -> str | None:
         names = list_dir(os.path.join(self.sysfs.pci_device_dir(pci_address), "net"))
@@ -192,6 +220,11 @@ class KernelNetlink:
 
 
 def _open(netns: str | None) -> IPRoute:
+    # Imported here, not at module level: pyroute2 costs ~0.1-0.2 s to import,
+    # which entry points that fail validation (or never touch netlink) should not pay.
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
+
     sock = ns.socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes())
@@ -208,8 +241,23 @@ def _link_info(msg: Any) -> LinkInfo:
         mac=msg.get_attr("IFLA_ADDRESS") or "",
         mtu=msg.get_attr("IFLA_MTU") or 0,
         up=bool(msg["flags"] & IFF_UP),
-        alias=msg.get_attr("IFLA_IFALIAS"),
+        alias=msg.get_attr("IFLA_IFALIAS") or None,
+        operstate=_operstate(msg.get_attr("IFLA_OPERSTATE")),
+        link_index=msg.get_attr("IFLA_LINK"),
     )
+
+
+def _operstate(value: Any) -> str:
+    if isinstance(value, int):
+        return _OPERSTATES[value] if 0 <= value < len(_OPERSTATES) else "unknown"
+    return str(value or "unknown").lower()
+
+
+def _route_info(msg: Any) -> RouteInfo:
+    dst = msg.get_attr("RTA_DST")
+    if dst is None:
+        dst = "0.0.0.0" if msg["family"] == socket.AF_INET else "::"
+    return RouteInfo(dst=f"{dst}/{msg['dst_len']}", gateway=msg.get_attr("RTA_GATEWAY"))
 
 
 def _where(netns: str | None) -> str:

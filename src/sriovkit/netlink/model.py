@@ -47,5 +47,15 @@ class LinkInfo:
     name: str
     mac: str
     mtu: int
-    up: bool
-    alias: str | None = None
+    up: bool  # administratively up (IFF_UP)
+    alias: str | None = None  # IFLA_IFALIAS; the CNI keeps a VF's host name here
+    operstate: str = "unknown"  # IF_OPER_*, lower case: "up", "down", "lowerlayerdown" ...
+    link_index: int | None = None  # IFLA_LINK: a veth's peer (index in the peer's namespace)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    """One route through an interface; `dst` is a CIDR ("0.0.0.0/0", "::/0" for default)."""
+
+    dst: str
+    gateway: str | None = None

@@ -5,13 +5,14 @@ Two implementations serve it: `KernelNetlink` (pyroute2, the real kernel) and
 state file, links are real veths). A namespace is named by its path (for
 example ``/var/run/netns/cni-...``); ``None`` is the caller's own namespace
 (the host's). Failures raise the typed errors of `sriovkit.netlink.errors`.
+`netlink_for(sysfs)` in `sriovkit.netlink.select` picks the implementation.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from sriovkit.netlink.model import LinkInfo, LinkState, VfSettings, VlanProto
+from sriovkit.netlink.model import LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
 
 
 class Netlink(Protocol):
@@ -35,11 +36,17 @@ class Netlink(Protocol):
     # -- links ----------------------------------------------------------------------
     def find_link(self, name: str, netns: str | None = None) -> LinkInfo | None: ...
 
+    def links(self, netns: str | None = None) -> list[LinkInfo]:
+        """Every interface of the namespace (find one by alias or MAC with the helpers below)."""
+        ...
+
     def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str) -> None:
         """Move and rename in one request, so the name never exists twice anywhere."""
         ...
 
-    def rename_link(self, name: str, new_name: str, netns: str | None = None) -> None: ...
+    def rename_link(self, name: str, new_name: str, netns: str | None = None) -> None:
+        """Rename (the link is set down first: the kernel refuses to rename a running link)."""
+        ...
 
     def set_link_mac(self, name: str, mac: str, netns: str | None = None) -> None: ...
 
@@ -47,13 +54,36 @@ class Netlink(Protocol):
 
     def set_link_up(self, name: str, up: bool, netns: str | None = None) -> None: ...
 
+    def set_link_alias(self, name: str, alias: str, netns: str | None = None) -> None:
+        """Set IFLA_IFALIAS; an empty alias clears it."""
+        ...
+
     def add_address(self, name: str, cidr: str, netns: str | None = None) -> None: ...
 
-    def addresses(self, name: str, netns: str | None = None) -> list[str]: ...
+    def delete_address(self, name: str, cidr: str, netns: str | None = None) -> None: ...
+
+    def addresses(self, name: str, netns: str | None = None) -> list[str]:
+        """CIDRs ("10.1.2.3/24", "fd00::3/64") on the link, IPv6 link-local included."""
+        ...
 
     def add_route(self, dst: str, gateway: str | None, name: str, netns: str | None = None) -> None: ...
+
+    def routes(self, name: str, netns: str | None = None) -> list[RouteInfo]:
+        """Routes of the main table whose output interface is `name` (both families)."""
+        ...
 
     # -- which interface a PCI function has in the host namespace -------------------
     def device_netdev(self, pci_address: str) -> str | None: ...
 
     def close(self) -> None: ...
+
+
+def link_by_alias(netlink: Netlink, alias: str, netns: str | None = None) -> LinkInfo | None:
+    """The link carrying `alias` in `netns`, if any."""
+    return next((link for link in netlink.links(netns) if link.alias == alias), None)
+
+
+def link_by_mac(netlink: Netlink, mac: str, netns: str | None = None) -> LinkInfo | None:
+    """The first link with MAC `mac` (case-insensitive) in `netns`, if any."""
+    wanted = mac.lower()
+    return next((link for link in netlink.links(netns) if link.mac.lower() == wanted), None)

@@ -1,0 +1,279 @@
+"""Real interfaces for a simulated host: veths that play its VFs, bridges that play its PFs.
+
+For each PF a Linux bridge named like the PF's interface stands for the PF and
+its embedded switch. For each VF with a netdev a veth pair: the end named like
+the VF's interface (the tree's name) is what the CNI moves into pods; the other
+end (the "peer", a short hashed name) stays in the host namespace, enslaved to
+the PF's bridge. Deleting the peer deletes the pair wherever the VF end is now,
+which is how `destroy` reaches interfaces sitting in pods' namespaces. A PF
+without VFs is a veth itself (bridges cannot leave the host namespace, and a
+PF passthrough moves the PF's interface into a pod).
+
+The peer's alias names the PCI function, so a VF end coming back into the
+host namespace under any name is recognised through its peer (IFLA_LINK).
+What was made is recorded in ``<root>/simnet.json`` so another process can tear
+it down (`SimNetwork.of`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from sriovkit.host.sim import SimulatedHost
+from sriovkit.host.statefile import locked, read_json, write_json_atomic
+from sriovkit.netlink.errors import LinkNotFoundError, from_errno
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+    from sriovkit.netlink.port import Netlink
+
+ALIAS_PREFIX = "sriovkit-sim"
+_RECORD = "simnet.json"
+_AWAY = "away.json"  # pci address -> the name a VF end was given when it left the host netns
+
+
+@dataclass(frozen=True, slots=True)
+class SimPort:
+    """One veth pair standing for a PCI function's interface."""
+
+    pci_address: str
+    netdev: str  # the VF end, named as the tree names the function
+    peer: str  # the host-side end (in the PF's bridge, if any)
+    bridge: str | None
+    mac: str
+
+
+def tree_lock(host: SimulatedHost) -> AbstractContextManager[None]:
+    """Serializes changes to the host's tree and away record across processes (not reentrant)."""
+    return locked(host.root / "eswitch" / "tree.lock")
+
+
+def peer_name(host: SimulatedHost, pci_address: str) -> str:
+    """A 15-character name unique to this host root and function."""
+    digest = hashlib.sha256(f"{host.root.resolve()}|{pci_address}".encode()).hexdigest()
+    return f"sk{digest[:13]}"
+
+
+def vf_mac(host: SimulatedHost, pci_address: str) -> str:
+    """A deterministic locally administered unicast MAC for the function."""
+    digest = hashlib.sha256(f"mac|{host.root.resolve()}|{pci_address}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
+def _alias(host: SimulatedHost, pci_address: str) -> str:
+    return f"{ALIAS_PREFIX} {pci_address} {host.root.resolve()}"
+
+
+def plan_ports(host: SimulatedHost) -> tuple[list[str], list[SimPort]]:
+    """The bridges and veth pairs `attach_veths` makes for `host` (pure)."""
+    bridges: list[str] = []
+    ports: list[SimPort] = []
+    for number, pf in enumerate(host.spec.pfs):
+        pf_address = host.pf_address(number)
+        if pf.num_vfs == 0:
+            ports.append(SimPort(pf_address, pf.name, peer_name(host, pf_address), None, vf_mac(host, pf_address)))
+            continue
+        bridges.append(pf.name)
+        for device in host.devices():
+            if device.pf_address == pf_address and device.netdev is not None:
+                address = device.pci_address
+                ports.append(SimPort(address, device.netdev, peer_name(host, address), pf.name, vf_mac(host, address)))
+    return bridges, ports
+
+
+class SimNetwork:
+    """The real interfaces of one simulated host. `destroy()` removes them all."""
+
+    def __init__(self, host: SimulatedHost, bridges: list[str], ports: list[SimPort]) -> None:
+        self.host = host
+        self.bridges = bridges
+        self.ports = ports
+
+    @classmethod
+    def of(cls, host: SimulatedHost) -> SimNetwork:
+        """What `attach_veths` recorded for `host` (possibly by another process); empty if none."""
+        record = read_json(host.root / _RECORD)
+        ports = [SimPort(**raw) for raw in record.get("ports", [])]
+        return cls(host, list(record.get("bridges", [])), ports)
+
+    def __enter__(self) -> SimNetwork:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.destroy()
+
+    def destroy(self) -> None:
+        """Remove every pair (through its peer) and bridge made; idempotent."""
+        with _route() as ipr:
+            for port in self.ports:
+                _delete(ipr, port.peer, None)
+            for bridge in self.bridges:
+                _delete(ipr, bridge, self._bridge_alias())
+        (self.host.root / _RECORD).unlink(missing_ok=True)
+        (self.host.root / "eswitch" / _AWAY).unlink(missing_ok=True)
+
+    def revive(self, pci_address: str | None = None) -> list[str]:
+        """Recreate the pair of every function whose interface no longer exists anywhere.
+
+        The kernel deletes a veth with its namespace, where a real VF would have
+        come back to the host namespace, keeping its pod-side name when that is
+        free there and taking ``devN`` otherwise. Returns the names given.
+        """
+        revived: list[str] = []
+        with _route() as ipr, tree_lock(self.host):
+            away_path = self.host.root / "eswitch" / _AWAY
+            away = read_json(away_path)
+            for port in self.ports:
+                if pci_address not in (None, port.pci_address) or ipr.link_lookup(ifname=port.peer):
+                    continue
+                name = _free_name(ipr, [away.get(port.pci_address), port.netdev])
+                _call(f"recreate {name} for {port.pci_address}", lambda p=port, n=name: self._add_pair(ipr, p, n))
+                self.host.set_netdev(port.pci_address, name)
+                away.pop(port.pci_address, None)
+                revived.append(name)
+            if revived:
+                write_json_atomic(away_path, away)
+        return revived
+
+    # -- building -------------------------------------------------------------------------
+    def _create(self, bridges: list[str], ports: list[SimPort]) -> None:
+        with _route() as ipr:
+            for bridge in bridges:
+                _call(f"create bridge {bridge}", lambda b=bridge: self._add_bridge(ipr, b))
+                self.bridges.append(bridge)
+                self._save()
+            for port in ports:
+                # Recorded first: the peer's hashed name is ours alone, so deleting it is always safe.
+                self.ports.append(port)
+                self._save()
+                what = f"create veth {port.netdev} for {port.pci_address}"
+                _call(what, lambda p=port: self._add_pair(ipr, p, p.netdev))
+
+    def _add_bridge(self, ipr: IPRoute, name: str) -> None:
+        ipr.link("add", ifname=name, kind="bridge")
+        index = ipr.link_lookup(ifname=name)[0]
+        ipr.link("set", index=index, ifalias=self._bridge_alias())
+        ipr.link("set", index=index, state="up")
+
+    def _add_pair(self, ipr: IPRoute, port: SimPort, name: str) -> None:
+        ipr.link("add", ifname=name, address=port.mac, kind="veth", peer={"ifname": port.peer})
+        peer = ipr.link_lookup(ifname=port.peer)[0]
+        ipr.link("set", index=peer, ifalias=_alias(self.host, port.pci_address))
+        if port.bridge is not None:
+            ipr.link("set", index=peer, master=ipr.link_lookup(ifname=port.bridge)[0])
+        ipr.link("set", index=peer, state="up")
+
+    def _bridge_alias(self) -> str:
+        return f"{ALIAS_PREFIX} bridge {self.host.root.resolve()}"
+
+    def _save(self) -> None:
+        data = {"bridges": self.bridges, "ports": [asdict(p) for p in self.ports]}
+        write_json_atomic(self.host.root / _RECORD, data)
+
+
+def attach_veths(host: SimulatedHost) -> SimNetwork:
+    """Create the host's bridges and veth pairs; on failure remove what was made and raise."""
+    bridges, ports = plan_ports(host)
+    network = SimNetwork(host, [], [])
+    try:
+        network._create(bridges, ports)
+    except BaseException:
+        network.destroy()
+        raise
+    return network
+
+
+def has_network(host: SimulatedHost) -> bool:
+    """Whether `attach_veths` made interfaces for `host` that are not destroyed yet."""
+    return (host.root / _RECORD).exists()
+
+
+# -- used by SimulatedSwitchNetlink ---------------------------------------------------------
+def note_moved_out(host: SimulatedHost, pci_address: str, name: str) -> None:
+    """Remember the name a function's interface left the host with (caller holds `tree_lock`)."""
+    path = host.root / "eswitch" / _AWAY
+    away = read_json(path)
+    away[pci_address] = name
+    write_json_atomic(path, away)
+
+
+def clear_moved_out(host: SimulatedHost, pci_address: str) -> None:
+    """Forget the away name once the interface is back (caller holds `tree_lock`)."""
+    path = host.root / "eswitch" / _AWAY
+    away = read_json(path)
+    if away.pop(pci_address, None) is not None:
+        write_json_atomic(path, away)
+
+
+def pci_of_link(host: SimulatedHost, links: Netlink, name: str) -> str | None:
+    """The function whose veth end is `name` in the host namespace, found through its peer's alias."""
+    info = links.find_link(name)
+    if info is None or info.link_index is None:
+        return None
+    peer = next((link for link in links.links() if link.index == info.link_index), None)
+    if peer is None or peer.alias is None:
+        return None
+    prefix, _, rest = peer.alias.partition(" ")
+    pci_address, _, root = rest.partition(" ")
+    return pci_address if prefix == ALIAS_PREFIX and root == str(host.root.resolve()) else None
+
+
+def interface_gone(host: SimulatedHost, pci_address: str) -> bool:
+    """Whether the function has a recorded pair whose peer no longer exists."""
+    port = next((p for p in SimNetwork.of(host).ports if p.pci_address == pci_address), None)
+    if port is None:
+        return False
+    with _route() as ipr:
+        return not ipr.link_lookup(ifname=port.peer)
+
+
+# -- pyroute2 plumbing -----------------------------------------------------------------------
+@contextmanager
+def _route() -> Iterator[IPRoute]:
+    from pyroute2 import IPRoute  # lazy: importing pyroute2 costs ~0.1-0.2 s
+
+    ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _call(what: str, fn: Any) -> None:
+    from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
+
+    try:
+        fn()
+    except Pyroute2Error as exc:
+        raise from_errno(exc.code, what) from None
+
+
+def _delete(ipr: IPRoute, name: str, required_alias: str | None) -> None:
+    """Delete `name` if it exists (and carries `required_alias`, when given: never someone else's)."""
+    found = ipr.link_lookup(ifname=name)
+    if not found:
+        return
+    if required_alias is not None:
+        alias = ipr.link("get", index=found[0])[0].get_attr("IFLA_IFALIAS")
+        if alias != required_alias:
+            return
+    with contextlib.suppress(LinkNotFoundError):  # gone meanwhile (its pair or namespace went first)
+        _call(f"delete {name}", lambda: ipr.link("del", index=found[0]))
+
+
+def _free_name(ipr: IPRoute, preferred: list[str | None]) -> str:
+    for name in preferred:
+        if name and not ipr.link_lookup(ifname=name):
+            return name
+    number = 0
+    while ipr.link_lookup(ifname=f"dev{number}"):
+        number += 1
+    return f"dev{number}"
+

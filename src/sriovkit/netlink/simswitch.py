@@ -1,0 +1,235 @@
+"""`SimulatedSwitchNetlink`: the Netlink port on a simulated host.
+
+A simulated VF's interface is a real veth (see `sriovkit.host.simnet`), so every
+link operation goes to the kernel through `links`. What a veth cannot hold is
+the PF side of an SR-IOV NIC: the embedded switch's per-VF settings. Those live
+in one JSON file per PF under ``<root>/eswitch/``, shared by every process that
+opens the same host (node agent, standalone CNI), with refusals taken from the
+PF's spec (`unsupportedVfSettings`) the way a driver without a knob refuses it.
+
+Like the kernel's sysfs, the host's tree follows the interfaces: a VF's
+``net/<name>`` entry disappears when its interface leaves the host namespace
+and reappears under the name it comes back with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from sriovkit.host import simnet
+from sriovkit.host.sim import SimPF, SimulatedHost
+from sriovkit.host.statefile import locked, read_json, write_json_atomic
+from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NotSupportedError
+from sriovkit.netlink.model import LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
+from sriovkit.netlink.port import Netlink
+
+MAX_VLAN = 4095
+MAX_QOS = 7
+_CLASS_NET = ("sys", "class", "net")
+
+
+class SimulatedSwitchNetlink:
+    """PF-side VF settings in state files, links on the kernel, the host's tree kept in sync."""
+
+    def __init__(self, host: SimulatedHost, links: Netlink) -> None:
+        self.host = host
+        self._links = links
+
+    # -- the embedded switch ---------------------------------------------------------
+    def vf_settings(self, pf: str, vf_index: int) -> VfSettings:
+        spec = self._pf(pf)
+        self._check_index(pf, spec, vf_index)
+        return _decode(vf_index, read_json(self._state_path(pf)).get(str(vf_index)))
+
+    def all_vf_settings(self, pf: str) -> list[VfSettings]:
+        spec = self._pf(pf)
+        state = read_json(self._state_path(pf))
+        return [_decode(i, state.get(str(i))) for i in range(spec.num_vfs)]
+
+    def set_vf_mac(self, pf: str, vf_index: int, mac: str) -> None:
+        self._update(pf, vf_index, f"mac {mac}", {"mac": _mac(mac, f"{pf} vf {vf_index} mac")}, ["mac"])
+
+    def set_vf_vlan(self, pf: str, vf_index: int, vlan: int, qos: int, proto: VlanProto) -> None:
+        what = f"vlan {vlan} qos {qos} proto {proto.name}"
+        if not 0 <= vlan <= MAX_VLAN:
+            raise InvalidValueError(f"{pf} vf {vf_index} {what}", f"vlan must be 0-{MAX_VLAN}")
+        if not 0 <= qos <= MAX_QOS:
+            raise InvalidValueError(f"{pf} vf {vf_index} {what}", f"qos must be 0-{MAX_QOS}")
+        # NICs without 802.1ad refuse only that protocol; 802.1Q tags still work.
+        needed = ["vlan", "vlanProto"] if proto is not VlanProto.DOT1Q else ["vlan"]
+        self._update(pf, vf_index, what, {"vlan": vlan, "qos": qos, "vlan_proto": int(proto)}, needed)
+
+    def set_vf_spoofchk(self, pf: str, vf_index: int, enabled: bool) -> None:
+        self._update(pf, vf_index, f"spoofchk {_onoff(enabled)}", {"spoofchk": enabled}, ["spoofchk"])
+
+    def set_vf_trust(self, pf: str, vf_index: int, enabled: bool) -> None:
+        self._update(pf, vf_index, f"trust {_onoff(enabled)}", {"trust": enabled}, ["trust"])
+
+    def set_vf_link_state(self, pf: str, vf_index: int, state: LinkState) -> None:
+        self._update(pf, vf_index, f"state {state.name.lower()}", {"link_state": int(state)}, ["linkState"])
+
+    def set_vf_rate(self, pf: str, vf_index: int, min_tx_rate: int, max_tx_rate: int) -> None:
+        what = f"min_tx_rate {min_tx_rate} max_tx_rate {max_tx_rate}"
+        if min_tx_rate < 0 or max_tx_rate < 0:
+            raise InvalidValueError(f"{pf} vf {vf_index} {what}", "rates cannot be negative")
+        if max_tx_rate != 0 and min_tx_rate > max_tx_rate:
+            raise InvalidValueError(f"{pf} vf {vf_index} {what}", "min_tx_rate exceeds max_tx_rate")
+        # A NIC without a rate limiter refuses a limit, not "no limit" (0).
+        needed = (["minTxRate"] if min_tx_rate else []) + (["maxTxRate"] if max_tx_rate else [])
+        self._update(pf, vf_index, what, {"min_tx_rate": min_tx_rate, "max_tx_rate": max_tx_rate}, needed)
+
+    def _update(self, pf: str, vf_index: int, what: str, changes: dict[str, Any], needed: list[str]) -> None:
+        spec = self._pf(pf)
+        self._check_index(pf, spec, vf_index)
+        refused = [name for name in needed if name in spec.unsupported_vf_settings]
+        if refused:
+            raise NotSupportedError(f"{pf} vf {vf_index} {what}", f"the NIC does not support {', '.join(refused)}")
+        path = self._state_path(pf)
+        with locked(path.with_suffix(".lock")):
+            state = read_json(path)
+            current = _encode(_decode(vf_index, state.get(str(vf_index))))
+            current.update(changes)
+            state[str(vf_index)] = current
+            write_json_atomic(path, state)
+
+    def _pf(self, pf: str) -> SimPF:
+        number = self.host.pf_number(pf)
+        if number is None:
+            raise LinkNotFoundError(f"PF {pf}", f"not a PF of the simulated host at {self.host.root}")
+        return self.host.spec.pfs[number]
+
+    @staticmethod
+    def _check_index(pf: str, spec: SimPF, vf_index: int) -> None:
+        if not 0 <= vf_index < spec.num_vfs:
+            raise LinkNotFoundError(f"VF {vf_index} of {pf}", f"the PF has {spec.num_vfs} VFs")
+
+    def _state_path(self, pf: str) -> Path:
+        return self.host.root / "eswitch" / f"{pf}.json"
+
+    # -- links: real, with the tree following them -------------------------------------
+    def find_link(self, name: str, netns: str | None = None) -> LinkInfo | None:
+        return self._links.find_link(name, netns)
+
+    def links(self, netns: str | None = None) -> list[LinkInfo]:
+        return self._links.links(netns)
+
+    def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str) -> None:
+        leaving = self._pci_of_host_netdev(name) if src_netns is None else None
+        self._links.move_link(name, src_netns=src_netns, dst_netns=dst_netns, new_name=new_name)
+        with simnet.tree_lock(self.host):
+            if leaving is not None:
+                self.host.set_netdev(leaving, None)
+                simnet.note_moved_out(self.host, leaving, new_name)
+            if dst_netns is None:
+                arrived = leaving if leaving is not None else simnet.pci_of_link(self.host, self._links, new_name)
+                if arrived is not None:
+                    self.host.set_netdev(arrived, new_name)
+                    simnet.clear_moved_out(self.host, arrived)
+
+    def rename_link(self, name: str, new_name: str, netns: str | None = None) -> None:
+        pci = self._pci_of_host_netdev(name) if netns is None else None
+        self._links.rename_link(name, new_name, netns)
+        if pci is not None:
+            with simnet.tree_lock(self.host):
+                self.host.set_netdev(pci, new_name)
+
+    def set_link_mac(self, name: str, mac: str, netns: str | None = None) -> None:
+        self._links.set_link_mac(name, mac, netns)
+
+    def set_link_mtu(self, name: str, mtu: int, netns: str | None = None) -> None:
+        self._links.set_link_mtu(name, mtu, netns)
+
+    def set_link_up(self, name: str, up: bool, netns: str | None = None) -> None:
+        self._links.set_link_up(name, up, netns)
+
+    def set_link_alias(self, name: str, alias: str, netns: str | None = None) -> None:
+        self._links.set_link_alias(name, alias, netns)
+
+    def add_address(self, name: str, cidr: str, netns: str | None = None) -> None:
+        self._links.add_address(name, cidr, netns)
+
+    def delete_address(self, name: str, cidr: str, netns: str | None = None) -> None:
+        self._links.delete_address(name, cidr, netns)
+
+    def addresses(self, name: str, netns: str | None = None) -> list[str]:
+        return self._links.addresses(name, netns)
+
+    def add_route(self, dst: str, gateway: str | None, name: str, netns: str | None = None) -> None:
+        self._links.add_route(dst, gateway, name, netns)
+
+    def routes(self, name: str, netns: str | None = None) -> list[RouteInfo]:
+        return self._links.routes(name, netns)
+
+    def device_netdev(self, pci_address: str) -> str | None:
+        """The tree's answer; a veth that died with a pod's namespace is revived first.
+
+        A real VF returns to the host namespace when the namespace holding it
+        is deleted; a veth is deleted instead, so we bring it back here, where
+        DEL looks for it by PCI address.
+        """
+        name = self._tree_netdev(pci_address)
+        if name is None and simnet.interface_gone(self.host, pci_address):
+            simnet.SimNetwork.of(self.host).revive(pci_address)
+            name = self._tree_netdev(pci_address)
+        return name
+
+    def _tree_netdev(self, pci_address: str) -> str | None:
+        net = self.host.root / "sys" / "bus" / "pci" / "devices" / pci_address / "net"
+        try:
+            names = sorted(os.listdir(net))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return names[0] if names else None
+
+    def close(self) -> None:
+        self._links.close()
+
+    def _pci_of_host_netdev(self, name: str) -> str | None:
+        """The PCI function whose interface the tree shows as `name` (``class/net``)."""
+        try:
+            target = os.readlink(self.host.root.joinpath(*_CLASS_NET, name))
+        except OSError:
+            return None
+        parts = Path(target).parts  # .../<pci address>/net/<name>
+        return parts[-3] if len(parts) >= 3 and parts[-2] == "net" else None
+
+
+def _decode(vf_index: int, raw: dict[str, Any] | None) -> VfSettings:
+    if not raw:
+        return VfSettings(vf_index=vf_index)
+    return VfSettings(
+        vf_index=vf_index,
+        mac=raw["mac"],
+        vlan=raw["vlan"],
+        qos=raw["qos"],
+        vlan_proto=VlanProto(raw["vlan_proto"]),
+        spoofchk=raw["spoofchk"],
+        trust=raw["trust"],
+        link_state=LinkState(raw["link_state"]),
+        min_tx_rate=raw["min_tx_rate"],
+        max_tx_rate=raw["max_tx_rate"],
+    )
+
+
+def _encode(settings: VfSettings) -> dict[str, Any]:
+    raw = dataclasses.asdict(settings)
+    raw.pop("vf_index")
+    raw["vlan_proto"] = int(settings.vlan_proto)
+    raw["link_state"] = int(settings.link_state)
+    return raw
+
+
+def _mac(mac: str, what: str) -> str:
+    parts = mac.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts):
+        raise InvalidValueError(what, f"{mac!r} is not a MAC address")
+    if int(parts[0], 16) & 1:
+        raise InvalidValueError(what, f"{mac} is a multicast address")
+    return mac.lower()
+
+
+def _onoff(value: bool) -> str:
+    return "on" if value else "off"

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sriovkit.host.sysfs import Sysfs, list_dir
 from sriovkit.netlink import netns as ns
-from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NetlinkError, from_errno
+from sriovkit.netlink.errors import (
+    InvalidValueError,
+    LinkNotFoundError,
+    NameInUseError,
+    NamespaceError,
+    NetlinkError,
+    from_errno,
+)
 from sriovkit.netlink.model import LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
 from sriovkit.netlink.vfinfo import VF_EXT_MASK, decode_vf_list, receive_buffer_bytes
 
@@ -133,18 +140,24 @@ class KernelNetlink:
         return self._call(f"list links in {_where(netns)}", netns, lambda ipr: [_link_info(m) for m in ipr.get_links()])
 
     def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str) -> None:
-        target = dst_netns if dst_netns is not None else _HOST_NETNS
+        what = f"move {name} from {_where(src_netns)} to {_where(dst_netns)} as {new_name}"
+        # The kernel moves first and renames second, and uses the new name on
+        # the way only when the old one collides: if the rename then fails, the
+        # link is left in the target under its old name. Refuse a taken name
+        # up front, and undo such a half move if the name is taken meanwhile.
+        if self.find_link(new_name, dst_netns) is not None:
+            raise NameInUseError(what, f"{new_name} already exists in {_where(dst_netns)}")
+        old_name_was_there = self.find_link(name, dst_netns) is not None
         try:
-            fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise from_errno(exc.errno or 0, f"open netns {target}") from None
-        try:
-            def move(ipr: IPRoute) -> None:
-                ipr.link("set", index=self._index(ipr, name, src_netns), net_ns_fd=fd, ifname=new_name)
-
-            self._call(f"move {name} from {_where(src_netns)} to {_where(dst_netns)} as {new_name}", src_netns, move)
-        finally:
-            os.close(fd)
+            with _netns_fd(dst_netns) as fd:
+                self._call(what, src_netns, lambda ipr: ipr.link(
+                    "set", index=self._index(ipr, name, src_netns), net_ns_fd=fd, ifname=new_name))
+        except NetlinkError:
+            if not old_name_was_there and self.find_link(name, dst_netns) is not None:
+                with _netns_fd(src_netns) as back:
+                    self._call(f"undo half move of {name}", dst_netns, lambda ipr: ipr.link(
+                        "set", index=self._index(ipr, name, dst_netns), net_ns_fd=back))
+            raise
 
     def rename_link(self, name: str, new_name: str, netns: str | None = None) -> None:
         def rename(ipr: IPRoute) -> None:
@@ -217,6 +230,20 @@ class KernelNetlink:
     def device_netdev(self, pci_address: str) -> str | None:
         names = list_dir(os.path.join(self.sysfs.pci_device_dir(pci_address), "net"))
         return names[0] if names else None
+
+
+@contextmanager
+def _netns_fd(netns: str | None) -> Iterator[int]:
+    """An open descriptor of the namespace at `netns` (None: ours, the host's)."""
+    path = netns if netns is not None else _HOST_NETNS
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NamespaceError(f"netns {path}", exc.strerror or str(exc), exc.errno) from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _open(netns: str | None) -> IPRoute:

@@ -1,0 +1,159 @@
+"""KernelNetlink on the real kernel: veth pairs and network namespaces (root)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pyroute2 import IPRoute
+
+from sriovkit.host.sysfs import Sysfs
+from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NameInUseError, NamespaceError
+from sriovkit.netlink.kernel import KernelNetlink
+from sriovkit.netlink.model import RouteInfo
+from sriovkit.netlink.port import link_by_alias, link_by_mac
+from tests.integration.conftest import NetnsFactory, unique_name
+
+pytestmark = pytest.mark.root
+
+
+def ip_json(*args: str, netns: str | None = None) -> list[dict[str, Any]]:
+    """What `ip -j` reports (the test's independent view of the kernel)."""
+    prefix = ["ip", "-n", netns.rsplit("/", 1)[-1]] if netns else ["ip"]
+    out = subprocess.run([*prefix, "-j", *args], check=True, capture_output=True, text=True).stdout
+    return json.loads(out) if out.strip() else []
+
+
+@pytest.fixture
+def kernel() -> Iterator[KernelNetlink]:
+    nl = KernelNetlink(Sysfs())
+    yield nl
+    nl.close()
+
+
+@pytest.fixture
+def veth() -> Iterator[str]:
+    """A veth pair in the host netns; yields the end under test. Deleting the peer removes both."""
+    name, peer = unique_name("skt"), unique_name("skp")
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer})
+    yield name
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=peer)
+        if found:
+            ipr.link("del", index=found[0])
+
+
+def test_move_into_netns_with_rename_and_back_under_the_original_name(
+    kernel: KernelNetlink, veth: str, netns: NetnsFactory
+) -> None:
+    pod = netns()
+    kernel.move_link(veth, src_netns=None, dst_netns=pod, new_name="net1")
+    assert kernel.find_link(veth) is None
+    assert [link["ifname"] for link in ip_json("link", "show", "net1", netns=pod)] == ["net1"]
+
+    kernel.move_link("net1", src_netns=pod, dst_netns=None, new_name=veth)
+    assert kernel.find_link("net1", pod) is None
+    assert ip_json("link", "show", veth)[0]["ifname"] == veth
+
+
+def test_mac_mtu_up_and_rename_inside_a_netns(kernel: KernelNetlink, veth: str, netns: NetnsFactory) -> None:
+    pod = netns()
+    kernel.move_link(veth, src_netns=None, dst_netns=pod, new_name="tmp0")
+    kernel.rename_link("tmp0", "eth7", pod)
+    kernel.set_link_mac("eth7", "02:11:22:33:44:55", pod)
+    kernel.set_link_mtu("eth7", 1400, pod)
+    kernel.set_link_up("eth7", True, pod)
+
+    shown = ip_json("link", "show", "eth7", netns=pod)[0]
+    assert (shown["address"], shown["mtu"], "UP" in shown["flags"]) == ("02:11:22:33:44:55", 1400, True)
+    info = kernel.find_link("eth7", pod)
+    assert info is not None
+    assert (info.mac, info.mtu, info.up) == ("02:11:22:33:44:55", 1400, True)
+    assert info.operstate == "lowerlayerdown"  # its peer in the host is down
+    assert info.link_index is not None
+
+
+def test_addresses_and_routes_in_a_netns(kernel: KernelNetlink, veth: str, netns: NetnsFactory) -> None:
+    pod = netns()
+    kernel.move_link(veth, src_netns=None, dst_netns=pod, new_name="net1")
+    kernel.set_link_up("net1", True, pod)
+    kernel.add_address("net1", "10.77.0.5/24", pod)
+    kernel.add_address("net1", "fd00:77::5/64", pod)
+    kernel.add_route("0.0.0.0/0", "10.77.0.1", "net1", pod)
+    kernel.add_route("10.88.0.0/16", None, "net1", pod)
+
+    assert {"10.77.0.5/24", "fd00:77::5/64"} <= set(kernel.addresses("net1", pod))
+    kernel_view = {(a["local"], a["prefixlen"]) for a in ip_json("addr", "show", "net1", netns=pod)[0]["addr_info"]}
+    assert {("10.77.0.5", 24), ("fd00:77::5", 64)} <= kernel_view
+    routes = kernel.routes("net1", pod)
+    assert RouteInfo("0.0.0.0/0", "10.77.0.1") in routes
+    assert RouteInfo("10.88.0.0/16", None) in routes
+    assert RouteInfo("10.77.0.0/24", None) in routes
+    assert [r["gateway"] for r in ip_json("route", "show", "default", netns=pod)] == ["10.77.0.1"]
+
+    kernel.delete_address("net1", "10.77.0.5/24", pod)
+    assert "10.77.0.5/24" not in kernel.addresses("net1", pod)
+    assert all(not r.dst.startswith("10.") for r in kernel.routes("net1", pod))  # they went with the address
+
+
+def test_alias_and_lookup_by_alias_or_mac(kernel: KernelNetlink, veth: str, netns: NetnsFactory) -> None:
+    pod = netns()
+    kernel.move_link(veth, src_netns=None, dst_netns=pod, new_name="net1")
+    kernel.set_link_alias("net1", veth, pod)
+    kernel.set_link_mac("net1", "02:aa:bb:cc:dd:01", pod)
+
+    assert ip_json("link", "show", "net1", netns=pod)[0]["ifalias"] == veth
+    by_alias = link_by_alias(kernel, veth, pod)
+    by_mac = link_by_mac(kernel, "02:AA:BB:CC:DD:01", pod)
+    assert by_alias is not None and by_mac is not None
+    assert by_alias.name == by_mac.name == "net1"
+    assert link_by_alias(kernel, veth) is None  # not in the host netns
+
+    kernel.set_link_alias("net1", "", pod)
+    info = kernel.find_link("net1", pod)
+    assert info is not None and info.alias is None
+
+
+def test_typed_errors(kernel: KernelNetlink, veth: str, netns: NetnsFactory) -> None:
+    pod = netns()
+    missing = unique_name("skm")
+    assert kernel.find_link(missing) is None
+    with pytest.raises(LinkNotFoundError):
+        kernel.move_link(missing, src_netns=None, dst_netns=pod, new_name="net1")
+    with pytest.raises(NameInUseError):
+        kernel.rename_link(veth, "lo")
+    with pytest.raises(NamespaceError):
+        kernel.move_link(veth, src_netns=None, dst_netns=f"{pod}-gone", new_name="net1")
+    with pytest.raises(NamespaceError):
+        kernel.links(f"{pod}-gone")
+    assert kernel.find_link(veth) is not None  # nothing moved
+
+
+def test_move_into_a_netns_where_the_name_is_taken_leaves_the_link_in_place(
+    kernel: KernelNetlink, veth: str, netns: NetnsFactory
+) -> None:
+    pod = netns()
+    kernel.move_link(veth, src_netns=None, dst_netns=pod, new_name="net1")
+    other, other_peer = unique_name("skt"), unique_name("skp")
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=other, kind="veth", peer={"ifname": other_peer})
+    try:
+        with pytest.raises(NameInUseError):
+            kernel.move_link(other, src_netns=None, dst_netns=pod, new_name="net1")
+        assert kernel.find_link(other) is not None
+    finally:
+        with IPRoute() as ipr:
+            ipr.link("del", index=ipr.link_lookup(ifname=other_peer)[0])
+
+
+def test_a_rename_refused_after_the_move_is_undone(kernel: KernelNetlink, veth: str, netns: NetnsFactory) -> None:
+    """The kernel moves before it renames; an invalid new name must not leave the link in the pod."""
+    pod = netns()
+    with pytest.raises(InvalidValueError):
+        kernel.move_link(veth, src_netns=None, dst_netns=pod, new_name="bad/name")
+    assert kernel.find_link(veth) is not None
+    assert [link.name for link in kernel.links(pod)] == ["lo"]

@@ -1,0 +1,73 @@
+"""Files the device plugin leaves for others: device-info files and CDI specs.
+
+Both are written atomically (temporary file + rename) so a reader (Multus, the
+container runtime) never sees half a document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from sriovkit.deviceplugin.payload import DevicePayload, cdi_spec, device_info, device_info_file_name
+from sriovkit.resources.config import ResourceConfig
+from sriovkit.resources.selectors import Device, device_id
+
+_DEVINFO_SUFFIX = "-device.json"
+
+
+def write_json_atomic(path: Path, document: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(document, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_device_info(directory: Path, resource: ResourceConfig, devices: Iterable[Device]) -> None:
+    for dev in devices:
+        write_json_atomic(directory / device_info_file_name(resource, device_id(dev)), device_info(dev))
+
+
+def remove_device_info(directory: Path, resource: ResourceConfig, keep: Iterable[str] = ()) -> list[str]:
+    """Remove this resource's device-info files except those for `keep`; returns the removed IDs."""
+    prefix = resource.full_name.replace("/", "-") + "-"
+    kept = set(keep)
+    removed: list[str] = []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(_DEVINFO_SUFFIX)):
+            continue
+        dev_id = name[len(prefix): -len(_DEVINFO_SUFFIX)]
+        if dev_id not in kept:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(directory / name)
+            removed.append(dev_id)
+    return removed
+
+
+def cdi_spec_path(directory: Path, resource: ResourceConfig) -> Path:
+    return directory / f"sriovkit-{resource.resource_prefix}-{resource.resource_name}.json"
+
+
+def write_cdi_spec(directory: Path, resource: ResourceConfig, payloads: Iterable[DevicePayload]) -> None:
+    write_json_atomic(cdi_spec_path(directory, resource), cdi_spec(resource, payloads))
+
+
+def remove_cdi_spec(directory: Path, resource: ResourceConfig) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(cdi_spec_path(directory, resource))

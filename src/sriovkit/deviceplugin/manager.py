@@ -1,0 +1,281 @@
+"""Runs one `PoolServer` per resource pool and keeps them in step with the node.
+
+A single watcher thread polls what cannot be watched otherwise, every
+``poll_interval`` (0.25 s by default, so any change reaches ListAndWatch well
+within a second):
+
+- the config file (inode, size, mtime of the path *and* of its resolved
+  target, so Kubernetes' ConfigMap ``..data`` symlink swap is seen);
+- each PF's ``sriov_numvfs`` (VFs appearing or vanishing);
+- the operstate of every interface that decides a device's health;
+- each server's socket (removed: serve again) and ``kubelet.sock`` (a new
+  one: the kubelet restarted, register again).
+
+A full rediscovery also runs every ``resync_interval`` as a safety net (a
+driver rebind changes pools without changing VF counts).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+
+from sriovkit.deviceplugin import health as hl
+from sriovkit.deviceplugin.payload import RDMA_CM, HostDevNodes
+from sriovkit.deviceplugin.server import KUBELET_SOCKET, PoolServer, ServerFiles, kubelet_identity
+from sriovkit.host.discover import discover
+from sriovkit.host.model import HostSnapshot
+from sriovkit.host.routes import default_route_netdevs
+from sriovkit.host.sysfs import Sysfs
+from sriovkit.resources.config import DEFAULT_RESOURCE_PREFIX, ConfigError, ResourceList, load_config_file
+from sriovkit.resources.pools import ResourcePool, build_pools
+from sriovkit.resources.selectors import device_id
+
+if TYPE_CHECKING:
+    from sriovkit.agent.metrics import AgentMetrics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
+DEFAULT_PLUGINS_REGISTRY_DIR = Path("/var/lib/kubelet/plugins_registry")
+DEFAULT_DEVINFO_DIR = Path("/var/run/k8s.cni.cncf.io/devinfo/dp")
+DEFAULT_CDI_DIR = Path("/var/run/cdi")
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePluginSettings:
+    config_file: Path
+    resource_prefix: str = DEFAULT_RESOURCE_PREFIX
+    sysfs: Sysfs = field(default_factory=Sysfs)
+    proc_root: str = "/proc"
+    device_plugin_dir: Path = DEFAULT_DEVICE_PLUGIN_DIR
+    # set: register through the kubelet's plugin watcher (socket in this dir) instead of kubelet.sock
+    plugins_registry_dir: Path | None = None
+    devinfo_dir: Path = DEFAULT_DEVINFO_DIR
+    use_cdi: bool = False
+    cdi_dir: Path = DEFAULT_CDI_DIR
+    poll_interval: float = 0.25
+    resync_interval: float = 30.0
+    netlink_events: bool = False  # wake on kernel link events (real hosts)
+
+
+@dataclass(frozen=True, slots=True)
+class _FileStamp:
+    path: tuple[int, int, int] | None
+    target: tuple[str, int, int, int] | None
+
+
+def _stamp(path: Path) -> _FileStamp:
+    def triple(p: str, *, follow: bool) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(p, follow_symlinks=follow)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    real = os.path.realpath(path)
+    target = triple(real, follow=True)
+    return _FileStamp(triple(str(path), follow=False), (real, *target) if target else None)
+
+
+class DevicePluginManager:
+    """Owns the pool servers. `start()` fails with `ConfigError` on a bad config;
+    later reloads with a bad config keep the running one."""
+
+    def __init__(self, settings: DevicePluginSettings, *, metrics: AgentMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.servers: dict[str, PoolServer] = {}
+        self.resources: ResourceList | None = None
+        self.snapshot: HostSnapshot | None = None
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._link_events: hl.KernelLinkEvents | None = None
+        self._config_stamp: _FileStamp | None = None
+        self._vf_counts: dict[str, int | None] = {}
+        self._link_up: dict[str, bool] = {}
+        self._since_resync = 0.0
+        self.on_change: Callable[[], None] | None = None  # called after pools or health changed
+
+    # -- lifecycle -------------------------------------------------------------------
+    @property
+    def watcher_mode(self) -> bool:
+        return self.settings.plugins_registry_dir is not None
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.settings.plugins_registry_dir or self.settings.device_plugin_dir
+
+    @property
+    def kubelet_socket(self) -> Path:
+        return self.settings.device_plugin_dir / KUBELET_SOCKET
+
+    def start(self) -> None:
+        self._config_stamp = _stamp(self.settings.config_file)
+        self.resources = self._load_config()
+        with self._lock:
+            self._rediscover()
+            self._register_all()
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._watch_loop, name="dp-watch", daemon=True)
+        self._thread.start()
+        if self.settings.netlink_events:
+            self._link_events = hl.KernelLinkEvents(self._wake)
+            self._link_events.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._link_events is not None:
+            self._link_events.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            for server in self.servers.values():
+                server.stop()
+            self.servers.clear()
+
+    def pools(self) -> dict[str, ResourcePool]:
+        with self._lock:
+            return {name: s.pool for name, s in self.servers.items()}
+
+    def health(self) -> dict[str, dict[str, bool]]:
+        with self._lock:
+            return {name: s.health() for name, s in self.servers.items()}
+
+    # -- the watch loop ----------------------------------------------------------------
+    def _watch_loop(self) -> None:
+        interval = self.settings.poll_interval
+        while not self._stopping.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.poll_once(elapsed=interval)
+            except Exception:  # the loop must survive anything; the next tick resyncs
+                log.exception("device plugin watch iteration failed; retrying")
+                self._since_resync = self.settings.resync_interval
+
+    def poll_once(self, *, elapsed: float = 0.0) -> None:
+        """One watch iteration: reload, rediscover, re-health, re-serve, re-register as needed."""
+        with self._lock:
+            self._since_resync += elapsed
+            changed = self._check_config()
+            counts = hl.read_vf_counts(self.settings.sysfs, self._vf_counts)
+            if changed or counts != self._vf_counts or self._since_resync >= self.settings.resync_interval:
+                self._rediscover()
+            elif self._check_links():
+                self._publish_all()
+            self._check_sockets()
+            self._register_all()
+
+    def _check_config(self) -> bool:
+        stamp = _stamp(self.settings.config_file)
+        if stamp == self._config_stamp:
+            return False
+        self._config_stamp = stamp
+        try:
+            self.resources = self._load_config()
+        except ConfigError as exc:
+            problems = "; ".join(exc.problems)
+            log.error("config reload failed, keeping the running config: %s", problems)
+            return False
+        log.info("config reloaded file=%s resources=%d", self.settings.config_file, len(self.resources.resources))
+        return True
+
+    def _load_config(self) -> ResourceList:
+        return load_config_file(self.settings.config_file, default_prefix=self.settings.resource_prefix)
+
+    def _check_links(self) -> bool:
+        states = hl.read_link_states(self.settings.sysfs, self._link_up)
+        if states == self._link_up:
+            return False
+        self._link_up = states
+        return True
+
+    def _check_sockets(self) -> None:
+        for server in self.servers.values():
+            if not server.socket_path.exists():
+                log.warning("socket removed, serving again resource=%s socket=%s", server.name, server.socket_path)
+                server.restart()
+
+    def _register_all(self) -> None:
+        if self.watcher_mode:
+            return
+        identity = kubelet_identity(self.kubelet_socket)
+        if identity is None:
+            return
+        for server in self.servers.values():
+            if server.registered_with != identity:
+                try:
+                    server.register(self.kubelet_socket)
+                except grpc.RpcError as exc:
+                    log.warning("registration failed resource=%s: %s; retrying", server.name,
+                                exc.details() if hasattr(exc, "details") else exc)
+
+    # -- pools --------------------------------------------------------------------------
+    def _rediscover(self) -> None:
+        assert self.resources is not None
+        sysfs = self.settings.sysfs
+        self._since_resync = 0.0
+        snapshot = discover(sysfs)
+        self.snapshot = snapshot
+        pool_set = build_pools(snapshot, self.resources,
+                               default_route_netdevs=default_route_netdevs(self.settings.proc_root))
+        self._vf_counts = hl.read_vf_counts(sysfs, hl.sriov_pfs(snapshot))
+        netdevs = {n for p in pool_set.pools for d in p.devices if (n := hl.link_netdev(d)) is not None}
+        self._link_up = hl.read_link_states(sysfs, netdevs)
+        self._apply(pool_set.by_name())
+
+    def _apply(self, pools: dict[str, ResourcePool]) -> None:
+        """Start, stop or update only the servers whose pools changed."""
+        for name in [n for n in self.servers if n not in pools]:
+            self.servers.pop(name).stop()
+        host = self._host_nodes()
+        for name, pool in pools.items():
+            health = self._pool_health(pool)
+            server = self.servers.get(name)
+            if server is None:
+                server = PoolServer(pool, health, socket_dir=self.socket_dir, host=host, out=self._files(),
+                                    watcher_mode=self.watcher_mode, metrics=self.metrics)
+                server.start()
+                self.servers[name] = server
+            elif server.pool != pool or server.health() != health or server.host != host:
+                server.host = host
+                server.publish(pool, health)
+                log.info("pool updated resource=%s devices=%d unhealthy=%d", name, len(pool.devices),
+                         sum(1 for ok in health.values() if not ok))
+        if self.on_change is not None:
+            self.on_change()
+
+    def _publish_all(self) -> None:
+        for server in self.servers.values():
+            health = self._pool_health(server.pool)
+            if health != server.health():
+                down = sorted(i for i, ok in health.items() if not ok)
+                log.info("health changed resource=%s unhealthy=%s", server.name, ",".join(down) or "-")
+                server.publish(server.pool, health)
+        if self.on_change is not None:
+            self.on_change()
+
+    def _pool_health(self, pool: ResourcePool) -> dict[str, bool]:
+        return {device_id(d): hl.is_healthy(d, self._link_up) for d in pool.devices}
+
+    def _host_nodes(self) -> HostDevNodes:
+        sysfs = self.settings.sysfs
+        vhost = self.snapshot.vhost_net if self.snapshot is not None else False
+        return HostDevNodes(vhost_net=vhost, rdma_cm=os.path.exists(sysfs.dev_path(RDMA_CM)))
+
+    def _files(self) -> ServerFiles:
+        cdi = self.settings.cdi_dir if self.settings.use_cdi else None
+        return ServerFiles(devinfo_dir=self.settings.devinfo_dir, cdi_dir=cdi)

@@ -1,0 +1,287 @@
+"""One kubelet device-plugin gRPC server for one resource pool, on its own unix socket.
+
+The server holds the pool's current devices and health; `publish()` swaps them
+and wakes every `ListAndWatch` stream. Allocation payloads come from the pure
+`payload` module; this module only translates to and from the wire messages
+and does the socket and registration I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from sriovkit.deviceplugin import files
+from sriovkit.deviceplugin.api import deviceplugin_pb2 as pb
+from sriovkit.deviceplugin.api import deviceplugin_pb2_grpc as pb_grpc
+from sriovkit.deviceplugin.health import HEALTHY, UNHEALTHY
+from sriovkit.deviceplugin.payload import ContainerAllocation, DevicePayload, HostDevNodes, container_allocation
+from sriovkit.deviceplugin.payload import device_payload as make_payload
+from sriovkit.deviceplugin.preferred import Placement, preferred_allocation
+from sriovkit.host.model import PciDevice
+from sriovkit.kubeapi import pluginregistration_pb2 as reg_pb
+from sriovkit.kubeapi import pluginregistration_pb2_grpc as reg_grpc
+from sriovkit.resources.pools import ResourcePool
+from sriovkit.resources.selectors import Device, device_id
+
+if TYPE_CHECKING:
+    from sriovkit.agent.metrics import AgentMetrics
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "v1beta1"
+KUBELET_SOCKET = "kubelet.sock"
+DEVICE_PLUGIN_TYPE = "DevicePlugin"
+_REGISTER_TIMEOUT = 5.0
+_STREAM_WAKEUP = 0.5  # how often an idle ListAndWatch checks that its client is still there
+
+
+class UnknownDeviceError(ValueError):
+    """An Allocate request named a device this pool does not have, or one that is unhealthy."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFiles:
+    """Where this server writes: device-info files always, CDI specs in CDI mode."""
+
+    devinfo_dir: Path
+    cdi_dir: Path | None = None  # set: CDI mode
+
+
+def socket_name(pool_name: str) -> str:
+    """``intel.com_sriov_netdevice.sock``: the resource name with '/' as '_'."""
+    return pool_name.replace("/", "_") + ".sock"
+
+
+class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
+    """Serves DevicePlugin (and, in plugin-watcher mode, pluginregistration) for one pool."""
+
+    def __init__(self, pool: ResourcePool, health: dict[str, bool], *, socket_dir: Path, host: HostDevNodes,
+                 out: ServerFiles, watcher_mode: bool = False, metrics: AgentMetrics | None = None) -> None:
+        self.socket_dir = socket_dir
+        self.socket_path = socket_dir / socket_name(pool.name)
+        self.watcher_mode = watcher_mode
+        self.host = host
+        self.out = out
+        self.metrics = metrics
+        self.registered_with: tuple[int, int] | None = None  # kubelet.sock identity we registered with
+        self._cond = threading.Condition()
+        self._version = 0
+        self._stopping = False
+        self._grpc: grpc.Server | None = None
+        self._pool = pool
+        self._health = dict(health)
+        self._payloads: dict[str, DevicePayload] = {}
+        self._devices: dict[str, Device] = {}
+        self._index(pool)
+
+    # -- state ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._pool.name
+
+    @property
+    def pool(self) -> ResourcePool:
+        return self._pool
+
+    def health(self) -> dict[str, bool]:
+        with self._cond:
+            return dict(self._health)
+
+    def _index(self, pool: ResourcePool) -> None:
+        self._devices = {device_id(d): d for d in pool.devices}
+        self._payloads = {i: make_payload(d, pool.config, self.host) for i, d in self._devices.items()}
+
+    def publish(self, pool: ResourcePool, health: dict[str, bool]) -> None:
+        """New devices or health: every ListAndWatch stream sends the new list."""
+        with self._cond:
+            self._pool = pool
+            self._health = dict(health)
+            self._index(pool)
+            self._version += 1
+            self._cond.notify_all()
+        self._write_files()
+
+    def _write_files(self) -> None:
+        files.remove_device_info(self.out.devinfo_dir, self._pool.config, keep=self._devices)
+        if self.out.cdi_dir is not None:
+            files.write_cdi_spec(self.out.cdi_dir, self._pool.config, self._payloads.values())
+        if self.metrics is not None:
+            self.metrics.set_pool(self.name, self.health())
+
+    def _list_response(self) -> pb.ListAndWatchResponse:
+        exclude_topology = self._pool.config.exclude_topology
+        devices = []
+        for dev_id, dev in self._devices.items():
+            msg = pb.Device(ID=dev_id, health=HEALTHY if self._health.get(dev_id, True) else UNHEALTHY)
+            numa = dev.numa_node if isinstance(dev, PciDevice) else None
+            if numa is not None and not exclude_topology:
+                msg.topology.nodes.add(ID=numa)
+            devices.append(msg)
+        return pb.ListAndWatchResponse(devices=devices)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dp"))
+        pb_grpc.add_DevicePluginServicer_to_server(self, server)
+        if self.watcher_mode:
+            reg_grpc.add_RegistrationServicer_to_server(self, server)
+        server.add_insecure_port(f"unix:{self.socket_path}")
+        with self._cond:
+            self._stopping = False
+        server.start()
+        self._grpc = server
+        self.registered_with = None
+        self._write_files()
+        log.info("device plugin serving resource=%s socket=%s devices=%d", self.name, self.socket_path,
+                 len(self._devices))
+
+    def stop(self, *, remove_files: bool = True) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._grpc is not None:
+            self._grpc.stop(grace=0.5).wait(2)
+            self._grpc = None
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        if remove_files:
+            files.remove_device_info(self.out.devinfo_dir, self._pool.config)
+            if self.out.cdi_dir is not None:
+                files.remove_cdi_spec(self.out.cdi_dir, self._pool.config)
+            if self.metrics is not None:
+                self.metrics.forget_pool(self.name, list(self._devices))
+        log.info("device plugin stopped resource=%s", self.name)
+
+    def restart(self) -> None:
+        """Our socket vanished (a kubelet restart wipes the directory): serve anew."""
+        self.stop(remove_files=False)
+        self.start()
+
+    def register(self, kubelet_socket: Path) -> None:
+        """Register with the kubelet's Registration service (raises grpc.RpcError)."""
+        identity = _identity(kubelet_socket)
+        with grpc.insecure_channel(f"unix:{kubelet_socket}") as channel:
+            request = pb.RegisterRequest(
+                version=API_VERSION, endpoint=self.socket_path.name, resource_name=self.name,
+                options=pb.DevicePluginOptions(pre_start_required=False, get_preferred_allocation_available=True))
+            pb_grpc.RegistrationStub(channel).Register(request, timeout=_REGISTER_TIMEOUT)
+        self.registered_with = identity
+        log.info("registered with kubelet resource=%s endpoint=%s", self.name, self.socket_path.name)
+
+    # -- DevicePlugin service ---------------------------------------------------------
+    def GetDevicePluginOptions(self, request: pb.Empty, context: Any) -> pb.DevicePluginOptions:
+        return pb.DevicePluginOptions(pre_start_required=False, get_preferred_allocation_available=True)
+
+    def ListAndWatch(self, request: pb.Empty, context: Any) -> Iterator[pb.ListAndWatchResponse]:
+        sent = -1
+        while context.is_active():
+            with self._cond:
+                if self._version == sent and not self._stopping:
+                    self._cond.wait(_STREAM_WAKEUP)
+                if self._stopping:
+                    return
+                if self._version == sent:
+                    continue
+                sent = self._version
+                response = self._list_response()
+            yield response
+
+    def GetPreferredAllocation(self, request: pb.PreferredAllocationRequest,
+                               context: Any) -> pb.PreferredAllocationResponse:
+        with self._cond:
+            placements = {i: _placement(d) for i, d in self._devices.items() if self._health.get(i, True)}
+            policy = self._pool.config.allocate_policy
+        responses = [
+            pb.ContainerPreferredAllocationResponse(deviceIDs=preferred_allocation(
+                list(req.available_deviceIDs), list(req.must_include_deviceIDs), req.allocation_size,
+                placements, policy))
+            for req in request.container_requests
+        ]
+        return pb.PreferredAllocationResponse(container_responses=responses)
+
+    def Allocate(self, request: pb.AllocateRequest, context: Any) -> pb.AllocateResponse:
+        try:
+            answers = [self.allocate(list(req.devices_ids)) for req in request.container_requests]
+        except UnknownDeviceError as exc:
+            log.warning("allocate refused resource=%s: %s", self.name, exc)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise  # abort raises; this keeps type checkers and readers honest
+        return pb.AllocateResponse(container_responses=[_to_message(a) for a in answers])
+
+    def allocate(self, ids: Sequence[str]) -> ContainerAllocation:
+        with self._cond:
+            payloads = [self._payload_for(i) for i in ids]
+            devices = [self._devices[i] for i in ids]
+            config = self._pool.config
+        files.write_device_info(self.out.devinfo_dir, config, devices)
+        if self.metrics is not None:
+            self.metrics.allocations.labels(resource=self.name).inc(len(ids))
+        log.info("allocate resource=%s devices=%s", self.name, ",".join(ids))
+        return container_allocation(config, payloads, use_cdi=self.out.cdi_dir is not None)
+
+    def _payload_for(self, dev_id: str) -> DevicePayload:
+        payload = self._payloads.get(dev_id)
+        if payload is None:
+            raise UnknownDeviceError(f"device {dev_id} is not in resource {self.name}")
+        if not self._health.get(dev_id, True):
+            raise UnknownDeviceError(f"device {dev_id} of resource {self.name} is unhealthy")
+        return payload
+
+    def PreStartContainer(self, request: pb.PreStartContainerRequest,
+                          context: Any) -> pb.PreStartContainerResponse:
+        return pb.PreStartContainerResponse()
+
+    # -- pluginregistration service (plugin-watcher mode) ------------------------------
+    def GetInfo(self, request: reg_pb.InfoRequest, context: Any) -> reg_pb.PluginInfo:
+        return reg_pb.PluginInfo(type=DEVICE_PLUGIN_TYPE, name=self.name, endpoint=str(self.socket_path),
+                                 supported_versions=[API_VERSION])
+
+    def NotifyRegistrationStatus(self, request: reg_pb.RegistrationStatus,
+                                 context: Any) -> reg_pb.RegistrationStatusResponse:
+        if request.plugin_registered:
+            log.info("registered through plugin watcher resource=%s", self.name)
+        else:
+            log.error("kubelet refused registration resource=%s error=%s", self.name, request.error)
+        return reg_pb.RegistrationStatusResponse()
+
+
+def _placement(dev: Device) -> Placement:
+    if isinstance(dev, PciDevice):
+        return Placement(dev.numa_node, dev.pf_address)
+    return Placement(None, dev.parent_address)
+
+
+def _to_message(answer: ContainerAllocation) -> pb.ContainerAllocateResponse:
+    return pb.ContainerAllocateResponse(
+        envs=answer.envs,
+        devices=[pb.DeviceSpec(container_path=n.container_path, host_path=n.host_path, permissions=n.permissions)
+                 for n in answer.devices],
+        annotations=answer.annotations,
+        cdi_devices=[pb.CDIDevice(name=n) for n in answer.cdi_devices],
+    )
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_ctime_ns)
+
+
+def kubelet_identity(path: Path) -> tuple[int, int] | None:
+    """Which kubelet.sock is there (None: none): a new inode means the kubelet restarted."""
+    return _identity(path)

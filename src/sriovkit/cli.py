@@ -76,7 +76,7 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
 
 # Modules that add subcommands: each defines `register(subparsers)` and imports
 # nothing heavy at module level (the CLI must start fast).
-_COMMAND_MODULES: tuple[str, ...] = ("sriovkit.shim.command", "sriovkit.provision.command")
+_COMMAND_MODULES: tuple[str, ...] = ("sriovkit.shim.command", "sriovkit.provision.command", "sriovkit.agent.command")
 
 
 def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]

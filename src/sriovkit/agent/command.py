@@ -1,0 +1,94 @@
+"""`sriovctl agent` (the node agent) and `sriovctl kubesim` (the kubelet stand-in)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("agent", help="run the node agent: a device plugin per resource pool, until SIGTERM")
+    p.add_argument("--config-file", required=True, help="the device plugin's config.json (reloaded on change)")
+    p.add_argument("--resource-prefix", default="intel.com", help="prefix for resources without one")
+    p.add_argument("--host-root", default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),
+                   help="root of the node's filesystem: sysfs at ROOT/sys, procfs at ROOT/proc "
+                   "(env SRIOVKIT_HOST_ROOT)")
+    p.add_argument("--device-plugin-dir", default="/var/lib/kubelet/device-plugins",
+                   help="the kubelet's device-plugin directory (kubelet.sock and the plugins' sockets)")
+    p.add_argument("--plugin-watcher", action="store_true",
+                   help="register through the kubelet's plugin watcher instead of kubelet.sock")
+    p.add_argument("--plugins-registry-dir", default="/var/lib/kubelet/plugins_registry",
+                   help="where the plugin watcher looks for sockets (with --plugin-watcher)")
+    p.add_argument("--devinfo-dir", default="/var/run/k8s.cni.cncf.io/devinfo/dp",
+                   help="where device-info files (Device Information Spec 1.1.0) are written")
+    p.add_argument("--use-cdi", action="store_true", help="hand devices over as CDI devices instead of device nodes")
+    p.add_argument("--cdi-dir", default="/var/run/cdi", help="where CDI spec files are written (with --use-cdi)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=_agent)
+
+    k = sub.add_parser("kubesim", help="run a kubelet stand-in (device-plugin registration, podresources)")
+    k.add_argument("--device-plugin-dir", required=True, help="where kubelet.sock is served")
+    k.add_argument("--pod-resources-socket", help="serve podresources/v1 on this socket")
+    k.add_argument("--plugins-registry-dir", help="also watch this directory for plugin-watcher registration")
+    k.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    k.set_defaults(func=_kubesim)
+
+
+def _setup_logging(level: str) -> None:
+    import logging
+
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sriovkit.agent.metrics import AgentMetrics
+    from sriovkit.agent.node import NodeAgent
+    from sriovkit.deviceplugin.manager import DevicePluginSettings
+    from sriovkit.errors import UserError
+    from sriovkit.host.sysfs import Sysfs
+    from sriovkit.resources.config import ConfigError
+
+    _setup_logging(args.log_level)
+    sysfs = Sysfs(Path(args.host_root))
+    if not os.path.isdir(sysfs.pci_devices):
+        raise UserError(f"--host-root {args.host_root}: no PCI devices directory at {sysfs.pci_devices}")
+    settings = DevicePluginSettings(
+        config_file=Path(args.config_file),
+        resource_prefix=args.resource_prefix,
+        sysfs=sysfs,
+        proc_root=os.path.join(args.host_root, "proc"),
+        device_plugin_dir=Path(args.device_plugin_dir),
+        plugins_registry_dir=Path(args.plugins_registry_dir) if args.plugin_watcher else None,
+        devinfo_dir=Path(args.devinfo_dir),
+        use_cdi=args.use_cdi,
+        cdi_dir=Path(args.cdi_dir),
+        netlink_events=os.path.realpath(args.host_root) == "/",
+    )
+    agent = NodeAgent(settings, metrics=AgentMetrics())
+    try:
+        agent.run_until_signal()
+    except ConfigError as exc:
+        raise UserError(exc.problems) from None
+    return 0
+
+
+def _kubesim(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from sriovkit.kubesim import Kubelet
+
+    _setup_logging(args.log_level)
+    kubelet = Kubelet(args.device_plugin_dir, pod_resources_socket=args.pod_resources_socket,
+                      plugins_registry_dir=args.plugins_registry_dir)
+    done = threading.Event()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda *_: done.set())
+    kubelet.start()
+    try:
+        done.wait()
+    finally:
+        kubelet.stop()
+    return 0

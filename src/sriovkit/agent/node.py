@@ -1,0 +1,85 @@
+"""The node agent: one process per node composing long-running components.
+
+Each component has ``start()`` and ``stop()``; the agent starts them in order
+and stops them in reverse, so what started last (and may depend on the rest)
+stops first. The device-plugin manager is always there; the CNI socket server
+and the metrics endpoint are added by whoever wires the process (`add`).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import Protocol
+
+from sriovkit.agent.metrics import AgentMetrics
+from sriovkit.deviceplugin.manager import DevicePluginManager, DevicePluginSettings
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class NodeAgent:
+    """Construction only wires; `start()` makes sockets and threads."""
+
+    def __init__(self, device_plugins: DevicePluginSettings, *, metrics: AgentMetrics | None = None,
+                 components: Sequence[Component] = ()) -> None:
+        self.metrics = metrics
+        self.device_plugins = DevicePluginManager(device_plugins, metrics=metrics)
+        self.components: list[Component] = [self.device_plugins, *components]
+        self._started: list[Component] = []
+        self._done = threading.Event()
+
+    def add(self, component: Component) -> None:
+        """Add a component (e.g. `CniSocketServer`, `MetricsServer`) before `start()`."""
+        self.components.append(component)
+
+    def start(self) -> None:
+        """Start every component; if one fails, stop those already started and re-raise."""
+        for component in self.components:
+            try:
+                component.start()
+            except BaseException:
+                self.stop()
+                raise
+            self._started.append(component)
+        log.info("agent started components=%s", ",".join(type(c).__name__ for c in self._started))
+
+    def stop(self) -> None:
+        while self._started:
+            component = self._started.pop()
+            try:
+                component.stop()
+            except Exception:  # keep stopping the others: their sockets must go too
+                log.exception("stopping %s failed", type(component).__name__)
+        self._done.set()
+
+    def healthy(self) -> bool:
+        """For /healthz: started and not stopping."""
+        return bool(self._started) and not self._done.is_set()
+
+    def run_until_signal(self, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)) -> None:
+        """Start, serve until one of `signals`, then stop cleanly. Main thread only."""
+        stop_requested = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %s: shutting down", signal.Signals(signum).name)
+            stop_requested.set()
+
+        previous = {s: signal.signal(s, on_signal) for s in signals}
+        try:
+            self.start()
+            while not stop_requested.wait(1.0):
+                pass
+        finally:
+            self.stop()
+            for s, handler in previous.items():
+                signal.signal(s, handler)

@@ -1,0 +1,212 @@
+"""ADD: give a pod a VF (or a PF passed through). This is where VFs move into a namespace.
+
+The step list, each step with its undo on an ExitStack (see `steps.Steps`):
+
+ 1. lock the VF; refuse it if another attachment holds it
+ 2. snapshot the original state (host name, MAC, MTU, up, driver, every PF-side setting)
+ 3. bind the requested driver (userspace mode), undo: rebind the original
+ 4. PF-side settings: vlan/qos/proto, admin MAC, rates, spoofchk, trust, link_state
+ 5. move the interface into CNI_NETNS renamed to CNI_IFNAME in one request (the
+    name never exists twice; a name already taken in the pod fails here cleanly)
+ 6. MAC, MTU, up
+ 7. IPAM ADD (undo: IPAM DEL), then addresses and routes, then announce them
+ 8. the Device Information file
+ 9. the state record, written atomically only now that every step succeeded
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sriovkit.cni import vfconfig
+from sriovkit.cni.announce import announce
+from sriovkit.cni.device import Device, Mode, resolve_device
+from sriovkit.cni.deviceinfo import device_info, remove_device_info, write_device_info
+from sriovkit.cni.ipam import IpamCall, ipam_add, ipam_del
+from sriovkit.cni.spec import CniError, ErrorCode, Interface, Result
+from sriovkit.cni.state import AttachmentRecord, OriginalState
+from sriovkit.cni.steps import Call, Steps
+from sriovkit.host.discover import discover_device
+from sriovkit.netlink.model import ZERO_MAC, VfSettings
+
+
+def ipam_call(call: Call, config: dict[str, Any] | None = None, *, container_id: str | None = None,
+              ifname: str | None = None, netns: str | None = None) -> IpamCall:
+    """The IPAM exec for this call, or for a recorded attachment's `config` (DEL, GC)."""
+    env = call.env
+    plugin = str((config.get("ipam") or {}).get("type", "")) if config is not None else call.conf.ipam_type
+    return IpamCall(plugin=plugin, search_path=env.path,
+                    container_id=container_id or env.container_id, netns=env.netns if netns is None else netns,
+                    ifname=ifname or env.ifname, cni_args=env.raw_args,
+                    config=config if config is not None else dict(call.conf.raw))
+
+
+def attach(call: Call) -> Result:
+    conf, env, store = call.conf, call.env, call.ctx.store
+    assert conf.device_id is not None  # parse_netconf(need_device=True) guarantees it
+    pci = conf.device_id
+    call.log.bind(pci=pci)
+    with store.lock(pci, call.ctx.lock_timeout_s):
+        _refuse_if_taken(call, pci)
+        device = resolve_device(call.ctx.sysfs, pci, call.ctx.netlink.device_netdev(pci), want_driver=conf.driver)
+        _refuse_settings_for_pf(call, device)
+        with Steps(call.log, "ADD") as steps:
+            record = _snapshot(call, device)
+            result = _run_steps(call, steps, device, record)
+            steps.run("save state", lambda: store.save(record))
+            steps.commit()
+    call.log.info("attached", mode=device.mode.value, netns=env.netns,
+                  ips=",".join(ip.address for ip in result.ips))
+    return result
+
+
+def _refuse_if_taken(call: Call, pci: str) -> None:
+    env = call.env
+    if call.ctx.store.load(env.container_id, env.ifname) is not None:
+        raise CniError(ErrorCode.DEVICE_UNUSABLE, f"attachment {env.attachment} already exists",
+                       "DEL it before adding it again")
+    owner = call.ctx.store.owner_of(pci)
+    if owner is not None:
+        raise CniError(ErrorCode.DEVICE_UNUSABLE, f"deviceID {pci} is already attached",
+                       f"to container {owner.container_id} as {owner.ifname}")
+
+
+def _refuse_settings_for_pf(call: Call, device: Device) -> None:
+    if device.mode is not Mode.PF:
+        return
+    c = call.conf
+    asked = [name for name, value in (("vlan", c.vlan), ("spoofchk", c.spoofchk), ("trust", c.trust),
+                                      ("link_state", c.link_state), ("min_tx_rate", c.min_tx_rate),
+                                      ("max_tx_rate", c.max_tx_rate)) if value is not None]
+    if asked:
+        raise CniError(ErrorCode.INVALID_CONFIG, f"deviceID {device.pci_address} is a PF passed through",
+                       f"VF settings do not apply to it: {', '.join(asked)}")
+
+
+def _snapshot(call: Call, device: Device) -> AttachmentRecord:
+    nl, env = call.ctx.netlink, call.env
+    original = OriginalState(driver=device.driver)
+    if device.netdev is not None:
+        link = nl.find_link(device.netdev)
+        if link is None:
+            raise CniError(ErrorCode.DEVICE_UNUSABLE, f"interface {device.netdev} of {device.pci_address} vanished")
+        original.host_ifname, original.mac, original.mtu, original.up = link.name, link.mac, link.mtu, link.up
+    if device.pf_netdev is not None and device.vf_index is not None:
+        original.vf = vfconfig.settings_to_dict(nl.vf_settings(device.pf_netdev, device.vf_index))
+    call.log.debug("snapshot", host_ifname=original.host_ifname, mac=original.mac, mtu=original.mtu,
+                   vf=json.dumps(original.vf, sort_keys=True))
+    return AttachmentRecord(container_id=env.container_id, ifname=env.ifname, netns=env.netns,
+                            network=call.conf.name, pci_address=device.pci_address, mode=device.mode.value,
+                            pf_netdev=device.pf_netdev, vf_index=device.vf_index, original=original,
+                            device_info_file=call.conf.device_info_file, config=json.dumps(dict(call.conf.raw)))
+
+
+def _run_steps(call: Call, steps: Steps, device: Device, record: AttachmentRecord) -> Result:
+    _bind_driver(call, steps, device, record)
+    _apply_vf_settings(call, steps, device, record)
+    if device.mode is not Mode.USERSPACE:
+        _move_into_pod(call, steps, device, record)
+    result = Result(interfaces=[Interface(name=call.env.ifname, mac=_result_mac(call, record),
+                                          sandbox=call.env.netns, mtu=call.conf.mtu, pci_id=device.pci_address)])
+    if call.conf.ipam_type:
+        _run_ipam(call, steps, device, record, result)
+    if call.conf.device_info_file:
+        path = call.conf.device_info_file
+        pf_address = _pf_address(call, device)
+        steps.run("write device info", lambda: write_device_info(path, device_info(device.pci_address, pf_address)),
+                  lambda: remove_device_info(path))
+    return result
+
+
+def _bind_driver(call: Call, steps: Steps, device: Device, record: AttachmentRecord) -> None:
+    wanted = call.conf.driver
+    if wanted is None or wanted == device.driver:
+        return
+    binder = call.ctx.driver_binder()
+    original = device.driver
+    steps.run(f"bind driver {wanted}", lambda: binder.bind_driver(device.pci_address, wanted),
+              lambda: binder.bind_driver(device.pci_address, original))
+    record.bound_driver = wanted
+
+
+def _apply_vf_settings(call: Call, steps: Steps, device: Device, record: AttachmentRecord) -> None:
+    if device.pf_netdev is None or device.vf_index is None or record.original.vf is None:
+        return
+    nl, pf, index = call.ctx.netlink, device.pf_netdev, device.vf_index
+    original = vfconfig.settings_from_dict(record.original.vf)
+    for setting in vfconfig.wanted_settings(call.conf, original):
+        steps.run(setting.name, lambda s=setting: s.apply(nl, pf, index),  # type: ignore[misc]
+                  lambda s=setting: vfconfig.restore_setting(nl, pf, index, s.key, original))  # type: ignore[misc]
+        record.changed_vf.append(setting.key)
+
+
+def _move_into_pod(call: Call, steps: Steps, device: Device, record: AttachmentRecord) -> None:
+    nl, env, conf = call.ctx.netlink, call.env, call.conf
+    host_name, pod_name, netns = record.original.host_ifname or "", env.ifname, env.netns
+    steps.run(f"move {host_name} into {netns} as {pod_name}",
+              lambda: nl.move_link(host_name, src_netns=None, dst_netns=netns, new_name=pod_name),
+              lambda: _move_back(call, record))
+    if conf.mac is not None and conf.mac != (record.original.mac or "").lower():
+        mac, old_mac = conf.mac, record.original.mac or ""
+        steps.run(f"set mac {mac}", lambda: nl.set_link_mac(pod_name, mac, netns),
+                  lambda: nl.set_link_mac(pod_name, old_mac, netns))
+    if conf.mtu is not None and conf.mtu != record.original.mtu:
+        mtu, old_mtu = conf.mtu, record.original.mtu or 0
+        steps.run(f"set mtu {mtu}", lambda: nl.set_link_mtu(pod_name, mtu, netns),
+                  lambda: nl.set_link_mtu(pod_name, old_mtu, netns))
+    steps.run("set up", lambda: nl.set_link_up(pod_name, True, netns),
+              lambda: nl.set_link_up(pod_name, False, netns))
+    link = nl.find_link(pod_name, netns)
+    record.pod_mac = link.mac if link is not None else (conf.mac or "")
+
+
+def _move_back(call: Call, record: AttachmentRecord) -> None:
+    nl, host_name = call.ctx.netlink, record.original.host_ifname or ""
+    nl.move_link(call.env.ifname, src_netns=call.env.netns, dst_netns=None, new_name=host_name)
+    if record.original.up:
+        nl.set_link_up(host_name, True)
+
+
+def _result_mac(call: Call, record: AttachmentRecord) -> str:
+    if record.pod_mac:
+        return record.pod_mac
+    if call.conf.mac:
+        return call.conf.mac
+    admin = (record.original.vf or {}).get("mac", ZERO_MAC)
+    return "" if admin == ZERO_MAC else str(admin)
+
+
+def _run_ipam(call: Call, steps: Steps, device: Device, record: AttachmentRecord, result: Result) -> None:
+    ipam = ipam_call(call)
+    got = steps.run(f"IPAM {call.conf.ipam_type} ADD", lambda: ipam_add(ipam), lambda: ipam_del(ipam))
+    for ip in got.ips:
+        ip.interface = 0  # every address is the pod interface's
+    result.ips, result.routes, result.dns = got.ips, got.routes, got.dns
+    record.ips = [ip.address for ip in got.ips]
+    if device.mode is Mode.USERSPACE:
+        return  # the addresses are for the DPDK app to use; there is no kernel interface
+    nl, name, netns = call.ctx.netlink, call.env.ifname, call.env.netns
+    for ip in got.ips:
+        steps.run(f"add address {ip.address}", lambda a=ip.address: nl.add_address(name, a, netns))  # type: ignore[misc]
+    gateways = {ip.family: ip.gateway for ip in reversed(got.ips) if ip.gateway}
+    for route in got.routes:
+        gw = route.gw or gateways.get(_family(route.dst))
+        steps.run(f"add route {route.dst}", lambda d=route.dst, g=gw: nl.add_route(d, g, name, netns))  # type: ignore[misc]
+    failed = announce(netns, name, record.pod_mac, record.ips)
+    if failed:
+        call.log.warning("announce failed", addresses="; ".join(failed))
+
+
+def _family(cidr: str) -> int:
+    return 6 if ":" in cidr else 4
+
+
+def _pf_address(call: Call, device: Device) -> str | None:
+    if device.mode is Mode.PF:
+        return None
+    return discover_device(call.ctx.sysfs, device.pci_address).pf_address
+
+
+def original_vf_settings(record: AttachmentRecord) -> VfSettings | None:
+    return vfconfig.settings_from_dict(record.original.vf) if record.original.vf is not None else None

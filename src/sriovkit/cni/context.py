@@ -1,0 +1,75 @@
+"""`CniContext`: the node the CNI works on, passed in, never global.
+
+The node agent builds one at start-up and hands it to every `run_cni` call;
+the standalone plugin builds one per process with `context_from_env`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from sriovkit.cni.state import DEFAULT_STATE_DIR, StateStore
+from sriovkit.host.sysfs import Sysfs
+from sriovkit.netlink.netns import netns_exists
+from sriovkit.netlink.port import Netlink
+
+DEFAULT_LOCK_TIMEOUT_S = 60.0  # upstream's per-VF lock waits as long
+ENV_HOST_ROOT = "SRIOVKIT_HOST_ROOT"
+ENV_STATE_DIR = "SRIOVKIT_CNI_STATE_DIR"
+ENV_LOCK_TIMEOUT = "SRIOVKIT_CNI_LOCK_TIMEOUT"
+
+
+class DriverBinder(Protocol):
+    """Rebinds a PCI function (driver_override + unbind + probe). Raises OSError on refusal."""
+
+    def bind_driver(self, pci_address: str, driver: str | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class CniContext:
+    sysfs: Sysfs
+    netlink: Netlink
+    state_dir: str = DEFAULT_STATE_DIR
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+    drivers: DriverBinder | None = None  # None: binder_for(sysfs) when a rebind is asked for
+    netns_exists: Callable[[str], bool] = field(default=netns_exists)
+
+    @property
+    def store(self) -> StateStore:
+        return StateStore(self.state_dir)
+
+    def driver_binder(self) -> DriverBinder:
+        return self.drivers if self.drivers is not None else binder_for(self.sysfs)
+
+
+def binder_for(sysfs: Sysfs) -> DriverBinder:
+    """sysfs writes on a real node; the simulated host's tree on a simulated one."""
+    from sriovkit.host import sim
+    from sriovkit.provision.apply import SimulatedProvisioner, SysfsProvisioner
+
+    try:
+        return SimulatedProvisioner(sim.open_existing(sysfs.root))
+    except sim.SimSpecError:
+        return SysfsProvisioner(sysfs)
+
+
+def context_from_env(env: Mapping[str, str]) -> CniContext:
+    """The standalone plugin's context: SRIOVKIT_HOST_ROOT (default /),
+    SRIOVKIT_CNI_STATE_DIR (default /var/lib/cni/sriov), SRIOVKIT_CNI_LOCK_TIMEOUT (s)."""
+    from sriovkit.netlink.select import netlink_for  # pulls pyroute2: only when a command needs it
+
+    sysfs = Sysfs(Path(env.get(ENV_HOST_ROOT) or "/"))
+    try:
+        timeout = float(env.get(ENV_LOCK_TIMEOUT) or DEFAULT_LOCK_TIMEOUT_S)
+    except ValueError:
+        timeout = DEFAULT_LOCK_TIMEOUT_S
+    return CniContext(sysfs=sysfs, netlink=netlink_for(sysfs),
+                      state_dir=env.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR, lock_timeout_s=timeout)
+
+
+def state_dir_from_env(env: Mapping[str, str]) -> str:
+    return os.path.abspath(env.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR)

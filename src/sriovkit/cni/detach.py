@@ -1,0 +1,140 @@
+"""DEL: give the VF back exactly as it was. Idempotent.
+
+No record: nothing was attached (or a DEL already finished): success. With a
+record, under the VF's lock: release the IPAM allocation, restore the PF-side
+settings ADD changed (before the netdev: some drivers refuse a netdev reset
+while trust is off), bring the interface back to the host under its original
+name, restore its MAC, MTU and up state, rebind the original driver, remove the
+device info file, and only then the record. A failed step keeps the record, so
+the runtime's next DEL retries; every step is safe to repeat.
+
+When the pod's namespace is gone, the kernel has already returned a physical
+VF to the host namespace, under the pod-side name (or ``devN`` if that was
+taken): it is found by its PCI address and renamed back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from sriovkit.cni import vfconfig
+from sriovkit.cni.attach import ipam_call, original_vf_settings
+from sriovkit.cni.deviceinfo import remove_device_info
+from sriovkit.cni.ipam import ipam_del
+from sriovkit.cni.spec import CniError
+from sriovkit.cni.state import AttachmentRecord
+from sriovkit.cni.steps import Call, refused
+from sriovkit.netlink.errors import NetlinkError
+from sriovkit.netlink.model import ZERO_MAC
+
+
+def detach(call: Call) -> None:
+    env = call.env
+    record = call.ctx.store.load(env.container_id, env.ifname)
+    if record is None:
+        call.log.info("nothing to detach", netns=env.netns)
+        return
+    release(call, record)
+
+
+def release(call: Call, record: AttachmentRecord) -> None:
+    """Undo one attachment from its record (DEL, and GC for attachments the runtime forgot)."""
+    store = call.ctx.store
+    call.log.bind(pci=record.pci_address)
+    with store.lock(record.pci_address, call.ctx.lock_timeout_s):
+        current = store.load(record.container_id, record.ifname)
+        if current is None:
+            call.log.info("already detached")
+            return
+        _release_ipam(call, current)
+        _restore_vf_settings(call, current)
+        if current.mode != "userspace":
+            _return_netdev(call, current)
+        if current.bound_driver is not None:
+            binder, original = call.ctx.driver_binder(), current.original.driver
+            _do(call, f"rebind driver {original}", lambda: binder.bind_driver(current.pci_address, original))
+        remove_device_info(current.device_info_file)
+        store.delete(current.container_id, current.ifname)
+    call.log.info("detached", mode=current.mode)
+
+
+def _do(call: Call, step: str, action: Callable[[], object]) -> None:
+    call.log.debug("step", step=step)
+    try:
+        action()
+    except (NetlinkError, OSError) as exc:
+        call.log.error("step failed", step=step, reason=str(exc))
+        raise refused(f"DEL step {step!r}", exc) from None
+    except CniError as exc:
+        call.log.error("step failed", step=step, reason=str(exc))
+        raise CniError(exc.code, f"DEL step {step!r} failed: {exc.msg}", exc.details) from None
+
+
+def _release_ipam(call: Call, record: AttachmentRecord) -> None:
+    """With the config ADD used: its allocation is keyed by what ADD passed."""
+    config = json.loads(record.config) if record.config else {}
+    if not isinstance(config.get("ipam"), dict) or not config["ipam"].get("type"):
+        return
+    ipam = ipam_call(call, config, container_id=record.container_id, ifname=record.ifname, netns=record.netns)
+    _do(call, f"IPAM {ipam.plugin} DEL", lambda: ipam_del(ipam))
+
+
+def _restore_vf_settings(call: Call, record: AttachmentRecord) -> None:
+    original = original_vf_settings(record)
+    if original is None or record.pf_netdev is None or record.vf_index is None:
+        return
+    nl, pf, index = call.ctx.netlink, record.pf_netdev, record.vf_index
+    for key in reversed(record.changed_vf):
+        _do(call, f"restore {vfconfig.describe_restore(key, original)}",
+            lambda k=key: vfconfig.restore_setting(nl, pf, index, k, original))  # type: ignore[misc]
+
+
+def _return_netdev(call: Call, record: AttachmentRecord) -> None:
+    nl, ctx = call.ctx.netlink, call.ctx
+    host_name = record.original.host_ifname or fallback_name(record.pci_address)
+    in_pod = None
+    if record.netns and ctx.netns_exists(record.netns):
+        in_pod = nl.find_link(record.ifname, record.netns)
+    if in_pod is not None:
+        name = _free_host_name(call, host_name, record)
+        _do(call, f"move {record.ifname} back as {name}",
+            lambda: nl.move_link(record.ifname, src_netns=record.netns, dst_netns=None, new_name=name))
+    else:
+        current = nl.device_netdev(record.pci_address)
+        if current is None:
+            call.log.warning("interface not found", reason="in neither the pod netns nor the host", netns=record.netns)
+            return
+        name = current
+        if current != host_name:
+            name = _free_host_name(call, host_name, record)
+            _do(call, f"rename {current} back to {name}", lambda: nl.rename_link(current, name))
+    _restore_link(call, record, name)
+
+
+def _restore_link(call: Call, record: AttachmentRecord, name: str) -> None:
+    nl, o = call.ctx.netlink, record.original
+    link = nl.find_link(name)
+    if link is None:
+        return
+    if o.mac and o.mac != ZERO_MAC and link.mac.lower() != o.mac.lower():
+        _do(call, f"restore mac {o.mac}", lambda: nl.set_link_mac(name, o.mac or ""))
+    if o.mtu and link.mtu != o.mtu:
+        _do(call, f"restore mtu {o.mtu}", lambda: nl.set_link_mtu(name, o.mtu or 0))
+    if o.up is not None and link.up != o.up:
+        _do(call, f"set {'up' if o.up else 'down'}", lambda: nl.set_link_up(name, bool(o.up)))
+
+
+def _free_host_name(call: Call, wanted: str, record: AttachmentRecord) -> str:
+    """`wanted` unless another interface took it meanwhile; then a name unique to the VF."""
+    taken = call.ctx.netlink.find_link(wanted)
+    if taken is None or call.ctx.netlink.device_netdev(record.pci_address) == wanted:
+        return wanted
+    name = fallback_name(record.pci_address)
+    call.log.warning("host name taken", wanted=wanted, using=name)
+    return name
+
+
+def fallback_name(pci_address: str) -> str:
+    """A host name no other device can have: derived from the PCI address (<= 15 chars)."""
+    return "sv" + pci_address.replace(":", "").replace(".", "")[-11:]

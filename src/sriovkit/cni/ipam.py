@@ -1,0 +1,131 @@
+"""Delegation to the IPAM plugin, exactly as the CNI spec describes it.
+
+The plugin named by ``ipam.type`` is looked up in CNI_PATH and executed with
+the same CNI_* environment and the same network config on stdin; its stdout is
+its result (or the spec's error JSON with a non-zero exit).
+
+When the IPAM plugin does not speak the config's cniVersion (Debian's
+host-local stops at 1.0.0), the config is handed to it with the newest version
+both speak: the result is converted back to the caller's version anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sriovkit.cni.spec import CniError, ErrorCode, Result, best_common_version, parse_result
+
+IPAM_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class IpamCall:
+    """Everything one exec of the IPAM plugin needs besides the command."""
+
+    plugin: str  # ipam.type
+    search_path: tuple[str, ...]
+    container_id: str
+    netns: str
+    ifname: str
+    cni_args: str
+    config: Mapping[str, Any]  # the whole network config, as the plugin received it
+
+
+class IpamError(CniError):
+    pass
+
+
+def find_plugin(name: str, search_path: tuple[str, ...]) -> str:
+    if not name or "/" in name or name in (".", ".."):
+        raise IpamError(ErrorCode.INVALID_CONFIG, f"ipam.type {name!r} is not a plugin name")
+    for directory in search_path:
+        candidate = os.path.join(directory, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise IpamError(ErrorCode.IPAM_FAILED, f"IPAM plugin {name!r} not found",
+                    f"searched CNI_PATH {':'.join(search_path) or '(empty)'}")
+
+
+def ipam_add(call: IpamCall) -> Result:
+    out = _exec_versioned(call, "ADD")
+    result = parse_result(out, f"IPAM plugin {call.plugin} result")
+    if not result.ips:
+        raise IpamError(ErrorCode.IPAM_FAILED, f"IPAM plugin {call.plugin} returned no IP address")
+    return result
+
+
+def ipam_del(call: IpamCall) -> None:
+    _exec_versioned(call, "DEL")
+
+
+def ipam_check(call: IpamCall) -> None:
+    _exec_versioned(call, "CHECK")
+
+
+def ipam_supports(call: IpamCall, version: str) -> bool:
+    versions = _exec(call, "VERSION", call.config).get("supportedVersions") or []
+    return version in versions
+
+
+def ipam_lifecycle(call: IpamCall, command: str) -> None:
+    """STATUS or GC, only to a plugin that speaks 1.1.0 (older ones have no such command)."""
+    if ipam_supports(call, "1.1.0"):
+        _exec(call, command, call.config)
+
+
+def _exec_versioned(call: IpamCall, command: str) -> dict[str, Any]:
+    try:
+        return _exec(call, command, call.config)
+    except IpamError as exc:
+        if exc.code != ErrorCode.INCOMPATIBLE_VERSION:
+            raise
+        offered = _exec(call, "VERSION", call.config).get("supportedVersions") or []
+        version = best_common_version(str(call.config.get("cniVersion", "")), list(offered))
+        if version is None:
+            raise
+    return _exec(call, command, {**call.config, "cniVersion": version})
+
+
+def _exec(call: IpamCall, command: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    binary = find_plugin(call.plugin, call.search_path)
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": call.container_id,
+        "CNI_NETNS": call.netns,
+        "CNI_IFNAME": call.ifname,
+        "CNI_ARGS": call.cni_args,
+        "CNI_PATH": os.pathsep.join(call.search_path),
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+    }
+    try:
+        proc = subprocess.run([binary], input=json.dumps(config).encode(), env=env, capture_output=True,
+                              timeout=IPAM_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise IpamError(ErrorCode.IPAM_FAILED, f"IPAM plugin {call.plugin} {command} could not run",
+                        str(exc)) from None
+    return _parse_output(call.plugin, command, proc.returncode, proc.stdout, proc.stderr)
+
+
+def _parse_output(plugin: str, command: str, code: int, stdout: bytes, stderr: bytes) -> dict[str, Any]:
+    text = stdout.strip()
+    data: Any = {}
+    if text:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+    if code != 0:
+        if isinstance(data, dict) and isinstance(data.get("code"), int):
+            msg = f"IPAM plugin {plugin} {command} failed: {data.get('msg', '')}"
+            raise IpamError(data["code"], msg, str(data.get("details", "")))
+        reason = (stderr or stdout).decode(errors="replace").strip()[:500] or f"exit status {code}"
+        raise IpamError(ErrorCode.IPAM_FAILED, f"IPAM plugin {plugin} {command} failed", reason)
+    if not isinstance(data, dict):
+        raise IpamError(ErrorCode.DECODE_FAILURE, f"IPAM plugin {plugin} {command} printed no JSON object",
+                        text[:200].decode(errors="replace"))
+    return data

@@ -1,0 +1,133 @@
+"""Entry points of the `sriov` CNI plugin.
+
+`run_cni(env, stdin, context)` is the whole plugin as a function: the node
+agent calls it from worker threads, and `main()` (the `sriov` console script,
+``python -m sriovkit.cni.plugin``) calls it once per process. Both print the
+same bytes for the same input. Every failure becomes the spec's error JSON on
+stdout with exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping
+
+from sriovkit.cni.context import CniContext, context_from_env
+from sriovkit.cni.env import CniEnv, parse_env
+from sriovkit.cni.log import EventLog
+from sriovkit.cni.netconf import decode, parse_netconf
+from sriovkit.cni.spec import (
+    LATEST_VERSION,
+    CniError,
+    ErrorCode,
+    Result,
+    check_version,
+    dumps,
+    render_result,
+    version_reply,
+)
+from sriovkit.cni.steps import Call
+
+__all__ = ["CniContext", "context_from_env", "main", "run_cni"]
+INTERNAL_ERROR = 199
+_log = logging.getLogger("sriovkit.cni")
+
+
+def run_cni(env: Mapping[str, str], stdin: bytes, context: CniContext) -> tuple[bytes, int]:
+    """One CNI call: (stdout bytes, exit status). Thread-safe; per-VF work is serialised by locks."""
+    version = _lenient_version(stdin)  # errors answer in the caller's version when it can be read
+    try:
+        cni_env = parse_env(env, context.netns_exists)
+        if cni_env.command == "VERSION":
+            return dumps(version_reply(version)), 0
+        data = decode(stdin)
+        check_version(version, cni_env.command)
+        result = _dispatch(cni_env, data, context)
+    except CniError as exc:
+        return dumps(exc.to_json(version)), 1
+    except Exception as exc:  # the top of the call: a bug must still answer in the spec's form
+        _log.exception("unexpected failure command=%s container=%s", env.get("CNI_COMMAND"),
+                       env.get("CNI_CONTAINERID", "")[:12])
+        return dumps(CniError(INTERNAL_ERROR, "internal error in the sriov plugin", repr(exc)).to_json(version)), 1
+    if result is None:
+        return b"", 0
+    return dumps(render_result(result, version)), 0
+
+
+def _lenient_version(stdin: bytes) -> str:
+    try:
+        value = json.loads(stdin).get("cniVersion")
+    except (ValueError, AttributeError):
+        return LATEST_VERSION
+    return value if isinstance(value, str) and value else LATEST_VERSION
+
+
+def _dispatch(env: CniEnv, data: dict[str, object], context: CniContext) -> Result | None:
+    conf = parse_netconf(data, cni_args=env.args, need_device=env.command == "ADD")
+    log = EventLog(command=env.command, container=env.container_id, ifname=env.ifname,
+                   level=conf.log_level, log_file=conf.log_file)
+    call = Call(ctx=context, env=env, conf=conf, log=log)
+    log.debug("called", netns=env.netns, network=conf.name, version=conf.cni_version)
+    try:
+        return _run_command(call)
+    except CniError as exc:
+        log.error("failed", code=exc.code, msg=exc.msg, details=exc.details)
+        raise
+
+
+def _run_command(call: Call) -> Result | None:
+    command = call.env.command
+    if command == "ADD":
+        from sriovkit.cni.attach import attach
+
+        return attach(call)
+    if command == "DEL":
+        from sriovkit.cni.detach import detach
+
+        detach(call)
+        return None
+    from sriovkit.cni import lifecycle
+
+    if command == "CHECK":
+        lifecycle.check(call)
+    elif command == "STATUS":
+        lifecycle.status(call)
+    elif command == "GC":
+        lifecycle.gc(call)
+    else:  # parse_env admits only known commands
+        raise CniError(ErrorCode.INVALID_ENV, f"CNI_COMMAND {command!r} is not handled")
+    return None
+
+
+def main() -> None:
+    """The standalone plugin: os.environ and stdin in, the answer on stdout, the status as exit code."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s sriov %(message)s"))
+    _log.addHandler(handler)
+    _log.setLevel(logging.DEBUG)  # each call's EventLog applies the config's logLevel
+    env = dict(os.environ)
+    stdin = sys.stdin.buffer.read()
+    try:
+        context = _standalone_context(env)
+    except CniError as exc:
+        sys.stdout.buffer.write(dumps(exc.to_json(LATEST_VERSION)))
+        sys.stdout.buffer.flush()
+        sys.exit(1)
+    out, code = run_cni(env, stdin, context)
+    sys.stdout.buffer.write(out)
+    sys.stdout.buffer.flush()
+    sys.exit(code)
+
+
+def _standalone_context(env: Mapping[str, str]) -> CniContext:
+    try:
+        return context_from_env(env)
+    except (OSError, ValueError) as exc:
+        raise CniError(ErrorCode.NOT_AVAILABLE, "cannot open the node for the sriov plugin", str(exc)) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""What DEL needs, kept on disk so it survives the plugin process and crashes.
+
+Layout under the state dir (default ``/var/lib/cni/sriov``, mode 0700):
+
+    <containerID>-<ifname>.json   one attachment's record (0600), written
+                                  write+fsync+rename, so a crash leaves the old
+                                  file or the new one, never half of one
+    locks/<pci address>.lock      per-VF flock: the node agent's threads and
+                                  standalone plugin processes exclude each other
+
+Symlinks inside the directory are refused: a file planted there must not make
+us write or read somewhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import stat
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sriovkit.cni.spec import CniError, ErrorCode
+
+RECORD_FORMAT = 1
+DEFAULT_STATE_DIR = "/var/lib/cni/sriov"
+_SUFFIX = ".json"
+_POLL_S = 0.01
+
+
+@dataclass(slots=True)
+class OriginalState:
+    """The VF as it was before ADD: what DEL puts back."""
+
+    host_ifname: str | None = None
+    mac: str | None = None
+    mtu: int | None = None
+    up: bool | None = None
+    driver: str | None = None
+    vf: dict[str, Any] | None = None  # VfSettings fields (admin MAC, vlan, qos, proto, ...)
+
+
+@dataclass(slots=True)
+class AttachmentRecord:
+    container_id: str
+    ifname: str
+    netns: str
+    network: str
+    pci_address: str
+    mode: str  # "netdev" | "userspace" | "pf"
+    pf_netdev: str | None = None
+    vf_index: int | None = None
+    original: OriginalState = field(default_factory=OriginalState)
+    changed_vf: list[str] = field(default_factory=list)  # PF-side settings ADD changed, in order
+    pod_mac: str = ""
+    bound_driver: str | None = None  # a driver ADD bound; DEL rebinds original.driver
+    device_info_file: str = ""
+    config: str = ""  # the ADD's network config, for IPAM DEL and GC
+    ips: list[str] = field(default_factory=list)
+    format: int = RECORD_FORMAT
+
+    @property
+    def key(self) -> str:
+        return f"{self.container_id}-{self.ifname}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> AttachmentRecord:
+        data = json.loads(text)
+        data["original"] = OriginalState(**data.get("original") or {})
+        return cls(**data)
+
+
+class StateError(CniError):
+    def __init__(self, msg: str, details: str = "") -> None:
+        super().__init__(ErrorCode.IO_FAILURE, msg, details)
+
+
+class LockTimeout(CniError):
+    def __init__(self, pci_address: str, timeout_s: float) -> None:
+        super().__init__(ErrorCode.TRY_AGAIN, f"device {pci_address} is busy",
+                         f"another CNI call held its lock for {timeout_s:g}s")
+
+
+class StateStore:
+    """Attachment records and per-VF locks under one directory."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    # -- directory ------------------------------------------------------------------
+    def _ensure_dir(self, path: str) -> None:
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            st = os.lstat(path)
+        except OSError as exc:
+            raise StateError(f"state dir {path} is unusable", exc.strerror or str(exc)) from None
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+            raise StateError(f"state dir {path} is not a plain directory", "refusing a symlink or file there")
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            os.chmod(path, 0o700)
+
+    def _path(self, key: str) -> str:
+        # keys are validated (env.py) before they get here; this guards against a caller that did not
+        if "/" in key or key.startswith(".") or "\0" in key:
+            raise StateError(f"attachment key {key!r} is not a plain file name")
+        return os.path.join(self.root, key + _SUFFIX)
+
+    def check_usable(self) -> None:
+        """STATUS: the directory can be created and written."""
+        self._ensure_dir(self.root)
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StateError(f"state dir {self.root} is not writable")
+
+    # -- records --------------------------------------------------------------------
+    def save(self, record: AttachmentRecord) -> None:
+        self._ensure_dir(self.root)
+        target = self._path(record.key)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=_SUFFIX)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(record.to_json())
+                f.flush()
+                os.fsync(f.fileno())
+            if os.path.islink(target):
+                raise StateError(f"state file {target} is a symlink", "refusing to replace it")
+            os.replace(tmp, target)
+            _fsync_dir(self.root)
+        except OSError as exc:
+            raise StateError(f"cannot write state file {target}", exc.strerror or str(exc)) from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def load(self, container_id: str, ifname: str) -> AttachmentRecord | None:
+        return self._load_path(self._path(f"{container_id}-{ifname}"))
+
+    def _load_path(self, path: str) -> AttachmentRecord | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StateError(f"state file {path} is a symlink", "refusing to follow it") from None
+            raise StateError(f"cannot read state file {path}", exc.strerror or str(exc)) from None
+        with os.fdopen(fd) as f:
+            text = f.read()
+        try:
+            return AttachmentRecord.from_json(text)
+        except (ValueError, TypeError) as exc:
+            raise StateError(f"state file {path} is corrupt", str(exc)) from None
+
+    def delete(self, container_id: str, ifname: str) -> None:
+        path = self._path(f"{container_id}-{ifname}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            _fsync_dir(self.root)
+
+    def records(self) -> list[AttachmentRecord]:
+        out = []
+        for name in sorted(_listdir(self.root)):
+            if not name.endswith(_SUFFIX) or name.startswith("."):
+                continue
+            path = os.path.join(self.root, name)
+            if os.path.islink(path):
+                continue
+            with contextlib.suppress(StateError):
+                record = self._load_path(path)
+                if record is not None:
+                    out.append(record)
+        return out
+
+    def owner_of(self, pci_address: str) -> AttachmentRecord | None:
+        return next((r for r in self.records() if r.pci_address == pci_address), None)
+
+    # -- locks ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, pci_address: str, timeout_s: float) -> Iterator[None]:
+        """Exclusive per-VF lock. flock belongs to the open file, so two threads of
+        one process exclude each other as two processes do."""
+        lock_dir = os.path.join(self.root, "locks")
+        self._ensure_dir(self.root)
+        self._ensure_dir(lock_dir)
+        path = os.path.join(lock_dir, f"{pci_address}.lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StateError(f"cannot open lock file {path}", exc.strerror or str(exc)) from None
+        try:
+            _acquire(fd, pci_address, timeout_s)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def _acquire(fd: int, pci_address: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise LockTimeout(pci_address, timeout_s) from None
+            time.sleep(_POLL_S)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []

@@ -1,0 +1,81 @@
+"""What every CNI command works with, and the step runner ADD is built from.
+
+`Steps.run` does one mutation and registers its undo on an ExitStack; when a
+later step fails, the stack undoes every earlier one in reverse order. Undos
+are attempted all, each failure logged, and the error reported is the step
+that failed, not an undo's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sriovkit.cni.context import CniContext
+from sriovkit.cni.env import CniEnv
+from sriovkit.cni.log import EventLog
+from sriovkit.cni.netconf import NetConf
+from sriovkit.cni.spec import CniError, ErrorCode
+from sriovkit.netlink.errors import NetlinkError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One CNI invocation: the node, the environment, the config, the log."""
+
+    ctx: CniContext
+    env: CniEnv
+    conf: NetConf
+    log: EventLog
+
+
+def refused(step: str, exc: NetlinkError | OSError) -> CniError:
+    reason = str(exc) if isinstance(exc, NetlinkError) else (exc.strerror or str(exc))
+    return CniError(ErrorCode.SETTING_REFUSED, f"{step} failed", reason)
+
+
+class Steps:
+    """Run mutations with their undos; `commit()` once everything succeeded."""
+
+    def __init__(self, log: EventLog, command: str) -> None:
+        self.log = log
+        self.command = command
+        self.undo = contextlib.ExitStack()
+
+    def __enter__(self) -> Steps:
+        self.undo.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            self.log.warning("rollback", reason=str(exc[1]))
+        self.undo.__exit__(None, None, None)  # our undos never raise; the original error propagates
+
+    def run(self, step: str, action: Callable[[], T], undo: Callable[[], object] | None = None) -> T:
+        self.log.debug("step", step=step)
+        try:
+            value = action()
+        except (NetlinkError, OSError) as exc:
+            self.log.error("step failed", step=step, reason=str(exc))
+            raise refused(f"{self.command} step {step!r}", exc) from None
+        except CniError as exc:
+            self.log.error("step failed", step=step, reason=str(exc))
+            raise CniError(exc.code, f"{self.command} step {step!r} failed: {exc.msg}", exc.details) from None
+        if undo is not None:
+            self.undo.callback(self._undo, step, undo)
+        return value
+
+    def commit(self) -> None:
+        self.undo.pop_all()
+
+    def _undo(self, step: str, undo: Callable[[], object]) -> None:
+        try:
+            undo()
+        except Exception as exc:  # keep undoing the rest: one stuck undo must not strand the others
+            self.log.error("undo failed", step=step, reason=str(exc))
+        else:
+            self.log.info("undone", step=step)

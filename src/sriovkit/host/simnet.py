@@ -133,7 +133,7 @@ class SimNetwork:
             for port in self.ports:
                 if pci_address not in (None, port.pci_address) or ipr.link_lookup(ifname=port.peer):
                     continue
-                name = _free_name(ipr, [away.get(port.pci_address), port.netdev])
+                name = _free_name(ipr, away.get(port.pci_address) or port.netdev)
                 _call(f"recreate {name} for {port.pci_address}", lambda p=port, n=name: self._add_pair(ipr, p, n))
                 self.host.set_netdev(port.pci_address, name)
                 away.pop(port.pci_address, None)
@@ -268,10 +268,10 @@ def _delete(ipr: IPRoute, name: str, required_alias: str | None) -> None:
         _call(f"delete {name}", lambda: ipr.link("del", index=found[0]))
 
 
-def _free_name(ipr: IPRoute, preferred: list[str | None]) -> str:
-    for name in preferred:
-        if name and not ipr.link_lookup(ifname=name):
-            return name
+def _free_name(ipr: IPRoute, preferred: str) -> str:
+    """`preferred` if free in the host netns, else the first free ``devN`` (the kernel's choice)."""
+    if not ipr.link_lookup(ifname=preferred):
+        return preferred
     number = 0
     while ipr.link_lookup(ifname=f"dev{number}"):
         number += 1

@@ -1,0 +1,339 @@
+"""SimulatedSwitchNetlink and the veth-backed simulated VFs of host/simnet."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyroute2 import netns as pyroute2_netns
+
+from sriovkit.host import sim
+from sriovkit.host.simnet import SimNetwork, attach_veths, plan_ports
+from sriovkit.host.sysfs import Sysfs
+from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NameInUseError, NotSupportedError
+from sriovkit.netlink.kernel import KernelNetlink
+from sriovkit.netlink.model import ZERO_MAC, LinkState, VfSettings, VlanProto
+from sriovkit.netlink.select import netlink_for
+from sriovkit.netlink.simswitch import SimulatedSwitchNetlink
+from tests.integration.conftest import NetnsFactory, unique_name, veth_host_spec
+
+VethHost = tuple[sim.SimulatedHost, SimNetwork]
+
+
+def switch_of(host: sim.SimulatedHost) -> SimulatedSwitchNetlink:
+    return SimulatedSwitchNetlink(host, KernelNetlink(Sysfs(host.root)))
+
+
+@pytest.fixture
+def tree_host(tmp_path: Path) -> sim.SimulatedHost:
+    """A simulated host without interfaces: enough for the embedded switch's settings."""
+    return sim.create(tmp_path / "host", veth_host_spec("pf0", num_vfs=4))
+
+
+def all_ifnames() -> set[str]:
+    out = subprocess.run(["ip", "-j", "link", "show"], check=True, capture_output=True, text=True).stdout
+    return {link["ifname"] for link in json.loads(out)}
+
+
+def tree_names(host: sim.SimulatedHost) -> set[str]:
+    return {p.name for p in (host.root / "sys/class/net").iterdir()}
+
+
+def wait_until(check: Callable[[], bool], what: str) -> None:
+    """Namespace teardown is asynchronous in the kernel: poll (bounded) for its effect."""
+    for _ in range(200):
+        if check():
+            return
+        time.sleep(0.025)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# -- the embedded switch: settings (no root needed) --------------------------------------
+def test_a_fresh_vf_has_the_defaults_of_a_new_vf(tree_host: sim.SimulatedHost) -> None:
+    settings = switch_of(tree_host).all_vf_settings("pf0")
+    assert settings == [VfSettings(vf_index=i) for i in range(4)]
+    assert (settings[0].mac, settings[0].spoofchk, settings[0].trust) == (ZERO_MAC, True, False)
+    assert settings[0].link_state is LinkState.AUTO
+
+
+def test_every_setting_reads_back_from_another_instance(tree_host: sim.SimulatedHost) -> None:
+    first = switch_of(tree_host)
+    first.set_vf_mac("pf0", 2, "02:AB:00:00:00:02")
+    first.set_vf_vlan("pf0", 2, 100, 5, VlanProto.DOT1AD)
+    first.set_vf_spoofchk("pf0", 2, False)
+    first.set_vf_trust("pf0", 2, True)
+    first.set_vf_link_state("pf0", 2, LinkState.DISABLE)
+    first.set_vf_rate("pf0", 2, 100, 1000)
+
+    second = switch_of(sim.open_existing(tree_host.root))
+    assert second.vf_settings("pf0", 2) == VfSettings(
+        vf_index=2, mac="02:ab:00:00:00:02", vlan=100, qos=5, vlan_proto=VlanProto.DOT1AD,
+        spoofchk=False, trust=True, link_state=LinkState.DISABLE, min_tx_rate=100, max_tx_rate=1000,
+    )
+    assert second.vf_settings("pf0", 1) == VfSettings(vf_index=1)  # its neighbours untouched
+
+
+def _run_setter_process(root: Path, vf_index: int, vlan: int) -> subprocess.Popen[str]:
+    code = textwrap.dedent(f"""
+        from sriovkit.host import sim
+        from sriovkit.host.sysfs import Sysfs
+        from sriovkit.netlink.select import netlink_for
+        from sriovkit.netlink.model import VlanProto
+        nl = netlink_for(Sysfs(sim.open_existing({str(root)!r}).root))
+        for round in range(20):
+            nl.set_vf_vlan("pf0", {vf_index}, {vlan} + round, 0, VlanProto.DOT1Q)
+            nl.set_vf_trust("pf0", {vf_index}, round % 2 == 0)
+    """)
+    return subprocess.Popen([sys.executable, "-c", code], text=True, stderr=subprocess.PIPE)
+
+
+def test_two_processes_writing_one_pf_lose_nothing(tree_host: sim.SimulatedHost) -> None:
+    procs = [_run_setter_process(tree_host.root, 0, 100), _run_setter_process(tree_host.root, 3, 300)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    settings = switch_of(tree_host).all_vf_settings("pf0")
+    assert (settings[0].vlan, settings[0].trust) == (119, False)
+    assert (settings[3].vlan, settings[3].trust) == (319, False)
+    assert settings[1] == VfSettings(vf_index=1)
+
+
+SETTERS: dict[str, Callable[[SimulatedSwitchNetlink], None]] = {
+    "mac": lambda nl: nl.set_vf_mac("pf0", 1, "02:00:00:00:00:01"),
+    "vlan": lambda nl: nl.set_vf_vlan("pf0", 1, 10, 0, VlanProto.DOT1Q),
+    "vlanProto": lambda nl: nl.set_vf_vlan("pf0", 1, 10, 0, VlanProto.DOT1AD),
+    "spoofchk": lambda nl: nl.set_vf_spoofchk("pf0", 1, False),
+    "trust": lambda nl: nl.set_vf_trust("pf0", 1, True),
+    "linkState": lambda nl: nl.set_vf_link_state("pf0", 1, LinkState.ENABLE),
+    "minTxRate": lambda nl: nl.set_vf_rate("pf0", 1, 10, 0),
+    "maxTxRate": lambda nl: nl.set_vf_rate("pf0", 1, 0, 10),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(SETTERS))
+def test_an_unsupported_setting_is_refused_and_changes_nothing(tmp_path: Path, setting: str) -> None:
+    host = sim.create(tmp_path / "host", veth_host_spec("pf0", unsupportedVfSettings=[setting]))
+    nl = switch_of(host)
+    before = nl.all_vf_settings("pf0")
+    with pytest.raises(NotSupportedError, match=setting):
+        SETTERS[setting](nl)
+    assert nl.all_vf_settings("pf0") == before
+    others = [name for name in SETTERS if name != setting and not (setting == "vlan" and name == "vlanProto")]
+    for name in others:  # every other knob still works
+        SETTERS[name](nl)
+
+
+def test_a_nic_without_802_1ad_still_takes_802_1q_and_no_rate_limit(tmp_path: Path) -> None:
+    spec = veth_host_spec("pf0", unsupportedVfSettings=["vlanProto", "minTxRate", "maxTxRate"])
+    nl = switch_of(sim.create(tmp_path / "host", spec))
+    nl.set_vf_vlan("pf0", 0, 7, 1, VlanProto.DOT1Q)
+    nl.set_vf_rate("pf0", 0, 0, 0)
+    assert nl.vf_settings("pf0", 0).vlan == 7
+
+
+@pytest.mark.parametrize(("call", "error"), [
+    (lambda nl: nl.set_vf_vlan("pf0", 0, 4096, 0, VlanProto.DOT1Q), InvalidValueError),
+    (lambda nl: nl.set_vf_vlan("pf0", 0, 10, 8, VlanProto.DOT1Q), InvalidValueError),
+    (lambda nl: nl.set_vf_rate("pf0", 0, 200, 100), InvalidValueError),
+    (lambda nl: nl.set_vf_mac("pf0", 0, "not-a-mac"), InvalidValueError),
+    (lambda nl: nl.set_vf_mac("pf0", 0, "01:00:5e:00:00:01"), InvalidValueError),
+    (lambda nl: nl.set_vf_trust("pf0", 4, True), LinkNotFoundError),
+    (lambda nl: nl.set_vf_trust("pf0", -1, True), LinkNotFoundError),
+    (lambda nl: nl.vf_settings("pf0", 4), LinkNotFoundError),
+    (lambda nl: nl.set_vf_trust("nosuchpf", 0, True), LinkNotFoundError),
+    (lambda nl: nl.all_vf_settings("nosuchpf"), LinkNotFoundError),
+])
+def test_bad_requests_raise_typed_errors_and_change_nothing(
+    tree_host: sim.SimulatedHost, call: Callable[[SimulatedSwitchNetlink], Any], error: type[Exception]
+) -> None:
+    nl = switch_of(tree_host)
+    before = nl.all_vf_settings("pf0")
+    with pytest.raises(error):
+        call(nl)
+    assert nl.all_vf_settings("pf0") == before
+
+
+def test_max_rate_zero_means_no_limit_so_any_min_is_valid(tree_host: sim.SimulatedHost) -> None:
+    nl = switch_of(tree_host)
+    nl.set_vf_rate("pf0", 0, 500, 0)
+    assert (nl.vf_settings("pf0", 0).min_tx_rate, nl.vf_settings("pf0", 0).max_tx_rate) == (500, 0)
+
+
+def test_a_pf_with_256_vfs_reads_back_every_setting(tmp_path: Path) -> None:
+    host = sim.create(tmp_path / "host", {"pfs": [{"name": "pf0", "numVfs": 256, "totalVfs": 256}]})
+    nl = switch_of(host)
+    for i in range(256):
+        nl.set_vf_vlan("pf0", i, i + 1, i % 8, VlanProto.DOT1Q)
+    nl.set_vf_mac("pf0", 255, "02:00:00:00:00:ff")
+    settings = switch_of(sim.open_existing(host.root)).all_vf_settings("pf0")
+    assert [(s.vf_index, s.vlan, s.qos) for s in settings] == [(i, i + 1, i % 8) for i in range(256)]
+    assert settings[255].mac == "02:00:00:00:00:ff"
+
+
+def test_netlink_for_picks_the_simulated_switch_only_for_a_simulated_root(
+    tree_host: sim.SimulatedHost, tmp_path: Path
+) -> None:
+    assert isinstance(netlink_for(Sysfs(tree_host.root)), SimulatedSwitchNetlink)
+    assert isinstance(netlink_for(Sysfs(tmp_path)), KernelNetlink)
+    assert isinstance(netlink_for(Sysfs(Path("/"))), KernelNetlink)
+
+
+def test_planned_names_are_short_unique_and_follow_the_tree(tmp_path: Path) -> None:
+    spec = {"pfs": [{"name": "pa", "numVfs": 3, "vfDrivers": {"1": "vfio-pci"}}, {"name": "pb", "numVfs": 0}]}
+    host = sim.create(tmp_path / "host", spec)
+    bridges, ports = plan_ports(host)
+    assert bridges == ["pa"]  # a PF without VFs is itself a veth (bridges cannot leave the host netns)
+    assert [p.netdev for p in ports] == ["pav0", "pav2", "pb"]  # vfio-pci VF 1 has no interface
+    assert len({p.peer for p in ports}) == len(ports) and all(len(p.peer) <= 15 for p in ports)
+    assert all(int(p.mac.split(":")[0], 16) & 0b11 == 0b10 for p in ports)  # local, unicast
+    other = sim.create(tmp_path / "other", spec)
+    assert not {p.peer for p in ports} & {p.peer for p in plan_ports(other)[1]}
+    assert plan_ports(sim.open_existing(host.root)) == (bridges, ports)  # deterministic
+
+
+# -- real interfaces (root) ----------------------------------------------------------------
+@pytest.mark.root
+def test_attach_makes_a_bridge_and_veths_named_by_the_tree(veth_host: VethHost) -> None:
+    host, network = veth_host
+    pf = host.spec.pfs[0].name
+    names = all_ifnames()
+    assert pf in names
+    assert {host.vf_netdev_name(0, i) for i in range(4)} <= names
+    out = subprocess.run(["ip", "-j", "-d", "link", "show", "master", pf], check=True,
+                         capture_output=True, text=True).stdout
+    assert sorted(link["ifname"] for link in json.loads(out)) == sorted(p.peer for p in network.ports)
+    nl = switch_of(host)
+    vf0 = nl.find_link(host.vf_netdev_name(0, 0))
+    assert vf0 is not None and vf0.mac == network.ports[0].mac
+
+
+@pytest.mark.root
+def test_move_out_and_back_keeps_the_tree_in_sync(veth_host: VethHost, netns: NetnsFactory) -> None:
+    host, _ = veth_host
+    nl, pod = switch_of(host), netns()
+    vf1, name = host.vf_address(0, 1), host.vf_netdev_name(0, 1)
+    assert nl.device_netdev(vf1) == name
+
+    nl.move_link(name, src_netns=None, dst_netns=pod, new_name="net1")
+    assert nl.device_netdev(vf1) is None
+    assert name not in tree_names(host)
+    assert nl.find_link("net1", pod) is not None
+
+    back = unique_name("skb")
+    nl.move_link("net1", src_netns=pod, dst_netns=None, new_name=back)
+    assert nl.device_netdev(vf1) == back
+    device_dir = (host.root / "sys/bus/pci/devices" / vf1).resolve()
+    assert (host.root / "sys/class/net" / back).resolve() == device_dir / "net" / back
+
+    nl.rename_link(back, name)
+    assert nl.device_netdev(vf1) == name and back not in tree_names(host)
+    assert name in all_ifnames()
+
+
+@pytest.mark.root
+def test_a_refused_move_leaves_the_tree_alone(veth_host: VethHost, netns: NetnsFactory) -> None:
+    host, _ = veth_host
+    nl, pod = switch_of(host), netns()
+    nl.move_link(host.vf_netdev_name(0, 0), src_netns=None, dst_netns=pod, new_name="net1")
+    with pytest.raises(NameInUseError):
+        nl.move_link(host.vf_netdev_name(0, 2), src_netns=None, dst_netns=pod, new_name="net1")
+    assert nl.device_netdev(host.vf_address(0, 2)) == host.vf_netdev_name(0, 2)
+
+
+@pytest.mark.root
+def test_a_vf_whose_netns_died_comes_back_by_pci_address(veth_host: VethHost, netns: NetnsFactory) -> None:
+    host, network = veth_host
+    nl, pod = switch_of(host), netns()
+    vf3, name = host.vf_address(0, 3), host.vf_netdev_name(0, 3)
+    pod_side = unique_name("skn")
+    nl.move_link(name, src_netns=None, dst_netns=pod, new_name=pod_side)
+    peer = next(p.peer for p in network.ports if p.pci_address == vf3)
+    pyroute2_netns.remove(pod.rsplit("/", 1)[-1])
+    wait_until(lambda: peer not in all_ifnames(), "the veth to die with its namespace")
+
+    # Like the kernel returning a real VF: under its pod-side name, free in the host.
+    returned = nl.device_netdev(vf3)
+    assert returned == pod_side
+    assert {pod_side, peer} <= all_ifnames()
+    assert switch_of(host).find_link(pod_side) is not None
+    nl.rename_link(returned, name)
+    assert nl.device_netdev(vf3) == name
+
+
+@pytest.mark.root
+def test_revive_takes_a_dev_name_when_the_pod_side_name_is_taken(
+    veth_host: VethHost, netns: NetnsFactory
+) -> None:
+    host, network = veth_host
+    nl, pod = switch_of(host), netns()
+    vf0, vf1 = host.vf_address(0, 0), host.vf_address(0, 1)
+    taken = host.vf_netdev_name(0, 1)  # comes back as the other VF's host name, already in use
+    nl.move_link(host.vf_netdev_name(0, 0), src_netns=None, dst_netns=pod, new_name=taken)
+    pyroute2_netns.remove(pod.rsplit("/", 1)[-1])
+    peer = next(p.peer for p in network.ports if p.pci_address == vf0)
+    wait_until(lambda: peer not in all_ifnames(), "the veth to die with its namespace")
+
+    revived = network.revive()
+    assert len(revived) == 1 and revived[0].startswith("dev") and revived[0] != host.vf_netdev_name(0, 0)
+    assert nl.device_netdev(vf0) == revived[0] and nl.device_netdev(vf1) == taken
+    assert network.revive() == []  # nothing else is missing
+
+
+@pytest.mark.root
+def test_destroy_from_another_process_leaves_no_interface(tmp_path: Path, netns: NetnsFactory) -> None:
+    host = sim.create(tmp_path / "host", {"pfs": [
+        {"name": unique_name("sk", 4), "numVfs": 3}, {"name": unique_name("sk", 4), "numVfs": 0},
+    ]})
+    network = attach_veths(host)
+    made = {*network.bridges, *(p.netdev for p in network.ports), *(p.peer for p in network.ports)}
+    try:
+        assert made <= all_ifnames()
+        switch_of(host).move_link(network.ports[0].netdev, src_netns=None, dst_netns=netns(), new_name="net1")
+        code = f"from sriovkit.host import sim, simnet; simnet.SimNetwork.of(sim.open_existing({str(host.root)!r}))"
+        code += ".destroy()"
+        subprocess.run([sys.executable, "-c", code], check=True)
+        assert not made & all_ifnames()
+        SimNetwork.of(host).destroy()  # idempotent, nothing recorded any more
+        network.destroy()
+    finally:
+        network.destroy()
+
+
+@pytest.mark.root
+def test_attach_fails_cleanly_when_a_name_is_taken(tmp_path: Path) -> None:
+    pf = unique_name("sk", 4)
+    first = sim.create(tmp_path / "a", veth_host_spec(pf, num_vfs=2))
+    with attach_veths(first) as network:
+        second = sim.create(tmp_path / "b", veth_host_spec(pf, num_vfs=2))
+        before = all_ifnames()
+        with pytest.raises(NameInUseError):
+            attach_veths(second)
+        assert all_ifnames() == before  # the first host's bridge survived, nothing leaked
+        assert SimNetwork.of(second).ports == []
+        assert network.bridges == [pf]
+
+
+@pytest.mark.root
+def test_sriovctl_sim_create_veth_and_destroy(tmp_path: Path) -> None:
+    pf = unique_name("sk", 4)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(veth_host_spec(pf, num_vfs=2)))
+    root = tmp_path / "host"
+    cli = [sys.executable, "-m", "sriovkit"]
+    try:
+        subprocess.run([*cli, "sim", "create", str(root), "--spec", str(spec), "--veth"], check=True,
+                       capture_output=True)
+        assert {pf, f"{pf}v0", f"{pf}v1"} <= all_ifnames()
+    finally:
+        subprocess.run([*cli, "sim", "destroy", str(root)], check=True, capture_output=True)
+    assert not {pf, f"{pf}v0", f"{pf}v1"} & all_ifnames()
+    assert not root.exists()
+
+

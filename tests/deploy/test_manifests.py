@@ -1,0 +1,115 @@
+"""Every manifest under deploy/ and every object the chart renders validates offline against the
+Kubernetes API schemas (strict: unknown fields fail) or, for NADs, against our NAD/netconf schema."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import deploy_validate as validate
+import pytest
+from deploy_env import DEPLOY, KUBERNETES_VERSION, find, load_objects, manifest_files, render
+
+from sriovkit.resources.config import parse_config_text
+
+
+@pytest.mark.parametrize("path", manifest_files(), ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_manifest_validates(path: Path) -> None:
+    objects = load_objects(path)
+    assert objects, f"{path}: no objects"
+    problems = [p for i, o in enumerate(objects) for p in validate.object_problems(o, f"{path.name}[{i}]",
+                                                                                   KUBERNETES_VERSION)]
+    assert problems == []
+
+
+@pytest.mark.parametrize("all_on", [False, True], ids=["default-values", "all-on-values"])
+def test_rendered_chart_validates(all_on: bool) -> None:
+    objects = render(all_on=all_on)
+    problems = [p for i, o in enumerate(objects)
+                for p in validate.object_problems(o, f"{o.get('kind')}[{i}]", KUBERNETES_VERSION)]
+    assert problems == []
+    kinds = sorted(o["kind"] for o in objects)
+    expected = ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "ServiceAccount"]
+    assert sorted(set(kinds)) == sorted(expected + (["NetworkAttachmentDefinition"] if all_on else []))
+
+
+def test_example_nads_cover_kernel_ipam_vlan_and_dpdk() -> None:
+    configs = {}
+    for path in sorted((DEPLOY / "nad").glob("*.yaml")):
+        (nad,) = load_objects(path)
+        assert nad["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"]
+        configs[path.stem] = json.loads(nad["spec"]["config"])
+    assert configs["kernel-vf-ipam"]["ipam"]["type"] == "host-local"
+    assert configs["vlan-tag"]["vlan"] > 0
+    assert configs["vlan-trunk"]["vlan"] == 0 and configs["vlan-trunk"]["trust"] == "on"
+    assert "ipam" not in configs["dpdk-vfio"]
+
+
+def _daemonset() -> dict[str, Any]:
+    return find(load_objects(DEPLOY / "daemonset.yaml"), "DaemonSet")
+
+
+def test_validation_rejects_an_unknown_field_deep_in_the_daemonset() -> None:
+    ds = _daemonset()
+    ds["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["propagation"] = "HostToContainer"
+    problems = validate.object_problems(ds, "ds", KUBERNETES_VERSION)
+    assert len(problems) == 1 and "containers.0.volumeMounts.0" in problems[0] and "propagation" in problems[0]
+
+
+def test_validation_rejects_a_mount_without_a_volume() -> None:
+    ds = _daemonset()
+    ds["spec"]["template"]["spec"]["volumes"] = [
+        v for v in ds["spec"]["template"]["spec"]["volumes"] if v["name"] != "netns"]
+    assert validate.object_problems(ds, "ds", KUBERNETES_VERSION) == ["ds: volumeMount 'netns' has no volume"]
+
+
+def _nad(config: Any) -> dict[str, Any]:
+    (nad,) = load_objects(DEPLOY / "nad" / "vlan-tag.yaml")
+    nad = copy.deepcopy(nad)
+    nad["spec"]["config"] = config if isinstance(config, str) else json.dumps(config)
+    return nad
+
+
+@pytest.mark.parametrize(("config", "complaint"), [
+    ('{"cniVersion": "1.0.0", "name": "x", "type": "sriov",', "not JSON"),
+    ({"cniVersion": "1.0.0", "name": "x", "type": "bridge"}, "'sriov' was expected"),
+    ({"cniVersion": "1.0.0", "name": "x", "type": "sriov", "vlan": 4095}, "4095 is greater than the maximum"),
+    ({"cniVersion": "1.0.0", "name": "x", "type": "sriov", "spoofchk": True}, "True is not of type 'string'"),
+    ({"cniVersion": "1.0.0", "name": "x", "type": "sriov", "vlanQoS": 3}, "non-zero vlanQoS needs"),
+    ({"cniVersion": "1.0.0", "name": "x", "type": "sriov", "vlann": 3}, "'vlann' was unexpected"),
+    ({"cniVersion": "1.0.0", "type": "sriov"}, "'name' is a required property"),
+    ({"cniVersion": "1.0.0", "name": "x", "type": "sriov", "min_tx_rate": 5, "max_tx_rate": 2}, "min_tx_rate above"),
+])
+def test_nad_schema_rejects_bad_netconf(config: Any, complaint: str) -> None:
+    problems = validate.object_problems(_nad(config), "nad", KUBERNETES_VERSION)
+    assert any(complaint in p for p in problems), problems
+
+
+def test_nad_schema_rejects_wrong_api_version() -> None:
+    nad = _nad({"cniVersion": "1.0.0", "name": "x", "type": "sriov"})
+    nad["apiVersion"] = "k8s.cni.cncf.io/v1beta1"
+    assert any("apiVersion" in p for p in validate.object_problems(nad, "nad", KUBERNETES_VERSION))
+
+
+def test_configmaps_hold_a_config_json_sriovkit_accepts() -> None:
+    for cm in (find(load_objects(DEPLOY / "configmap.yaml"), "ConfigMap"), find(render(), "ConfigMap")):
+        assert cm["metadata"]["name"] == "sriovdp-config" and list(cm["data"]) == ["config.json"]
+        resources = parse_config_text(cm["data"]["config.json"], source="sriovdp-config")
+        assert len(resources.resources) >= 2
+
+
+def test_rbac_is_least_privilege() -> None:
+    for objects in (load_objects(DEPLOY / "rbac.yaml"), render()):
+        rules = find(objects, "ClusterRole")["rules"]
+        granted = {(group, resource, verb) for r in rules for group in r["apiGroups"]
+                   for resource in r["resources"] for verb in r["verbs"]}
+        wanted = {("", "pods", v) for v in ("get", "list", "watch", "patch")}
+        wanted |= {("k8s.cni.cncf.io", "network-attachment-definitions", v) for v in ("get", "list", "watch")}
+        wanted |= {("", "events", "create"), ("events.k8s.io", "events", "create")}
+        assert granted == wanted
+        binding = find(objects, "ClusterRoleBinding")
+        account = find(objects, "ServiceAccount")
+        assert binding["subjects"][0]["name"] == account["metadata"]["name"]
+        assert binding["roleRef"]["name"] == find(objects, "ClusterRole")["metadata"]["name"]

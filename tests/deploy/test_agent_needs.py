@@ -1,0 +1,178 @@
+"""The agent's DaemonSet, plain and rendered from the chart, gives the agent everything listed in
+deploy/agent-needs.yaml (host namespaces, capabilities, mounts, flags, probes), and no capability more."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from typing import Any
+
+import pytest
+from deploy_env import DEPLOY, find, load_objects, render
+
+from sriovkit.cli import build_parser
+from sriovkit.shim.install import DEFAULT_SOCKET
+
+
+def _daemonsets() -> dict[str, dict[str, Any]]:
+    return {
+        "deploy/daemonset.yaml": find(load_objects(DEPLOY / "daemonset.yaml"), "DaemonSet"),
+        "chart (default values)": find(render(), "DaemonSet"),
+        "chart (all-on values)": find(render(all_on=True), "DaemonSet"),
+    }
+
+
+def _container(pod: dict[str, Any], name: str, init: bool = False) -> dict[str, Any]:
+    containers = pod.get("initContainers" if init else "containers", [])
+    (found,) = [c for c in containers if c["name"] == name]
+    return found
+
+
+def _args(container: dict[str, Any]) -> dict[str, str | None]:
+    """`--flag=value` / `--flag` arguments as a dict (the manifests always use the `=` form)."""
+    out: dict[str, str | None] = {}
+    for arg in container.get("args", []):
+        flag, sep, value = arg.partition("=")
+        out[flag] = value if sep else None
+    return out
+
+
+def _mount_problems(pod: dict[str, Any], container: dict[str, Any], name: str, need: dict[str, Any]) -> list[str]:
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["name"]: m for m in container.get("volumeMounts", [])}
+    problems = []
+    volume = volumes.get(name)
+    if volume is None:
+        return [f"volume {name} missing"]
+    if "configMap" in need:
+        if volume.get("configMap", {}).get("name") != need["configMap"]:
+            problems.append(f"volume {name}: not ConfigMap {need['configMap']}")
+    elif volume.get("hostPath", {}).get("path") != need["path"]:
+        problems.append(f"volume {name}: hostPath is not {need['path']}")
+    mount = mounts.get(name)
+    if mount is None:
+        return [*problems, f"{container['name']}: {name} not mounted"]
+    if mount["mountPath"] != need["mountPath"]:
+        problems.append(f"{container['name']}: {name} mounted at {mount['mountPath']}, not {need['mountPath']}")
+    if bool(mount.get("readOnly", False)) != need["readOnly"]:
+        problems.append(f"{container['name']}: {name} readOnly is not {need['readOnly']}")
+    if mount.get("mountPropagation") != need.get("propagation"):
+        problems.append(f"{container['name']}: {name} mountPropagation is not {need.get('propagation')}")
+    return problems
+
+
+def _flag_problems(container: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    have = _args(container)
+    return [f"{container['name']}: {flag}={value} missing (has {have.get(flag, 'nothing')})"
+            for flag, value in wanted.items() if flag not in have or have[flag] != value]
+
+
+def missing_needs(ds: dict[str, Any], needs: dict[str, Any]) -> list[str]:
+    """Everything in agent-needs.yaml that the DaemonSet does not give the agent, one line each."""
+    pod = ds["spec"]["template"]["spec"]
+    agent = _container(pod, "agent")
+    problems = [f"{key} is not {needs[key]}" for key in ("hostNetwork", "hostPID") if pod.get(key) != needs[key]]
+    security = agent.get("securityContext", {})
+    caps = security.get("capabilities", {})
+    if security.get("privileged"):
+        problems.append("agent is privileged")
+    if "ALL" not in caps.get("drop", []):
+        problems.append("agent does not drop ALL capabilities")
+    if set(caps.get("add", [])) != set(needs["capabilities"]):
+        problems.append(f"agent capabilities {sorted(caps.get('add', []))} != {sorted(needs['capabilities'])}")
+    for name, need in needs["mounts"].items():
+        problems += _mount_problems(pod, agent, name, need)
+    if agent.get("command") != ["sriovctl", "agent"]:
+        problems.append(f"agent command is {agent.get('command')}")
+    problems += _flag_problems(agent, needs["agentArgs"])
+    install = _container(pod, "install-cni", init=True)
+    problems += _mount_problems(pod, install, "cni-bin", needs["installCni"]["mount"])
+    problems += _flag_problems(install, needs["installCni"]["args"])
+    for probe in ("livenessProbe", "readinessProbe"):
+        get = agent.get(probe, {}).get("httpGet", {})
+        if (get.get("host"), get.get("port"), get.get("path")) != tuple(needs["probes"][k]
+                                                                       for k in ("host", "port", "path")):
+            problems.append(f"{probe} is not GET {needs['probes']}")
+    return problems
+
+
+@pytest.mark.parametrize("source", list(_daemonsets()))
+def test_daemonset_gives_the_agent_what_it_needs(source: str, agent_needs: dict[str, Any]) -> None:
+    assert missing_needs(_daemonsets()[source], agent_needs) == []
+
+
+@pytest.mark.parametrize(("breakage", "complaint"), [
+    (lambda pod: pod["volumes"].pop([v["name"] for v in pod["volumes"]].index("netns")), "volume netns missing"),
+    (lambda pod: next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "netns").pop("mountPropagation"),
+     "netns mountPropagation"),
+    (lambda pod: pod["containers"][0]["securityContext"]["capabilities"]["add"].append("SYS_RAWIO"),
+     "capabilities"),
+    (lambda pod: pod["containers"][0]["args"].remove("--cni-socket=/run/sriovkit/cni.sock"), "--cni-socket"),
+    (lambda pod: pod.update(hostPID=False), "hostPID"),
+    (lambda pod: pod["initContainers"][0]["args"].remove("--no-fallback"), "--no-fallback"),
+])
+def test_checker_reports_what_is_missing(breakage: Any, complaint: str, agent_needs: dict[str, Any]) -> None:
+    ds = copy.deepcopy(_daemonsets()["deploy/daemonset.yaml"])
+    breakage(ds["spec"]["template"]["spec"])
+    problems = missing_needs(ds, agent_needs)
+    assert len(problems) == 1 and complaint in problems[0], problems
+
+
+def _subcommand(name: str) -> argparse.ArgumentParser | None:
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            sub: argparse.ArgumentParser | None = action.choices.get(name)
+            return sub
+    return None
+
+
+def test_install_cni_accepts_the_flags_the_init_container_passes(agent_needs: dict[str, Any]) -> None:
+    sub = _subcommand("install-cni")
+    assert sub is not None
+    assert set(agent_needs["installCni"]["args"]) <= set(sub._option_string_actions)
+    assert agent_needs["installCni"]["args"]["--agent-socket"] == DEFAULT_SOCKET == agent_needs["agentArgs"][
+        "--cni-socket"]
+
+
+# Flags of the agreed agent command line (issue 3) that `sriovctl agent` does not have yet. While
+# only these are missing the test is an expected failure; delete an entry once the agent has it.
+PENDING_AGENT_FLAGS = {"--cni-socket", "--metrics-address"}
+
+
+def test_agent_accepts_the_flags_the_daemonset_passes(agent_needs: dict[str, Any]) -> None:
+    sub = _subcommand("agent")
+    assert sub is not None
+    optional = {"--resource-prefix", "--use-cdi", "--log-level"}  # the chart adds them when values ask
+    missing = (set(agent_needs["agentArgs"]) | optional) - set(sub._option_string_actions)
+    assert missing <= PENDING_AGENT_FLAGS, f"sriovctl agent lacks {sorted(missing - PENDING_AGENT_FLAGS)}"
+    if missing:
+        pytest.xfail(f"sriovctl agent does not have {sorted(missing)} yet (PENDING_AGENT_FLAGS)")
+
+
+def test_dockerfile_justifies_every_capability(agent_needs: dict[str, Any]) -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    comments = "\n".join(line for line in dockerfile.splitlines() if line.startswith("#"))
+    assert all(cap in comments for cap in agent_needs["capabilities"])
+
+
+def test_chart_privileged_switch_replaces_the_capability_list() -> None:
+    agent = _container(find(render("agent.privileged=true"), "DaemonSet")["spec"]["template"]["spec"], "agent")
+    assert agent["securityContext"]["privileged"] is True and "capabilities" not in agent["securityContext"]
+
+
+def test_chart_moves_every_path_with_its_value() -> None:
+    pod = find(render("hostPaths.cniBinDir=/usr/lib/cni", "hostPaths.devicePluginDir=/data/kubelet/dp",
+                      "installCni.enabled=true"), "DaemonSet")["spec"]["template"]["spec"]
+    agent, install = _container(pod, "agent"), _container(pod, "install-cni", init=True)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["cni-bin"]["hostPath"]["path"] == "/usr/lib/cni"
+    assert _args(install)["--dest"] == "/host/usr/lib/cni"
+    assert {m["name"]: m["mountPath"] for m in install["volumeMounts"]}["cni-bin"] == "/host/usr/lib/cni"
+    assert _args(agent)["--device-plugin-dir"] == "/data/kubelet/dp"
+    assert {m["name"]: m["mountPath"] for m in agent["volumeMounts"]}["device-plugins"] == "/data/kubelet/dp"
+
+
+def test_chart_without_install_cni_has_no_init_container() -> None:
+    pod = find(render("installCni.enabled=false"), "DaemonSet")["spec"]["template"]["spec"]
+    assert "initContainers" not in pod

@@ -225,6 +225,11 @@ def pci_of_link(host: SimulatedHost, links: Netlink, name: str) -> str | None:
     return pci_address if prefix == ALIAS_PREFIX and root == str(host.root.resolve()) else None
 
 
+def peer_of(host: SimulatedHost, pci_address: str) -> str | None:
+    """The host-side end of the function's pair, if `attach_veths` made one."""
+    return next((p.peer for p in SimNetwork.of(host).ports if p.pci_address == pci_address), None)
+
+
 def interface_gone(host: SimulatedHost, pci_address: str) -> bool:
     """Whether the function has a recorded pair whose peer no longer exists."""
     port = next((p for p in SimNetwork.of(host).ports if p.pci_address == pci_address), None)

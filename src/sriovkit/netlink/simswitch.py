@@ -70,6 +70,10 @@ class SimulatedSwitchNetlink:
 
     def set_vf_link_state(self, pf: str, vf_index: int, state: LinkState) -> None:
         self._update(pf, vf_index, f"state {state.name.lower()}", {"link_state": int(state)}, ["linkState"])
+        # Visible on the veth: a disabled VF loses carrier (its switch-side end goes down).
+        peer = simnet.peer_of(self.host, self._vf_address(pf, vf_index))
+        if peer is not None:
+            self._links.set_link_up(peer, state is not LinkState.DISABLE)
 
     def set_vf_rate(self, pf: str, vf_index: int, min_tx_rate: int, max_tx_rate: int) -> None:
         what = f"min_tx_rate {min_tx_rate} max_tx_rate {max_tx_rate}"
@@ -100,6 +104,11 @@ class SimulatedSwitchNetlink:
         if number is None:
             raise LinkNotFoundError(f"PF {pf}", f"not a PF of the simulated host at {self.host.root}")
         return self.host.spec.pfs[number]
+
+    def _vf_address(self, pf: str, vf_index: int) -> str:
+        number = self.host.pf_number(pf)
+        assert number is not None  # checked by _update
+        return self.host.vf_address(number, vf_index)
 
     @staticmethod
     def _check_index(pf: str, spec: SimPF, vf_index: int) -> None:

@@ -337,3 +337,21 @@ def test_sriovctl_sim_create_veth_and_destroy(tmp_path: Path) -> None:
     assert not root.exists()
 
 
+
+
+@pytest.mark.root
+def test_link_state_disable_takes_the_carrier_away(veth_host: VethHost, netns: NetnsFactory) -> None:
+    host, _ = veth_host
+    nl, pod = switch_of(host), netns()
+    nl.move_link(host.vf_netdev_name(0, 2), src_netns=None, dst_netns=pod, new_name="net1")
+    nl.set_link_up("net1", True, pod)
+
+    def operstate() -> str:
+        info = nl.find_link("net1", pod)
+        assert info is not None
+        return info.operstate
+
+    nl.set_vf_link_state(host.spec.pfs[0].name, 2, LinkState.DISABLE)
+    wait_until(lambda: operstate() != "up", "carrier loss")
+    nl.set_vf_link_state(host.spec.pfs[0].name, 2, LinkState.AUTO)
+    wait_until(lambda: operstate() == "up", "carrier")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -190,7 +191,7 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
         self._drop_endpoints()
         if wipe_sockets:
             for entry in os.scandir(self.device_plugin_dir):
-                if entry.is_socket():
+                if _is_socket(entry.path):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
         with self._cond:
@@ -238,7 +239,7 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
         assert self.plugins_registry_dir is not None
         while not self._stopping.wait(self.watch_interval):
             try:
-                entries = [e for e in os.scandir(self.plugins_registry_dir) if e.is_socket()]
+                entries = [e for e in os.scandir(self.plugins_registry_dir) if _is_socket(e.path)]
             except FileNotFoundError:
                 continue
             for entry in entries:
@@ -382,3 +383,10 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
                 devices = [pr_pb.ContainerDevices(resource_name=r, device_ids=ids) for r, ids in a.devices.items()]
                 containers.append(pr_pb.ContainerResources(name=a.container, devices=devices))
         return pr_pb.PodResources(name=pod, namespace=namespace, containers=containers)
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except OSError:
+        return False

@@ -14,6 +14,7 @@ import kubernetes_validate
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_PCI = r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$"
 _ON_OFF = {"type": "string", "enum": ["on", "off"]}
 
 NAD_SCHEMA: dict[str, Any] = {
@@ -50,7 +51,9 @@ NAD_SCHEMA: dict[str, Any] = {
     },
 }
 
-# The sriov CNI's netconf as upstream sriov-cni documents it (docs/configuration.md has the meanings).
+# The sriov CNI's netconf as upstream sriov-cni documents it (docs/configuration.md has the meanings),
+# with sriovkit's cross-field rules (src/sriovkit/cni/netconf.py). Stricter than the plugin in one way:
+# unknown fields, which the plugin ignores as upstream does, are errors here to catch typos in examples.
 SRIOV_NETCONF_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["cniVersion", "name", "type"],
@@ -59,7 +62,9 @@ SRIOV_NETCONF_SCHEMA: dict[str, Any] = {
         "cniVersion": {"type": "string", "enum": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]},
         "name": {"type": "string", "minLength": 1},
         "type": {"const": "sriov"},
-        "deviceID": {"type": "string", "pattern": r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$"},
+        "deviceID": {"type": "string", "pattern": _PCI},
+        "pciBusID": {"type": "string", "pattern": _PCI},  # upstream's older name for deviceID
+        "driver": {"type": "string"},  # sriovkit extension: bind the VF to this driver for the attachment
         "vlan": {"type": "integer", "minimum": 0, "maximum": 4094},
         "vlanQoS": {"type": "integer", "minimum": 0, "maximum": 7},
         "vlanProto": {"type": "string", "enum": ["802.1Q", "802.1q", "802.1ad", "802.1AD"]},
@@ -96,9 +101,12 @@ def netconf_problems(text: str, where: str) -> list[str]:
     problems = _schema_problems(conf, SRIOV_NETCONF_SCHEMA, f"{where}: spec.config")
     if conf.get("min_tx_rate", 0) and conf.get("max_tx_rate", 0) and conf["min_tx_rate"] > conf["max_tx_rate"]:
         problems.append(f"{where}: spec.config: min_tx_rate above max_tx_rate")
-    if conf.get("vlanQoS") and not conf.get("vlan"):
+    for key in ("vlanQoS", "vlanProto"):
+        if key in conf and "vlan" not in conf:
+            problems.append(f"{where}: spec.config: {key} needs vlan to be set")
+    if conf.get("vlanQoS") and conf.get("vlan") == 0:
         problems.append(f"{where}: spec.config: a non-zero vlanQoS needs a non-zero vlan")
-    if str(conf.get("vlanProto", "802.1q")).lower() == "802.1ad" and not conf.get("vlan"):
+    if str(conf.get("vlanProto", "")).lower() == "802.1ad" and conf.get("vlan") == 0:
         problems.append(f"{where}: spec.config: vlanProto 802.1ad needs a non-zero vlan")
     return problems
 

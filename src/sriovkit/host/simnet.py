@@ -67,6 +67,15 @@ def vf_mac(host: SimulatedHost, pci_address: str) -> str:
     return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
+def link_group(host: SimulatedHost) -> int:
+    """The interface group (IFLA_GROUP) of this host's peers: one request deletes them all.
+
+    Never 0 (every interface's default group) and unique per host root.
+    """
+    digest = hashlib.sha256(f"group|{host.root.resolve()}".encode()).digest()
+    return 0x10000 + int.from_bytes(digest[:4], "big") % (0x7FFFFFFF - 0x10000)
+
+
 def _alias(host: SimulatedHost, pci_address: str) -> str:
     return f"{ALIAS_PREFIX} {pci_address} {host.root.resolve()}"
 
@@ -112,12 +121,26 @@ class SimNetwork:
     def destroy(self) -> None:
         """Remove every pair (through its peer) and bridge made; idempotent."""
         with _route() as ipr:
-            for port in self.ports:
+            self._delete_group(ipr)
+            for port in self.ports:  # whatever the group request did not reach
                 _delete(ipr, port.peer, None)
             for bridge in self.bridges:
                 _delete(ipr, bridge, self._bridge_alias())
         (self.host.root / _RECORD).unlink(missing_ok=True)
         (self.host.root / "eswitch" / _AWAY).unlink(missing_ok=True)
+
+    def _delete_group(self, ipr: IPRoute) -> None:
+        """Delete all peers in one request (the kernel batches it: 256 pairs in ~0.1 s, not ~5 s).
+
+        Only when every member of the group is ours, so a colliding group number
+        can never take someone else's interfaces with it.
+        """
+        group = link_group(self.host)
+        members = [m for m in ipr.get_links() if m.get_attr("IFLA_GROUP") == group]
+        ours = {port.peer for port in self.ports}
+        if members and all(m.get_attr("IFLA_IFNAME") in ours for m in members):
+            with contextlib.suppress(LinkNotFoundError):
+                _call(f"delete interface group {group}", lambda: ipr.link("del", index=0, group=group))
 
     def revive(self, pci_address: str | None = None) -> list[str]:
         """Recreate the pair of every function whose interface no longer exists anywhere.
@@ -165,7 +188,7 @@ class SimNetwork:
     def _add_pair(self, ipr: IPRoute, port: SimPort, name: str) -> None:
         ipr.link("add", ifname=name, address=port.mac, kind="veth", peer={"ifname": port.peer})
         peer = ipr.link_lookup(ifname=port.peer)[0]
-        ipr.link("set", index=peer, ifalias=_alias(self.host, port.pci_address))
+        ipr.link("set", index=peer, ifalias=_alias(self.host, port.pci_address), group=link_group(self.host))
         if port.bridge is not None:
             ipr.link("set", index=peer, master=ipr.link_lookup(ifname=port.bridge)[0])
         ipr.link("set", index=peer, state="up")

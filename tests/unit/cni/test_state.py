@@ -1,0 +1,118 @@
+"""The state store: private, atomic, symlink-proof; per-VF locks across threads and processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sriovkit.cni.spec import CniError, ErrorCode
+from sriovkit.cni.state import AttachmentRecord, LockTimeout, OriginalState, StateStore
+
+PCI = "0000:12:00.1"
+
+
+def record(cid: str = "c1", ifname: str = "net1", pci: str = PCI) -> AttachmentRecord:
+    return AttachmentRecord(container_id=cid, ifname=ifname, netns="/run/netns/x", network="n", pci_address=pci,
+                            mode="netdev", pf_netdev="pf0", vf_index=1,
+                            original=OriginalState(host_ifname="pf0v1", mac="02:00:00:00:00:01", mtu=1500, up=True,
+                                                   vf={"vf_index": 1, "vlan": 0}),
+                            changed_vf=["vlan"])
+
+
+def test_save_load_delete_with_private_modes(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path / "state"))
+    store.save(record())
+    assert stat.S_IMODE(os.stat(tmp_path / "state").st_mode) == 0o700
+    path = tmp_path / "state" / "c1-net1.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    loaded = store.load("c1", "net1")
+    assert loaded == record()
+    assert store.owner_of(PCI) == record()
+    assert store.owner_of("0000:12:00.2") is None
+    store.delete("c1", "net1")
+    store.delete("c1", "net1")  # twice is fine
+    assert store.load("c1", "net1") is None
+    assert [p.name for p in (tmp_path / "state").iterdir()] == []  # no temp files left
+
+
+def test_symlinks_refused(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    root.mkdir(mode=0o700)
+    outside = tmp_path / "outside.json"
+    outside.write_text(record().to_json())
+    (root / "c1-net1.json").symlink_to(outside)
+    store = StateStore(str(root))
+    with pytest.raises(CniError) as err:
+        store.load("c1", "net1")
+    assert "symlink" in err.value.msg
+    with pytest.raises(CniError):
+        store.save(record())
+    assert outside.read_text() == record().to_json()
+    assert store.records() == []
+
+
+def test_state_dir_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(CniError) as err:
+        StateStore(str(tmp_path / "link")).save(record())
+    assert err.value.code == ErrorCode.IO_FAILURE
+
+
+def test_corrupt_record_is_an_io_error(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path))
+    (tmp_path / "c1-net1.json").write_text("{half")
+    with pytest.raises(CniError) as err:
+        store.load("c1", "net1")
+    assert "corrupt" in err.value.msg
+
+
+def test_lock_excludes_threads_of_one_process(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path))
+    inside = []
+    peak = []
+
+    def worker() -> None:
+        with store.lock(PCI, 5):
+            inside.append(1)
+            peak.append(len(inside))
+            time.sleep(0.02)
+            inside.pop()
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(peak) == 1 and len(peak) == 6
+
+
+def _hold(root: str, ready: multiprocessing.synchronize.Event, release: multiprocessing.synchronize.Event) -> None:
+    with StateStore(root).lock(PCI, 5):
+        ready.set()
+        release.wait(10)
+
+
+def test_lock_times_out_against_another_process(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hold, args=(str(tmp_path), ready, release))
+    proc.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(LockTimeout) as err, StateStore(str(tmp_path)).lock(PCI, 0.1):
+            pass
+        assert err.value.code == ErrorCode.TRY_AGAIN
+        with StateStore(str(tmp_path)).lock("0000:12:00.2", 0.1):
+            pass  # another VF is not blocked
+    finally:
+        release.set()
+        proc.join(10)
+    with StateStore(str(tmp_path)).lock(PCI, 1):
+        pass

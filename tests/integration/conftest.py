@@ -7,7 +7,6 @@ fixture makes is removed afterwards, also when the test fails.
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,7 @@ from pyroute2 import netns as pyroute2_netns
 
 from sriovkit.host import sim
 from sriovkit.host.simnet import SimNetwork, attach_veths
-
-NETNS_DIR = "/var/run/netns"
-NetnsFactory = Callable[[], str]
-
-
-def unique_name(prefix: str, length: int = 6) -> str:
-    """`prefix` plus random hex; keep the total within 15 characters for interfaces."""
-    return f"{prefix}{secrets.token_hex(8)[:length]}"
+from tests.integration.helpers import NETNS_DIR, NetnsFactory, unique_name, veth_host_spec
 
 
 @pytest.fixture
@@ -42,11 +34,6 @@ def netns() -> Iterator[NetnsFactory]:
     for name in made:
         with contextlib.suppress(OSError, FileNotFoundError):
             pyroute2_netns.remove(name)
-
-
-def veth_host_spec(prefix: str, num_vfs: int = 4, **pf: Any) -> dict[str, Any]:
-    """One PF named `prefix` (<= 8 chars keeps VF names "<pf>v<index>" within 15)."""
-    return {"pfs": [{"name": prefix, "numVfs": num_vfs, "totalVfs": max(num_vfs, 8), **pf}]}
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NameIn
 from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.model import RouteInfo
 from sriovkit.netlink.port import link_by_alias, link_by_mac
-from tests.integration.conftest import NetnsFactory, unique_name
+from tests.integration.helpers import NetnsFactory, unique_name
 
 pytestmark = pytest.mark.root
 

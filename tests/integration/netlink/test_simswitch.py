@@ -22,7 +22,7 @@ from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.model import ZERO_MAC, LinkState, VfSettings, VlanProto
 from sriovkit.netlink.select import netlink_for
 from sriovkit.netlink.simswitch import SimulatedSwitchNetlink
-from tests.integration.conftest import NetnsFactory, unique_name, veth_host_spec
+from tests.integration.helpers import NetnsFactory, unique_name, veth_host_spec
 
 VethHost = tuple[sim.SimulatedHost, SimNetwork]
 

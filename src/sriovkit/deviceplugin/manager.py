@@ -47,6 +47,8 @@ DEFAULT_DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
 DEFAULT_PLUGINS_REGISTRY_DIR = Path("/var/lib/kubelet/plugins_registry")
 DEFAULT_DEVINFO_DIR = Path("/var/run/k8s.cni.cncf.io/devinfo/dp")
 DEFAULT_CDI_DIR = Path("/var/run/cdi")
+_SETTLE_STEPS = 6
+_SETTLE_INTERVAL = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,8 @@ class DevicePluginManager:
         self._vf_counts: dict[str, int | None] = {}
         self._link_up: dict[str, bool] = {}
         self._since_resync = 0.0
+        self._settle_left = 0  # rediscoveries still due after a VF count change
+        self._since_settle = 0.0
         self.on_change: Callable[[], None] | None = None  # called after pools or health changed
 
     # -- lifecycle -------------------------------------------------------------------
@@ -172,12 +176,29 @@ class DevicePluginManager:
             self._since_resync += elapsed
             changed = self._check_config()
             counts = hl.read_vf_counts(self.settings.sysfs, self._vf_counts)
-            if changed or counts != self._vf_counts or self._since_resync >= self.settings.resync_interval:
+            counts_changed = counts != self._vf_counts
+            if counts_changed:
+                self._settle_left = _SETTLE_STEPS
+            due = self._since_resync >= self.settings.resync_interval
+            if changed or counts_changed or due or self._settling(elapsed):
                 self._rediscover()
             elif self._check_links():
                 self._publish_all()
             self._check_sockets()
             self._register_all()
+
+    def _settling(self, elapsed: float) -> bool:
+        # New VFs get their driver, interface and RDMA device after sriov_numvfs
+        # changes (the kernel probes them, udev renames them): look again a few
+        # times so the pools settle on what the VFs finally are.
+        if self._settle_left <= 0:
+            return False
+        self._since_settle += elapsed
+        if self._since_settle < _SETTLE_INTERVAL:
+            return False
+        self._since_settle = 0.0
+        self._settle_left -= 1
+        return True
 
     def _check_config(self) -> bool:
         stamp = _stamp(self.settings.config_file)

@@ -1,0 +1,127 @@
+"""The node agent: component order, rollback on a failed start, metrics, and
+`sriovctl agent` serving until SIGTERM and removing its sockets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from sriovkit.agent.metrics import AgentMetrics
+from sriovkit.agent.node import NodeAgent
+from sriovkit.deviceplugin.manager import DevicePluginSettings
+from sriovkit.host import sim
+from sriovkit.host.sysfs import Sysfs
+from sriovkit.kubesim import Kubelet
+
+PFS = [{"name": "enp1s0f0", "numVfs": 3, "vfDrivers": {"2": "vfio-pci"}}]
+RESOURCES = [{"resourceName": "net", "selectors": {"drivers": ["iavf"]}},
+             {"resourceName": "dpdk", "selectors": {"drivers": ["vfio-pci"]}}]
+
+
+@pytest.fixture
+def site():
+    root = Path(tempfile.mkdtemp(prefix="ag", dir="/tmp"))
+    sim.create(root / "host", {"pfs": PFS})
+    (root / "config.json").write_text(json.dumps({"resourceList": RESOURCES}))
+    kubelet = Kubelet(root / "dp")
+    kubelet.start()
+    yield root, kubelet
+    kubelet.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def settings(root: Path) -> DevicePluginSettings:
+    return DevicePluginSettings(config_file=root / "config.json", sysfs=Sysfs(root / "host"),
+                                proc_root=str(root / "proc"), device_plugin_dir=root / "dp",
+                                devinfo_dir=root / "devinfo", poll_interval=0.05)
+
+
+class Recorder:
+    def __init__(self, name: str, log: list[str], fail: bool = False) -> None:
+        self.name, self.log, self.fail = name, log, fail
+
+    def start(self) -> None:
+        if self.fail:
+            raise RuntimeError(f"{self.name} cannot start")
+        self.log.append(f"start {self.name}")
+
+    def stop(self) -> None:
+        self.log.append(f"stop {self.name}")
+
+
+def test_components_start_in_order_and_stop_in_reverse(site):
+    root, kubelet = site
+    log: list[str] = []
+    agent = NodeAgent(settings(root), components=[Recorder("cni", log)])
+    agent.add(Recorder("metrics", log))
+    agent.start()
+    assert agent.healthy()
+    kubelet.wait_for_devices("intel.com/net", 2)
+    agent.stop()
+    assert log == ["start cni", "start metrics", "stop metrics", "stop cni"]
+    assert not agent.healthy()
+    assert sorted(p.name for p in (root / "dp").iterdir()) == ["kubelet.sock"]
+
+
+def test_failed_start_stops_what_already_started(site):
+    root, _ = site
+    log: list[str] = []
+    agent = NodeAgent(settings(root), components=[Recorder("cni", log), Recorder("broken", log, fail=True)])
+    with pytest.raises(RuntimeError, match="broken cannot start"):
+        agent.start()
+    assert log == ["start cni", "stop cni"]
+    assert sorted(p.name for p in (root / "dp").iterdir()) == ["kubelet.sock"]
+
+
+def test_metrics_follow_pools_and_allocations(site):
+    root, kubelet = site
+    metrics = AgentMetrics()
+    agent = NodeAgent(settings(root), metrics=metrics)
+    agent.start()
+    try:
+        kubelet.wait_for_devices("intel.com/net", 2)
+        kubelet.allocate("p", "c", {"intel.com/net": 2})
+        value = metrics.registry.get_sample_value
+        assert value("sriovkit_pool_devices", {"resource": "intel.com/net", "health": "healthy"}) == 2
+        assert value("sriovkit_pool_devices", {"resource": "intel.com/dpdk", "health": "healthy"}) == 1
+        assert value("sriovkit_device_allocations_total", {"resource": "intel.com/net"}) == 2
+    finally:
+        agent.stop()
+
+
+def test_sriovctl_agent_runs_until_sigterm_and_cleans_up(site):
+    root, kubelet = site
+    cmd = [sys.executable, "-m", "sriovkit", "agent", "--config-file", str(root / "config.json"),
+           "--host-root", str(root / "host"), "--device-plugin-dir", str(root / "dp"),
+           "--devinfo-dir", str(root / "devinfo")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        kubelet.wait_for_devices("intel.com/dpdk", 1, timeout=20)
+        kubelet.allocate("p", "c", {"intel.com/dpdk": 1})
+        assert list((root / "devinfo").iterdir())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert sorted(p.name for p in (root / "dp").iterdir()) == ["kubelet.sock"]
+    assert list((root / "devinfo").iterdir()) == []
+
+
+def test_sriovctl_agent_bad_config_is_one_line_per_problem(site):
+    root, _ = site
+    bad = root / "bad.json"
+    bad.write_text('{"resourceList": [{"resourceName": "x", "selectors": {"colour": 1}}]}')
+    proc = subprocess.run([sys.executable, "-m", "sriovkit", "agent", "--config-file", str(bad),
+                           "--host-root", str(root / "host"), "--device-plugin-dir", str(root / "dp")],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines and all(line.startswith("sriovctl: ") for line in lines)
+    assert "colour" in lines[-1] and "Traceback" not in proc.stderr

@@ -106,7 +106,10 @@ class StateStore:
         if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
             raise StateError(f"state dir {path} is not a plain directory", "refusing a symlink or file there")
         if stat.S_IMODE(st.st_mode) & 0o077:
-            os.chmod(path, 0o700)
+            try:
+                os.chmod(path, 0o700)
+            except OSError as exc:
+                raise StateError(f"state dir {path} cannot be made private (0700)", exc.strerror or str(exc)) from None
 
     def _path(self, key: str) -> str:
         # keys are validated (env.py) before they get here; this guards against a caller that did not
@@ -124,7 +127,10 @@ class StateStore:
     def save(self, record: AttachmentRecord) -> None:
         self._ensure_dir(self.root)
         target = self._path(record.key)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=_SUFFIX)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=_SUFFIX)
+        except OSError as exc:
+            raise StateError(f"cannot write state file {target}", exc.strerror or str(exc)) from None
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as f:

@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
 ALIAS_PREFIX = "sriovkit-sim"
 _RECORD = "simnet.json"
-_AWAY = "away.json"  # pci address -> the name a VF end was given when it left the host netns
+# pci address -> {"netns": path, "name": name}: where a function's interface is while
+# away from the host namespace, as far as moves and renames through the switch tell.
+_AWAY = "away.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +158,7 @@ class SimNetwork:
             for port in self.ports:
                 if pci_address not in (None, port.pci_address) or ipr.link_lookup(ifname=port.peer):
                     continue
-                name = _free_name(ipr, away.get(port.pci_address) or port.netdev)
+                name = _free_name(ipr, away.get(port.pci_address, {}).get("name") or port.netdev)
                 _call(f"recreate {name} for {port.pci_address}", lambda p=port, n=name: self._add_pair(ipr, p, n))
                 self.host.set_netdev(port.pci_address, name)
                 away.pop(port.pci_address, None)
@@ -219,24 +221,34 @@ def has_network(host: SimulatedHost) -> bool:
 
 
 # -- used by SimulatedSwitchNetlink ---------------------------------------------------------
-def note_moved_out(host: SimulatedHost, pci_address: str, name: str) -> None:
-    """Remember the name a function's interface left the host with (caller holds `tree_lock`)."""
+def note_away(host: SimulatedHost, pci_address: str, netns: str, name: str) -> None:
+    """Record where the function's interface now is outside the host (caller holds `tree_lock`)."""
     path = host.root / "eswitch" / _AWAY
     away = read_json(path)
-    away[pci_address] = name
+    away[pci_address] = {"netns": netns, "name": name}
     write_json_atomic(path, away)
 
 
-def clear_moved_out(host: SimulatedHost, pci_address: str) -> None:
-    """Forget the away name once the interface is back (caller holds `tree_lock`)."""
+def clear_away(host: SimulatedHost, pci_address: str) -> None:
+    """Forget the record once the interface is back (caller holds `tree_lock`)."""
     path = host.root / "eswitch" / _AWAY
     away = read_json(path)
     if away.pop(pci_address, None) is not None:
         write_json_atomic(path, away)
 
 
+def away_pci(host: SimulatedHost, netns: str, name: str) -> str | None:
+    """The function whose interface is recorded as `name` in `netns`, if exactly one is."""
+    found = [pci for pci, where in read_json(host.root / "eswitch" / _AWAY).items()
+             if where == {"netns": netns, "name": name}]
+    return found[0] if len(found) == 1 else None
+
+
 def pci_of_link(host: SimulatedHost, links: Netlink, name: str) -> str | None:
-    """The function whose veth end is `name` in the host namespace, found through its peer's alias."""
+    """The function whose veth end is `name` in the host namespace, found through its peer's alias.
+
+    Slow on big hosts (a dump of every link): the fallback when the away record does not know.
+    """
     info = links.find_link(name)
     if info is None or info.link_index is None:
         return None

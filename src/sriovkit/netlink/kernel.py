@@ -145,9 +145,11 @@ class KernelNetlink:
         # the way only when the old one collides: if the rename then fails, the
         # link is left in the target under its old name. Refuse a taken name
         # up front, and undo such a half move if the name is taken meanwhile.
-        if self.find_link(new_name, dst_netns) is not None:
+        new_taken, old_name_was_there = self._call(
+            f"look up {new_name} in {_where(dst_netns)}", dst_netns,
+            lambda ipr: (bool(ipr.link_lookup(ifname=new_name)), bool(ipr.link_lookup(ifname=name))))
+        if new_taken:
             raise NameInUseError(what, f"{new_name} already exists in {_where(dst_netns)}")
-        old_name_was_there = self.find_link(name, dst_netns) is not None
         try:
             with _netns_fd(dst_netns) as fd:
                 self._call(what, src_netns, lambda ipr: ipr.link(

@@ -126,24 +126,30 @@ class SimulatedSwitchNetlink:
         return self._links.links(netns)
 
     def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str) -> None:
-        leaving = self._pci_of_host_netdev(name) if src_netns is None else None
+        moving = self._pci_of(name, src_netns)
         self._links.move_link(name, src_netns=src_netns, dst_netns=dst_netns, new_name=new_name)
         with simnet.tree_lock(self.host):
-            if leaving is not None:
-                self.host.set_netdev(leaving, None)
-                simnet.note_moved_out(self.host, leaving, new_name)
-            if dst_netns is None:
-                arrived = leaving if leaving is not None else simnet.pci_of_link(self.host, self._links, new_name)
-                if arrived is not None:
-                    self.host.set_netdev(arrived, new_name)
-                    simnet.clear_moved_out(self.host, arrived)
+            if dst_netns is not None:
+                if moving is not None:
+                    if src_netns is None:
+                        self.host.set_netdev(moving, None)
+                    simnet.note_away(self.host, moving, dst_netns, new_name)
+                return
+            arrived = moving if moving is not None else simnet.pci_of_link(self.host, self._links, new_name)
+            if arrived is not None:
+                self.host.set_netdev(arrived, new_name)
+                simnet.clear_away(self.host, arrived)
 
     def rename_link(self, name: str, new_name: str, netns: str | None = None) -> None:
-        pci = self._pci_of_host_netdev(name) if netns is None else None
+        pci = self._pci_of(name, netns)
         self._links.rename_link(name, new_name, netns)
-        if pci is not None:
-            with simnet.tree_lock(self.host):
+        if pci is None:
+            return
+        with simnet.tree_lock(self.host):
+            if netns is None:
                 self.host.set_netdev(pci, new_name)
+            else:
+                simnet.note_away(self.host, pci, netns, new_name)
 
     def set_link_mac(self, name: str, mac: str, netns: str | None = None) -> None:
         self._links.set_link_mac(name, mac, netns)
@@ -195,6 +201,10 @@ class SimulatedSwitchNetlink:
 
     def close(self) -> None:
         self._links.close()
+
+    def _pci_of(self, name: str, netns: str | None) -> str | None:
+        """Which function's interface `name` is: the tree for the host, else the away record."""
+        return self._pci_of_host_netdev(name) if netns is None else simnet.away_pci(self.host, netns, name)
 
     def _pci_of_host_netdev(self, name: str) -> str | None:
         """The PCI function whose interface the tree shows as `name` (``class/net``)."""

@@ -355,3 +355,32 @@ def test_link_state_disable_takes_the_carrier_away(veth_host: VethHost, netns: N
     wait_until(lambda: operstate() != "up", "carrier loss")
     nl.set_vf_link_state(host.spec.pfs[0].name, 2, LinkState.AUTO)
     wait_until(lambda: operstate() == "up", "carrier")
+
+
+@pytest.mark.root
+def test_renames_in_the_pod_and_a_detour_through_another_netns_are_followed(
+    veth_host: VethHost, netns: NetnsFactory
+) -> None:
+    host, _ = veth_host
+    nl, pod, scratch = switch_of(host), netns(), netns()
+    vf0 = host.vf_address(0, 0)
+    nl.move_link(host.vf_netdev_name(0, 0), src_netns=None, dst_netns=pod, new_name="net1")
+    nl.rename_link("net1", "eth9", pod)
+    nl.move_link("eth9", src_netns=pod, dst_netns=scratch, new_name="tmp0")
+    back = unique_name("skb")
+    nl.move_link("tmp0", src_netns=scratch, dst_netns=None, new_name=back)
+    assert nl.device_netdev(vf0) == back
+
+
+@pytest.mark.root
+def test_an_interface_moved_behind_the_switchs_back_is_recognised_by_its_peer(
+    veth_host: VethHost, netns: NetnsFactory
+) -> None:
+    host, _ = veth_host
+    kernel, nl, pod = KernelNetlink(Sysfs(host.root)), switch_of(host), netns()
+    vf1 = host.vf_address(0, 1)
+    kernel.move_link(host.vf_netdev_name(0, 1), src_netns=None, dst_netns=pod, new_name="net1")
+    back = unique_name("skb")
+    nl.move_link("net1", src_netns=pod, dst_netns=None, new_name=back)
+    assert nl.device_netdev(vf1) == back
+    assert host.vf_netdev_name(0, 1) not in tree_names(host)

@@ -39,11 +39,11 @@ class CniEnv:
 
 
 def valid_container_id(value: str) -> bool:
-    return bool(_CONTAINER_ID.match(value)) and ".." not in value
+    return bool(_CONTAINER_ID.fullmatch(value)) and ".." not in value
 
 
 def valid_ifname(value: str) -> bool:
-    return bool(_IFNAME.match(value)) and value not in (".", "..")
+    return bool(_IFNAME.fullmatch(value)) and value not in (".", "..")
 
 
 def parse_env(env: Mapping[str, str], netns_exists: Callable[[str], bool]) -> CniEnv:

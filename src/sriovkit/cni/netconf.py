@@ -87,10 +87,10 @@ def runtime_config(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def normalize_pci_address(value: str) -> str | None:
-    v = value.strip().lower()
-    if _PCI_SHORT.match(v):
+    v = value.lower()
+    if _PCI_SHORT.fullmatch(v):
         v = "0000:" + v
-    return v if _PCI_FULL.match(v) else None
+    return v if _PCI_FULL.fullmatch(v) else None
 
 
 def parse_netconf(data: Mapping[str, Any], *, cni_args: Mapping[str, str] | None = None,
@@ -219,7 +219,7 @@ def _mac(data: Mapping[str, Any], rc: Mapping[str, Any], cni_args: Mapping[str, 
     for key, value in candidates:
         if value in (None, ""):
             continue
-        if not isinstance(value, str) or not _MAC.match(value.lower()):
+        if not isinstance(value, str) or not _MAC.fullmatch(value.lower()):
             problems.append(f"{key} {json.dumps(value)} is not a MAC address (like 02:00:00:00:00:01)")
             return None
         mac = value.lower()
@@ -261,7 +261,7 @@ def _device_info_file(rc: Mapping[str, Any], problems: list[str]) -> str:
 
 def _driver(p: _Parser, problems: list[str]) -> str | None:
     value = p.string("driver")
-    if value is not None and not _DRIVER.match(value):
+    if value is not None and not _DRIVER.fullmatch(value):
         problems.append(f"driver {json.dumps(value)} is not a driver name")
         return None
     return value

@@ -25,7 +25,8 @@ def test_good_env() -> None:
 
 @pytest.mark.parametrize(("key", "value"), [
     ("CNI_CONTAINERID", "../../etc/passwd"), ("CNI_CONTAINERID", "a/b"), ("CNI_CONTAINERID", ""),
-    ("CNI_CONTAINERID", "-leading"), ("CNI_CONTAINERID", "a..b"), ("CNI_CONTAINERID", "a b"),
+    ("CNI_CONTAINERID", "-leading"), ("CNI_CONTAINERID", "abc\n"), ("CNI_IFNAME", "eth0\n"),
+    ("CNI_CONTAINERID", "a..b"), ("CNI_CONTAINERID", "a b"),
     ("CNI_IFNAME", "../x"), ("CNI_IFNAME", "a" * 16), ("CNI_IFNAME", ".."), ("CNI_IFNAME", "eth 0"),
     ("CNI_IFNAME", "eth0:1"), ("CNI_IFNAME", ""), ("CNI_NETNS", "relative/ns"), ("CNI_NETNS", ""),
 ])

@@ -73,6 +73,8 @@ def test_all_problems_reported_at_once_naming_field_and_value() -> None:
     ({"driver": "vfio pci"}, "driver"),
     ({"deviceID": "../../etc"}, "not a PCI address"),
     ({"deviceID": "0000:3b:02.4/../x"}, "not a PCI address"),
+    ({"deviceID": "0000:3b:02.4\n"}, "not a PCI address"),
+    ({"mac": "02:00:00:00:00:01\n"}, "not a MAC address"),
     ({"name": ""}, "name is required"),
 ])
 def test_rejections(extra: dict[str, Any], needle: str) -> None:

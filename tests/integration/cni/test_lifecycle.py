@@ -1,0 +1,109 @@
+"""VERSION, CHECK, STATUS and GC."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sriovkit.cni.context import CniContext
+from sriovkit.cni.plugin import run_cni
+from sriovkit.cni.spec import SUPPORTED_VERSIONS, ErrorCode
+from tests.integration.cni.conftest import Node, ipam_allocations, pod_link
+from tests.integration.conftest import NetnsFactory
+
+pytestmark = pytest.mark.root
+
+
+def test_version(node: Node) -> None:
+    out, code = run_cni({"CNI_COMMAND": "VERSION"}, b'{"cniVersion":"0.4.0"}', node.ctx)
+    assert code == 0
+    assert json.loads(out) == {"cniVersion": "0.4.0", "supportedVersions": list(SUPPORTED_VERSIONS)}
+    assert json.loads(run_cni({"CNI_COMMAND": "VERSION"}, b"", node.ctx)[0])["cniVersion"] == "1.1.0"
+
+
+def test_unsupported_version_and_missing_command(node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    out, code = node.run("ADD", node.conf(0, version="0.2.0"), pod)
+    assert code == 1 and out["code"] == ErrorCode.INCOMPATIBLE_VERSION and out["cniVersion"] == "0.2.0"
+    raw, code = run_cni({}, json.dumps(node.conf(0)).encode(), node.ctx)
+    assert code == 1 and json.loads(raw)["code"] == ErrorCode.INVALID_ENV
+    raw, code = run_cni(node.env("ADD", pod), b"{not json", node.ctx)
+    assert code == 1 and json.loads(raw)["code"] == ErrorCode.DECODE_FAILURE
+
+
+def _check(node: Node, pod: str, result: dict[str, object], **conf: object) -> tuple[dict[str, object] | None, int]:
+    return node.run("CHECK", {**node.conf(1, **conf), "prevResult": result}, pod)
+
+
+def test_check_passes_then_reports_drift(node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    settings = {"vlan": 12, "trust": "on", "mac": "02:00:00:00:0c:0c", "mtu": 1400, "ipam": node.host_local()}
+    result, code = node.run("ADD", node.conf(1, **settings), pod)
+    assert code == 0
+    assert _check(node, pod, result, **settings) == (None, 0)
+
+    node.ctx.netlink.set_vf_trust(node.pf, 1, False)
+    subprocess.run(["ip", "-n", os.path.basename(pod), "addr", "flush", "dev", "net1"], check=True)
+    out, code = _check(node, pod, result, **settings)
+    assert code == 1 and out is not None and out["code"] == ErrorCode.CHECK_FAILED
+    assert "trust is off" in str(out["details"]) and "lacks address" in str(out["details"])
+    node.ctx.netlink.set_vf_trust(node.pf, 1, True)
+    assert node.run("DEL", node.conf(1, **settings), pod)[1] == 0
+
+
+def test_check_needs_prev_result_a_new_enough_version_and_an_attachment(node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    out, code = node.run("CHECK", node.conf(1), pod)
+    assert code == 1 and out["code"] == ErrorCode.INVALID_CONFIG
+    out, code = node.run("CHECK", {**node.conf(1, version="0.3.1"), "prevResult": {}}, pod)
+    assert code == 1 and out["code"] == ErrorCode.INCOMPATIBLE_VERSION
+    out, code = node.run("CHECK", {**node.conf(1), "prevResult": {"cniVersion": "1.0.0"}}, pod)
+    assert code == 1 and out["code"] == ErrorCode.CHECK_FAILED and "no attachment" in out["msg"]
+
+
+def test_status(node: Node, tmp_path: Path) -> None:
+    conf = {"cniVersion": "1.1.0", "name": "sriov-net", "type": "sriov", "ipam": node.host_local()}
+    raw, code = run_cni({"CNI_COMMAND": "STATUS", "CNI_PATH": "/usr/lib/cni"}, json.dumps(conf).encode(), node.ctx)
+    assert (raw, code) == (b"", 0)
+    raw, code = run_cni({"CNI_COMMAND": "STATUS"}, json.dumps({**conf, "cniVersion": "1.0.0"}).encode(), node.ctx)
+    assert code == 1 and json.loads(raw)["code"] == ErrorCode.INCOMPATIBLE_VERSION
+    blocked = tmp_path / "blocked"
+    blocked.write_text("")
+    broken = CniContext(sysfs=node.ctx.sysfs, netlink=node.ctx.netlink, state_dir=str(blocked / "state"))
+    raw, code = run_cni({"CNI_COMMAND": "STATUS"}, json.dumps(conf).encode(), broken)
+    assert code == 1 and json.loads(raw)["code"] == ErrorCode.NOT_AVAILABLE
+
+
+def test_gc_releases_only_attachments_missing_from_the_valid_list(node: Node, netns: NetnsFactory) -> None:
+    pods = [netns(), netns(), netns()]
+    confs = [node.conf(i, version="1.1.0", vlan=20 + i, ipam=node.host_local()) for i in range(3)]
+    for i, (pod, conf) in enumerate(zip(pods, confs, strict=True)):
+        assert node.run("ADD", conf, pod, CNI_CONTAINERID=f"pod{i}")[1] == 0
+    other_net = {**node.conf(3, version="1.1.0"), "name": "other-net"}
+    assert node.run("ADD", other_net, pods[0], CNI_CONTAINERID="pod0", CNI_IFNAME="net2")[1] == 0
+    assert len(ipam_allocations(node.ipam_dir)) == 3
+
+    gc = {"cniVersion": "1.1.0", "name": "sriov-net", "type": "sriov", "ipam": node.host_local(),
+          "cni.dev/valid-attachments": [{"containerID": "pod1", "ifname": "net1"}]}
+    raw, code = run_cni({"CNI_COMMAND": "GC", "CNI_PATH": "/usr/lib/cni"}, json.dumps(gc).encode(), node.ctx)
+    assert (raw, code) == (b"", 0)
+    assert pod_link(pods[0], "net1") is None and pod_link(pods[2], "net1") is None
+    assert pod_link(pods[1], "net1") is not None
+    assert pod_link(pods[0], "net2") is not None  # another network's attachment is not ours to collect
+    assert node.ctx.netlink.vf_settings(node.pf, 0).vlan == 0
+    assert len(ipam_allocations(node.ipam_dir)) == 1
+    assert node.run("DEL", confs[1], pods[1], CNI_CONTAINERID="pod1")[1] == 0
+    assert node.run("DEL", other_net, pods[0], CNI_CONTAINERID="pod0", CNI_IFNAME="net2")[1] == 0
+
+
+def test_host_local_without_1_1_0_still_serves_a_1_1_0_config(node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    conf = node.conf(2, version="1.1.0", ipam=node.host_local("10.66.0.0/24"))
+    result, code = node.run("ADD", conf, pod)
+    assert code == 0, result
+    assert result["cniVersion"] == "1.1.0" and result["ips"][0]["address"].startswith("10.66.0.")
+    assert node.run("DEL", conf, pod)[1] == 0

@@ -107,7 +107,8 @@ class SimulatedSwitchNetlink:
 
     def _vf_address(self, pf: str, vf_index: int) -> str:
         number = self.host.pf_number(pf)
-        assert number is not None  # checked by _update
+        if number is None:
+            raise LinkNotFoundError(f"PF {pf}", f"not a PF of the simulated host at {self.host.root}")
         return self.host.vf_address(number, vf_index)
 
     @staticmethod

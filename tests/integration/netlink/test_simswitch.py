@@ -384,3 +384,10 @@ def test_an_interface_moved_behind_the_switchs_back_is_recognised_by_its_peer(
     nl.move_link("net1", src_netns=pod, dst_netns=None, new_name=back)
     assert nl.device_netdev(vf1) == back
     assert host.vf_netdev_name(0, 1) not in tree_names(host)
+
+
+def test_an_unknown_unsupported_setting_is_a_spec_error_naming_it(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(veth_host_spec("pf0", unsupportedVfSettings=["linkState", "rss"])))
+    with pytest.raises(sim.SimSpecError, match=r"pfs\[0\]\.unsupportedVfSettings\[1\].*rss"):
+        sim.load_spec(spec)

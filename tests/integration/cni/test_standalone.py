@@ -1,0 +1,85 @@
+"""The plugin as a runtime executes it: a separate process reading env and stdin.
+
+Both entry points (`sriov` console script / ``python -m sriovkit.cni.plugin``,
+and the agent's in-process `run_cni`) must print the same bytes for the same
+input; the installed shim with its in-process fallback goes the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sriovkit.cni.plugin import run_cni
+from sriovkit.shim.install import ShimSettings, install_shim
+from tests.integration.cni.conftest import Node, pod_link
+from tests.integration.conftest import NetnsFactory
+
+pytestmark = pytest.mark.root
+SRIOV_SCRIPT = str(Path(sys.executable).with_name("sriov"))
+
+
+def _process_env(node: Node, env: dict[str, str]) -> dict[str, str]:
+    return {**env, "SRIOVKIT_HOST_ROOT": str(node.host.root), "SRIOVKIT_CNI_STATE_DIR": str(node.state_dir),
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+def _exec(argv: list[str], env: dict[str, str], conf: dict[str, Any]) -> tuple[bytes, int]:
+    proc = subprocess.run(argv, input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=60,
+                          check=False)
+    return proc.stdout, proc.returncode
+
+
+def _static(node: Node, version: str) -> dict[str, Any]:
+    return node.conf(1, version=version, mac="02:00:00:00:5a:01", vlan=11,
+                     ipam={"type": "static", "addresses": [{"address": "10.55.0.9/24", "gateway": "10.55.0.1"}],
+                           "routes": [{"dst": "0.0.0.0/0"}]})
+
+
+@pytest.mark.parametrize("argv", [[SRIOV_SCRIPT], [sys.executable, "-m", "sriovkit.cni.plugin"]],
+                         ids=["console-script", "python-m"])
+def test_standalone_add_del_prints_what_run_cni_prints(node: Node, netns: NetnsFactory, argv: list[str]) -> None:
+    pod = netns()
+    conf = _static(node, "1.1.0")
+    add_env = node.env("ADD", pod)
+    standalone_add = _exec(argv, _process_env(node, add_env), conf)
+    assert standalone_add[1] == 0, standalone_add
+    assert pod_link(pod, "net1") is not None
+    assert _exec(argv, _process_env(node, node.env("DEL", pod)), conf) == (b"", 0)
+
+    in_process_add = run_cni(add_env, json.dumps(conf).encode(), node.ctx)
+    assert in_process_add == standalone_add
+    assert run_cni(node.env("DEL", pod), json.dumps(conf).encode(), node.ctx) == (b"", 0)
+
+
+@pytest.mark.parametrize(("env", "conf"), [
+    ({"CNI_COMMAND": "VERSION"}, {"cniVersion": "0.3.1"}),
+    ({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "../x", "CNI_IFNAME": "net1", "CNI_NETNS": "/nope"},
+     {"cniVersion": "0.4.0", "name": "n"}),
+    ({"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "net1"},
+     {"cniVersion": "1.0.0", "name": "n", "vlan": 9999}),
+])
+def test_errors_and_version_are_byte_identical(node: Node, env: dict[str, str], conf: dict[str, Any]) -> None:
+    standalone = _exec([sys.executable, "-m", "sriovkit.cni.plugin"], _process_env(node, env), conf)
+    assert standalone == run_cni(env, json.dumps(conf).encode(), node.ctx)
+
+
+def test_shim_falls_back_to_the_plugin_when_the_agent_is_down(node: Node, netns: NetnsFactory,
+                                                              tmp_path: Path) -> None:
+    bin_dir = tmp_path / "cni-bin"
+    bin_dir.mkdir()
+    shim = install_shim(bin_dir, ShimSettings(agent_socket=str(tmp_path / "no-agent.sock"),
+                                              fallback_python=sys.executable, interpreter=sys.executable))
+    pod = netns()
+    conf = _static(node, "0.4.0")
+    out, code = _exec([str(shim)], _process_env(node, node.env("ADD", pod)), conf)
+    assert code == 0, out
+    assert json.loads(out)["ips"] == [{"version": "4", "interface": 0, "address": "10.55.0.9/24",
+                                       "gateway": "10.55.0.1"}]
+    assert _exec([str(shim)], _process_env(node, node.env("DEL", pod)), conf) == (b"", 0)

@@ -6,7 +6,8 @@ A block's info string is a language and tags: ```json config.json```. Tags the t
   same document run on the most recent one;
 - ``json config.json``: a device plugin config, followed by its expectation, the next fenced block:
   ``json pools`` (exactly what `sriovctl pools -o json` prints, as JSON) or ``text errors`` (the
-  lines `sriovctl pools` prints, without the `sriovctl: ` prefix, exit status 2);
+  lines `sriovctl pools` prints, without the `sriovctl: ` prefix, exit status 2); optionally then
+  ``text explain``: exactly what `sriovctl pools --explain` prints;
 - ``json netconf``: a sriov CNI config that sriovkit's CNI accepts;
 - ``yaml nad``: a NetworkAttachmentDefinition that validates;
 - ``yaml policy``: a node policy that `sriovctl provision --dry-run` accepts on the current host;
@@ -42,6 +43,7 @@ class ConfigExample:
     config: Block
     expectation: Block
     host: Block | None
+    explain: Block | None = None
 
 
 def doc_blocks(path: Path) -> list[Block]:
@@ -73,7 +75,8 @@ def config_examples() -> list[ConfigExample]:
                 host = block
             elif "config.json" in block.tags:
                 following = blocks[i + 1] if i + 1 < len(blocks) else block
-                examples.append(ConfigExample(block, following, host))
+                after = blocks[i + 2] if i + 2 < len(blocks) and "explain" in blocks[i + 2].tags else None
+                examples.append(ConfigExample(block, following, host, after))
     return examples
 
 

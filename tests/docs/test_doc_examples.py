@@ -65,6 +65,10 @@ def test_config_example_gives_the_documented_pools(example: ConfigExample, tmp_p
                                     "-o", "json"], capsys)
         assert (code, err) == (0, ""), f"{example.config.where}: {err}"
         assert json.loads(out) == json.loads(expect.text), f"{example.config.where}: pools differ from {expect.where}"
+        if example.explain is not None:
+            code, out, err = _sriovctl(["pools", "--host-root", str(host), "--config-file", "config.json",
+                                        "--explain"], capsys)
+            assert (code, out.rstrip("\n")) == (0, example.explain.text.rstrip("\n")), example.explain.where
     elif "errors" in expect.tags:
         code, out, err = _sriovctl(["pools", "--host-root", str(host), "--config-file", "config.json"], capsys)
         assert code == 2
@@ -126,3 +130,21 @@ def test_docs_exist_and_link_to_each_other() -> None:
     for doc in names:
         for target in re.findall(r"\]\(([a-z-]+\.md)\)", (DOCS / doc).read_text()):
             assert target in names, f"docs/{doc} links to missing {target}"
+
+
+def _value_keys(values: dict[str, Any], prefix: str = "") -> set[str]:
+    """`image.repository`-style keys; maps of free-form content (resources, probes...) count as one."""
+    opaque = {"resources", "livenessProbe", "readinessProbe", "nodeSelector", "podAnnotations", "affinity"}
+    keys: set[str] = set()
+    for key, value in values.items():
+        if isinstance(value, dict) and value and key not in opaque:
+            keys |= _value_keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+def test_install_guide_documents_every_chart_value() -> None:
+    values = yaml.safe_load((REPO / "deploy" / "helm" / "sriovkit" / "values.yaml").read_text())
+    rows = {m for m in re.findall(r"^\| `([^`]+)` \|", (DOCS / "install.md").read_text(), re.M)}
+    assert _value_keys(values) - rows == set()

@@ -69,6 +69,7 @@ def _dispatch(env: CniEnv, data: dict[str, object], context: CniContext) -> Resu
     conf = parse_netconf(data, cni_args=env.args, need_device=env.command == "ADD")
     log = EventLog(command=env.command, container=env.container_id, ifname=env.ifname,
                    level=conf.log_level, log_file=conf.log_file)
+    log.bind(pci=conf.device_id or "")  # DEL, CHECK and GC without a deviceID learn it from the record
     call = Call(ctx=context, env=env, conf=conf, log=log)
     log.debug("called", netns=env.netns, network=conf.name, version=conf.cni_version)
     try:

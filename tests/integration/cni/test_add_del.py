@@ -42,7 +42,7 @@ def test_every_config_field_is_applied_then_restored(node: Node, netns: NetnsFac
     pci = {"pci-address": node.vf(1), "pf-pci-address": node.host.pf_address(0)}
     assert json.loads(devinfo.read_text()) == {"type": "pci", "version": "1.1.0", "pci": pci}
     lines = log_file.read_text().splitlines()
-    assert lines and all("container=c1" in ln and "ifname=net1" in ln for ln in lines)
+    assert lines and all("container=c1" in ln and "ifname=net1" in ln and f"pci={node.vf(1)}" in ln for ln in lines)
     assert any(f"pci={node.vf(1)}" in ln and "event=attached" in ln for ln in lines)
 
     out, code = node.run("DEL", conf, pod)
@@ -146,3 +146,33 @@ def test_vf_comes_back_under_a_fallback_name_when_its_name_was_taken(node: Node,
         subprocess.run(["ip", "link", "del", squatter], check=True)
     # give the VF its name back so the leak check compares like with like
     node.ctx.netlink.rename_link(back, squatter)
+
+
+def test_addresses_are_announced_to_the_neighbours(node: Node, netns: NetnsFactory) -> None:
+    """A gratuitous ARP for the new address reaches the PF's switch (the bridge standing for it)."""
+    import socket
+    import struct
+
+    sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+    sniffer.bind((node.pf, 0x0806))
+    sniffer.settimeout(3)
+    pod = netns()
+    conf = node.conf(2, ipam={"type": "static", "addresses": [{"address": "10.44.0.4/24"}]})
+    try:
+        assert node.run("ADD", conf, pod)[1] == 0
+        mac = pod_link(pod, "net1")["address"]  # type: ignore[index]
+        seen = []
+        while True:
+            try:
+                frame = sniffer.recv(2048)
+            except TimeoutError:
+                break
+            sender_ip, target_ip = socket.inet_ntoa(frame[28:32]), socket.inet_ntoa(frame[38:42])
+            op = struct.unpack("!H", frame[20:22])[0]
+            seen.append((op, frame[22:28].hex(":"), sender_ip, target_ip))
+            if sender_ip == "10.44.0.4":
+                break
+        assert (1, mac, "10.44.0.4", "10.44.0.4") in seen
+    finally:
+        sniffer.close()
+        assert node.run("DEL", conf, pod)[1] == 0

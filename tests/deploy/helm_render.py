@@ -15,7 +15,8 @@ Supported:
   ``true``/``false``/``nil``, parenthesised pipelines;
 - functions: ``default``, ``quote``, ``toYaml``, ``toJson``, ``toPrettyJson``, ``indent``,
   ``nindent``, ``not``, ``eq``, ``ne``, ``and``, ``or``, ``empty``, ``required``, ``dict``;
-- the chart objects ``.Values`` (values.yaml, then ``-f`` files, then ``--set`` overrides),
+- the chart objects ``.Values`` (values.yaml, then ``-f`` files, then ``--set`` overrides; checked
+  against the chart's values.schema.json as Helm checks them),
   ``.Release.Name``, ``.Release.Namespace``, ``.Release.Service``, ``.Chart.Name``,
   ``.Chart.Version``, ``.Chart.AppVersion``.
 
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 _ACTION = re.compile(r"\{\{(-[ \t\r\n])?(.*?)([ \t\r\n]-)?\}\}", re.S)
@@ -397,7 +399,7 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def set_value(values: dict[str, Any], assignment: str) -> dict[str, Any]:
-    """Apply one `--set a.b.c=value` (value parsed as YAML: 3 is an int, true a bool)."""
+    """Apply one `--set a.b.c=value` (3 is an int, true a bool, anything else a string)."""
     path, sep, raw = assignment.partition("=")
     if not sep or not path:
         raise TemplateError(f"--set {assignment}: expected key=value")
@@ -406,8 +408,15 @@ def set_value(values: dict[str, Any], assignment: str) -> dict[str, Any]:
     keys = path.split(".")
     for key in keys[:-1]:
         node = node.setdefault(key, {})
-    node[keys[-1]] = yaml.safe_load(raw) if raw else ""
+    node[keys[-1]] = _set_scalar(raw)
     return deep_merge(values, override)
+
+
+def _set_scalar(raw: str) -> Any:
+    """As Helm's --set types a value: integers, true/false and null; anything else (9.9, [a]) a string."""
+    if re.fullmatch(r"-?\d+", raw):
+        return int(raw)
+    return {"true": True, "false": False, "null": None}.get(raw, raw)
 
 
 def chart_context(chart_dir: Path, *, release: str = "sriovkit", namespace: str = "kube-system",
@@ -418,9 +427,21 @@ def chart_context(chart_dir: Path, *, release: str = "sriovkit", namespace: str 
         values = deep_merge(values, yaml.safe_load(path.read_text()) or {})
     for assignment in sets:
         values = set_value(values, assignment)
+    _check_values(chart_dir, values)
     chart = {"Name": meta["name"], "Version": meta["version"], "AppVersion": meta.get("appVersion", "")}
     return {"Values": values, "Release": {"Name": release, "Namespace": namespace, "Service": "Helm"},
             "Chart": chart}
+
+
+def _check_values(chart_dir: Path, values: dict[str, Any]) -> None:
+    schema_file = chart_dir / "values.schema.json"
+    if not schema_file.exists():
+        return
+    validator = jsonschema.Draft202012Validator(json.loads(schema_file.read_text()))
+    problems = [f"values: {'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+                for e in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.absolute_path)))]
+    if problems:
+        raise TemplateError("\n".join(problems))
 
 
 def render_chart(chart_dir: Path, **kwargs: Any) -> list[tuple[str, dict[str, Any]]]:

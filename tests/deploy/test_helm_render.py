@@ -62,6 +62,7 @@ def test_values_merge_and_set() -> None:
     merged = deep_merge({"a": {"b": 1, "c": 2}, "l": [1]}, {"a": {"b": 9}, "l": [2]})
     assert merged == {"a": {"b": 9, "c": 2}, "l": [2]}
     assert set_value({"a": {"b": 1}}, "a.c=true") == {"a": {"b": 1, "c": True}}
+    assert set_value({}, "a=9.9") == {"a": "9.9"} and set_value({}, "a=12") == {"a": 12}
     with pytest.raises(TemplateError):
         set_value({}, "novalue")
 
@@ -87,3 +88,14 @@ def test_command_line_prints_the_objects(capsys: pytest.CaptureFixture[str], tmp
     assert "ConfigMap" not in {o["kind"] for o in objects}
     ds = next(o for o in objects if o["kind"] == "DaemonSet")
     assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == "sriovkit/sriovkit:9.9"
+
+
+@pytest.mark.parametrize(("assignment", "complaint"), [
+    ("agent.capabilites=NET_ADMIN", "values: agent: Additional properties are not allowed ('capabilites'"),
+    ("agent.metricsPort=http", "values: agent.metricsPort: 'http' is not of type 'integer'"),
+    ("hostPaths.cniBinDir=opt/cni/bin", "values: hostPaths.cniBinDir: 'opt/cni/bin' does not match"),
+])
+def test_values_are_checked_against_the_chart_schema(assignment: str, complaint: str) -> None:
+    with pytest.raises(TemplateError) as info:
+        render_chart(CHART, sets=(assignment,))
+    assert str(info.value).startswith(complaint)

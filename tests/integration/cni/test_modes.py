@@ -80,3 +80,15 @@ def test_pf_without_vfs_is_passed_through(node_factory: NodeFactory, netns: Netn
     out, code = node.run("ADD", {**conf, "vlan": 5}, pod)
     assert code == 1 and out["code"] == ErrorCode.INVALID_CONFIG and "vlan" in out["details"]
     assert os.path.exists(pod)
+
+
+def test_vf_256_of_a_pf_with_256_vfs(node_factory: NodeFactory, netns: NetnsFactory) -> None:
+    """A PF with 256 VFs: the last VF's settings are read, changed and restored (DPDK mode: no veths needed)."""
+    node = node_factory(num_vfs=256, totalVfs=256, vfDrivers={"0-255": "vfio-pci"})
+    pod = netns()
+    conf = node.conf(255, vlan=255, trust="on", min_tx_rate=1, max_tx_rate=2)
+    result, code = node.run("ADD", conf, pod)
+    assert code == 0, result
+    settings = node.ctx.netlink.vf_settings(node.pf, 255)
+    assert (settings.vf_index, settings.vlan, settings.trust, settings.max_tx_rate) == (255, 255, True, 2)
+    assert node.run("DEL", conf, pod) == (None, 0)

@@ -176,3 +176,10 @@ def test_chart_moves_every_path_with_its_value() -> None:
 def test_chart_without_install_cni_has_no_init_container() -> None:
     pod = find(render("installCni.enabled=false"), "DaemonSet")["spec"]["template"]["spec"]
     assert "initContainers" not in pod
+
+
+def test_plain_daemonset_is_the_charts_default_pod() -> None:
+    """One truth: deploy/daemonset.yaml runs the same pod as the chart with default values."""
+    plain = _daemonsets()["deploy/daemonset.yaml"]["spec"]["template"]["spec"]
+    chart = _daemonsets()["chart (default values)"]["spec"]["template"]["spec"]
+    assert plain == chart

@@ -12,6 +12,8 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 
+from sriovkit.cni.spec import SUPPORTED_VERSIONS
+
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _PCI = r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$"
@@ -59,7 +61,7 @@ SRIOV_NETCONF_SCHEMA: dict[str, Any] = {
     "required": ["cniVersion", "name", "type"],
     "additionalProperties": False,
     "properties": {
-        "cniVersion": {"type": "string", "enum": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]},
+        "cniVersion": {"type": "string", "enum": list(SUPPORTED_VERSIONS)},
         "name": {"type": "string", "minLength": 1},
         "type": {"const": "sriov"},
         "deviceID": {"type": "string", "pattern": _PCI},

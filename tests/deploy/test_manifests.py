@@ -12,6 +12,7 @@ import deploy_validate as validate
 import pytest
 from deploy_env import DEPLOY, KUBERNETES_VERSION, find, load_objects, manifest_files, render
 
+from sriovkit.cni.netconf import parse_netconf
 from sriovkit.resources.config import parse_config_text
 
 
@@ -114,3 +115,13 @@ def test_rbac_is_least_privilege() -> None:
         account = find(objects, "ServiceAccount")
         assert binding["subjects"][0]["name"] == account["metadata"]["name"]
         assert binding["roleRef"]["name"] == find(objects, "ClusterRole")["metadata"]["name"]
+
+
+def test_every_example_nad_is_accepted_by_the_sriov_cni() -> None:
+    nads = [o for p in sorted((DEPLOY / "nad").glob("*.yaml")) for o in load_objects(p)]
+    nads += [o for o in render(all_on=True) if o["kind"] == "NetworkAttachmentDefinition"]
+    assert len(nads) == 8
+    for nad in nads:
+        # as Multus hands it over: the NAD's config plus the allocated VF
+        conf = parse_netconf({**json.loads(nad["spec"]["config"]), "deviceID": "0000:3c:00.2"})
+        assert conf.name == nad["metadata"]["name"]

@@ -10,6 +10,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
+MANIFESTS = DEPLOY / "manifests"
 CHART = DEPLOY / "helm" / "sriovkit"
 # The Kubernetes release whose API schemas the manifests must satisfy: the newest one the
 # pinned kubernetes-validate ships. Raise it together with the pin in requirements.lock.
@@ -19,9 +20,8 @@ ALL_ON = Path(__file__).with_name("values-all-on.yaml")
 
 
 def manifest_files() -> list[Path]:
-    """Every plain manifest under deploy/ (the chart's templates are not plain YAML)."""
-    files = sorted(DEPLOY.glob("*.yaml")) + sorted((DEPLOY / "nad").glob("*.yaml"))
-    return [f for f in files if f.name != "agent-needs.yaml"]
+    """Every plain manifest: deploy/manifests/ and the example NADs in deploy/nad/."""
+    return sorted(MANIFESTS.glob("*.yaml")) + sorted((DEPLOY / "nad").glob("*.yaml"))
 
 
 def load_objects(path: Path) -> list[dict[str, Any]]:

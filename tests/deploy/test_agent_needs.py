@@ -8,7 +8,7 @@ import copy
 from typing import Any
 
 import pytest
-from deploy_env import DEPLOY, find, load_objects, render
+from deploy_env import DEPLOY, MANIFESTS, find, load_objects, render
 
 from sriovkit.cli import build_parser
 from sriovkit.shim.install import DEFAULT_SOCKET
@@ -16,7 +16,7 @@ from sriovkit.shim.install import DEFAULT_SOCKET
 
 def _daemonsets() -> dict[str, dict[str, Any]]:
     return {
-        "deploy/daemonset.yaml": find(load_objects(DEPLOY / "daemonset.yaml"), "DaemonSet"),
+        "deploy/manifests/daemonset.yaml": find(load_objects(MANIFESTS / "daemonset.yaml"), "DaemonSet"),
         "chart (default values)": find(render(), "DaemonSet"),
         "chart (all-on values)": find(render(all_on=True), "DaemonSet"),
     }
@@ -112,7 +112,7 @@ def test_daemonset_gives_the_agent_what_it_needs(source: str, agent_needs: dict[
     (lambda pod: pod["initContainers"][0]["args"].remove("--no-fallback"), "--no-fallback"),
 ])
 def test_checker_reports_what_is_missing(breakage: Any, complaint: str, agent_needs: dict[str, Any]) -> None:
-    ds = copy.deepcopy(_daemonsets()["deploy/daemonset.yaml"])
+    ds = copy.deepcopy(_daemonsets()["deploy/manifests/daemonset.yaml"])
     breakage(ds["spec"]["template"]["spec"])
     problems = missing_needs(ds, agent_needs)
     assert len(problems) == 1 and complaint in problems[0], problems
@@ -179,7 +179,7 @@ def test_chart_without_install_cni_has_no_init_container() -> None:
 
 
 def test_plain_daemonset_is_the_charts_default_pod() -> None:
-    """One truth: deploy/daemonset.yaml runs the same pod as the chart with default values."""
-    plain = _daemonsets()["deploy/daemonset.yaml"]["spec"]["template"]["spec"]
+    """One truth: deploy/manifests/daemonset.yaml runs the same pod as the chart with default values."""
+    plain = _daemonsets()["deploy/manifests/daemonset.yaml"]["spec"]["template"]["spec"]
     chart = _daemonsets()["chart (default values)"]["spec"]["template"]["spec"]
     assert plain == chart

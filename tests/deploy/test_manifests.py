@@ -10,7 +10,7 @@ from typing import Any
 
 import deploy_validate as validate
 import pytest
-from deploy_env import DEPLOY, KUBERNETES_VERSION, find, load_objects, manifest_files, render
+from deploy_env import DEPLOY, KUBERNETES_VERSION, MANIFESTS, find, load_objects, manifest_files, render
 
 from sriovkit.cni.netconf import parse_netconf
 from sriovkit.resources.config import parse_config_text
@@ -49,7 +49,7 @@ def test_example_nads_cover_kernel_ipam_vlan_and_dpdk() -> None:
 
 
 def _daemonset() -> dict[str, Any]:
-    return find(load_objects(DEPLOY / "daemonset.yaml"), "DaemonSet")
+    return find(load_objects(MANIFESTS / "daemonset.yaml"), "DaemonSet")
 
 
 def test_validation_rejects_an_unknown_field_deep_in_the_daemonset() -> None:
@@ -96,14 +96,14 @@ def test_nad_schema_rejects_wrong_api_version() -> None:
 
 
 def test_configmaps_hold_a_config_json_sriovkit_accepts() -> None:
-    for cm in (find(load_objects(DEPLOY / "configmap.yaml"), "ConfigMap"), find(render(), "ConfigMap")):
+    for cm in (find(load_objects(MANIFESTS / "configmap.yaml"), "ConfigMap"), find(render(), "ConfigMap")):
         assert cm["metadata"]["name"] == "sriovdp-config" and list(cm["data"]) == ["config.json"]
         resources = parse_config_text(cm["data"]["config.json"], source="sriovdp-config")
         assert len(resources.resources) >= 2
 
 
 def test_rbac_is_least_privilege() -> None:
-    for objects in (load_objects(DEPLOY / "rbac.yaml"), render()):
+    for objects in (load_objects(MANIFESTS / "rbac.yaml"), render()):
         rules = find(objects, "ClusterRole")["rules"]
         granted = {(group, resource, verb) for r in rules for group in r["apiGroups"]
                    for resource in r["resources"] for verb in r["verbs"]}

@@ -76,7 +76,9 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
 
 # Modules that add subcommands: each defines `register(subparsers)` and imports
 # nothing heavy at module level (the CLI must start fast).
-_COMMAND_MODULES: tuple[str, ...] = ("sriovkit.shim.command", "sriovkit.provision.command", "sriovkit.agent.command")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "sriovkit.shim.command", "sriovkit.provision.command", "sriovkit.agent.command", "sriovkit.commands.demo",
+)
 
 
 def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
@@ -86,6 +88,9 @@ def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:  # 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Every child we start (IPAM plugins, the shim) is exec'd at once; gRPC's fork handlers
+    # would only print "skipping fork() handlers" warnings while its threads are busy.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

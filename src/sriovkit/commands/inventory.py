@@ -41,10 +41,14 @@ def cmd_discover(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps([_device_json(d) for d in snapshot], indent=2))
         return 0
-    rows = [_device_row(d) for d in snapshot if d.is_sriov_pf or d.is_vf or d.netdevs]
-    print(format_table(["PCI ADDRESS", "ROLE", "VENDOR:DEVICE", "DRIVER", "INTERFACE", "PF", "VF", "NUMA",
-                        "LINK", "VFS"], rows))
+    print(device_table(snapshot))
     return 0
+
+
+def device_table(snapshot: HostSnapshot) -> str:
+    rows = [_device_row(d) for d in snapshot if d.is_sriov_pf or d.is_vf or d.netdevs]
+    return format_table(["PCI ADDRESS", "ROLE", "VENDOR:DEVICE", "DRIVER", "INTERFACE", "PF", "VF", "NUMA",
+                         "LINK", "VFS"], rows)
 
 
 def _device_row(d: PciDevice) -> list[Any]:
@@ -78,10 +82,14 @@ def cmd_pools(args: argparse.Namespace) -> int:
     elif args.output == "json":
         print(json.dumps(pool_set.as_ids(), indent=2))
     else:
-        rows = [[p.name, p.config.device_type.value, len(p.devices), ", ".join(sorted(p.device_ids)) or "(empty)"]
-                for p in pool_set.pools]
-        print(format_table(["RESOURCE", "TYPE", "COUNT", "DEVICES"], rows))
+        print(pools_table(pool_set))
     return 0
+
+
+def pools_table(pool_set: PoolSet) -> str:
+    rows = [[p.name, p.config.device_type.value, len(p.devices), ", ".join(sorted(p.device_ids)) or "(empty)"]
+            for p in pool_set.pools]
+    return format_table(["RESOURCE", "TYPE", "COUNT", "DEVICES"], rows)
 
 
 def _explain(pool_set: PoolSet, *, as_json: bool) -> str:

@@ -14,6 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="interpreter with sriovkit installed, used when the agent is down (default: this one)")
     p.add_argument("--no-fallback", action="store_true", help="fail with a CNI error when the agent is down")
     p.add_argument("--log-file", default="", help="where the shim logs fallbacks (default: stderr)")
+    p.add_argument("--host-root", default="", help="the agent's --host-root, used by the fallback path (default: /)")
+    p.add_argument("--state-dir", default="",
+                   help="the agent's --cni-state-dir, used by the fallback path (default: /var/lib/cni/sriov)")
     p.set_defaults(func=_install)
 
 
@@ -22,6 +25,7 @@ def _install(args: argparse.Namespace) -> int:
 
     fallback = "" if args.no_fallback else (args.fallback_python or default_fallback_python())
     path = install_shim(args.dest, ShimSettings(agent_socket=args.agent_socket, fallback_python=fallback,
-                                                log_file=args.log_file, interpreter=args.python))
+                                                log_file=args.log_file, interpreter=args.python,
+                                                host_root=args.host_root, state_dir=args.state_dir))
     print(f"installed {path} (agent socket {args.agent_socket}, fallback {fallback or 'none'})")
     return 0

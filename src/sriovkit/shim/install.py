@@ -21,6 +21,8 @@ class ShimSettings:
     fallback_python: str = ""  # "" disables the in-process fallback
     log_file: str = ""
     interpreter: str = "/usr/bin/python3"
+    host_root: str = ""  # the agent's --host-root, for the fallback path
+    state_dir: str = ""  # the agent's --cni-state-dir, for the fallback path
 
 
 def render_shim(settings: ShimSettings) -> str:
@@ -28,7 +30,8 @@ def render_shim(settings: ShimSettings) -> str:
     text = SHIM_SOURCE.read_text()
     text = re.sub(r"^#!.*$", f"#!{settings.interpreter} -IS", text, count=1, flags=re.M)
     for name, value in (("AGENT_SOCKET", settings.agent_socket), ("FALLBACK_PYTHON", settings.fallback_python),
-                        ("LOG_FILE", settings.log_file)):
+                        ("LOG_FILE", settings.log_file), ("HOST_ROOT", settings.host_root),
+                        ("STATE_DIR", settings.state_dir)):
         text, count = re.subn(rf"^{name} = .*$", f"{name} = {value!r}", text, count=1, flags=re.M)
         if count != 1:
             raise RuntimeError(f"shim source has no {name} setting")  # a packaging bug, not user input

@@ -1,0 +1,45 @@
+"""The agent's half of the CNI fast path: `run_cni` behind the shim's socket, timed and counted.
+
+The agent builds one `CniContext` at start-up from its own flags (host root, state dir) and keeps
+it: its netlink sockets stay warm across calls, which is most of what the fast path saves. The
+`SRIOVKIT_*` variables a shim forwards do not re-point the agent at another host root or state
+dir; `sriovctl install-cni` writes the agent's values into the shim for its fallback path, so both
+paths act on the same node and answer with the same bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sriovkit.agent.metrics import AgentMetrics
+from sriovkit.cni.context import DEFAULT_LOCK_TIMEOUT_S, CniContext
+from sriovkit.cni.plugin import run_cni
+from sriovkit.cni.state import DEFAULT_STATE_DIR
+from sriovkit.host.sysfs import Sysfs
+
+
+@dataclass(frozen=True)
+class CniService:
+    """A `CniHandler` for `sriovkit.shim.server.CniSocketServer`."""
+
+    context: CniContext
+    metrics: AgentMetrics | None = None
+
+    def __call__(self, env: Mapping[str, str], stdin: bytes) -> tuple[bytes, int]:
+        start = time.monotonic()
+        stdout, code = run_cni(env, stdin, self.context)
+        if self.metrics is not None:
+            self.metrics.observe_cni(env.get("CNI_COMMAND", ""), code, time.monotonic() - start)
+        return stdout, code
+
+
+def agent_cni_context(host_root: str | Path, *, state_dir: str = DEFAULT_STATE_DIR,
+                      lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> CniContext:
+    """The context every CNI call through this agent uses: one netlink implementation, kept warm."""
+    from sriovkit.netlink.select import netlink_for
+
+    sysfs = Sysfs(Path(host_root))
+    return CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), state_dir=state_dir, lock_timeout_s=lock_timeout_s)

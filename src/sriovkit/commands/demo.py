@@ -1,0 +1,328 @@
+"""`sriovctl demo`: the whole flow on a simulated node, no NIC and no cluster needed (root, Linux).
+
+What runs is the product, not a mock-up: a simulated node whose 2 PFs x 4 VFs are real veths (their
+peers on a Linux bridge per PF, playing the NIC's embedded switch), the node agent (a device plugin
+per pool, the CNI socket, metrics), the kubelet simulator speaking the real device-plugin and
+podresources gRPC APIs, two "pods" (network namespaces) that each get a VF from the pool, and CNI
+ADD/DEL through the installed `sriov` shim with the config Multus would delegate. Everything made
+is registered for teardown the moment it exists, so Ctrl-C or SIGTERM at any point still leaves no
+interface, namespace, socket or file behind; the last line says what (if anything) was left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+NETNS_DIR = "/var/run/netns"
+RESOURCE_NAME = "sriov_demo"
+RESOURCE = f"intel.com/{RESOURCE_NAME}"
+SUBNET = "10.56.217.0/24"
+VLAN = 100
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("demo", help="run the whole flow on a simulated node (root; no NIC or cluster needed)")
+    p.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        from sriovkit.errors import UserError
+
+        raise UserError("demo: needs root (it creates network namespaces and veth interfaces)")
+    return run_demo(print)
+
+
+@dataclass
+class Pod:
+    name: str
+    netns: str
+    container_id: str = field(default_factory=lambda: secrets.token_hex(32))
+    device: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+    attached: bool = False
+
+    @property
+    def ip(self) -> str:
+        return str(self.result["ips"][0]["address"]).split("/")[0]
+
+    @property
+    def mac(self) -> str:
+        return str(self.result["interfaces"][0]["mac"])
+
+
+def run_demo(say: Callable[[str], None]) -> int:
+    tag = secrets.token_hex(2)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    start = time.monotonic()
+    made: set[str] = set()  # interface names the flow created, to check afterwards
+    try:
+        with tempfile.TemporaryDirectory(prefix="sriovkit-demo-") as tmp:
+            workdir = tmp
+            try:
+                with ExitStack() as stack:
+                    _Flow(Path(tmp), tag, stack, say, made).run()
+            except KeyboardInterrupt:
+                say("\ninterrupted: tearing down")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    leftovers = _leftovers(tag, made, workdir)
+    say(f"\nteardown: {'left behind: ' + ', '.join(leftovers) if leftovers else 'nothing left behind'}"
+        f" ({time.monotonic() - start:.1f} s in all)")
+    return 1 if leftovers else 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+class _Flow:
+    def __init__(self, tmp: Path, tag: str, stack: ExitStack, say: Callable[[str], None], made: set[str]) -> None:
+        self.tmp, self.tag, self.stack, self.say, self.made = tmp, tag, stack, say, made
+        self.root = tmp / "node"
+        self.pfs = [f"dm{tag}p0", f"dm{tag}p1"]
+
+    def run(self) -> None:
+        self.make_node()
+        kubelet = self.start_kubelet()
+        self.start_agent(kubelet)
+        shim = self.install_shim()
+        pods = [self.make_pod(name, kubelet) for name in ("pod-a", "pod-b")]
+        self.heading("3. CNI ADD through the shim, with the config Multus would delegate (VLAN 100, host-local IPAM)")
+        for pod in pods:
+            self.cni(shim, "ADD", pod)
+        self.show_pods(pods)
+        self.ping(pods[0], pods[1])
+        self.heading("5. CNI DEL: every VF back in the host namespace, as it was")
+        for pod in pods:
+            self.cni(shim, "DEL", pod)
+            kubelet.release(pod.name)
+        self.show_returned(pods)
+        self.show_metrics()
+
+    # -- steps --------------------------------------------------------------------------------
+    def make_node(self) -> None:
+        from sriovkit.commands.inventory import device_table
+        from sriovkit.host import sim
+        from sriovkit.host.discover import discover
+        from sriovkit.host.simnet import attach_veths
+        from sriovkit.host.sysfs import Sysfs
+
+        self.heading("1. A simulated node: 2 PFs x 4 VFs; each VF a real veth, each PF a bridge (its embedded switch)")
+        pf = {"numVfs": 4, "totalVfs": 8, "vendor": "8086", "device": "1592", "vfDevice": "1889", "driver": "ice",
+              "vfDriver": "iavf"}
+        self.host = sim.create(self.root, {"pfs": [{**pf, "name": name, "numaNode": n}
+                                                   for n, name in enumerate(self.pfs)]})
+        network = attach_veths(self.host)
+        self.stack.callback(network.destroy)
+        self.made.update(network.bridges, *((p.netdev, p.peer) for p in network.ports))
+        self.say(device_table(discover(Sysfs(self.root))))
+
+    def start_kubelet(self) -> Any:
+        from sriovkit.kubesim import Kubelet
+
+        kubelet = Kubelet(self.tmp / "device-plugins", pod_resources_socket=self.tmp / "pod-resources.sock")
+        kubelet.start()
+        self.stack.callback(kubelet.stop)
+        return kubelet
+
+    def start_agent(self, kubelet: Any) -> None:
+        from sriovkit.agent.cni_service import CniService, agent_cni_context
+        from sriovkit.agent.metrics import AgentMetrics, MetricsServer
+        from sriovkit.agent.node import NodeAgent
+        from sriovkit.deviceplugin.manager import DevicePluginSettings
+        from sriovkit.host.sysfs import Sysfs
+        from sriovkit.shim.server import CniSocketServer
+
+        self.heading("2. The node agent registers a device plugin per pool with the kubelet (simulator)")
+        config = self.tmp / "config.json"
+        config.write_text(json.dumps({"resourceList": [
+            {"resourceName": RESOURCE_NAME, "selectors": {"drivers": ["iavf"], "pfNames": self.pfs}}]}, indent=2))
+        self.say(f"config.json: {json.dumps(json.loads(config.read_text()))}")
+        metrics = AgentMetrics()
+        agent = NodeAgent(DevicePluginSettings(
+            config_file=config, sysfs=Sysfs(self.root), proc_root=str(self.root / "proc"),
+            device_plugin_dir=self.tmp / "device-plugins", devinfo_dir=self.tmp / "devinfo",
+            cdi_dir=self.tmp / "cdi"), metrics=metrics)
+        self.cni_socket = self.tmp / "run" / "cni.sock"
+        self.state_dir = self.tmp / "cni-state"
+        self.context = agent_cni_context(self.root, state_dir=str(self.state_dir))
+        agent.add(CniSocketServer(self.cni_socket, CniService(self.context, metrics)))
+        self.metrics_server = MetricsServer("127.0.0.1:0", metrics, agent.healthy)
+        agent.add(self.metrics_server)
+        started = time.monotonic()
+        agent.start()
+        self.stack.callback(agent.stop)
+        devices = kubelet.wait_for_devices(RESOURCE, 8, timeout=10)
+        healthy = sum(1 for d in devices.values() if d.healthy)
+        self.say(f"kubelet sees {RESOURCE}: {len(devices)} devices, {healthy} healthy "
+                 f"(registered {kubelet.registrations[0].at - started:.2f} s after the agent started)")
+
+    def install_shim(self) -> Path:
+        from sriovkit.shim.install import ShimSettings, install_shim
+
+        bin_dir = self.tmp / "cni-bin"
+        bin_dir.mkdir()
+        interpreter = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+        return install_shim(bin_dir, ShimSettings(agent_socket=str(self.cni_socket), fallback_python=sys.executable,
+                                                  interpreter=interpreter, host_root=str(self.root),
+                                                  state_dir=str(self.state_dir)))
+
+    def make_pod(self, name: str, kubelet: Any) -> Pod:
+        from pyroute2 import netns
+
+        pod = Pod(name, os.path.join(NETNS_DIR, f"sriovkit-demo-{self.tag}-{name}"))
+        netns.create(os.path.basename(pod.netns))
+        self.stack.callback(_remove_netns, pod.netns)
+        responses = kubelet.allocate(name, "app", {RESOURCE: 1})
+        pod.device = _device_from_pod_resources(self.tmp / "pod-resources.sock", name)
+        env = dict(responses[RESOURCE].envs)
+        if name == "pod-a":
+            self.heading("Allocation: the kubelet asks GetPreferredAllocation, then Allocate; "
+                         "Multus reads podresources")
+        self.say(f"{name}: netns {pod.netns}; podresources says {RESOURCE} = {pod.device}; container env "
+                 + ", ".join(f"{k}={v}" for k, v in sorted(env.items()) if not k.endswith("_INFO")))
+        return pod
+
+    def cni(self, shim: Path, command: str, pod: Pod) -> None:
+        netconf = {"cniVersion": "1.0.0", "name": "sriov-demo", "type": "sriov", "deviceID": pod.device,
+                   "vlan": VLAN, "spoofchk": "on", "trust": "on",
+                   "ipam": {"type": "host-local", "subnet": SUBNET, "dataDir": str(self.tmp / "ipam")}}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": command,
+               "CNI_CONTAINERID": pod.container_id, "CNI_NETNS": pod.netns, "CNI_IFNAME": "net1",
+               "CNI_PATH": f"{shim.parent}:/usr/lib/cni",
+               "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod.name};"
+                           f"K8S_POD_INFRA_CONTAINER_ID={pod.container_id}"}
+        started = time.monotonic()
+        proc = subprocess.run([str(shim)], input=json.dumps(netconf).encode(), capture_output=True, env=env,
+                              check=False, timeout=60)
+        took = (time.monotonic() - started) * 1000
+        if proc.returncode != 0:
+            raise RuntimeError(f"CNI {command} for {pod.name} failed: {proc.stdout.decode().strip()} "
+                               f"{proc.stderr.decode().strip()}")
+        if command == "ADD":
+            pod.result, pod.attached = json.loads(proc.stdout), True
+            self.stack.callback(self._cleanup_del, shim, pod)
+            self.say(f"{pod.name}: ADD ok in {took:.0f} ms -> {pod.ip} on net1 ({pod.mac})")
+        else:
+            pod.attached = False
+            self.say(f"{pod.name}: DEL ok in {took:.0f} ms")
+
+    def _cleanup_del(self, shim: Path, pod: Pod) -> None:
+        if pod.attached:  # only when the flow stopped between ADD and its own DEL
+            try:
+                self.cni(shim, "DEL", pod)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+                self.say(f"{pod.name}: cleanup DEL failed: {exc}")
+
+    def show_pods(self, pods: list[Pod]) -> None:
+        from sriovkit.output import format_table
+
+        self.heading("4. The pods' interfaces, and what the PF's embedded switch holds for their VFs")
+        rows = []
+        for pod in pods:
+            link = self.context.netlink.find_link("net1", pod.netns)
+            vf = self._vf_settings(pod.device)
+            rows.append([pod.name, pod.device, "net1", link.mac if link else None,
+                         ",".join(self.context.netlink.addresses("net1", pod.netns)),
+                         "up" if link and link.up else "down", vf.vlan, _onoff(vf.spoofchk), _onoff(vf.trust)])
+        self.say(format_table(["POD", "VF", "IFACE", "MAC", "ADDRESS", "STATE", "VLAN", "SPOOFCHK", "TRUST"], rows))
+
+    def ping(self, src: Pod, dst: Pod) -> None:
+        from sriovkit.netlink.ping import ping
+
+        rtts = ping(src.netns, dst.ip, count=3, timeout_s=1.0)
+        shown = ", ".join("lost" if r is None else f"{r * 1000:.2f} ms" for r in rtts)
+        received = sum(1 for r in rtts if r is not None)
+        self.say(f"\nping {src.name} -> {dst.name} ({dst.ip}): {received}/{len(rtts)} replies ({shown})")
+        if not received:
+            raise RuntimeError(f"{src.name} cannot reach {dst.name}")
+
+    def show_returned(self, pods: list[Pod]) -> None:
+        from sriovkit.output import format_table
+
+        rows = []
+        for pod in pods:
+            vf = self._vf_settings(pod.device)
+            rows.append([pod.device, self.context.netlink.device_netdev(pod.device), vf.vlan, _onoff(vf.spoofchk),
+                         _onoff(vf.trust), "yes" if not any(self.state_dir.glob("*.json")) else "no"])
+        self.say(format_table(["VF", "HOST INTERFACE", "VLAN", "SPOOFCHK", "TRUST", "CNI STATE GONE"], rows))
+
+    def show_metrics(self) -> None:
+        url = f"http://127.0.0.1:{self.metrics_server.port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            lines = reply.read().decode().splitlines()
+        wanted = ("sriovkit_cni_operations_total", "sriovkit_device_allocations_total", "sriovkit_pool_devices")
+        self.heading(f"6. Agent metrics ({url}, excerpt)")
+        self.say("\n".join(line for line in lines if line.startswith(wanted)))
+
+    # -- helpers ------------------------------------------------------------------------------
+    def heading(self, text: str) -> None:
+        self.say(f"\n== {text}")
+
+    def _vf_settings(self, pci_address: str) -> Any:
+        vf = self.host_vf(pci_address)
+        return self.context.netlink.vf_settings(vf[0], vf[1])
+
+    def host_vf(self, pci_address: str) -> tuple[str, int]:
+        for dev in self.host.devices():
+            if dev.pci_address == pci_address and dev.pf_address is not None and dev.vf_index is not None:
+                pf_number = next(n for n in range(len(self.pfs)) if self.host.pf_address(n) == dev.pf_address)
+                return self.pfs[pf_number], dev.vf_index
+        raise LookupError(pci_address)
+
+
+def _device_from_pod_resources(socket_path: Path, pod: str) -> str:
+    """The VF the kubelet assigned to `pod`, asked the way Multus asks: podresources/v1 Get."""
+    import grpc
+
+    from sriovkit.kubeapi import podresources_pb2 as pr_pb
+    from sriovkit.kubeapi import podresources_pb2_grpc as pr_grpc
+
+    with grpc.insecure_channel(f"unix:{socket_path}") as channel:
+        reply = pr_grpc.PodResourcesListerStub(channel).Get(
+            pr_pb.GetPodResourcesRequest(pod_name=pod, pod_namespace="default"), timeout=5)
+    for container in reply.pod_resources.containers:
+        for devices in container.devices:
+            if devices.resource_name == RESOURCE and devices.device_ids:
+                return str(devices.device_ids[0])
+    raise LookupError(f"podresources has no {RESOURCE} device for {pod}")
+
+
+def _remove_netns(path: str) -> None:
+    from pyroute2 import netns
+
+    if os.path.exists(path):
+        netns.remove(os.path.basename(path))
+
+
+def _leftovers(tag: str, interfaces: set[str], workdir: str) -> list[str]:
+    from pyroute2 import IPRoute
+
+    found = [f"netns {name}" for name in os.listdir(NETNS_DIR) if f"-{tag}-" in name] if os.path.isdir(
+        NETNS_DIR) else []
+    with IPRoute() as ipr:
+        found += [f"interface {name}" for link in ipr.get_links()
+                  if (name := link.get_attr("IFLA_IFNAME")) in interfaces or name.startswith(f"dm{tag}")]
+    if os.path.exists(workdir):
+        found.append(workdir)
+    return found
+
+
+def _onoff(value: bool) -> str:
+    return "on" if value else "off"

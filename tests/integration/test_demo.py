@@ -1,0 +1,67 @@
+"""`sriovctl demo` end to end, as a user runs it: the whole flow, then nothing left on the machine,
+also when interrupted in the middle."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+SRIOVCTL = str(Path(sys.executable).parent / "sriovctl")
+
+
+def _leftovers(tag: str) -> list[str]:
+    netns = [n for n in os.listdir("/var/run/netns") if f"-{tag}-" in n] if os.path.isdir("/var/run/netns") else []
+    links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True,
+                                      check=True).stdout)
+    names = [link["ifname"] for link in links if link["ifname"].startswith(f"dm{tag}")]
+    return netns + names
+
+
+def _tag(output: str) -> str:
+    match = re.search(r"sriovkit-demo-([0-9a-f]{4})-pod-a", output)
+    assert match, output
+    return match.group(1)
+
+
+def test_demo_runs_the_whole_flow_and_leaves_nothing() -> None:
+    proc = subprocess.run([SRIOVCTL, "demo"], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "kubelet sees intel.com/sriov_demo: 8 devices, 8 healthy" in out
+    assert re.search(r"pod-a: ADD ok .* -> 10\.56\.217\.\d+ on net1", out)
+    assert re.search(r"ping pod-a -> pod-b \(10\.56\.217\.\d+\): [123]/3 replies", out)
+    assert out.count("DEL ok") == 2
+    assert 'sriovkit_cni_operations_total{command="ADD",result="success"} 2.0' in out
+    assert "nothing left behind" in out
+    assert _leftovers(_tag(out)) == []
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_demo_still_leaves_nothing(sig: signal.Signals) -> None:
+    proc = subprocess.Popen([SRIOVCTL, "demo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    seen: list[str] = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if "pod-a: ADD ok" in line:  # a VF is inside a pod now: the worst moment to stop
+                proc.send_signal(sig)
+                break
+        rest = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = "".join(seen) + rest
+    assert "interrupted: tearing down" in out, out
+    assert "nothing left behind" in out, out
+    assert _leftovers(_tag(out)) == []

@@ -16,6 +16,7 @@ The step list, each step with its undo on an ExitStack (see `steps.Steps`):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -53,8 +54,10 @@ def attach(call: Call) -> Result:
         _refuse_settings_for_pf(call, device)
         with Steps(call.log, "ADD") as steps:
             record = _snapshot(call, device)
+            _write_journal(call, steps, device, record)
             result = _run_steps(call, steps, device, record)
             steps.run("save state", lambda: store.save(record))
+            store.delete(env.container_id, env.ifname, only_pending=True)
             steps.commit()
     call.log.info("attached", mode=device.mode.value, netns=env.netns,
                   ips=",".join(ip.address for ip in result.ips))
@@ -63,9 +66,9 @@ def attach(call: Call) -> Result:
 
 def _refuse_if_taken(call: Call, pci: str) -> None:
     env = call.env
-    if call.ctx.store.load(env.container_id, env.ifname) is not None:
+    if call.ctx.store.load(env.container_id, env.ifname, pending=True) is not None:
         raise CniError(ErrorCode.DEVICE_UNUSABLE, f"attachment {env.attachment} already exists",
-                       "DEL it before adding it again")
+                       "DEL it before adding it again (also after an interrupted ADD)")
     owner = call.ctx.store.owner_of(pci)
     if owner is not None:
         raise CniError(ErrorCode.DEVICE_UNUSABLE, f"deviceID {pci} is already attached",
@@ -100,6 +103,20 @@ def _snapshot(call: Call, device: Device) -> AttachmentRecord:
                             network=call.conf.name, pci_address=device.pci_address, mode=device.mode.value,
                             pf_netdev=device.pf_netdev, vf_index=device.vf_index, original=original,
                             device_info_file=call.conf.device_info_file, config=json.dumps(dict(call.conf.raw)))
+
+
+def _write_journal(call: Call, steps: Steps, device: Device, record: AttachmentRecord) -> None:
+    """Before the first change: what DEL needs should this process die half-way through ADD."""
+    planned = []
+    if record.original.vf is not None:
+        original = vfconfig.settings_from_dict(record.original.vf)
+        planned = [s.key for s in vfconfig.wanted_settings(call.conf, original)]
+    rebind = call.conf.driver if call.conf.driver not in (None, device.driver) else None
+    journal = dataclasses.replace(record, complete=False, changed_vf=planned, bound_driver=rebind)
+    store, env = call.ctx.store, call.env
+    # registered first, so it is undone last: until every undo ran, the journal stays
+    steps.run("write journal", lambda: store.save(journal),
+              lambda: store.delete(env.container_id, env.ifname, only_pending=True))
 
 
 def _run_steps(call: Call, steps: Steps, device: Device, record: AttachmentRecord) -> Result:

@@ -25,13 +25,14 @@ from sriovkit.cni.ipam import ipam_del
 from sriovkit.cni.spec import CniError
 from sriovkit.cni.state import AttachmentRecord
 from sriovkit.cni.steps import Call, refused
+from sriovkit.host.discover import discover_device
 from sriovkit.netlink.errors import NetlinkError
 from sriovkit.netlink.model import ZERO_MAC
 
 
 def detach(call: Call) -> None:
     env = call.env
-    record = call.ctx.store.load(env.container_id, env.ifname)
+    record = call.ctx.store.load(env.container_id, env.ifname, pending=True)
     if record is None:
         call.log.info("nothing to detach", netns=env.netns)
         return
@@ -43,7 +44,7 @@ def release(call: Call, record: AttachmentRecord) -> None:
     store = call.ctx.store
     call.log.bind(pci=record.pci_address)
     with store.lock(record.pci_address, call.ctx.lock_timeout_s):
-        current = store.load(record.container_id, record.ifname)
+        current = store.load(record.container_id, record.ifname, pending=True)
         if current is None:
             call.log.info("already detached")
             return
@@ -51,12 +52,10 @@ def release(call: Call, record: AttachmentRecord) -> None:
         _restore_vf_settings(call, current)
         if current.mode != "userspace":
             _return_netdev(call, current)
-        if current.bound_driver is not None:
-            binder, original = call.ctx.driver_binder(), current.original.driver
-            _do(call, f"rebind driver {original}", lambda: binder.bind_driver(current.pci_address, original))
+        _restore_driver(call, current)
         remove_device_info(current.device_info_file)
         store.delete(current.container_id, current.ifname)
-    call.log.info("detached", mode=current.mode)
+    call.log.info("detached", mode=current.mode, interrupted_add=not current.complete)
 
 
 def _do(call: Call, step: str, action: Callable[[], object]) -> None:
@@ -85,9 +84,24 @@ def _restore_vf_settings(call: Call, record: AttachmentRecord) -> None:
     if original is None or record.pf_netdev is None or record.vf_index is None:
         return
     nl, pf, index = call.ctx.netlink, record.pf_netdev, record.vf_index
-    for key in reversed(record.changed_vf):
+    keys = record.changed_vf
+    if not record.complete:  # an interrupted ADD: restore only what it got to change
+        actual = vfconfig.settings_to_dict(nl.vf_settings(pf, index))
+        changed = {k for k, v in vfconfig.settings_to_dict(original).items() if actual.get(k) != v}
+        keys = [k for k in keys if changed & set(vfconfig.FIELDS_OF[k])]
+    for key in reversed(keys):
         _do(call, f"restore {vfconfig.describe_restore(key, original)}",
             lambda k=key: vfconfig.restore_setting(nl, pf, index, k, original))  # type: ignore[misc]
+
+
+def _restore_driver(call: Call, record: AttachmentRecord) -> None:
+    if record.bound_driver is None:
+        return
+    original = record.original.driver
+    if discover_device(call.ctx.sysfs, record.pci_address).driver == original:
+        return  # never rebound (interrupted ADD) or already restored by an earlier DEL
+    binder = call.ctx.driver_binder()
+    _do(call, f"rebind driver {original}", lambda: binder.bind_driver(record.pci_address, original))
 
 
 def _return_netdev(call: Call, record: AttachmentRecord) -> None:

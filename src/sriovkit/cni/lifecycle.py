@@ -72,7 +72,7 @@ def gc(call: Call) -> list[str]:
     """Release this network's attachments missing from cni.dev/valid-attachments."""
     valid = _valid_attachments(call)
     released = []
-    for record in call.ctx.store.records():
+    for record in call.ctx.store.records(pending=True):
         if record.network != call.conf.name or (record.container_id, record.ifname) in valid:
             continue
         call.log.info("gc release", stale=record.key, pci=record.pci_address)

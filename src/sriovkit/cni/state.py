@@ -5,6 +5,8 @@ Layout under the state dir (default ``/var/lib/cni/sriov``, mode 0700):
     <containerID>-<ifname>.json   one attachment's record (0600), written
                                   write+fsync+rename, so a crash leaves the old
                                   file or the new one, never half of one
+    <containerID>-<ifname>.pending  the snapshot an ADD in progress took; if the
+                                  process dies mid-ADD, DEL restores from it
     locks/<pci address>.lock      per-VF flock: the node agent's threads and
                                   standalone plugin processes exclude each other
 
@@ -31,6 +33,7 @@ from sriovkit.cni.spec import CniError, ErrorCode
 RECORD_FORMAT = 1
 DEFAULT_STATE_DIR = "/var/lib/cni/sriov"
 _SUFFIX = ".json"
+_PENDING = ".pending"
 _POLL_S = 0.01
 
 
@@ -63,6 +66,7 @@ class AttachmentRecord:
     device_info_file: str = ""
     config: str = ""  # the ADD's network config, for IPAM DEL and GC
     ips: list[str] = field(default_factory=list)
+    complete: bool = True  # False: the journal of an ADD that may have stopped half-way
     format: int = RECORD_FORMAT
 
     @property
@@ -111,11 +115,11 @@ class StateStore:
             except OSError as exc:
                 raise StateError(f"state dir {path} cannot be made private (0700)", exc.strerror or str(exc)) from None
 
-    def _path(self, key: str) -> str:
+    def _path(self, key: str, pending: bool = False) -> str:
         # keys are validated (env.py) before they get here; this guards against a caller that did not
         if "/" in key or key.startswith(".") or "\0" in key:
             raise StateError(f"attachment key {key!r} is not a plain file name")
-        return os.path.join(self.root, key + _SUFFIX)
+        return os.path.join(self.root, key + (_PENDING if pending else _SUFFIX))
 
     def check_usable(self) -> None:
         """STATUS: the directory can be created and written."""
@@ -126,7 +130,7 @@ class StateStore:
     # -- records --------------------------------------------------------------------
     def save(self, record: AttachmentRecord) -> None:
         self._ensure_dir(self.root)
-        target = self._path(record.key)
+        target = self._path(record.key, pending=not record.complete)
         try:
             fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=_SUFFIX)
         except OSError as exc:
@@ -147,8 +151,13 @@ class StateStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 
-    def load(self, container_id: str, ifname: str) -> AttachmentRecord | None:
-        return self._load_path(self._path(f"{container_id}-{ifname}"))
+    def load(self, container_id: str, ifname: str, *, pending: bool = False) -> AttachmentRecord | None:
+        """The committed record; with `pending`, else the journal of an interrupted ADD."""
+        key = f"{container_id}-{ifname}"
+        record = self._load_path(self._path(key))
+        if record is None and pending:
+            record = self._load_path(self._path(key, pending=True))
+        return record
 
     def _load_path(self, path: str) -> AttachmentRecord | None:
         try:
@@ -166,16 +175,20 @@ class StateStore:
         except (ValueError, TypeError) as exc:
             raise StateError(f"state file {path} is corrupt", str(exc)) from None
 
-    def delete(self, container_id: str, ifname: str) -> None:
-        path = self._path(f"{container_id}-{ifname}")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-            _fsync_dir(self.root)
+    def delete(self, container_id: str, ifname: str, *, only_pending: bool = False) -> None:
+        key = f"{container_id}-{ifname}"
+        paths = [self._path(key, pending=True)] if only_pending else [self._path(key), self._path(key, pending=True)]
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+                _fsync_dir(self.root)
 
-    def records(self) -> list[AttachmentRecord]:
+    def records(self, *, pending: bool = False) -> list[AttachmentRecord]:
+        """Committed records; with `pending`, also the journals of interrupted ADDs."""
+        suffixes = (_SUFFIX, _PENDING) if pending else (_SUFFIX,)
         out = []
         for name in sorted(_listdir(self.root)):
-            if not name.endswith(_SUFFIX) or name.startswith("."):
+            if not name.endswith(suffixes) or name.startswith("."):
                 continue
             path = os.path.join(self.root, name)
             if os.path.islink(path):
@@ -187,7 +200,7 @@ class StateStore:
         return out
 
     def owner_of(self, pci_address: str) -> AttachmentRecord | None:
-        return next((r for r in self.records() if r.pci_address == pci_address), None)
+        return next((r for r in self.records(pending=True) if r.pci_address == pci_address), None)
 
     # -- locks ----------------------------------------------------------------------
     @contextlib.contextmanager

@@ -17,6 +17,10 @@ from sriovkit.cni.netconf import NetConf
 from sriovkit.netlink.model import LinkState, VfSettings, VlanProto
 from sriovkit.netlink.port import Netlink
 
+# the VfSettings fields each setting key covers
+FIELDS_OF = {"vlan": ("vlan", "qos", "vlan_proto"), "mac": ("mac",), "rate": ("min_tx_rate", "max_tx_rate"),
+             "spoofchk": ("spoofchk",), "trust": ("trust",), "link_state": ("link_state",)}
+
 
 @dataclass(frozen=True, slots=True)
 class VfSetting:

@@ -121,7 +121,7 @@ def ipam_allocations(ipam_dir: Path) -> list[str]:
 
 
 def assert_no_leaks(node: Node, before: dict[int, tuple[Any, ...]]) -> None:
-    records = [p.name for p in node.state_dir.glob("*.json")] if node.state_dir.exists() else []
+    records = [p.name for pattern in ("*.json", "*.pending", ".tmp-*") for p in node.state_dir.glob(pattern)]
     assert records == [], f"state records left: {records}"
     lock_dir = node.state_dir / "locks"
     for lock in lock_dir.glob("*.lock") if lock_dir.exists() else []:

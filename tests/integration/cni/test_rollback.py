@@ -142,19 +142,38 @@ def test_planted_symlink_in_the_state_dir_is_refused_before_any_change(node: Nod
         (node.state_dir / "c1-net1.json").unlink()
 
 
-def test_state_write_failure_is_the_last_step_and_undoes_everything(node: Node, netns: NetnsFactory) -> None:
+def test_state_dir_that_cannot_be_written_fails_before_any_change(node: Node, netns: NetnsFactory) -> None:
     node.state_dir.mkdir(mode=0o700)
     (node.state_dir / "locks").mkdir(mode=0o700)
     subprocess.run(["chattr", "+i", str(node.state_dir)], check=True)  # even root cannot add files now
     pod = netns()
     try:
-        conf = node.conf(1, vlan=9, trust="on", mac="02:00:00:00:09:09", ipam=node.host_local())
-        out, code = node.run("ADD", conf, pod)
+        out, code = node.run("ADD", node.conf(1, vlan=9, ipam=node.host_local()), pod)
         assert code == 1 and out["code"] == ErrorCode.IO_FAILURE
-        assert "save state" in out["msg"]
+        assert "write journal" in out["msg"]
         assert pod_link(pod, "net1") is None
     finally:
         subprocess.run(["chattr", "-i", str(node.state_dir)], check=True)
+
+
+def test_final_state_write_failing_undoes_everything(node: Node, netns: NetnsFactory, tmp_path: Path) -> None:
+    """The IPAM step (host-local behind a wrapper) plants a symlink where the record goes: the last step fails."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = node.state_dir / "c1-net1.json"
+    _script(bin_dir, "planting-ipam", f"""[ "$CNI_COMMAND" = ADD ] && ln -s /nonexistent {record}
+exec /usr/lib/cni/host-local
+""")
+    node.cni_path = f"{bin_dir}:/usr/lib/cni"
+    pod = netns()
+    ipam = {**node.host_local(), "type": "planting-ipam"}
+    try:
+        out, code = node.run("ADD", node.conf(1, vlan=9, trust="on", mac="02:00:00:00:09:09", ipam=ipam), pod)
+        assert code == 1 and out["code"] == ErrorCode.IO_FAILURE
+        assert "save state" in out["msg"] and "symlink" in out["msg"]
+        assert pod_link(pod, "net1") is None
+    finally:
+        record.unlink()
 
 
 def test_nonexistent_device_and_pf_with_vfs(node: Node, netns: NetnsFactory) -> None:

@@ -6,7 +6,6 @@ the standalone plugin builds one per process with `context_from_env`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +68,3 @@ def context_from_env(env: Mapping[str, str]) -> CniContext:
         timeout = DEFAULT_LOCK_TIMEOUT_S
     return CniContext(sysfs=sysfs, netlink=netlink_for(sysfs),
                       state_dir=env.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR, lock_timeout_s=timeout)
-
-
-def state_dir_from_env(env: Mapping[str, str]) -> str:
-    return os.path.abspath(env.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR)

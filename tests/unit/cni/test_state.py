@@ -116,3 +116,21 @@ def test_lock_times_out_against_another_process(tmp_path: Path) -> None:
         proc.join(10)
     with StateStore(str(tmp_path)).lock(PCI, 1):
         pass
+
+
+def test_journal_of_an_add_in_progress(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path))
+    journal = record()
+    journal.complete = False
+    store.save(journal)
+    assert (tmp_path / "c1-net1.pending").exists()
+    assert store.load("c1", "net1") is None  # not an attachment yet
+    assert store.load("c1", "net1", pending=True) == journal
+    assert store.records() == [] and store.records(pending=True) == [journal]
+    assert store.owner_of(PCI) == journal  # the VF is taken while an ADD works on it
+    store.save(record())
+    assert store.load("c1", "net1", pending=True) == record()  # the committed record wins
+    store.delete("c1", "net1", only_pending=True)
+    assert store.records(pending=True) == [record()]
+    store.delete("c1", "net1")
+    assert list(tmp_path.iterdir()) == []

@@ -141,3 +141,18 @@ def test_sim_spec_errors_name_file_and_field(tmp_path):
 def test_sim_destroy(host, capsys):
     assert main(["sim", "destroy", str(host)]) == 0
     assert not host.exists()
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    spec = tmp_path / "big.yaml"
+    spec.write_text("pfs:\n  - name: enp9s0f0\n    totalVfs: 256\n    numVfs: 256\n")
+    root = tmp_path / "big"
+    assert main(["sim", "create", str(root), "--spec", str(spec)]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "sriovkit", "discover", "--host-root", str(root), "-o", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10)  # like `| head -c 10`: read a little, then hang up
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) == 141
+    assert stderr == ""

@@ -16,6 +16,8 @@ from sriovkit.netlink import netns as ns
 
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
+ETH_P_IPV6 = 0x86DD
+IPPROTO_ICMPV6 = 58
 ARPHRD_ETHER = 1
 ARP_REQUEST = 1
 ICMPV6_NEIGHBOR_ADVERT = 136
@@ -23,6 +25,7 @@ NA_FLAG_OVERRIDE = 0x20000000
 ND_OPT_TARGET_LLADDR = 2
 ALL_NODES = "ff02::1"
 BROADCAST = b"\xff" * 6
+ALL_NODES_MAC = b"\x33\x33\x00\x00\x00\x01"
 
 
 def _mac_bytes(mac: str) -> bytes:
@@ -39,11 +42,32 @@ def garp_frame(mac: str, ip: str) -> bytes:
 
 
 def unsolicited_na(mac: str, ip: str) -> bytes:
-    """ICMPv6 neighbour advertisement body (the kernel fills the checksum)."""
+    """ICMPv6 neighbour advertisement body with the override flag; checksum left zero."""
     target = ipaddress.IPv6Address(ip).packed
     header = struct.pack("!BBHI", ICMPV6_NEIGHBOR_ADVERT, 0, 0, NA_FLAG_OVERRIDE)
     option = struct.pack("!BB", ND_OPT_TARGET_LLADDR, 1) + _mac_bytes(mac)
     return header + target + option
+
+
+def na_frame(mac: str, ip: str) -> bytes:
+    """A whole Ethernet frame: the address is still tentative (DAD) when we announce it, so the
+    kernel would not let a socket send from it; a packet socket sends the frame as built."""
+    src = ipaddress.IPv6Address(ip).packed
+    dst = ipaddress.IPv6Address(ALL_NODES).packed
+    body = bytearray(unsolicited_na(mac, ip))
+    pseudo = src + dst + struct.pack("!I3xB", len(body), IPPROTO_ICMPV6)
+    struct.pack_into("!H", body, 2, _checksum(pseudo + bytes(body)))
+    ipv6 = struct.pack("!IHBB", 6 << 28, len(body), IPPROTO_ICMPV6, 255) + src + dst
+    return ALL_NODES_MAC + _mac_bytes(mac) + struct.pack("!H", ETH_P_IPV6) + ipv6 + bytes(body)
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
 
 
 def announce(netns_path: str, ifname: str, mac: str, addresses: list[str]) -> list[str]:
@@ -69,10 +93,7 @@ def _send_garp(netns_path: str, ifname: str, mac: str, ip: str) -> None:
 
 
 def _send_na(netns_path: str, ifname: str, mac: str, ip: str) -> None:
-    sock = ns.socket_in_netns(netns_path, socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    sock = ns.socket_in_netns(netns_path, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IPV6))
     with sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-        # the scope is the interface index inside the pod's namespace, not ours
-        scope = ns.run_in_netns(netns_path, lambda: socket.if_nametoindex(ifname))
-        sock.sendto(unsolicited_na(mac, ip), (ALL_NODES, 0, 0, scope))
+        sock.bind((ifname, ETH_P_IPV6))
+        sock.send(na_frame(mac, ip))

@@ -176,3 +176,29 @@ def test_addresses_are_announced_to_the_neighbours(node: Node, netns: NetnsFacto
     finally:
         sniffer.close()
         assert node.run("DEL", conf, pod)[1] == 0
+
+
+def test_ipv6_addresses_are_announced_with_unsolicited_na(node: Node, netns: NetnsFactory) -> None:
+    import ipaddress
+    import socket
+
+    sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86DD))
+    sniffer.bind((node.pf, 0x86DD))
+    sniffer.settimeout(3)
+    pod = netns()
+    conf = node.conf(3, ipam={"type": "static", "addresses": [{"address": "fd00:44::4/64"}]})
+    target = ipaddress.IPv6Address("fd00:44::4").packed
+    try:
+        assert node.run("ADD", conf, pod)[1] == 0
+        found = False
+        while not found:
+            try:
+                frame = sniffer.recv(2048)
+            except TimeoutError:
+                break
+            icmp = frame[14 + 40:]
+            found = frame[20] == 58 and icmp[0] == 136 and icmp[8:24] == target and bool(icmp[4] & 0x20)
+        assert found, "no unsolicited neighbour advertisement (override flag) for fd00:44::4"
+    finally:
+        sniffer.close()
+        assert node.run("DEL", conf, pod)[1] == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sriovkit.cni import vfconfig
-from sriovkit.cni.announce import garp_frame, unsolicited_na
+from sriovkit.cni.announce import garp_frame, na_frame, unsolicited_na
 from sriovkit.cni.device import Mode, resolve_device
 from sriovkit.cni.deviceinfo import device_info, remove_device_info, write_device_info
 from sriovkit.cni.ipam import IpamCall, IpamError, _parse_output, find_plugin, ipam_add
@@ -85,6 +85,23 @@ def test_unsolicited_na_layout() -> None:
     assert body[0] == 136 and struct.unpack("!I", body[4:8])[0] == 0x20000000
     assert body[8:24] == ipaddress.IPv6Address("fd00::5").packed
     assert body[24:26] == b"\x02\x01" and body[26:] == bytes.fromhex("020000000001")
+
+
+def test_na_frame_is_a_valid_ipv6_icmpv6_packet() -> None:
+    frame = na_frame("02:00:00:00:00:01", "fd00::5")
+    assert frame[:6] == bytes.fromhex("333300000001") and frame[12:14] == b"\x86\xdd"
+    ip6, icmp = frame[14:54], frame[54:]
+    assert ip6[0] >> 4 == 6 and ip6[6] == 58 and ip6[7] == 255  # next header ICMPv6, hop limit 255
+    assert struct.unpack("!H", ip6[4:6])[0] == len(icmp) == 32
+    assert ip6[8:24] == ipaddress.IPv6Address("fd00::5").packed
+    assert ip6[24:40] == ipaddress.IPv6Address("ff02::1").packed
+    # the one's-complement sum over pseudo-header and message (checksum included) is all ones
+    pseudo = ip6[8:40] + struct.pack("!I3xB", len(icmp), 58)
+    words = struct.unpack(f"!{(len(pseudo) + len(icmp)) // 2}H", pseudo + icmp)
+    total = sum(words)
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    assert total == 0xFFFF
 
 
 class RecordingSwitch:

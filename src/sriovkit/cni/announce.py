@@ -71,29 +71,27 @@ def _checksum(data: bytes) -> int:
 
 
 def announce(netns_path: str, ifname: str, mac: str, addresses: list[str]) -> list[str]:
-    """Send one announcement per address; returns the addresses that failed, with why."""
+    """Send one announcement per address; returns the addresses that failed, with why.
+
+    One packet socket for all of them, bound to protocol 0 so it never receives: closing a
+    packet socket waits for an RCU grace period (~tens of ms), paid once per ADD this way."""
+    if not addresses:
+        return []
+    try:
+        sock = ns.socket_in_netns(netns_path, socket.AF_PACKET, socket.SOCK_RAW, 0)
+    except OSError as exc:
+        return [f"{cidr}: {exc.strerror or exc}" for cidr in addresses]
     failed: list[str] = []
-    for cidr in addresses:
-        ip = ipaddress.ip_interface(cidr).ip
+    with sock:
         try:
-            if ip.version == 4:
-                _send_garp(netns_path, ifname, mac, str(ip))
-            else:
-                _send_na(netns_path, ifname, mac, str(ip))
+            sock.bind((ifname, 0))
         except OSError as exc:
-            failed.append(f"{ip}: {exc.strerror or exc}")
+            return [f"{cidr}: {exc.strerror or exc}" for cidr in addresses]
+        for cidr in addresses:
+            ip = ipaddress.ip_interface(cidr).ip
+            frame = garp_frame(mac, str(ip)) if ip.version == 4 else na_frame(mac, str(ip))
+            try:
+                sock.send(frame)
+            except OSError as exc:
+                failed.append(f"{ip}: {exc.strerror or exc}")
     return failed
-
-
-def _send_garp(netns_path: str, ifname: str, mac: str, ip: str) -> None:
-    sock = ns.socket_in_netns(netns_path, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
-    with sock:
-        sock.bind((ifname, ETH_P_ARP))
-        sock.send(garp_frame(mac, ip))
-
-
-def _send_na(netns_path: str, ifname: str, mac: str, ip: str) -> None:
-    sock = ns.socket_in_netns(netns_path, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IPV6))
-    with sock:
-        sock.bind((ifname, ETH_P_IPV6))
-        sock.send(na_frame(mac, ip))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from functools import partial
 from typing import Any
 
 from sriovkit.cni import vfconfig
@@ -153,8 +154,8 @@ def _apply_vf_settings(call: Call, steps: Steps, device: Device, record: Attachm
     nl, pf, index = call.ctx.netlink, device.pf_netdev, device.vf_index
     original = vfconfig.settings_from_dict(record.original.vf)
     for setting in vfconfig.wanted_settings(call.conf, original):
-        steps.run(setting.name, lambda s=setting: s.apply(nl, pf, index),  # type: ignore[misc]
-                  lambda s=setting: vfconfig.restore_setting(nl, pf, index, s.key, original))  # type: ignore[misc]
+        steps.run(setting.name, partial(setting.apply, nl, pf, index),
+                  partial(vfconfig.restore_setting, nl, pf, index, setting.key, original))
         record.changed_vf.append(setting.key)
 
 
@@ -205,11 +206,11 @@ def _run_ipam(call: Call, steps: Steps, device: Device, record: AttachmentRecord
         return  # the addresses are for the DPDK app to use; there is no kernel interface
     nl, name, netns = call.ctx.netlink, call.env.ifname, call.env.netns
     for ip in got.ips:
-        steps.run(f"add address {ip.address}", lambda a=ip.address: nl.add_address(name, a, netns))  # type: ignore[misc]
+        steps.run(f"add address {ip.address}", partial(nl.add_address, name, ip.address, netns))
     gateways = {ip.family: ip.gateway for ip in reversed(got.ips) if ip.gateway}
     for route in got.routes:
         gw = route.gw or gateways.get(_family(route.dst))
-        steps.run(f"add route {route.dst}", lambda d=route.dst, g=gw: nl.add_route(d, g, name, netns))  # type: ignore[misc]
+        steps.run(f"add route {route.dst}", partial(nl.add_route, route.dst, gw, name, netns))
     failed = announce(netns, name, record.pod_mac, record.ips)
     if failed:
         call.log.warning("announce failed", addresses="; ".join(failed))

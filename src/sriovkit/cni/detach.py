@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 
 from sriovkit.cni import vfconfig
 from sriovkit.cni.attach import ipam_call, original_vf_settings
@@ -91,7 +92,7 @@ def _restore_vf_settings(call: Call, record: AttachmentRecord) -> None:
         keys = [k for k in keys if changed & set(vfconfig.FIELDS_OF[k])]
     for key in reversed(keys):
         _do(call, f"restore {vfconfig.describe_restore(key, original)}",
-            lambda k=key: vfconfig.restore_setting(nl, pf, index, k, original))  # type: ignore[misc]
+            partial(vfconfig.restore_setting, nl, pf, index, key, original))
 
 
 def _restore_driver(call: Call, record: AttachmentRecord) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,18 @@ class Node:
             link = (v.link.name, v.link.mac, v.link.mtu, v.link.up) if v.link else None
             out[i] = (v.netdev, link, v.settings)
         return out
+
+
+def delete_netns_and_revive(node: Node, netns: str, pci_address: str) -> list[str]:
+    """Delete the pod's netns, then (as a real VF would come back by itself) recreate the veth
+    stand-in once the kernel has finished tearing the namespace down (asynchronous)."""
+    subprocess.run(["ip", "netns", "delete", os.path.basename(netns)], check=True)
+    for _ in range(400):
+        revived = node.network.revive(pci_address)
+        if revived:
+            return revived
+        time.sleep(0.025)
+    raise AssertionError(f"the interface of {pci_address} never went away with {netns}")
 
 
 def ip_json(*args: str, netns: str | None = None) -> Any:

@@ -11,7 +11,7 @@ import pytest
 
 from sriovkit.cni.spec import SUPPORTED_VERSIONS
 from sriovkit.netlink.model import LinkState, VlanProto
-from tests.integration.cni.conftest import Node, ipam_allocations, pod_addresses, pod_link
+from tests.integration.cni.conftest import Node, delete_netns_and_revive, ipam_allocations, pod_addresses, pod_link
 from tests.integration.conftest import NetnsFactory
 
 pytestmark = pytest.mark.root
@@ -114,10 +114,8 @@ def test_del_after_the_pod_netns_was_deleted(node: Node, netns: NetnsFactory) ->
     pod = netns()
     conf = node.conf(1, vlan=7, trust="on", mac="02:00:00:00:01:01", mtu=1300, ipam=node.host_local())
     assert node.run("ADD", conf, pod)[1] == 0
-    subprocess.run(["ip", "netns", "delete", os.path.basename(pod)], check=True)
     # a real VF returns to the host namespace under its pod-side name; the veth stand-in is recreated so
-    revived = node.network.revive(node.vf(1))
-    assert revived == ["net1"] or revived  # named after the pod side unless taken
+    assert delete_netns_and_revive(node, pod, node.vf(1)) == ["net1"]
     out, code = node.run("DEL", conf, pod)
     assert (out, code) == (None, 0), out
     assert node.ctx.netlink.device_netdev(node.vf(1)) == node.vf_netdev(1)
@@ -127,8 +125,7 @@ def test_del_with_empty_netns_after_netns_gone(node: Node, netns: NetnsFactory) 
     pod = netns()
     conf = node.conf(2, spoofchk="off", ipam=node.host_local())
     assert node.run("ADD", conf, pod)[1] == 0
-    subprocess.run(["ip", "netns", "delete", os.path.basename(pod)], check=True)
-    node.network.revive(node.vf(2))
+    assert delete_netns_and_revive(node, pod, node.vf(2)) == ["net1"]
     assert node.run("DEL", conf, "") == (None, 0)
 
 

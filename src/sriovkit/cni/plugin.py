@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from sriovkit.cni.context import CniContext, context_from_env
 from sriovkit.cni.env import CniEnv, parse_env
 from sriovkit.cni.log import EventLog
-from sriovkit.cni.netconf import decode, parse_netconf
+from sriovkit.cni.netconf import NetConf, decode, parse_netconf
 from sriovkit.cni.spec import (
     LATEST_VERSION,
     CniError,
@@ -43,9 +43,7 @@ def run_cni(env: Mapping[str, str], stdin: bytes, context: CniContext) -> tuple[
         cni_env = parse_env(env, context.netns_exists)
         if cni_env.command == "VERSION":
             return dumps(version_reply(version)), 0
-        data = decode(stdin)
-        check_version(version, cni_env.command)
-        result = _dispatch(cni_env, data, context)
+        result = _dispatch(cni_env, stdin, version, context)
     except CniError as exc:
         return dumps(exc.to_json(version)), 1
     except Exception as exc:  # the top of the call: a bug must still answer in the spec's form
@@ -65,8 +63,37 @@ def _lenient_version(stdin: bytes) -> str:
     return value if isinstance(value, str) and value else LATEST_VERSION
 
 
-def _dispatch(env: CniEnv, data: dict[str, object], context: CniContext) -> Result | None:
-    conf = parse_netconf(data, cni_args=env.args, need_device=env.command == "ADD")
+def _parse_config(env: CniEnv, stdin: bytes, version: str) -> NetConf:
+    data = decode(stdin)
+    check_version(version, env.command)
+    return parse_netconf(data, cni_args=env.args, need_device=env.command == "ADD")
+
+
+def _config_for_del(env: CniEnv, context: CniContext, problem: CniError) -> NetConf | None:
+    """A DEL whose config is unusable: with nothing attached there is nothing to do, and failing
+    would keep the runtime from ever removing the pod (its ADD failed on the same config). With a
+    record, the config ADD accepted is used instead."""
+    record = context.store.load(env.container_id, env.ifname, pending=True)
+    if record is None:
+        _log.warning("DEL with an unusable config and nothing attached: success container=%s ifname=%s "
+                     "problem=%s", env.container_id[:12], env.ifname, problem)
+        return None
+    try:
+        return parse_netconf(json.loads(record.config), cni_args=env.args, need_device=False)
+    except (CniError, ValueError):
+        raise problem from None
+
+
+def _dispatch(env: CniEnv, stdin: bytes, version: str, context: CniContext) -> Result | None:
+    try:
+        conf = _parse_config(env, stdin, version)
+    except CniError as exc:
+        if env.command != "DEL":
+            raise
+        recovered = _config_for_del(env, context, exc)
+        if recovered is None:
+            return None
+        conf = recovered
     log = EventLog(command=env.command, container=env.container_id, ifname=env.ifname,
                    level=conf.log_level, log_file=conf.log_file)
     log.bind(pci=conf.device_id or "")  # DEL, CHECK and GC without a deviceID learn it from the record

@@ -199,3 +199,21 @@ def test_ipv6_addresses_are_announced_with_unsolicited_na(node: Node, netns: Net
     finally:
         sniffer.close()
         assert node.run("DEL", conf, pod)[1] == 0
+
+
+def test_del_with_an_unusable_config(node: Node, netns: NetnsFactory) -> None:
+    """A DEL must not fail on the config that made its ADD fail, or the runtime can never remove the pod."""
+    from sriovkit.cni.plugin import run_cni
+
+    pod = netns()
+    bad = node.conf(0, vlan=9999)
+    out, code = node.run("ADD", bad, pod)
+    assert code == 1 and "vlan 9999" in out["details"]
+    assert node.run("DEL", bad, pod) == (None, 0)  # nothing attached: nothing to do
+    assert run_cni(node.env("DEL", pod), b"{garbage", node.ctx) == (b"", 0)
+    assert node.run("DEL", node.conf(0, version="9.9.9"), pod) == (None, 0)
+    # attached, then DEL'd with a broken config: the config ADD accepted is used
+    good = node.conf(0, vlan=44, ipam=node.host_local())
+    assert node.run("ADD", good, pod)[1] == 0
+    assert run_cni(node.env("DEL", pod), b"{garbage", node.ctx) == (b"", 0)
+    assert pod_link(pod, "net1") is None

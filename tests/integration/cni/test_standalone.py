@@ -62,6 +62,8 @@ def test_standalone_add_del_prints_what_run_cni_prints(node: Node, netns: NetnsF
     ({"CNI_COMMAND": "VERSION"}, {"cniVersion": "0.3.1"}),
     ({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "../x", "CNI_IFNAME": "net1", "CNI_NETNS": "/nope"},
      {"cniVersion": "0.4.0", "name": "n"}),
+    ({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "net1", "CNI_NETNS": "/proc/self/ns/net"},
+     {"cniVersion": "1.0.0", "name": "n", "vlan": 9999, "deviceID": "nope"}),
     ({"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "net1"},
      {"cniVersion": "1.0.0", "name": "n", "vlan": 9999}),
 ])

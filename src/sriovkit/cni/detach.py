@@ -40,14 +40,20 @@ def detach(call: Call) -> None:
     release(call, record)
 
 
-def release(call: Call, record: AttachmentRecord) -> None:
-    """Undo one attachment from its record (DEL, and GC for attachments the runtime forgot)."""
+def release(call: Call, record: AttachmentRecord, *, only_if_unchanged: bool = False) -> None:
+    """Undo one attachment from its record (DEL, and GC for attachments the runtime forgot).
+
+    `only_if_unchanged` (GC): leave it if the record changed while we waited for the lock, e.g.
+    an ADD that was in progress when GC listed its journal has since completed."""
     store = call.ctx.store
     call.log.bind(pci=record.pci_address)
     with store.lock(record.pci_address, call.ctx.lock_timeout_s):
         current = store.load(record.container_id, record.ifname, pending=True)
         if current is None:
             call.log.info("already detached")
+            return
+        if only_if_unchanged and current != record:
+            call.log.info("left alone", reason="the attachment changed while GC waited for it")
             return
         _release_ipam(call, current)
         _restore_vf_settings(call, current)

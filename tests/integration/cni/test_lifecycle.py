@@ -107,3 +107,30 @@ def test_host_local_without_1_1_0_still_serves_a_1_1_0_config(node: Node, netns:
     assert code == 0, result
     assert result["cniVersion"] == "1.1.0" and result["ips"][0]["address"].startswith("10.66.0.")
     assert node.run("DEL", conf, pod)[1] == 0
+
+
+def test_gc_leaves_an_add_that_completes_while_gc_waits(node: Node, netns: NetnsFactory) -> None:
+    """GC lists an in-progress ADD's journal; by the time it holds the VF's lock the ADD is complete."""
+    import dataclasses
+    import threading
+
+    from sriovkit.cni.detach import release
+    from sriovkit.cni.env import CniEnv
+    from sriovkit.cni.log import EventLog
+    from sriovkit.cni.netconf import parse_netconf
+    from sriovkit.cni.steps import Call
+
+    pod = netns()
+    conf = node.conf(1, version="1.1.0", vlan=31)
+    assert node.run("ADD", conf, pod)[1] == 0
+    done = node.ctx.store.load("c1", "net1")
+    assert done is not None
+    journal = dataclasses.replace(done, complete=False)  # what GC saw while the ADD was still running
+    call = Call(node.ctx, CniEnv(command="GC", path=("/usr/lib/cni",)), parse_netconf(conf, need_device=False),
+                EventLog(command="GC"))
+    with node.ctx.store.lock(node.vf(1), 5):
+        worker = threading.Thread(target=release, args=(call, journal), kwargs={"only_if_unchanged": True})
+        worker.start()
+    worker.join(10)
+    assert pod_link(pod, "net1") is not None  # the completed attachment survived
+    assert node.run("DEL", conf, pod)[1] == 0

@@ -54,15 +54,24 @@ def attach(call: Call) -> Result:
         device = resolve_device(call.ctx.sysfs, pci, call.ctx.netlink.device_netdev(pci), want_driver=conf.driver)
         _refuse_settings_for_pf(call, device)
         with Steps(call.log, "ADD") as steps:
-            record = _snapshot(call, device)
+            record = steps.run("snapshot", lambda: _snapshot(call, device))
             _write_journal(call, steps, device, record)
             result = _run_steps(call, steps, device, record)
             steps.run("save state", lambda: store.save(record))
-            store.delete(env.container_id, env.ifname, only_pending=True)
             steps.commit()
+        _drop_journal(call)
     call.log.info("attached", mode=device.mode.value, netns=env.netns,
                   ips=",".join(ip.address for ip in result.ips))
     return result
+
+
+def _drop_journal(call: Call) -> None:
+    """After the record is committed the journal is redundant (loads prefer the record, DEL
+    removes both), so failing to remove it must not fail the ADD."""
+    try:
+        call.ctx.store.delete(call.env.container_id, call.env.ifname, only_pending=True)
+    except OSError as exc:
+        call.log.warning("journal left behind", reason=exc.strerror or str(exc))
 
 
 def _refuse_if_taken(call: Call, pci: str) -> None:
@@ -175,7 +184,7 @@ def _move_into_pod(call: Call, steps: Steps, device: Device, record: AttachmentR
                   lambda: nl.set_link_mtu(pod_name, old_mtu, netns))
     steps.run("set up", lambda: nl.set_link_up(pod_name, True, netns),
               lambda: nl.set_link_up(pod_name, False, netns))
-    link = nl.find_link(pod_name, netns)
+    link = steps.run("read the pod interface", lambda: nl.find_link(pod_name, netns))
     record.pod_mac = link.mac if link is not None else (conf.mac or "")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import partial
+from typing import TypeVar
 
 from sriovkit.cni import vfconfig
 from sriovkit.cni.attach import ipam_call, original_vf_settings
@@ -29,6 +30,8 @@ from sriovkit.cni.steps import Call, refused
 from sriovkit.host.discover import discover_device
 from sriovkit.netlink.errors import NetlinkError
 from sriovkit.netlink.model import ZERO_MAC
+
+T = TypeVar("T")
 
 
 def detach(call: Call) -> None:
@@ -60,15 +63,15 @@ def release(call: Call, record: AttachmentRecord, *, only_if_unchanged: bool = F
         if current.mode != "userspace":
             _return_netdev(call, current)
         _restore_driver(call, current)
-        remove_device_info(current.device_info_file)
+        _do(call, "remove device info", lambda: remove_device_info(current.device_info_file))
         store.delete(current.container_id, current.ifname)
     call.log.info("detached", mode=current.mode, interrupted_add=not current.complete)
 
 
-def _do(call: Call, step: str, action: Callable[[], object]) -> None:
+def _do(call: Call, step: str, action: Callable[[], T]) -> T:
     call.log.debug("step", step=step)
     try:
-        action()
+        return action()
     except (NetlinkError, OSError) as exc:
         call.log.error("step failed", step=step, reason=str(exc))
         raise refused(f"DEL step {step!r}", exc) from None
@@ -93,7 +96,7 @@ def _restore_vf_settings(call: Call, record: AttachmentRecord) -> None:
     nl, pf, index = call.ctx.netlink, record.pf_netdev, record.vf_index
     keys = record.changed_vf
     if not record.complete:  # an interrupted ADD: restore only what it got to change
-        actual = vfconfig.settings_to_dict(nl.vf_settings(pf, index))
+        actual = vfconfig.settings_to_dict(_do(call, "read VF settings", lambda: nl.vf_settings(pf, index)))
         changed = {k for k, v in vfconfig.settings_to_dict(original).items() if actual.get(k) != v}
         keys = [k for k in keys if changed & set(vfconfig.FIELDS_OF[k])]
     for key in reversed(keys):
@@ -116,13 +119,13 @@ def _return_netdev(call: Call, record: AttachmentRecord) -> None:
     host_name = record.original.host_ifname or fallback_name(record.pci_address)
     in_pod = None
     if record.netns and ctx.netns_exists(record.netns):
-        in_pod = nl.find_link(record.ifname, record.netns)
+        in_pod = _do(call, "look in the pod", lambda: nl.find_link(record.ifname, record.netns))
     if in_pod is not None:
         name = _free_host_name(call, host_name, record)
         _do(call, f"move {record.ifname} back as {name}",
             lambda: nl.move_link(record.ifname, src_netns=record.netns, dst_netns=None, new_name=name))
     else:
-        current = nl.device_netdev(record.pci_address)
+        current = _do(call, "find by PCI address", lambda: nl.device_netdev(record.pci_address))
         if current is None:
             call.log.warning("interface not found", reason="in neither the pod netns nor the host", netns=record.netns)
             return
@@ -135,7 +138,7 @@ def _return_netdev(call: Call, record: AttachmentRecord) -> None:
 
 def _restore_link(call: Call, record: AttachmentRecord, name: str) -> None:
     nl, o = call.ctx.netlink, record.original
-    link = nl.find_link(name)
+    link = _do(call, f"read {name}", lambda: nl.find_link(name))
     if link is None:
         return
     if o.mac and o.mac != ZERO_MAC and link.mac.lower() != o.mac.lower():

@@ -134,3 +134,54 @@ def test_gc_leaves_an_add_that_completes_while_gc_waits(node: Node, netns: Netns
     worker.join(10)
     assert pod_link(pod, "net1") is not None  # the completed attachment survived
     assert node.run("DEL", conf, pod)[1] == 0
+
+
+def _script(path: Path, body: str) -> None:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+
+
+def test_status_and_gc_are_delegated_to_an_ipam_that_speaks_1_1_0(node: Node, tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    _script(tmp_path / "new-ipam", f"""cat >/dev/null
+echo "$CNI_COMMAND" >> {calls}
+case "$CNI_COMMAND" in
+  VERSION) echo '{{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}}' ;;
+  STATUS) echo '{{"cniVersion":"1.1.0","code":50,"msg":"pool offline"}}'; exit 1 ;;
+esac
+""")
+    conf = {"cniVersion": "1.1.0", "name": "sriov-net", "type": "sriov", "ipam": {"type": "new-ipam"}}
+    env = {"CNI_PATH": str(tmp_path)}
+    raw, code = run_cni({**env, "CNI_COMMAND": "STATUS"}, json.dumps(conf).encode(), node.ctx)
+    assert code == 1 and json.loads(raw)["code"] == ErrorCode.NOT_AVAILABLE and "pool offline" in json.loads(raw)["msg"]
+    assert run_cni({**env, "CNI_COMMAND": "GC"}, json.dumps(conf).encode(), node.ctx) == (b"", 0)
+    assert calls.read_text().split() == ["VERSION", "STATUS", "VERSION", "GC"]
+
+
+def test_a_failed_del_keeps_the_record_and_the_next_del_finishes(node: Node, netns: NetnsFactory,
+                                                                 tmp_path: Path) -> None:
+    fail = tmp_path / "fail-del"
+    fail.write_text("")
+    _script(tmp_path / "flaky-ipam", f"""if [ "$CNI_COMMAND" = DEL ] && [ -e {fail} ]; then
+  cat >/dev/null; echo '{{"cniVersion":"1.0.0","code":11,"msg":"datastore down"}}'; exit 1
+fi
+exec /usr/lib/cni/host-local
+""")
+    node.cni_path = f"{tmp_path}:/usr/lib/cni"
+    pod = netns()
+    conf = node.conf(0, vlan=8, mac="02:00:00:00:08:08", ipam={**node.host_local(), "type": "flaky-ipam"})
+    assert node.run("ADD", conf, pod)[1] == 0
+    out, code = node.run("DEL", conf, pod)
+    assert code == 1 and out["code"] == 11 and "DEL step" in out["msg"]
+    assert node.ctx.store.load("c1", "net1") is not None  # kept, so the runtime's retry can finish
+    assert pod_link(pod, "net1") is not None
+    fail.unlink()
+    assert node.run("DEL", conf, pod) == (None, 0)
+
+
+def test_add_twice_for_one_attachment_is_refused(node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    assert node.run("ADD", node.conf(0), pod)[1] == 0
+    out, code = node.run("ADD", node.conf(1), pod)
+    assert code == 1 and out["code"] == ErrorCode.DEVICE_UNUSABLE and "already exists" in out["msg"]
+    assert node.run("DEL", node.conf(0), pod) == (None, 0)

@@ -108,6 +108,16 @@ class Step:
     def vfio_nodes(self) -> set[str]:
         return set((self.path / "dev-vfio.txt").read_text().split())
 
+    def lines(self, name: str) -> list[str]:
+        """A text file the guest wrote in this step (e.g. a file listing), one entry per line."""
+        path = self.path / name
+        assert path.exists(), f"the guest never wrote {name!r} in step {self.path.name}"
+        return path.read_text().split()
+
+    def netns(self, name: str) -> Netns:
+        """What network namespace `name` showed at this step (`snapshot_netns` in guest/lib.sh)."""
+        return Netns(self.path / "netns" / name)
+
     def command(self, name: str) -> Command:
         rc_file = self.path / f"{name}.rc"
         assert rc_file.exists(), f"the guest never ran {name!r} in step {self.path.name}"
@@ -125,6 +135,37 @@ class Step:
         """The PF's VFs by index, from its virtfnN links."""
         _, pf = self.pf(pf_netdev)
         return [pf["virtfn"][i] for i in sorted(pf["virtfn"], key=int)]
+
+
+@dataclass
+class Netns:
+    """A network namespace's view at one step: its links, addresses and sysfs."""
+
+    path: Path
+
+    @property
+    def existed(self) -> bool:
+        return (self.path / "ip-link.json").exists()
+
+    @cached_property
+    def links(self) -> dict[str, dict[str, Any]]:
+        """`ip -d -j link show` in the namespace, by interface name."""
+        return {link["ifname"]: link for link in json.loads((self.path / "ip-link.json").read_text())}
+
+    @cached_property
+    def addresses(self) -> dict[str, list[str]]:
+        """Each interface's addresses as CIDR strings (`ip -j addr show`)."""
+        return {link["ifname"]: [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])]
+                for link in json.loads((self.path / "addr.json").read_text())}
+
+    @cached_property
+    def routes(self) -> list[dict[str, Any]]:
+        return json.loads((self.path / "route.json").read_text())  # type: ignore[no-any-return]
+
+    @cached_property
+    def sysfs(self) -> dict[str, dict[str, Any]]:
+        """The namespace's own /sys/class/net: {ifname: {"device": PCI address or None, "address": MAC}}."""
+        return json.loads((self.path / "sysfs.json").read_text())  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

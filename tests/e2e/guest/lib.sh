@@ -105,3 +105,41 @@ bind_driver() {
 }
 
 vf_addr() { basename "$(readlink -f "$(pf_dir "$1")/virtfn$2")"; }
+
+# Record what network namespace $2.. show, into $1/netns/<ns>/:
+#   ip-link.json  `ip -d -j link show` in the namespace     addr.json  `ip -j addr show`
+#   route.json    `ip -j route show`                        sysfs.json {ifname: {device, address}}
+#                 from the namespace's own sysfs (the PCI function behind each interface, its MAC)
+# A namespace that does not exist (any more) leaves its directory empty.
+snapshot_netns() {
+    local out=$1 ns; shift
+    for ns in "$@"; do
+        mkdir -p "$out/netns/$ns"
+        [ -e "/run/netns/$ns" ] || { say "netns $ns: absent"; continue; }
+        ip -n "$ns" -d -j link show > "$out/netns/$ns/ip-link.json"
+        ip -n "$ns" -j addr show > "$out/netns/$ns/addr.json"
+        ip -n "$ns" -j route show > "$out/netns/$ns/route.json"
+        # `ip netns exec` mounts a sysfs of that namespace: /sys/class/net lists its interfaces
+        ip netns exec "$ns" bash -c "$(declare -f link_or_null)"'
+            printf "{"; sep=""
+            for n in /sys/class/net/*; do
+                printf "%s\"%s\": {\"device\": %s, \"address\": \"%s\"}" "$sep" "${n##*/}" \
+                    "$(link_or_null "$n/device")" "$(cat "$n/address")"
+                sep=", "
+            done
+            printf "}\n"' > "$out/netns/$ns/sysfs.json"
+        say "snapshot $(basename "$out") netns $ns: $(ip -n "$ns" -br link show | awk '{print $1}' | paste -sd' ' -)"
+    done
+}
+
+# Wait (bounded, $2 seconds) until PCI function $1 has a network interface in this namespace.
+wait_netdev() {
+    local d; d=$(pci_dir "$1")
+    local i
+    for i in $(seq $(( $2 * 10 ))); do
+        [ -n "$(ls "$d/net" 2>/dev/null)" ] && { say "$1: interface $(ls "$d/net") after ~$(( (i - 1) * 100 ))ms"; return 0; }
+        sleep 0.1
+    done
+    say "$1: no interface in the host after $2 s"
+    return 1
+}

@@ -217,3 +217,17 @@ def test_del_with_an_unusable_config(node: Node, netns: NetnsFactory) -> None:
     assert node.run("ADD", good, pod)[1] == 0
     assert run_cni(node.env("DEL", pod), b"{garbage", node.ctx) == (b"", 0)
     assert pod_link(pod, "net1") is None
+
+
+def test_vf_back_from_a_dead_netns_under_a_kernel_name_is_renamed(node: Node, netns: NetnsFactory) -> None:
+    """Two pods' VFs both called net1: the second to come back gets a devN name; DEL finds it by PCI."""
+    pods = [netns(), netns()]
+    confs = [node.conf(0), node.conf(1)]
+    for i in range(2):
+        assert node.run("ADD", confs[i], pods[i], CNI_CONTAINERID=f"pod{i}")[1] == 0
+    first = delete_netns_and_revive(node, pods[0], node.vf(0))
+    second = delete_netns_and_revive(node, pods[1], node.vf(1))
+    assert first == ["net1"] and second != ["net1"]  # the host already had a net1
+    for i in (1, 0):
+        assert node.run("DEL", confs[i], "", CNI_CONTAINERID=f"pod{i}") == (None, 0)
+    assert [node.ctx.netlink.device_netdev(node.vf(i)) for i in range(2)] == [node.vf_netdev(0), node.vf_netdev(1)]

@@ -36,8 +36,13 @@ def write_json_atomic(path: Path, document: object) -> None:
 
 
 def write_device_info(directory: Path, resource: ResourceConfig, devices: Iterable[Device]) -> None:
+    """Write each device's file unless it is there: its content depends only on the
+    device, which does not change while it is in the pool (files of devices that
+    leave the pool are removed)."""
     for dev in devices:
-        write_json_atomic(directory / device_info_file_name(resource, device_id(dev)), device_info(dev))
+        path = directory / device_info_file_name(resource, device_id(dev))
+        if not path.exists():
+            write_json_atomic(path, device_info(dev))
 
 
 def remove_device_info(directory: Path, resource: ResourceConfig, keep: Iterable[str] = ()) -> list[str]:

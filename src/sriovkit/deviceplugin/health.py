@@ -81,6 +81,11 @@ class KernelLinkEvents:
         self._stopping = threading.Event()
 
     def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="link-events", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        # pyroute2's sync IPRoute belongs to the thread that made it: open it here
         try:
             from pyroute2 import IPRoute
 
@@ -90,25 +95,21 @@ class KernelLinkEvents:
             log.warning("netlink link events unavailable, polling only: %s", exc)
             return
         self._ipr = ipr
-        self._thread = threading.Thread(target=self._run, name="link-events", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        ipr = self._ipr
         while not self._stopping.is_set():
             try:
-                messages = ipr.get()  # type: ignore[attr-defined]
+                messages = ipr.get()
             except Exception:
                 if not self._stopping.is_set():
                     log.warning("netlink link events stopped; polling only")
                 return
             if any(m.get("event") in ("RTM_NEWLINK", "RTM_DELLINK") for m in messages):
                 self.wake.set()
+        with contextlib.suppress(Exception):
+            ipr.close()
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._ipr is not None:
-            with contextlib.suppress(Exception):
-                self._ipr.close()  # type: ignore[attr-defined]
         if self._thread is not None:
-            self._thread.join(timeout=2)
+            # the reader wakes on the next link message; it is a daemon thread, so
+            # a quiet node does not hold up shutdown
+            self._thread.join(timeout=0.2)

@@ -272,8 +272,7 @@ class DevicePluginManager:
                 server.start()
                 self.servers[name] = server
             elif server.pool != pool or server.health() != health or server.host != host:
-                server.host = host
-                server.publish(pool, health)
+                server.publish(pool, health, host=host)
                 log.info("pool updated resource=%s devices=%d unhealthy=%d", name, len(pool.devices),
                          sum(1 for ok in health.values() if not ok))
         if self.on_change is not None:

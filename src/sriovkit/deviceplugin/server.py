@@ -98,23 +98,38 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
             return dict(self._health)
 
     def _index(self, pool: ResourcePool) -> None:
+        # payloads are built when first asked for (Allocate, CDI spec): a health
+        # change on a 4096-device pool must not redo selector matching for all
         self._devices = {device_id(d): d for d in pool.devices}
-        self._payloads = {i: make_payload(d, pool.config, self.host) for i, d in self._devices.items()}
+        self._payloads = {}
 
-    def publish(self, pool: ResourcePool, health: dict[str, bool]) -> None:
+    def publish(self, pool: ResourcePool, health: dict[str, bool], *, host: HostDevNodes | None = None) -> None:
         """New devices or health: every ListAndWatch stream sends the new list."""
         with self._cond:
-            self._pool = pool
+            if pool is not self._pool or (host is not None and host != self.host):
+                self.host = host or self.host
+                self._pool = pool
+                self._index(pool)
             self._health = dict(health)
-            self._index(pool)
             self._version += 1
             self._cond.notify_all()
         self._write_files()
 
+    def _payload(self, dev_id: str) -> DevicePayload | None:
+        payload = self._payloads.get(dev_id)
+        if payload is None:
+            dev = self._devices.get(dev_id)
+            if dev is None:
+                return None
+            payload = self._payloads[dev_id] = make_payload(dev, self._pool.config, self.host)
+        return payload
+
     def _write_files(self) -> None:
         files.remove_device_info(self.out.devinfo_dir, self._pool.config, keep=self._devices)
         if self.out.cdi_dir is not None:
-            files.write_cdi_spec(self.out.cdi_dir, self._pool.config, self._payloads.values())
+            with self._cond:
+                payloads = [p for i in self._devices if (p := self._payload(i)) is not None]
+            files.write_cdi_spec(self.out.cdi_dir, self._pool.config, payloads)
         if self.metrics is not None:
             self.metrics.set_pool(self.name, self.health())
 
@@ -233,7 +248,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         return container_allocation(config, payloads, use_cdi=self.out.cdi_dir is not None)
 
     def _payload_for(self, dev_id: str) -> DevicePayload:
-        payload = self._payloads.get(dev_id)
+        payload = self._payload(dev_id)
         if payload is None:
             raise UnknownDeviceError(f"device {dev_id} is not in resource {self.name}")
         if not self._health.get(dev_id, True):

@@ -1,0 +1,56 @@
+"""The real-kernel side of health: operstate of real interfaces under /sys and
+netlink link events waking the watcher (root: creates a veth pair)."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import threading
+
+import pytest
+
+from sriovkit.deviceplugin.health import KernelLinkEvents, read_link_states
+from sriovkit.host.sysfs import Sysfs
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def veth():
+    name = f"dpk{secrets.token_hex(4)}"
+    peer = f"dpq{secrets.token_hex(4)}"
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", peer], check=True)
+    try:
+        yield name, peer
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=False)
+
+
+def test_link_state_of_a_real_interface(veth):
+    name, peer = veth
+    sysfs = Sysfs()
+    assert read_link_states(sysfs, [name]) == {name: False}  # created down
+    subprocess.run(["ip", "link", "set", name, "up"], check=True)
+    subprocess.run(["ip", "link", "set", peer, "up"], check=True)
+    assert read_link_states(sysfs, [name]) == {name: True}
+    subprocess.run(["ip", "link", "set", peer, "down"], check=True)  # carrier lost: lowerlayerdown
+    assert read_link_states(sysfs, [name]) == {name: False}
+
+
+def test_link_events_wake_the_watcher(veth):
+    name, _ = veth
+    wake = threading.Event()
+    events = KernelLinkEvents(wake)
+    events.start()
+    try:
+        # the subscription is made in the reader thread: flip the link until it reports
+        woke = False
+        for state in ("up", "down", "up", "down", "up"):
+            wake.clear()
+            subprocess.run(["ip", "link", "set", name, state], check=True)
+            if wake.wait(1.0):
+                woke = True
+                break
+        assert woke
+    finally:
+        events.stop()

@@ -1,0 +1,89 @@
+"""`sriovctl hotplug`: the hot-plug controller on its own, until SIGTERM.
+
+Register with `sriovkit.hotplug.command` in `_COMMAND_MODULES` (src/sriovkit/cli.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sriovkit.hotplug.controller import HotplugController
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("hotplug", help="add and remove secondary interfaces of running pods on this node")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: the pod's service account, in-cluster)")
+    p.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
+                   help="this node's name: only its pods are watched (env NODE_NAME)")
+    p.add_argument("--cri-socket", default="/run/containerd/containerd.sock",
+                   help="the container runtime's CRI socket (runtime.v1)")
+    p.add_argument("--cni-bin-dir", default="/opt/cni/bin", help="CNI plugin directories, ':'-separated")
+    p.add_argument("--pod-resources-socket", default="/var/lib/kubelet/pod-resources/kubelet.sock",
+                   help="the kubelet's podresources socket (devices of NADs with a resourceName)")
+    p.add_argument("--state-dir", default="/var/lib/sriovkit/hotplug", help="the controller's record of attachments")
+    p.add_argument("--kubelet-root", default="/var/lib/kubelet", help="the kubelet's root (pods' emptyDir volumes)")
+    p.add_argument("--ovs-run-dir", default="/var/run/openvswitch", help="where vhost_sockets/<uid> mounts go")
+    p.add_argument("--no-vhostuser", action="store_true", help="do not bind-mount vhost-user socket directories")
+    p.add_argument("--host-root", default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),
+                   help="node filesystem root passed to the sriov plugin as SRIOVKIT_HOST_ROOT")
+    p.add_argument("--resync-seconds", type=float, default=60.0, help="how often every pod is looked at again")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=_hotplug)
+
+
+def controller_from_args(args: argparse.Namespace) -> HotplugController:
+    """The `HotplugController` the flags describe (also for the node agent to `add`)."""
+    from pathlib import Path
+
+    from sriovkit.errors import UserError
+    from sriovkit.hotplug.cniexec import CniRuntime, in_bin_dir
+    from sriovkit.hotplug.controller import HotplugController, HotplugSettings
+    from sriovkit.hotplug.cri import CriClient
+    from sriovkit.hotplug.kube import KubernetesApi
+    from sriovkit.hotplug.podresources import PodResourcesClient
+    from sriovkit.hotplug.vhostuser import VhostUserDirs
+
+    problems = []
+    if not args.node_name:
+        problems.append("--node-name: required (or env NODE_NAME)")
+    if args.kubeconfig and not os.path.isfile(args.kubeconfig):
+        problems.append(f"--kubeconfig {args.kubeconfig}: no such file")
+    bin_dirs = in_bin_dir(args.cni_bin_dir)
+    problems += [f"--cni-bin-dir: {d} is not a directory" for d in bin_dirs if not os.path.isdir(d)]
+    if args.resync_seconds <= 0:
+        problems.append(f"--resync-seconds {args.resync_seconds}: must be positive")
+    if problems:
+        raise UserError(problems)
+    try:
+        api = KubernetesApi(args.node_name, kubeconfig=args.kubeconfig)
+    except Exception as exc:  # the client's config errors have no common base class
+        raise UserError(f"--kubeconfig {args.kubeconfig or '(in-cluster)'}: {exc}") from None
+    settings = HotplugSettings(
+        node_name=args.node_name, state_dir=Path(args.state_dir),
+        cni=CniRuntime(bin_dirs, extra_env={"SRIOVKIT_HOST_ROOT": args.host_root}),
+        vhostuser=None if args.no_vhostuser else VhostUserDirs(Path(args.kubelet_root), Path(args.ovs_run_dir)),
+        resync_s=args.resync_seconds)
+    pod_resources = PodResourcesClient(args.pod_resources_socket) if args.pod_resources_socket else None
+    return HotplugController(settings, api=api, cri=CriClient(args.cri_socket), pod_resources=pod_resources)
+
+
+def _hotplug(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    controller = controller_from_args(args)
+    stop = threading.Event()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda *_: stop.set())
+    controller.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        controller.stop()
+    return 0

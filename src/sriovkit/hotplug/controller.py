@@ -1,0 +1,402 @@
+"""`HotplugController`: adds and removes secondary interfaces of running pods on this node.
+
+Level-triggered: every change of a pod, of a NAD, a periodic resync and every due
+retry lead to the same `_reconcile(uid)`, which compares what the pod's
+annotation asks for with what the local record and network-status say is
+attached, and runs the difference. What it attached is recorded per pod UID
+before and after each ADD, so a restart converges, and a pod deleted while the
+controller was down is cleaned up from the record alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sriovkit.hotplug import cniexec, vhostuser
+from sriovkit.hotplug.cniexec import CniCall, CniExecError, CniRuntime
+from sriovkit.hotplug.cri import CriError, Sandbox
+from sriovkit.hotplug.kube import ClusterApi, Informer, Obj
+from sriovkit.hotplug.nad import NetworkDefinitionError, parse_nad
+from sriovkit.hotplug.networks import (
+    NETWORK_STATUS_ANNOTATION,
+    NETWORKS_ANNOTATION,
+    DesiredAttachment,
+    NetworkAnnotationError,
+    name_interfaces,
+    parse_networks,
+)
+from sriovkit.hotplug.plan import Action, Backoff, Verb, plan
+from sriovkit.hotplug.podresources import PodResourcesError, free_device
+from sriovkit.hotplug.record import ADDING, ATTACHED, PodRecord, RecordStore
+from sriovkit.hotplug.status import (
+    pci_device_info,
+    read_network_status,
+    secondary_attachments,
+    status_annotation,
+    status_entry,
+    updated_status,
+)
+from sriovkit.hotplug.vhostuser import MountError, VhostUserDirs
+
+log = logging.getLogger(__name__)
+
+_PCI_ADDRESS = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+_TERMINAL = ("Succeeded", "Failed")
+
+
+class SandboxFinder(Protocol):
+    def sandbox(self, uid: str, namespace: str, name: str) -> Sandbox | None: ...
+
+
+class DeviceLister(Protocol):
+    def devices(self, namespace: str, pod: str, resource: str) -> list[str]: ...
+
+
+class HotplugFailed(Exception):
+    """One attachment could not be changed; retried with backoff, reported as an Event."""
+
+
+@dataclass(frozen=True)
+class HotplugSettings:
+    node_name: str
+    state_dir: Path
+    cni: CniRuntime
+    vhostuser: VhostUserDirs | None = None  # None: no bind mounts
+    backoff: Backoff = field(default_factory=Backoff)
+    resync_s: float = 60.0
+    watch_timeout_s: int = 300
+
+
+class HotplugController:
+    """A node-agent component. Construction stores its parts; `start()` makes the threads."""
+
+    def __init__(self, settings: HotplugSettings, *, api: ClusterApi, cri: SandboxFinder,
+                 pod_resources: DeviceLister | None = None) -> None:
+        self.settings = settings
+        self.api, self.cri, self.pod_resources = api, cri, pod_resources
+        self.store = RecordStore(settings.state_dir)
+        self.pods = Informer("pods", api.list_pods, api.watch_pods, self._pod_changed,
+                             key=_pod_uid, watch_timeout_s=settings.watch_timeout_s)
+        self.nads = Informer("network-attachment-definitions", api.list_nads, api.watch_nads, self._nad_changed,
+                             watch_timeout_s=settings.watch_timeout_s)
+        self._due: dict[str, float] = {}  # pod UID -> monotonic time it is to be reconciled
+        self._attempts: dict[str, int] = {}
+        self._reported: dict[str, str] = {}  # pod UID -> annotation error already sent as an Event
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._worker: threading.Thread | None = None
+        self.reconciled = 0  # finished reconciles, for tests and metrics
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._stopping.clear()
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.nads.start()
+        self.pods.start()
+        self._worker = threading.Thread(target=self._work, name="hotplug", daemon=True)
+        self._worker.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        self.pods.stop(self.api.stop)
+        self.nads.stop(self.api.stop)
+        if self._worker is not None:
+            self._worker.join(timeout=self.settings.cni.timeout_s + 5)
+
+    # -- queue ---------------------------------------------------------------------------
+    def _pod_changed(self, uid: str, pod: Obj | None) -> None:
+        self._enqueue(uid)
+
+    def _nad_changed(self, key: str, nad: Obj | None) -> None:
+        for uid in self.pods.known():  # a NAD appearing may let a failed ADD through now
+            self._enqueue(uid)
+
+    def _enqueue(self, uid: str, at: float | None = None) -> None:
+        with self._cond:
+            when = time.monotonic() if at is None else at
+            self._due[uid] = min(self._due.get(uid, when), when) if at is None else when
+            self._cond.notify_all()
+
+    def _next_due(self) -> str | None:
+        with self._cond:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                if self._due:
+                    uid, when = min(self._due.items(), key=lambda kv: kv[1])
+                    if when <= now:
+                        del self._due[uid]
+                        return uid
+                    self._cond.wait(min(when - now, self.settings.resync_s))
+                else:
+                    self._cond.wait(self.settings.resync_s)
+                    self._resync()
+            return None
+
+    def _resync(self) -> None:
+        now = time.monotonic()
+        for uid in set(self.pods.known()) | set(self.store.uids()):
+            self._due.setdefault(uid, now)
+
+    def _work(self) -> None:
+        while not (self.pods.synced.wait(0.2) and self.nads.synced.wait(0.2)):
+            if self._stopping.is_set():
+                return
+        with self._cond:  # pods removed while we were down are only in the record
+            self._resync()
+        while (uid := self._next_due()) is not None:
+            try:
+                self._reconcile(uid)
+                self._attempts.pop(uid, None)
+            except Exception as exc:
+                attempt = self._attempts.get(uid, 0) + 1
+                self._attempts[uid] = attempt
+                delay = self.settings.backoff.delay(attempt)
+                log.warning("pod uid=%s: %s; retry %d in %.1f s", uid, exc, attempt, delay)
+                self._enqueue(uid, time.monotonic() + delay)
+            finally:
+                self.reconciled += 1
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once nothing is due now (tests: after a change, wait for it to be handled)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._cond:
+                busy = any(w <= time.monotonic() for w in self._due.values())
+            if not busy:
+                return True
+            time.sleep(0.05)
+        return False
+
+    # -- reconcile -----------------------------------------------------------------------
+    def _reconcile(self, uid: str) -> None:
+        pod = self.pods.get(uid)
+        record = self.store.load(uid)
+        if pod is None or _going_away(pod):
+            if record is not None:
+                self._clean_up(record, pod)
+            return
+        if (pod.get("status") or {}).get("phase") != "Running" or (pod.get("spec") or {}).get("hostNetwork"):
+            return
+        meta = pod["metadata"]
+        record = record or PodRecord(uid=uid, namespace=meta["namespace"], name=meta["name"])
+        desired = self._desired(pod, record)
+        if desired is None:
+            return
+        entries = read_network_status(meta.get("annotations"))
+        attached = {a["interface"]: a["network"] for a in record.attachments or [] if a["state"] == ATTACHED}
+        for interface, network in secondary_attachments(entries).items():
+            attached.setdefault(interface, network)  # attached by Multus when the pod started
+        actions = plan(desired, attached)
+        wants_mount = self.settings.vhostuser is not None and vhostuser.wants_vhostuser(pod)
+        pending = [a for a in record.attachments or [] if a["state"] == ADDING]
+        if not actions and not pending and (not wants_mount or record.mounts):
+            return
+        sandbox = self._sandbox(pod)
+        record.sandbox_id, record.netns = sandbox.id, sandbox.netns
+        errors: list[str] = []
+        self._finish_pending(record, pending, errors)
+        if wants_mount:
+            self._mount(pod, record, errors)
+        removed, added = self._run(pod, record, sandbox, actions, errors)
+        if removed or added:
+            new = updated_status(entries, removed=removed, added=added)
+            self.api.patch_pod_annotations(meta["namespace"], meta["name"],
+                                           {NETWORK_STATUS_ANNOTATION: status_annotation(new)})
+        if errors:
+            raise HotplugFailed("; ".join(errors))
+
+    def _desired(self, pod: Obj, record: PodRecord) -> list[DesiredAttachment] | None:
+        meta = pod["metadata"]
+        value = (meta.get("annotations") or {}).get(NETWORKS_ANNOTATION, "")
+        keep = {a["network"]: a["interface"] for a in record.attachments or [] if a.get("auto")}
+        try:
+            selections = parse_networks(value, pod=record.pod, default_namespace=meta["namespace"])
+            desired = name_interfaces(selections, pod=record.pod, keep=keep)
+        except NetworkAnnotationError as exc:
+            if self._reported.get(record.uid) != value:  # once per value: the pod's owner must fix it
+                self._reported[record.uid] = value
+                self._event(pod, "Warning", "InvalidNetworkAnnotation", str(exc))
+            log.warning("%s", exc)
+            return None
+        self._reported.pop(record.uid, None)
+        return desired
+
+    def _sandbox(self, pod: Obj) -> Sandbox:
+        meta = pod["metadata"]
+        try:
+            sandbox = self.cri.sandbox(meta["uid"], meta["namespace"], meta["name"])
+        except CriError as exc:
+            raise HotplugFailed(str(exc)) from None
+        if sandbox is None or not sandbox.netns:
+            raise HotplugFailed(f"pod {meta['namespace']}/{meta['name']}: the runtime has no ready sandbox "
+                                "with a network namespace for it yet")
+        return sandbox
+
+    def _run(self, pod: Obj, record: PodRecord, sandbox: Sandbox, actions: list[Action],
+             errors: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
+        removed: list[str] = []
+        added: list[dict[str, Any]] = []
+        for action in actions:
+            try:
+                if action.verb is Verb.DEL:
+                    self._delete(pod, record, sandbox, action)
+                    removed.append(action.interface)
+                else:
+                    added.append(self._add(pod, record, sandbox, action))
+            except (CniExecError, NetworkDefinitionError, PodResourcesError, HotplugFailed) as exc:
+                message = f"{action}: {exc}"
+                errors.append(message)
+                self._event(pod, "Warning", "HotplugFailed", message)
+        return removed, added
+
+    def _add(self, pod: Obj, record: PodRecord, sandbox: Sandbox, action: Action) -> dict[str, Any]:
+        assert action.desired is not None
+        selection = action.desired.selection
+        definition = self._definition(action.network)
+        device_id = self._device(record, definition.resource_name) if definition.resource_name else None
+        runtime_config: dict[str, Any] = {}
+        if selection.mac:
+            runtime_config["mac"] = selection.mac
+        if selection.ips:
+            runtime_config["ips"] = list(selection.ips)
+        config = cniexec.network_config(definition.plugins, cni_version=definition.cni_version,
+                                        name=definition.network_name, device_id=device_id,
+                                        runtime_config=runtime_config)
+        attachment: dict[str, Any] = {
+            "network": action.network, "interface": action.interface, "auto": selection.interface is None,
+            "state": ADDING, "config": config, "device_id": device_id, "container_id": sandbox.id}
+        record.put(attachment)
+        self.store.save(record)  # before the ADD: a crash in it still leaves what to undo
+        try:
+            result = cniexec.add(self.settings.cni, config, self._call(record, sandbox.id, action.interface))
+        except CniExecError:
+            # undo the half-made chain now; if even that fails the record keeps it `adding` for later
+            with contextlib.suppress(CniExecError):
+                self._undo(record, attachment, record.netns)
+            raise
+        info = pci_device_info(device_id) if device_id and _PCI_ADDRESS.match(device_id) else None
+        entry = status_entry(action.network, action.interface, result, device_info=info,
+                             default_route=selection.default_route)
+        attachment.update(state=ATTACHED, result=result, status=entry)
+        self.store.save(record)
+        ips = ",".join(entry.get("ips", []))
+        self._event(pod, "Normal", "AddedInterface", f"Add {action.interface} [{ips}] from {action.network}")
+        log.info("pod %s: added %s", record.pod, action)
+        return entry
+
+    def _delete(self, pod: Obj, record: PodRecord, sandbox: Sandbox, action: Action) -> None:
+        attachment = record.attachment(action.interface)
+        if attachment is not None:
+            config, cached = attachment["config"], attachment.get("result")
+        else:  # attached by Multus at pod start: the NAD says how to undo it
+            definition = self._definition(action.network)
+            config = cniexec.network_config(definition.plugins, cni_version=definition.cni_version,
+                                            name=definition.network_name, device_id=None, runtime_config={})
+            cached = None
+        cniexec.delete(self.settings.cni, config, self._call(record, sandbox.id, action.interface), cached)
+        record.drop(action.interface)
+        self.store.save(record)
+        self._event(pod, "Normal", "RemovedInterface", f"Remove {action.interface} from {action.network}")
+        log.info("pod %s: removed %s", record.pod, action)
+
+    def _finish_pending(self, record: PodRecord, pending: list[dict[str, Any]], errors: list[str]) -> None:
+        """ADDs cut short (the controller died in them): undo them; the plan adds them again."""
+        for attachment in pending:
+            try:
+                self._undo(record, attachment, record.netns)
+            except CniExecError as exc:
+                errors.append(f"DEL {attachment['network']}@{attachment['interface']} (unfinished ADD): {exc}")
+
+    def _undo(self, record: PodRecord, attachment: dict[str, Any], netns: str) -> None:
+        call = self._call(record, attachment.get("container_id") or record.sandbox_id, attachment["interface"],
+                          netns=netns)
+        cniexec.delete(self.settings.cni, attachment["config"], call, attachment.get("result"))
+        record.drop(attachment["interface"])
+        self.store.save(record)
+
+    def _definition(self, network: str) -> Any:
+        nad = self.nads.get(network)
+        if nad is None:
+            raise HotplugFailed(f"NetworkAttachmentDefinition {network} not found")
+        return parse_nad(nad)
+
+    def _device(self, record: PodRecord, resource: str) -> str:
+        if self.pod_resources is None:
+            raise HotplugFailed(f"the network needs a {resource} device and no podresources socket is configured")
+        assigned = self.pod_resources.devices(record.namespace, record.name, resource)
+        in_use = [a["device_id"] for a in record.attachments or [] if a.get("device_id")]
+        device = free_device(assigned, in_use)
+        if device is None:
+            raise HotplugFailed(f"pod {record.pod} has no unused {resource} device from the kubelet "
+                                f"(assigned: {', '.join(assigned) or 'none'}; in use: {', '.join(in_use) or 'none'})")
+        return device
+
+    def _call(self, record: PodRecord, container_id: str, interface: str, *, netns: str | None = None) -> CniCall:
+        return CniCall(container_id=container_id, netns=record.netns if netns is None else netns, ifname=interface,
+                       pod_namespace=record.namespace, pod_name=record.name, pod_uid=record.uid)
+
+    # -- vhost-user ----------------------------------------------------------------------
+    def _mount(self, pod: Obj, record: PodRecord, errors: list[str]) -> None:
+        dirs = self.settings.vhostuser
+        assert dirs is not None
+        source, target = dirs.source(record.uid), dirs.target(record.uid)
+        entry = {"source": str(source), "target": str(target)}
+        if entry not in (record.mounts or []):
+            record.mounts = [*(record.mounts or []), entry]
+            self.store.save(record)  # first: a crash after mount(2) still knows to unmount
+        try:
+            if vhostuser.bind(source, target):
+                self._event(pod, "Normal", "VhostUserMounted", f"{source} bind-mounted on {target}")
+        except MountError as exc:
+            errors.append(str(exc))
+            self._event(pod, "Warning", "HotplugFailed", str(exc))
+
+    # -- pod gone ------------------------------------------------------------------------
+    def _clean_up(self, record: PodRecord, pod: Obj | None) -> None:
+        """DEL every recorded attachment (newest first) and undo the mounts. Without the pod's
+        namespace (sandbox gone) the DEL still runs, with CNI_NETNS empty, as runtimes do."""
+        netns = record.netns if record.netns and os.path.exists(record.netns) else ""
+        errors = []
+        for attachment in reversed(list(record.attachments or [])):
+            try:
+                self._undo(record, attachment, netns)
+                log.info("pod %s gone: removed %s@%s", record.pod, attachment["network"], attachment["interface"])
+            except CniExecError as exc:
+                errors.append(f"DEL {attachment['network']}@{attachment['interface']}: {exc}")
+        for mount in list(record.mounts or []):
+            try:
+                vhostuser.unbind(Path(mount["target"]))
+                record.mounts = [m for m in record.mounts or [] if m != mount]
+                self.store.save(record)
+            except MountError as exc:
+                errors.append(str(exc))
+        self._reported.pop(record.uid, None)
+        if errors:
+            raise HotplugFailed(f"pod {record.pod} gone, cleanup incomplete: {'; '.join(errors)}")
+        self.store.remove(record.uid)
+
+    def _event(self, pod: Obj, event_type: str, reason: str, message: str) -> None:
+        try:
+            self.api.create_event(pod, event_type, reason, message)
+        except Exception as exc:  # an Event lost must not stop the reconcile
+            log.warning("event %s for pod %s not created: %s", reason, pod["metadata"].get("name"), exc)
+
+
+def _pod_uid(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("uid", ""))
+
+
+def _going_away(pod: Obj) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp")) or \
+        (pod.get("status") or {}).get("phase") in _TERMINAL

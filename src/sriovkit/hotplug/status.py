@@ -1,0 +1,88 @@
+"""`k8s.v1.cni.cncf.io/network-status`: what is attached, written as Multus writes it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sriovkit.hotplug.networks import NETWORK_STATUS_ANNOTATION
+
+DEVICE_INFO_VERSION = "1.1.0"
+
+
+def pci_device_info(pci_address: str) -> dict[str, Any]:
+    """Device Information Specification 1.1.0 for a PCI function (a VF)."""
+    return {"type": "pci", "version": DEVICE_INFO_VERSION, "pci": {"pci-address": pci_address}}
+
+
+def status_entry(network: str, interface: str, result: Mapping[str, Any], *,
+                 device_info: Mapping[str, Any] | None = None, default_route: Sequence[str] = ()) -> dict[str, Any]:
+    """One network-status entry from a CNI ADD result for `interface` in the sandbox."""
+    entry: dict[str, Any] = {"name": network, "interface": interface}
+    ips, mac = _addresses(result, interface)
+    if ips:
+        entry["ips"] = ips
+    if mac:
+        entry["mac"] = mac
+    if default_route:
+        entry["default-route"] = list(default_route)
+    dns = result.get("dns")
+    entry["dns"] = dict(dns) if isinstance(dns, Mapping) else {}
+    if device_info:
+        entry["device-info"] = dict(device_info)
+    return entry
+
+
+def _addresses(result: Mapping[str, Any], interface: str) -> tuple[list[str], str | None]:
+    interfaces = [i for i in result.get("interfaces") or [] if isinstance(i, Mapping)]
+    ours = [n for n, i in enumerate(interfaces) if i.get("name") == interface and i.get("sandbox")]
+    if not ours:  # some plugins report the sandbox interface without its netns path
+        ours = [n for n, i in enumerate(interfaces) if i.get("name") == interface]
+    mac = str(interfaces[ours[0]]["mac"]) if ours and interfaces[ours[0]].get("mac") else None
+    ips = []
+    for ip in result.get("ips") or []:
+        if not isinstance(ip, Mapping) or "address" not in ip:
+            continue
+        index = ip.get("interface")
+        if index is None or index in ours:
+            ips.append(str(ip["address"]).split("/")[0])
+    for legacy in ("ip4", "ip6"):  # CNI 0.2.0 results
+        block = result.get(legacy)
+        if isinstance(block, Mapping) and "ip" in block:
+            ips.append(str(block["ip"]).split("/")[0])
+    return ips, mac
+
+
+def read_network_status(annotations: Mapping[str, str] | None) -> list[dict[str, Any]]:
+    """The pod's network-status entries; an unreadable annotation reads as none (Multus rewrites it)."""
+    raw = (annotations or {}).get(NETWORK_STATUS_ANNOTATION)
+    if not raw:
+        return []
+    try:
+        entries = json.loads(raw)
+    except json.JSONDecodeError:
+        return []
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def secondary_attachments(entries: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """interface -> network of the secondary attachments in network-status (the default network skipped)."""
+    out: dict[str, str] = {}
+    for entry in entries:
+        if entry.get("default") or not entry.get("interface") or not entry.get("name"):
+            continue
+        out[str(entry["interface"])] = str(entry["name"])
+    return out
+
+
+def updated_status(entries: Sequence[Mapping[str, Any]], *, removed: Sequence[str],
+                   added: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """`entries` without the secondary entries on `removed` interfaces, with `added` replacing or appended."""
+    gone = set(removed) | {str(a["interface"]) for a in added}
+    kept = [dict(e) for e in entries if e.get("default") or str(e.get("interface")) not in gone]
+    return kept + [dict(a) for a in added]
+
+
+def status_annotation(entries: Sequence[Mapping[str, Any]]) -> str:
+    return json.dumps(list(entries), indent=1)

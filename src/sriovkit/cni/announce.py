@@ -13,6 +13,7 @@ import socket
 import struct
 
 from sriovkit.netlink import netns as ns
+from sriovkit.netlink.ping import checksum
 
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
@@ -56,18 +57,9 @@ def na_frame(mac: str, ip: str) -> bytes:
     dst = ipaddress.IPv6Address(ALL_NODES).packed
     body = bytearray(unsolicited_na(mac, ip))
     pseudo = src + dst + struct.pack("!I3xB", len(body), IPPROTO_ICMPV6)
-    struct.pack_into("!H", body, 2, _checksum(pseudo + bytes(body)))
+    struct.pack_into("!H", body, 2, checksum(pseudo + bytes(body)))
     ipv6 = struct.pack("!IHBB", 6 << 28, len(body), IPPROTO_ICMPV6, 255) + src + dst
     return ALL_NODES_MAC + _mac_bytes(mac) + struct.pack("!H", ETH_P_IPV6) + ipv6 + bytes(body)
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = int(sum(struct.unpack(f"!{len(data) // 2}H", data)))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def announce(netns_path: str, ifname: str, mac: str, addresses: list[str]) -> list[str]:

@@ -71,6 +71,9 @@ def _agent(args: argparse.Namespace) -> int:
         agent.run_until_signal()
     except ConfigError as exc:
         raise UserError(exc.problems) from None
+    except OSError as exc:  # e.g. a socket directory we may not write
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise UserError(f"cannot start the agent: {where}{exc.strerror or exc}") from None
     return 0
 
 

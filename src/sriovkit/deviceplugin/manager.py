@@ -106,6 +106,7 @@ class DevicePluginManager:
         self._vf_counts: dict[str, int | None] = {}
         self._link_up: dict[str, bool] = {}
         self._since_resync = 0.0
+        self._register_errors: dict[str, str] = {}  # last registration problem said, per resource
         self._settle_left = 0  # rediscoveries still due after a VF count change
         self._since_settle = 0.0
         self.on_change: Callable[[], None] | None = None  # called after pools or health changed
@@ -127,7 +128,11 @@ class DevicePluginManager:
         self._config_stamp = _stamp(self.settings.config_file)
         self.resources = self._load_config()
         with self._lock:
-            self._rediscover()
+            try:
+                self._rediscover()
+            except BaseException:
+                self._stop_servers()  # a socket that failed to bind must not leave the others behind
+                raise
             self._register_all()
         self._stopping.clear()
         self._thread = threading.Thread(target=self._watch_loop, name="dp-watch", daemon=True)
@@ -144,9 +149,12 @@ class DevicePluginManager:
         if self._thread is not None:
             self._thread.join(timeout=5)
         with self._lock:
-            for server in self.servers.values():
-                server.stop()
-            self.servers.clear()
+            self._stop_servers()
+
+    def _stop_servers(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+        self.servers.clear()
 
     def pools(self) -> dict[str, ResourcePool]:
         with self._lock:
@@ -235,14 +243,29 @@ class DevicePluginManager:
             return
         identity = kubelet_identity(self.kubelet_socket)
         if identity is None:
+            self._note_waiting(f"waiting for {self.kubelet_socket}")
             return
         for server in self.servers.values():
             if server.registered_with != identity:
                 try:
                     server.register(self.kubelet_socket)
+                    self._register_errors.pop(server.name, None)
                 except grpc.RpcError as exc:
-                    log.warning("registration failed resource=%s: %s; retrying", server.name,
-                                exc.details() if hasattr(exc, "details") else exc)
+                    self._note_register_error(server.name, exc)
+
+    def _note_waiting(self, message: str) -> None:
+        # retried every poll: say it once, not four times a second
+        if self._register_errors.get("") != message:
+            self._register_errors[""] = message
+            log.info("%s before registering", message)
+
+    def _note_register_error(self, name: str, exc: grpc.RpcError) -> None:
+        code = exc.code() if hasattr(exc, "code") else None
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        message = f"{getattr(code, 'name', code)}: {details}"
+        if self._register_errors.get(name) != message:
+            self._register_errors[name] = message
+            log.warning("registration failed resource=%s: %s; retrying", name, message)
 
     # -- pools --------------------------------------------------------------------------
     def _rediscover(self) -> None:

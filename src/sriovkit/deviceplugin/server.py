@@ -106,6 +106,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
     def publish(self, pool: ResourcePool, health: dict[str, bool], *, host: HostDevNodes | None = None) -> None:
         """New devices or health: every ListAndWatch stream sends the new list."""
         with self._cond:
+            gone = [i for i in self._devices if i not in health]
             if pool is not self._pool or (host is not None and host != self.host):
                 self.host = host or self.host
                 self._pool = pool
@@ -113,6 +114,8 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
             self._health = dict(health)
             self._version += 1
             self._cond.notify_all()
+        if gone and self.metrics is not None:
+            self.metrics.forget_pool(self.name, gone)
         self._write_files()
 
     def _payload(self, dev_id: str) -> DevicePayload | None:
@@ -153,7 +156,10 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         pb_grpc.add_DevicePluginServicer_to_server(self, server)
         if self.watcher_mode:
             reg_grpc.add_RegistrationServicer_to_server(self, server)
-        server.add_insecure_port(f"unix:{self.socket_path}")
+        try:
+            server.add_insecure_port(f"unix:{self.socket_path}")
+        except RuntimeError as exc:  # grpc's way to say bind failed (e.g. a path over 107 bytes)
+            raise OSError(f"cannot listen on {self.socket_path}: {exc}") from None
         with self._cond:
             self._stopping = False
         server.start()

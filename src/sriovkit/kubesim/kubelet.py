@@ -109,6 +109,8 @@ class PluginEndpoint:
             if exc.code() != grpc.StatusCode.CANCELLED:
                 log.info("ListAndWatch ended resource=%s: %s", self.resource, exc.code())
         finally:
+            # like the device manager: a plugin that went away has no healthy devices
+            self.devices = {i: DeviceState("Unhealthy", s.numa_nodes) for i, s in self.devices.items()}
             self.stream_ended.set()
             self._on_update(self.resource)
 

@@ -147,3 +147,22 @@ def test_stop_removes_sockets(node):
     node.managers.remove(manager)
     assert sorted(p.name for p in node.dp_dir.iterdir()) == ["kubelet.sock"]
     assert node.kubelet.wait_for(lambda k: all(e.stream_ended.is_set() for e in k.endpoints.values()))
+
+
+def test_plugins_started_before_the_kubelet_register_when_it_comes(node, caplog):
+    node.kubelet.stop()
+    caplog.set_level(logging.INFO, logger="sriovkit.deviceplugin.manager")
+    node.start_plugins()
+    node.kubelet.wait_for(lambda k: False, timeout=0.3)  # a few polls without a kubelet
+    waiting = [r for r in caplog.records if "waiting for" in r.getMessage()]
+    assert len(waiting) == 1
+    node.kubelet.start()
+    assert len(node.kubelet.wait_for_devices("intel.com/net", 2)) == 2
+
+
+def test_plugin_that_goes_away_leaves_no_healthy_devices(node):
+    manager = node.start_plugins()
+    node.kubelet.wait_for_devices("intel.com/net", 2)
+    manager.stop()
+    node.managers.remove(manager)
+    assert node.kubelet.wait_for(lambda k: not any(s.healthy for s in k.resources()["intel.com/net"].values()))

@@ -134,7 +134,8 @@ def test_two_pods_on_two_vfs_ping_each_other_through_the_nic(guest):
 
 
 def test_del_gives_the_vf_back_exactly_as_before(guest):
-    start, deleted = guest.step("start"), guest.step("deleted")
+    start, added, deleted = guest.step("start"), guest.step("added"), guest.step("deleted")
+    assert [_vf(added, i)["netdevs"] for i in (0, 1)] == [[], []], "precondition: ADD moved both VFs"
     for name in ("del-a", "del-b"):
         assert deleted.command(name).returncode == 0, deleted.command(name).stdout
     for index in (0, 1):
@@ -169,6 +170,9 @@ def test_refused_setting_is_a_cni_error_naming_it(guest, name, setting, refusal)
 
 def test_refused_add_leaves_every_vf_as_it_was(guest):
     before, after = guest.step("deleted"), guest.step("refused")  # nothing ran in between but the ADDs
+    for name, setting in (("add-link-state", "link_state"), ("add-min-rate", "min_tx_rate")):
+        msg = _error(after.command(name))["msg"]
+        assert setting in msg, f"precondition: {name} got as far as {setting} (vlan, mac... applied first): {msg}"
     for index in range(4):
         assert _vfinfo(after, index) == _vfinfo(before, index), f"VF {index}: the settings applied first were undone"
         assert _vf(after, index) == _vf(before, index), f"VF {index}: still in the host under its name"
@@ -188,6 +192,7 @@ def test_deleting_the_pod_netns_returns_the_vf_to_the_host(guest):
 
 def test_del_with_the_netns_gone_restores_name_mac_and_vlan(guest):
     before, deleted = guest.step("refused"), guest.step("gone-deleted")  # "refused": the VF before ADD
+    assert guest.step("gone-added").command("add").returncode == 0, "precondition: ADD succeeded"
     command = deleted.command("del")
     assert command.returncode == 0, command.stdout
     assert _vfinfo(deleted, 0) == _vfinfo(before, 0), "vlan 0, admin MAC and trust as before"
@@ -226,11 +231,21 @@ def test_requested_driver_is_bound_at_add(guest):
 
 def test_userspace_del_restores_vlan_and_original_driver(guest):
     before, deleted = guest.step("dpdk-before"), guest.step("dpdk-deleted")
+    for name in ("add-userspace", "add-rebind"):
+        assert guest.step("dpdk-added").command(name).returncode == 0, f"precondition: {name} succeeded"
     for name in ("del-userspace", "del-rebind"):
         assert deleted.command(name).returncode == 0, deleted.command(name).stdout
     for index in (2, 3):
         assert _vfinfo(deleted, index) == _vfinfo(before, index)
     assert _vf(deleted, 3) == _vf(before, 3), "still on vfio-pci, as before ADD"
-    vf = _vf(deleted, 2)
+    vf, was = _vf(deleted, 2), _vf(before, 2)
     assert vf["driver"] == IGBVF
-    assert vf == _vf(before, 2), "back on igbvf with its name, MAC and driver_override as before"
+    assert (vf["netdevs"], vf["mac"], vf["mtu"], vf["up"]) == (was["netdevs"], was["mac"], was["mtu"], was["up"]), \
+        "its interface is back with the name and MAC it had"
+
+
+def test_rebind_del_leaves_no_driver_override_behind(guest):
+    """The VF's driver_override as before ADD: no driver pinned for the next user of the VF."""
+    before, deleted = guest.step("dpdk-before"), guest.step("dpdk-deleted")
+    assert guest.step("dpdk-added").command("add-rebind").returncode == 0, "precondition: ADD succeeded"
+    assert _vf(deleted, 2)["override"] == _vf(before, 2)["override"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+import threading
 
 from sriovkit.netlink import netns as ns
 from sriovkit.netlink.ping import checksum
@@ -65,25 +66,32 @@ def na_frame(mac: str, ip: str) -> bytes:
 def announce(netns_path: str, ifname: str, mac: str, addresses: list[str]) -> list[str]:
     """Send one announcement per address; returns the addresses that failed, with why.
 
-    One packet socket for all of them, bound to protocol 0 so it never receives: closing a
-    packet socket waits for an RCU grace period (~tens of ms), paid once per ADD this way."""
+    One packet socket for all of them, bound to protocol 0 so it never receives. Closing a packet
+    socket waits for an RCU grace period (~10 ms here); that wait happens on a short-lived thread,
+    so the pod's ADD answer does not include it."""
     if not addresses:
         return []
     try:
         sock = ns.socket_in_netns(netns_path, socket.AF_PACKET, socket.SOCK_RAW, 0)
     except OSError as exc:
         return [f"{cidr}: {exc.strerror or exc}" for cidr in addresses]
+    try:
+        return _send_all(sock, ifname, mac, addresses)
+    finally:
+        threading.Thread(target=sock.close, name="packet-socket-close", daemon=True).start()
+
+
+def _send_all(sock: socket.socket, ifname: str, mac: str, addresses: list[str]) -> list[str]:
+    try:
+        sock.bind((ifname, 0))
+    except OSError as exc:
+        return [f"{cidr}: {exc.strerror or exc}" for cidr in addresses]
     failed: list[str] = []
-    with sock:
+    for cidr in addresses:
+        ip = ipaddress.ip_interface(cidr).ip
+        frame = garp_frame(mac, str(ip)) if ip.version == 4 else na_frame(mac, str(ip))
         try:
-            sock.bind((ifname, 0))
+            sock.send(frame)
         except OSError as exc:
-            return [f"{cidr}: {exc.strerror or exc}" for cidr in addresses]
-        for cidr in addresses:
-            ip = ipaddress.ip_interface(cidr).ip
-            frame = garp_frame(mac, str(ip)) if ip.version == 4 else na_frame(mac, str(ip))
-            try:
-                sock.send(frame)
-            except OSError as exc:
-                failed.append(f"{ip}: {exc.strerror or exc}")
+            failed.append(f"{ip}: {exc.strerror or exc}")
     return failed

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,13 +168,16 @@ class DevicePluginManager:
     # -- the watch loop ----------------------------------------------------------------
     def _watch_loop(self) -> None:
         interval = self.settings.poll_interval
+        last = time.monotonic()
         while not self._stopping.is_set():
-            self._wake.wait(interval)
+            self._wake.wait(interval)  # a netlink link event ends the wait early
             self._wake.clear()
             if self._stopping.is_set():
                 return
+            now = time.monotonic()
+            elapsed, last = now - last, now
             try:
-                self.poll_once(elapsed=interval)
+                self.poll_once(elapsed=elapsed)
             except Exception:  # the loop must survive anything; the next tick resyncs
                 log.exception("device plugin watch iteration failed; retrying")
                 self._since_resync = self.settings.resync_interval

@@ -35,14 +35,15 @@ def write_json_atomic(path: Path, document: object) -> None:
         raise
 
 
-def write_device_info(directory: Path, resource: ResourceConfig, devices: Iterable[Device]) -> None:
+def write_device_info(directory: Path, resource: ResourceConfig,
+                      devices: Iterable[tuple[Device, DevicePayload | None]]) -> None:
     """Write each device's file unless it is there: its content depends only on the
     device, which does not change while it is in the pool (files of devices that
     leave the pool are removed)."""
-    for dev in devices:
+    for dev, payload in devices:
         path = directory / device_info_file_name(resource, device_id(dev))
         if not path.exists():
-            write_json_atomic(path, device_info(dev))
+            write_json_atomic(path, device_info(dev, payload))
 
 
 def remove_device_info(directory: Path, resource: ResourceConfig, keep: Iterable[str] = ()) -> list[str]:

@@ -200,8 +200,9 @@ def cdi_spec(resource: ResourceConfig, payloads: Iterable[DevicePayload]) -> dic
 DEVICE_INFO_VERSION = "1.1.0"
 
 
-def device_info(dev: Device) -> dict[str, object]:
-    """The Device Information Specification (v1.1.0) document for a device."""
+def device_info(dev: Device, payload: DevicePayload | None = None) -> dict[str, object]:
+    """The Device Information Specification (v1.1.0) document for a device; with
+    its payload, the vhost-net node it brings is named too."""
     if isinstance(dev, AuxDevice):
         return {"type": "auxiliary", "version": DEVICE_INFO_VERSION, "auxiliary": {"name": dev.name}}
     pci: dict[str, str] = {"pci-address": dev.pci_address}
@@ -209,6 +210,8 @@ def device_info(dev: Device) -> dict[str, object]:
         pci["pf-pci-address"] = dev.pf_address
     if dev.rdma_devices:
         pci["rdma-device"] = ",".join(dev.rdma_devices)
+    if payload is not None and "vhost" in payload.info:
+        pci["vhost-net"] = VHOST_NET
     return {"type": "pci", "version": DEVICE_INFO_VERSION, "pci": pci}
 
 

@@ -247,7 +247,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
             payloads = [self._payload_for(i) for i in ids]
             devices = [self._devices[i] for i in ids]
             config = self._pool.config
-        files.write_device_info(self.out.devinfo_dir, config, devices)
+        files.write_device_info(self.out.devinfo_dir, config, zip(devices, payloads, strict=True))
         if self.metrics is not None:
             self.metrics.allocations.labels(resource=self.name).inc(len(ids))
         log.info("allocate resource=%s devices=%s", self.name, ",".join(ids))

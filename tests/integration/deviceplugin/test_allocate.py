@@ -68,6 +68,9 @@ def test_vhost_net_allocation(make_node):
     assert nodes(answer) == {("/dev/vhost-net", "/dev/vhost-net", "rw"), ("/dev/net/tun", "/dev/net/tun", "rw")}
     info = json.loads(answer.envs["PCIDEVICE_INTEL_COM_VHOST_INFO"])
     assert all(v["vhost"] == {"net-mount": "/dev/vhost-net", "tun-mount": "/dev/net/tun"} for v in info.values())
+    for dev_id in info:
+        doc = json.loads((node.devinfo_dir / f"intel.com-vhost-{dev_id}-device.json").read_text())
+        assert doc["pci"]["vhost-net"] == "/dev/vhost-net"
 
 
 def test_device_info_files_written_on_allocate_and_removed_when_pool_goes(node):

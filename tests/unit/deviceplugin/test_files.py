@@ -18,8 +18,8 @@ def test_write_then_remove_keeps_other_resources_and_kept_devices(make_host, tmp
     tmp_path = tmp_path / "devinfo"
     net, net_x = configs("net", "net_x")
     vfs = [snap.get(host.vf_address(0, i)) for i in range(3)]
-    files.write_device_info(tmp_path, net, vfs)
-    files.write_device_info(tmp_path, net_x, vfs[:1])
+    files.write_device_info(tmp_path, net, [(v, None) for v in vfs])
+    files.write_device_info(tmp_path, net_x, [(vfs[0], None)])
     doc = json.loads((tmp_path / f"intel.com-net-{vfs[0].pci_address}-device.json").read_text())
     assert doc["pci"]["pci-address"] == vfs[0].pci_address
     removed = files.remove_device_info(tmp_path, net, keep=[vfs[1].pci_address])

@@ -109,8 +109,11 @@ class HotplugController:
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
-        self.pods.stop(self.api.stop)
-        self.nads.stop(self.api.stop)
+        self.pods.request_stop()
+        self.nads.request_stop()
+        self.api.stop()
+        self.pods.join()
+        self.nads.join()
         if self._worker is not None:
             self._worker.join(timeout=self.settings.cni.timeout_s + 5)
 

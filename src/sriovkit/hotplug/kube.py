@@ -179,12 +179,13 @@ class Informer:
         self._thread = threading.Thread(target=self._run, name=f"informer-{self.kind}", daemon=True)
         self._thread.start()
 
-    def stop(self, stop_watches: Callable[[], None] | None = None) -> None:
+    def request_stop(self) -> None:
+        """Stop after the current request; the owner then breaks the open watch (`ClusterApi.stop`)."""
         self._stopping.set()
-        if stop_watches is not None:
-            stop_watches()
+
+    def join(self, timeout: float = 10.0) -> None:
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
         while not self._stopping.is_set():

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,6 +52,7 @@ def containerd() -> Iterator[Containerd]:
 @dataclass
 class Site:
     tmp: Path
+    short: Path  # a short root for the kubelet's and OVS's dirs: unix socket paths are <= 107 bytes
     kube: FakeKubeApi
     runtime: Containerd
     cni_bin: Path
@@ -65,7 +68,7 @@ class Site:
 
     @property
     def dirs(self) -> VhostUserDirs:
-        return VhostUserDirs(self.tmp / "kubelet", self.tmp / "ovs")
+        return VhostUserDirs(self.short / "kubelet", self.short / "ovs")
 
     @property
     def ipam_dir(self) -> Path:
@@ -181,7 +184,7 @@ def cni_bin_dir(tmp: Path) -> Path:
 def site(containerd: Containerd, tmp_path: Path) -> Iterator[Site]:
     kube = FakeKubeApi()
     kube.start()
-    site = Site(tmp_path, kube, containerd, cni_bin_dir(tmp_path))
+    site = Site(tmp_path, Path(tempfile.mkdtemp(prefix="skhp", dir="/tmp")), kube, containerd, cni_bin_dir(tmp_path))
     try:
         yield site
     finally:
@@ -195,3 +198,4 @@ def site(containerd: Containerd, tmp_path: Path) -> Iterator[Site]:
             subprocess.run(["ip", "link", "delete", bridge], capture_output=True, check=False)
         for target in site.dirs.ovs_run_dir.glob("vhost_sockets/*/*"):
             subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+        shutil.rmtree(site.short, ignore_errors=True)

@@ -45,10 +45,12 @@ class FakeKubeApi:
         self.objects: dict[tuple[str, str, str], Obj] = {}
         self.history: list[tuple[int, str, str, Obj]] = []  # rv, kind, event type, object
         self.compacted = 0  # watches from a resourceVersion below this get 410
+        self.generation = 0  # bumped by `compact`: open watches end with 410, as after an API server restart
         self.rv = 100
         self.events: list[Obj] = []
         self.patches: list[tuple[str, str, str, Obj]] = []  # namespace, name, content type, body
         self.requests: list[str] = []
+        self.open_watches: dict[str, int] = {PODS: 0, NADS: 0}
         self.cond = threading.Condition()
         self.stopping = False
         self._server: ThreadingHTTPServer | None = None
@@ -109,10 +111,13 @@ class FakeKubeApi:
             return copy.deepcopy(self.objects[(kind, namespace, name)])
 
     def compact(self) -> None:
-        """Forget the change history, as etcd compaction does: older watches get 410."""
+        """Forget the change history, as etcd compaction does, and end open watches with 410 Expired
+        (as an API server restarting with a newer watch cache answers them)."""
         with self.cond:
             self.compacted = self.rv + 1
+            self.generation += 1
             self.history.clear()
+            self.cond.notify_all()
 
     def wait_for(self, predicate: Any, timeout: float = 30.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -140,18 +145,30 @@ class FakeKubeApi:
         """Watch events after `since`; None while idle (the handler sends nothing then)."""
         deadline = time.monotonic() + timeout
         seen = since
+        with self.cond:
+            generation = self.generation
+            self.open_watches[kind] += 1
+        try:
+            yield from self._follow(kind, seen, generation, node, deadline)
+        finally:
+            with self.cond:
+                self.open_watches[kind] -= 1
+
+    def _follow(self, kind: str, seen: int, generation: int, node: str | None,
+                deadline: float) -> Iterator[Obj | None]:
         while time.monotonic() < deadline:
             with self.cond:
                 if self.stopping:
                     return
-                if since < self.compacted - 1:
-                    yield {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                                       "message": f"too old resource version: {since}",
-                                                       "reason": "Expired", "code": 410}}
-                    return
+                expired = seen < self.compacted - 1 or generation != self.generation
                 fresh = [(rv, t, o) for rv, k, t, o in self.history if rv > seen and k == kind]
-                if not fresh:
+                if not fresh and not expired:
                     self.cond.wait(0.2)
+            if expired:
+                yield {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                                   "message": f"too old resource version: {seen}",
+                                                   "reason": "Expired", "code": 410}}
+                return
             for rv, event_type, obj in fresh:
                 seen = rv
                 if _on(obj, node):
@@ -185,7 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self) -> tuple[str, list[str], dict[str, str]]:
         url = urlparse(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        self.fake.requests.append(f"{self.command} {url.path}")
+        self.fake.requests.append(f"{self.command} {url.path}" + (" watch" if query.get("watch") == "true" else ""))
         return url.path, [p for p in url.path.split("/") if p], query
 
     def do_GET(self) -> None:

@@ -5,6 +5,7 @@ in-process) and calls it as a runtime would, with host-local IPAM, on eth0's fou
 
   3. VF0 -> pod-a, VF1 -> pod-b with vlan 100 qos 3, mac, spoofchk off, trust on, max_tx_rate 100;
      the pods ping each other through the NIC's switch; DEL both.
+     3b: VF2 -> pod-m with only a MAC (no trust: igb lets an untrusted VF keep only the PF's MAC).
   4. VF2 with link_state, then with min_tx_rate (igb refuses both), each after settings it accepts.
   6. VF0 -> pod-g, the namespace deleted, then DEL.
   5. VF3 bound to vfio-pci, ADD in userspace mode (vlan 400); VF2 ADD with driver vfio-pci (vlan 500);
@@ -151,6 +152,28 @@ def test_del_releases_the_host_local_addresses(guest):
     assert _ips(deleted.lines("ipam-files.txt"), SCENARIO3_POOL) == set()
 
 
+# --- scenario 3b: a MAC without `trust` -------------------------------------------------------
+
+MAC_ONLY = "02:00:00:00:e0:01"
+
+
+def test_mac_without_trust_puts_the_vf_in_the_pod_with_that_mac(guest):
+    step = guest.step("mac-added")
+    result = _result(step.command("add"))
+    assert result["interfaces"][0]["mac"] == MAC_ONLY
+    vf = _vfinfo(step, 2)
+    assert (vf["address"], vf["trust"]) == (MAC_ONLY, False), "admin MAC set, trust left as it was"
+    assert step.netns("pod-m").sysfs["net1"] == {"device": step.vf_addresses(PF)[2], "address": MAC_ONLY}
+
+
+def test_mac_without_trust_del_gives_the_vf_back_as_before(guest):
+    before, deleted = guest.step("deleted"), guest.step("mac-deleted")
+    assert guest.step("mac-added").command("add").returncode == 0, "precondition: ADD succeeded"
+    assert deleted.command("del").returncode == 0, deleted.command("del").stdout
+    assert _vfinfo(deleted, 2) == _vfinfo(before, 2)
+    assert _vf(deleted, 2) == _vf(before, 2)
+
+
 # --- scenario 4 ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("name", "setting", "refusal"), [
@@ -169,7 +192,7 @@ def test_refused_setting_is_a_cni_error_naming_it(guest, name, setting, refusal)
 
 
 def test_refused_add_leaves_every_vf_as_it_was(guest):
-    before, after = guest.step("deleted"), guest.step("refused")  # nothing ran in between but the ADDs
+    before, after = guest.step("mac-deleted"), guest.step("refused")  # nothing ran in between but the ADDs
     for name, setting in (("add-link-state", "link_state"), ("add-min-rate", "min_tx_rate")):
         msg = _error(after.command(name))["msg"]
         assert setting in msg, f"precondition: {name} got as far as {setting} (vlan, mac... applied first): {msg}"

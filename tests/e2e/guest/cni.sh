@@ -11,6 +11,7 @@
 #   added          scenario 3: VF0 -> pod-a, VF1 -> pod-b (vlan 100 qos 3, mac, spoofchk off,
 #                  trust on, max_tx_rate 100, host-local); ping-a-b / ping-b-a recorded here
 #   deleted        scenario 3: both DELs
+#   mac-added      VF2 -> pod-m with a MAC and no trust setting;  mac-deleted: its DEL
 #   refused        scenario 4: ADDs of VF2 with link_state, then min_tx_rate (both refused by igb)
 #   gone-added     scenario 6: VF0 -> pod-g
 #   gone-netns     pod-g deleted (ip netns del), VF0 back in the host (waited for)
@@ -52,7 +53,7 @@ ipam_files() { find "$IPAM" -type f 2>/dev/null | sed "s|$IPAM/||" | sort > "$1/
 ip link set eth0 up
 set_numvfs eth0 4 || exit 1
 VF0=$(vf_addr eth0 0) VF1=$(vf_addr eth0 1) VF2=$(vf_addr eth0 2) VF3=$(vf_addr eth0 3)
-for ns in pod-a pod-b pod-c pod-g pod-u pod-r; do ip netns add "$ns"; done
+for ns in pod-a pod-b pod-m pod-c pod-g pod-u pod-r; do ip netns add "$ns"; done
 record "$OUT/start" install-cni "$SRIOVCTL" install-cni --dest "$BIN" --agent-socket "$WORK/no-agent.sock" \
     --fallback-python "$(dirname "$SRIOVCTL")/python"
 snapshot "$OUT/start"
@@ -75,6 +76,15 @@ snapshot "$OUT/deleted"
 snapshot_netns "$OUT/deleted" pod-a pod-b
 ipam_files "$OUT/deleted"
 state_files "$OUT/deleted"
+
+# --- scenario 3b: a MAC without `trust` (the common config); igb lets a VF change its own MAC
+# only when trusted or when the PF never set one
+cni "$OUT/mac-added" add ADD ctr-m /run/netns/pod-m "$(conf mac-only "$VF2" 02:00:00:00:e0:01)"
+snapshot "$OUT/mac-added"
+snapshot_netns "$OUT/mac-added" pod-m
+cni "$OUT/mac-deleted" del DEL ctr-m /run/netns/pod-m "$OUT/conf/mac-only-$VF2.json"
+snapshot "$OUT/mac-deleted"
+snapshot_netns "$OUT/mac-deleted" pod-m
 
 # --- scenario 4: settings igb refuses; each ADD applies others first, so a rollback is needed
 cni "$OUT/refused" add-link-state ADD ctr-ls /run/netns/pod-c "$(conf link-state "$VF2" 02:00:00:00:c0:01)"
@@ -112,7 +122,7 @@ snapshot "$OUT/dpdk-deleted"
 snapshot_netns "$OUT/dpdk-deleted" pod-u pod-r
 state_files "$OUT/dpdk-deleted"
 
-for ns in pod-a pod-b pod-c pod-u pod-r; do ip netns del "$ns"; done
+for ns in pod-a pod-b pod-m pod-c pod-u pod-r; do ip netns del "$ns"; done
 echo 0 > /sys/class/net/eth0/device/sriov_numvfs
 rm -rf "$WORK"
 say "done"

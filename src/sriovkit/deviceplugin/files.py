@@ -20,13 +20,16 @@ from sriovkit.resources.selectors import Device, device_id
 _DEVINFO_SUFFIX = "-device.json"
 
 
+def _json_text(document: object) -> str:
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
 def write_json_atomic(path: Path, document: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(document, f, indent=2, sort_keys=True)
-            f.write("\n")
+            f.write(_json_text(document))
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -37,13 +40,17 @@ def write_json_atomic(path: Path, document: object) -> None:
 
 def write_device_info(directory: Path, resource: ResourceConfig,
                       devices: Iterable[tuple[Device, DevicePayload | None]]) -> None:
-    """Write each device's file unless it is there: its content depends only on the
-    device, which does not change while it is in the pool (files of devices that
-    leave the pool are removed)."""
+    """Write each device's file unless it already says the same (Allocate is on the
+    pod start path; comparing a small file is cheaper than replacing it)."""
     for dev, payload in devices:
         path = directory / device_info_file_name(resource, device_id(dev))
-        if not path.exists():
-            write_json_atomic(path, device_info(dev, payload))
+        document = device_info(dev, payload)
+        try:
+            if path.read_text() == _json_text(document):
+                continue
+        except OSError:
+            pass
+        write_json_atomic(path, document)
 
 
 def remove_device_info(directory: Path, resource: ResourceConfig, keep: Iterable[str] = ()) -> list[str]:

@@ -40,3 +40,19 @@ def test_cdi_spec_written_atomically_and_removed(tmp_path):
     files.remove_cdi_spec(tmp_path / "cdi", net)
     files.remove_cdi_spec(tmp_path / "cdi", net)
     assert list((tmp_path / "cdi").iterdir()) == []
+
+
+def test_device_info_rewritten_only_when_it_would_change(make_host, tmp_path):
+    from sriovkit.deviceplugin.payload import DevicePayload
+
+    host, snap = make_host({"name": "eth0", "numVfs": 1})
+    [net] = configs("net")
+    vf = snap.get(host.vf_address(0, 0))
+    path = tmp_path / f"intel.com-net-{vf.pci_address}-device.json"
+    files.write_device_info(tmp_path, net, [(vf, None)])
+    first = path.stat().st_ino
+    files.write_device_info(tmp_path, net, [(vf, None)])
+    assert path.stat().st_ino == first  # same content: left alone
+    vhost = DevicePayload(vf.pci_address, (), {"vhost": {"net-mount": "/dev/vhost-net"}})
+    files.write_device_info(tmp_path, net, [(vf, vhost)])
+    assert json.loads(path.read_text())["pci"]["vhost-net"] == "/dev/vhost-net"

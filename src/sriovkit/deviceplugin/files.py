@@ -45,6 +45,8 @@ def write_device_info(directory: Path, resource: ResourceConfig,
     for dev, payload in devices:
         path = directory / device_info_file_name(resource, device_id(dev))
         document = device_info(dev, payload)
+        if document is None:
+            continue
         try:
             if path.read_text() == _json_text(document):
                 continue

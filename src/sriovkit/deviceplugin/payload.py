@@ -200,11 +200,12 @@ def cdi_spec(resource: ResourceConfig, payloads: Iterable[DevicePayload]) -> dic
 DEVICE_INFO_VERSION = "1.1.0"
 
 
-def device_info(dev: Device, payload: DevicePayload | None = None) -> dict[str, object]:
+def device_info(dev: Device, payload: DevicePayload | None = None) -> dict[str, object] | None:
     """The Device Information Specification (v1.1.0) document for a device; with
-    its payload, the vhost-net node it brings is named too."""
+    its payload, the vhost-net node it brings is named too. None for an auxiliary
+    device: the specification has no type for one (upstream writes none either)."""
     if isinstance(dev, AuxDevice):
-        return {"type": "auxiliary", "version": DEVICE_INFO_VERSION, "auxiliary": {"name": dev.name}}
+        return None
     pci: dict[str, str] = {"pci-address": dev.pci_address}
     if dev.pf_address is not None:
         pci["pf-pci-address"] = dev.pf_address

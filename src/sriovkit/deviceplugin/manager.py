@@ -50,6 +50,7 @@ DEFAULT_DEVINFO_DIR = Path("/var/run/k8s.cni.cncf.io/devinfo/dp")
 DEFAULT_CDI_DIR = Path("/var/run/cdi")
 _SETTLE_STEPS = 6
 _SETTLE_INTERVAL = 0.5
+_MIN_POLL_GAP = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +174,10 @@ class DevicePluginManager:
             self._wake.wait(interval)  # a netlink link event ends the wait early
             self._wake.clear()
             if self._stopping.is_set():
+                return
+            # a node busy with pod veths sends link events all the time: keep a floor
+            gap = _MIN_POLL_GAP - (time.monotonic() - last)
+            if gap > 0 and self._stopping.wait(gap):
                 return
             now = time.monotonic()
             elapsed, last = now - last, now

@@ -92,6 +92,8 @@ class HotplugController:
         self._attempts: dict[str, int] = {}
         self._reported: dict[str, str] = {}  # pod UID -> annotation error already sent as an Event
         self._cond = threading.Condition()
+        self._busy = False  # a reconcile is running
+        self._last_resync = 0.0
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self.reconciled = 0  # finished reconciles, for tests and metrics
@@ -135,19 +137,21 @@ class HotplugController:
         with self._cond:
             while not self._stopping.is_set():
                 now = time.monotonic()
+                if now - self._last_resync >= self.settings.resync_s:
+                    self._resync()
                 if self._due:
                     uid, when = min(self._due.items(), key=lambda kv: kv[1])
                     if when <= now:
                         del self._due[uid]
+                        self._busy = True
                         return uid
                     self._cond.wait(min(when - now, self.settings.resync_s))
                 else:
                     self._cond.wait(self.settings.resync_s)
-                    self._resync()
             return None
 
     def _resync(self) -> None:
-        now = time.monotonic()
+        now = self._last_resync = time.monotonic()
         for uid in set(self.pods.known()) | set(self.store.uids()):
             self._due.setdefault(uid, now)
 
@@ -168,14 +172,16 @@ class HotplugController:
                 log.warning("pod uid=%s: %s; retry %d in %.1f s", uid, exc, attempt, delay)
                 self._enqueue(uid, time.monotonic() + delay)
             finally:
-                self.reconciled += 1
+                with self._cond:
+                    self._busy = False
+                    self.reconciled += 1
 
     def wait_idle(self, timeout: float) -> bool:
-        """True once nothing is due now (tests: after a change, wait for it to be handled)."""
+        """True once no reconcile runs and none is due now (tests: wait for a change to be handled)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._cond:
-                busy = any(w <= time.monotonic() for w in self._due.values())
+                busy = self._busy or any(w <= time.monotonic() for w in self._due.values())
             if not busy:
                 return True
             time.sleep(0.05)

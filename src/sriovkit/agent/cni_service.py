@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sriovkit.agent.metrics import AgentMetrics
 from sriovkit.cni.context import DEFAULT_LOCK_TIMEOUT_S, CniContext
+from sriovkit.cni.faults import FaultHook, only_on_simulated
 from sriovkit.cni.plugin import run_cni
 from sriovkit.cni.state import DEFAULT_STATE_DIR
 from sriovkit.host.sysfs import Sysfs
@@ -37,9 +38,14 @@ class CniService:
 
 
 def agent_cni_context(host_root: str | Path, *, state_dir: str = DEFAULT_STATE_DIR,
-                      lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> CniContext:
-    """The context every CNI call through this agent uses: one netlink implementation, kept warm."""
+                      lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+                      fault_hook: FaultHook | None = None) -> CniContext:
+    """The context every CNI call through this agent uses: one netlink implementation, kept warm.
+
+    `fault_hook` is for reliability tests only and is dropped unless `host_root` is a simulated
+    host (sriovkit.cni.faults); `sriovctl agent` never passes one."""
     from sriovkit.netlink.select import netlink_for
 
     sysfs = Sysfs(Path(host_root))
-    return CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), state_dir=state_dir, lock_timeout_s=lock_timeout_s)
+    return CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), state_dir=state_dir, lock_timeout_s=lock_timeout_s,
+                      fault_hook=only_on_simulated(fault_hook, host_root))

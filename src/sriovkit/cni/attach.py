@@ -27,7 +27,7 @@ from sriovkit.cni.device import Device, Mode, resolve_device
 from sriovkit.cni.deviceinfo import device_info, remove_device_info, write_device_info
 from sriovkit.cni.ipam import IpamCall, ipam_add, ipam_del
 from sriovkit.cni.spec import CniError, ErrorCode, Interface, Result
-from sriovkit.cni.state import AttachmentRecord, OriginalState
+from sriovkit.cni.state import AttachmentRecord, ForeignRecord, OriginalState
 from sriovkit.cni.steps import Call, Steps
 from sriovkit.host.discover import discover_device
 from sriovkit.netlink.model import ZERO_MAC, VfSettings
@@ -50,16 +50,18 @@ def attach(call: Call) -> Result:
     pci = conf.device_id
     call.log.bind(pci=pci)
     with store.lock(pci, call.ctx.lock_timeout_s):
+        call.faults.reached("lock taken")
         _refuse_if_taken(call, pci)
         device = resolve_device(call.ctx.sysfs, pci, call.ctx.netlink.device_netdev(pci), want_driver=conf.driver)
         _refuse_settings_for_pf(call, device)
-        with Steps(call.log, "ADD") as steps:
+        with Steps(call.log, "ADD", call.faults) as steps:
             record = steps.run("snapshot", lambda: _snapshot(call, device))
             _write_journal(call, steps, device, record)
             result = _run_steps(call, steps, device, record)
             steps.run("save state", lambda: store.save(record))
             steps.commit()
         _drop_journal(call)
+        call.faults.reached("journal dropped")
     call.log.info("attached", mode=device.mode.value, netns=env.netns,
                   ips=",".join(ip.address for ip in result.ips))
     return result
@@ -76,7 +78,12 @@ def _drop_journal(call: Call) -> None:
 
 def _refuse_if_taken(call: Call, pci: str) -> None:
     env = call.env
-    if call.ctx.store.load(env.container_id, env.ifname, pending=True) is not None:
+    try:
+        existing = call.ctx.store.load(env.container_id, env.ifname, pending=True)
+    except ForeignRecord as exc:
+        raise CniError(ErrorCode.DEVICE_UNUSABLE, f"attachment {env.attachment} cannot be recorded",
+                       f"{exc.msg} ({exc.details}); use another CNI_IFNAME") from None
+    if existing is not None:
         raise CniError(ErrorCode.DEVICE_UNUSABLE, f"attachment {env.attachment} already exists",
                        "DEL it before adding it again (also after an interrupted ADD)")
     owner = call.ctx.store.owner_of(pci)
@@ -126,7 +133,7 @@ def _write_journal(call: Call, steps: Steps, device: Device, record: AttachmentR
     store, env = call.ctx.store, call.env
     # registered first, so it is undone last: until every undo ran, the journal stays
     steps.run("write journal", lambda: store.save(journal),
-              lambda: store.delete(env.container_id, env.ifname, only_pending=True))
+              lambda: store.delete(env.container_id, env.ifname, only_pending=True), point="write journal")
 
 
 def _run_steps(call: Call, steps: Steps, device: Device, record: AttachmentRecord) -> Result:
@@ -142,7 +149,7 @@ def _run_steps(call: Call, steps: Steps, device: Device, record: AttachmentRecor
         path = call.conf.device_info_file
         pf_address = _pf_address(call, device)
         steps.run("write device info", lambda: write_device_info(path, device_info(device.pci_address, pf_address)),
-                  lambda: remove_device_info(path))
+                  lambda: remove_device_info(path), point="write device info")
     return result
 
 
@@ -153,7 +160,7 @@ def _bind_driver(call: Call, steps: Steps, device: Device, record: AttachmentRec
     binder = call.ctx.driver_binder()
     original = device.driver
     steps.run(f"bind driver {wanted}", lambda: binder.bind_driver(device.pci_address, wanted),
-              lambda: binder.bind_driver(device.pci_address, original))
+              lambda: binder.bind_driver(device.pci_address, original), point="bind driver")
     record.bound_driver = wanted
 
 
@@ -164,7 +171,7 @@ def _apply_vf_settings(call: Call, steps: Steps, device: Device, record: Attachm
     original = vfconfig.settings_from_dict(record.original.vf)
     for setting in vfconfig.wanted_settings(call.conf, original):
         steps.run(setting.name, partial(setting.apply, nl, pf, index),
-                  partial(vfconfig.restore_setting, nl, pf, index, setting.key, original))
+                  partial(vfconfig.restore_setting, nl, pf, index, setting.key, original), point=f"vf {setting.key}")
         record.changed_vf.append(setting.key)
 
 
@@ -173,18 +180,18 @@ def _move_into_pod(call: Call, steps: Steps, device: Device, record: AttachmentR
     host_name, pod_name, netns = record.original.host_ifname or "", env.ifname, env.netns
     steps.run(f"move {host_name} into {netns} as {pod_name}",
               lambda: nl.move_link(host_name, src_netns=None, dst_netns=netns, new_name=pod_name),
-              lambda: _move_back(call, record))
+              lambda: _move_back(call, record), point="move into pod")
     if conf.mac is not None and conf.mac != (record.original.mac or "").lower():
         mac, old_mac = conf.mac, record.original.mac or ""
         steps.run(f"set mac {mac}", lambda: nl.set_link_mac(pod_name, mac, netns),
-                  lambda: nl.set_link_mac(pod_name, old_mac, netns))
+                  lambda: nl.set_link_mac(pod_name, old_mac, netns), point="set mac")
     if conf.mtu is not None and conf.mtu != record.original.mtu:
         mtu, old_mtu = conf.mtu, record.original.mtu or 0
         steps.run(f"set mtu {mtu}", lambda: nl.set_link_mtu(pod_name, mtu, netns),
-                  lambda: nl.set_link_mtu(pod_name, old_mtu, netns))
+                  lambda: nl.set_link_mtu(pod_name, old_mtu, netns), point="set mtu")
     steps.run("set up", lambda: nl.set_link_up(pod_name, True, netns),
               lambda: nl.set_link_up(pod_name, False, netns))
-    link = steps.run("read the pod interface", lambda: nl.find_link(pod_name, netns))
+    link = steps.run("read the pod interface", lambda: nl.find_link(pod_name, netns), point="read pod interface")
     record.pod_mac = link.mac if link is not None else (conf.mac or "")
 
 
@@ -206,7 +213,7 @@ def _result_mac(call: Call, record: AttachmentRecord) -> str:
 
 def _run_ipam(call: Call, steps: Steps, device: Device, record: AttachmentRecord, result: Result) -> None:
     ipam = ipam_call(call)
-    got = steps.run(f"IPAM {call.conf.ipam_type} ADD", lambda: ipam_add(ipam), lambda: ipam_del(ipam))
+    got = steps.run(f"IPAM {call.conf.ipam_type} ADD", lambda: ipam_add(ipam), lambda: ipam_del(ipam), point="ipam add")
     for ip in got.ips:
         ip.interface = 0  # every address is the pod interface's
     result.ips, result.routes, result.dns = got.ips, got.routes, got.dns
@@ -215,14 +222,15 @@ def _run_ipam(call: Call, steps: Steps, device: Device, record: AttachmentRecord
         return  # the addresses are for the DPDK app to use; there is no kernel interface
     nl, name, netns = call.ctx.netlink, call.env.ifname, call.env.netns
     for ip in got.ips:
-        steps.run(f"add address {ip.address}", partial(nl.add_address, name, ip.address, netns))
+        steps.run(f"add address {ip.address}", partial(nl.add_address, name, ip.address, netns), point="add address")
     gateways = {ip.family: ip.gateway for ip in reversed(got.ips) if ip.gateway}
     for route in got.routes:
         gw = route.gw or gateways.get(_family(route.dst))
-        steps.run(f"add route {route.dst}", partial(nl.add_route, route.dst, gw, name, netns))
+        steps.run(f"add route {route.dst}", partial(nl.add_route, route.dst, gw, name, netns), point="add route")
     failed = announce(netns, name, record.pod_mac, record.ips)
     if failed:
         call.log.warning("announce failed", addresses="; ".join(failed))
+    call.faults.reached("announce")
 
 
 def _family(cidr: str) -> int:

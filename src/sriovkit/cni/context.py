@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from sriovkit.cni.faults import FaultHook, hook_from_env
 from sriovkit.cni.state import DEFAULT_STATE_DIR, StateStore
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.netns import netns_exists
@@ -36,6 +37,7 @@ class CniContext:
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
     drivers: DriverBinder | None = None  # None: binder_for(sysfs) when a rebind is asked for
     netns_exists: Callable[[str], bool] = field(default=netns_exists)
+    fault_hook: FaultHook | None = None  # tests only: see sriovkit.cni.faults (never set in production)
 
     @property
     def store(self) -> StateStore:
@@ -58,7 +60,8 @@ def binder_for(sysfs: Sysfs) -> DriverBinder:
 
 def context_from_env(env: Mapping[str, str]) -> CniContext:
     """The standalone plugin's context: SRIOVKIT_HOST_ROOT (default /),
-    SRIOVKIT_CNI_STATE_DIR (default /var/lib/cni/sriov), SRIOVKIT_CNI_LOCK_TIMEOUT (s)."""
+    SRIOVKIT_CNI_STATE_DIR (default /var/lib/cni/sriov), SRIOVKIT_CNI_LOCK_TIMEOUT (s).
+    SRIOVKIT_FAULT_KILL_AFTER is honoured only on a simulated host (see sriovkit.cni.faults)."""
     from sriovkit.netlink.select import netlink_for  # pulls pyroute2: only when a command needs it
 
     sysfs = Sysfs(Path(env.get(ENV_HOST_ROOT) or "/"))
@@ -67,4 +70,5 @@ def context_from_env(env: Mapping[str, str]) -> CniContext:
     except ValueError:
         timeout = DEFAULT_LOCK_TIMEOUT_S
     return CniContext(sysfs=sysfs, netlink=netlink_for(sysfs),
-                      state_dir=env.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR, lock_timeout_s=timeout)
+                      state_dir=env.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR, lock_timeout_s=timeout,
+                      fault_hook=hook_from_env(env, sysfs.root))

@@ -25,7 +25,7 @@ from sriovkit.cni.attach import ipam_call, original_vf_settings
 from sriovkit.cni.deviceinfo import remove_device_info
 from sriovkit.cni.ipam import ipam_del
 from sriovkit.cni.spec import CniError
-from sriovkit.cni.state import AttachmentRecord
+from sriovkit.cni.state import AttachmentRecord, ForeignRecord
 from sriovkit.cni.steps import Call, refused
 from sriovkit.host.discover import discover_device
 from sriovkit.netlink.errors import NetlinkError
@@ -36,7 +36,11 @@ T = TypeVar("T")
 
 def detach(call: Call) -> None:
     env = call.env
-    record = call.ctx.store.load(env.container_id, env.ifname, pending=True)
+    try:
+        record = call.ctx.store.load(env.container_id, env.ifname, pending=True)
+    except ForeignRecord as exc:  # another attachment's file (colliding key): never release its VF
+        call.log.warning("nothing to detach", reason=f"{exc.msg}: {exc.details}")
+        return
     if record is None:
         call.log.info("nothing to detach", netns=env.netns)
         return
@@ -51,7 +55,11 @@ def release(call: Call, record: AttachmentRecord, *, only_if_unchanged: bool = F
     store = call.ctx.store
     call.log.bind(pci=record.pci_address)
     with store.lock(record.pci_address, call.ctx.lock_timeout_s):
-        current = store.load(record.container_id, record.ifname, pending=True)
+        call.faults.reached("lock taken")
+        try:
+            current = store.load(record.container_id, record.ifname, pending=True)
+        except ForeignRecord:
+            current = None  # released, and the name since taken by a colliding attachment
         if current is None:
             call.log.info("already detached")
             return
@@ -63,21 +71,27 @@ def release(call: Call, record: AttachmentRecord, *, only_if_unchanged: bool = F
         if current.mode != "userspace":
             _return_netdev(call, current)
         _restore_driver(call, current)
-        _do(call, "remove device info", lambda: remove_device_info(current.device_info_file))
+        _do(call, "remove device info", lambda: remove_device_info(current.device_info_file),
+            point="remove device info")
         store.delete(current.container_id, current.ifname)
+        call.faults.reached("state removed")
     call.log.info("detached", mode=current.mode, interrupted_add=not current.complete)
 
 
-def _do(call: Call, step: str, action: Callable[[], T]) -> T:
+def _do(call: Call, step: str, action: Callable[[], T], *, point: str | None = None) -> T:
+    """One DEL step; `point`: its fault-point label (sriovkit.cni.faults), for steps that change something."""
     call.log.debug("step", step=step)
     try:
-        return action()
+        value = action()
     except (NetlinkError, OSError) as exc:
         call.log.error("step failed", step=step, reason=str(exc))
         raise refused(f"DEL step {step!r}", exc) from None
     except CniError as exc:
         call.log.error("step failed", step=step, reason=str(exc))
         raise CniError(exc.code, f"DEL step {step!r} failed: {exc.msg}", exc.details) from None
+    if point is not None:
+        call.faults.reached(point)
+    return value
 
 
 def _release_ipam(call: Call, record: AttachmentRecord) -> None:
@@ -86,7 +100,7 @@ def _release_ipam(call: Call, record: AttachmentRecord) -> None:
     if not isinstance(config.get("ipam"), dict) or not config["ipam"].get("type"):
         return
     ipam = ipam_call(call, config, container_id=record.container_id, ifname=record.ifname, netns=record.netns)
-    _do(call, f"IPAM {ipam.plugin} DEL", lambda: ipam_del(ipam))
+    _do(call, f"IPAM {ipam.plugin} DEL", lambda: ipam_del(ipam), point="ipam del")
 
 
 def _restore_vf_settings(call: Call, record: AttachmentRecord) -> None:
@@ -101,7 +115,7 @@ def _restore_vf_settings(call: Call, record: AttachmentRecord) -> None:
         keys = [k for k in keys if changed & set(vfconfig.FIELDS_OF[k])]
     for key in reversed(keys):
         _do(call, f"restore {vfconfig.describe_restore(key, original)}",
-            partial(vfconfig.restore_setting, nl, pf, index, key, original))
+            partial(vfconfig.restore_setting, nl, pf, index, key, original), point=f"restore vf {key}")
 
 
 def _restore_driver(call: Call, record: AttachmentRecord) -> None:
@@ -111,7 +125,8 @@ def _restore_driver(call: Call, record: AttachmentRecord) -> None:
     if discover_device(call.ctx.sysfs, record.pci_address).driver == original:
         return  # never rebound (interrupted ADD) or already restored by an earlier DEL
     binder = call.ctx.driver_binder()
-    _do(call, f"rebind driver {original}", lambda: binder.bind_driver(record.pci_address, original))
+    _do(call, f"rebind driver {original}", lambda: binder.bind_driver(record.pci_address, original),
+        point="rebind driver")
 
 
 def _return_netdev(call: Call, record: AttachmentRecord) -> None:
@@ -123,7 +138,8 @@ def _return_netdev(call: Call, record: AttachmentRecord) -> None:
     if in_pod is not None:
         name = _free_host_name(call, host_name, record)
         _do(call, f"move {record.ifname} back as {name}",
-            lambda: nl.move_link(record.ifname, src_netns=record.netns, dst_netns=None, new_name=name))
+            lambda: nl.move_link(record.ifname, src_netns=record.netns, dst_netns=None, new_name=name),
+            point="move back")
     else:
         current = _do(call, "find by PCI address", lambda: nl.device_netdev(record.pci_address))
         if current is None:
@@ -132,7 +148,7 @@ def _return_netdev(call: Call, record: AttachmentRecord) -> None:
         name = current
         if current != host_name:
             name = _free_host_name(call, host_name, record)
-            _do(call, f"rename {current} back to {name}", lambda: nl.rename_link(current, name))
+            _do(call, f"rename {current} back to {name}", lambda: nl.rename_link(current, name), point="rename back")
     _restore_link(call, record, name)
 
 
@@ -142,11 +158,11 @@ def _restore_link(call: Call, record: AttachmentRecord, name: str) -> None:
     if link is None:
         return
     if o.mac and o.mac != ZERO_MAC and link.mac.lower() != o.mac.lower():
-        _do(call, f"restore mac {o.mac}", lambda: nl.set_link_mac(name, o.mac or ""))
+        _do(call, f"restore mac {o.mac}", lambda: nl.set_link_mac(name, o.mac or ""), point="restore mac")
     if o.mtu and link.mtu != o.mtu:
-        _do(call, f"restore mtu {o.mtu}", lambda: nl.set_link_mtu(name, o.mtu or 0))
+        _do(call, f"restore mtu {o.mtu}", lambda: nl.set_link_mtu(name, o.mtu or 0), point="restore mtu")
     if o.up is not None and link.up != o.up:
-        _do(call, f"set {'up' if o.up else 'down'}", lambda: nl.set_link_up(name, bool(o.up)))
+        _do(call, f"set {'up' if o.up else 'down'}", lambda: nl.set_link_up(name, bool(o.up)), point="restore up")
 
 
 def _free_host_name(call: Call, wanted: str, record: AttachmentRecord) -> str:

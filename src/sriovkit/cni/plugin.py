@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from sriovkit.cni.context import CniContext, context_from_env
 from sriovkit.cni.env import CniEnv, parse_env
+from sriovkit.cni.faults import FaultPoints
 from sriovkit.cni.log import EventLog
 from sriovkit.cni.netconf import NetConf, decode, parse_netconf
 from sriovkit.cni.spec import (
@@ -29,6 +30,7 @@ from sriovkit.cni.spec import (
     render_result,
     version_reply,
 )
+from sriovkit.cni.state import ForeignRecord
 from sriovkit.cni.steps import Call
 
 __all__ = ["CniContext", "context_from_env", "main", "run_cni"]
@@ -73,7 +75,10 @@ def _config_for_del(env: CniEnv, context: CniContext, problem: CniError) -> NetC
     """A DEL whose config is unusable: with nothing attached there is nothing to do, and failing
     would keep the runtime from ever removing the pod (its ADD failed on the same config). With a
     record, the config ADD accepted is used instead."""
-    record = context.store.load(env.container_id, env.ifname, pending=True)
+    try:
+        record = context.store.load(env.container_id, env.ifname, pending=True)
+    except ForeignRecord:
+        record = None  # another attachment's file: nothing of this one is attached
     if record is None:
         _log.warning("DEL with an unusable config and nothing attached: success container=%s ifname=%s "
                      "problem=%s", env.container_id[:12], env.ifname, problem)
@@ -97,7 +102,7 @@ def _dispatch(env: CniEnv, stdin: bytes, version: str, context: CniContext) -> R
     log = EventLog(command=env.command, container=env.container_id, ifname=env.ifname,
                    level=conf.log_level, log_file=conf.log_file)
     log.bind(pci=conf.device_id or "")  # DEL, CHECK and GC without a deviceID learn it from the record
-    call = Call(ctx=context, env=env, conf=conf, log=log)
+    call = Call(ctx=context, env=env, conf=conf, log=log, faults=FaultPoints(context.fault_hook))
     log.debug("called", netns=env.netns, network=conf.name, version=conf.cni_version)
     try:
         return _run_command(call)

@@ -7,11 +7,17 @@ Layout under the state dir (default ``/var/lib/cni/sriov``, mode 0700):
                                   file or the new one, never half of one
     <containerID>-<ifname>.pending  the snapshot an ADD in progress took; if the
                                   process dies mid-ADD, DEL restores from it
+    .tmp-<containerID>-<ifname>+<pci>.json|.pending  a write in progress, named
+                                  per attachment and VF (written only under that
+                                  VF's lock), so one left by a killed process is
+                                  overwritten by the next write and removed by DEL
     locks/<pci address>.lock      per-VF flock: the node agent's threads and
                                   standalone plugin processes exclude each other
 
 Symlinks inside the directory are refused: a file planted there must not make
-us write or read somewhere else.
+us write or read somewhere else. A record is only ever used for the attachment
+it names: ``a-b`` + ``c`` and ``a`` + ``b-c`` share a file name, and one's DEL
+must never release the other's VF.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import fcntl
 import json
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -88,6 +93,15 @@ class StateError(CniError):
         super().__init__(ErrorCode.IO_FAILURE, msg, details)
 
 
+class ForeignRecord(StateError):
+    """The file for this attachment's key holds another attachment (their keys collide)."""
+
+    def __init__(self, path: str, record: AttachmentRecord) -> None:
+        super().__init__(f"state file {path} belongs to another attachment",
+                         f"container {record.container_id} ifname {record.ifname}")
+        self.record = record
+
+
 class LockTimeout(CniError):
     def __init__(self, pci_address: str, timeout_s: float) -> None:
         super().__init__(ErrorCode.TRY_AGAIN, f"device {pci_address} is busy",
@@ -131,8 +145,9 @@ class StateStore:
     def save(self, record: AttachmentRecord) -> None:
         self._ensure_dir(self.root)
         target = self._path(record.key, pending=not record.complete)
+        tmp = self._tmp_path(record)
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=_SUFFIX)
+            fd = _create_fresh(tmp)
         except OSError as exc:
             raise StateError(f"cannot write state file {target}", exc.strerror or str(exc)) from None
         try:
@@ -151,12 +166,24 @@ class StateStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 
+    def _tmp_path(self, record: AttachmentRecord) -> str:
+        self._path(record.key)  # the same guard as the record's own name
+        if "/" in record.pci_address or "\0" in record.pci_address:
+            raise StateError(f"PCI address {record.pci_address!r} is not a plain file name part")
+        suffix = _SUFFIX if record.complete else _PENDING
+        return os.path.join(self.root, f".tmp-{record.key}+{record.pci_address}{suffix}")
+
     def load(self, container_id: str, ifname: str, *, pending: bool = False) -> AttachmentRecord | None:
-        """The committed record; with `pending`, else the journal of an interrupted ADD."""
+        """The committed record; with `pending`, else the journal of an interrupted ADD.
+        Raises ForeignRecord when the file holds another attachment whose key collides."""
         key = f"{container_id}-{ifname}"
-        record = self._load_path(self._path(key))
+        path = self._path(key)
+        record = self._load_path(path)
         if record is None and pending:
-            record = self._load_path(self._path(key, pending=True))
+            path = self._path(key, pending=True)
+            record = self._load_path(path)
+        if record is not None and (record.container_id, record.ifname) != (container_id, ifname):
+            raise ForeignRecord(path, record)
         return record
 
     def _load_path(self, path: str) -> AttachmentRecord | None:
@@ -178,6 +205,9 @@ class StateStore:
     def delete(self, container_id: str, ifname: str, *, only_pending: bool = False) -> None:
         key = f"{container_id}-{ifname}"
         paths = [self._path(key, pending=True)] if only_pending else [self._path(key), self._path(key, pending=True)]
+        if not only_pending:  # writes a killed process left half-done (only under this VF's lock)
+            paths += [os.path.join(self.root, name) for name in _listdir(self.root)
+                      if name.startswith(f".tmp-{key}+")]
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -235,6 +265,17 @@ def _acquire(fd: int, pci_address: str, timeout_s: float) -> None:
             if time.monotonic() >= deadline:
                 raise LockTimeout(pci_address, timeout_s) from None
             time.sleep(_POLL_S)
+
+
+def _create_fresh(path: str) -> int:
+    """A new file at `path`, replacing one a killed writer left there: created (O_EXCL) rather
+    than truncated, so a hard link or symlink planted at that name is never written through."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o600)
+    except FileExistsError:
+        os.unlink(path)
+        return os.open(path, flags, 0o600)
 
 
 def _fsync_dir(path: str) -> None:

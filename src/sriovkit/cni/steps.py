@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sriovkit.cni.context import CniContext
 from sriovkit.cni.env import CniEnv
+from sriovkit.cni.faults import FaultPoints
 from sriovkit.cni.log import EventLog
 from sriovkit.cni.netconf import NetConf
 from sriovkit.cni.spec import CniError, ErrorCode
@@ -31,6 +32,7 @@ class Call:
     env: CniEnv
     conf: NetConf
     log: EventLog
+    faults: FaultPoints = field(default_factory=FaultPoints)  # test-only kill points (sriovkit.cni.faults)
 
 
 def refused(step: str, exc: NetlinkError | OSError) -> CniError:
@@ -41,9 +43,10 @@ def refused(step: str, exc: NetlinkError | OSError) -> CniError:
 class Steps:
     """Run mutations with their undos; `commit()` once everything succeeded."""
 
-    def __init__(self, log: EventLog, command: str) -> None:
+    def __init__(self, log: EventLog, command: str, faults: FaultPoints | None = None) -> None:
         self.log = log
         self.command = command
+        self.faults = faults or FaultPoints()
         self.undo = contextlib.ExitStack()
 
     def __enter__(self) -> Steps:
@@ -55,7 +58,9 @@ class Steps:
             self.log.warning("rollback", reason=str(exc[1]))
         self.undo.__exit__(None, None, None)  # our undos never raise; the original error propagates
 
-    def run(self, step: str, action: Callable[[], T], undo: Callable[[], object] | None = None) -> T:
+    def run(self, step: str, action: Callable[[], T], undo: Callable[[], object] | None = None, *,
+            point: str | None = None) -> T:
+        """`point`: the step's stable fault-point label (defaults to `step`)."""
         self.log.debug("step", step=step)
         try:
             value = action()
@@ -67,6 +72,7 @@ class Steps:
             raise CniError(exc.code, f"{self.command} step {step!r} failed: {exc.msg}", exc.details) from None
         if undo is not None:
             self.undo.callback(self._undo, step, undo)
+        self.faults.reached(point or step)
         return value
 
     def commit(self) -> None:

@@ -1,0 +1,86 @@
+"""Fault points: a test-only hook that can stop a CNI operation dead after any of its steps.
+
+ADD and DEL call `FaultPoints.reached(label)` after each step has taken effect (and its undo is
+registered). Labels are stable names, not the log's step descriptions: "lock taken", "write
+journal", "vf vlan", "move into pod", "set mac", "ipam add", "add address", "save state", ...
+(`sriovctl`-independent; the reliability tests list them by running an ADD with a recording hook).
+A label reached several times in one call (one "add address" per address) is told apart by its
+occurrence, counted from 1.
+
+The hook is off unless the caller's `CniContext.fault_hook` is set. Production never sets it:
+
+- the standalone plugin (`context_from_env`) builds one from ``SRIOVKIT_FAULT_KILL_AFTER`` only
+  when its host root is a simulated host (the `sriovctl sim` marker file is there), which a
+  real node's ``/`` never is;
+- the agent (`agent_cni_context`) takes one only as an argument and also drops it unless the
+  host root is simulated; `sriovctl agent` never passes one.
+
+``SRIOVKIT_FAULT_KILL_AFTER=<label>`` or ``<label>@<n>`` (the n-th time the label is reached):
+the process SIGKILLs itself there, as an OOM kill or a node power cut would stop it, with no
+chance to run an undo, a ``finally`` or an atexit handler.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+ENV_KILL_AFTER = "SRIOVKIT_FAULT_KILL_AFTER"
+SIM_MARKER = ".sriovkit-sim"  # what `sriovkit.host.sim` writes at the root of a simulated host
+
+FaultHook = Callable[[str, int], None]  # (label, occurrence from 1)
+
+
+class FaultPoints:
+    """Per-call counter of the labels reached; calls the hook (if any) at each."""
+
+    __slots__ = ("_counts", "_hook")
+
+    def __init__(self, hook: FaultHook | None = None) -> None:
+        self._hook = hook
+        self._counts: dict[str, int] = {}
+
+    def reached(self, label: str) -> None:
+        if self._hook is None:
+            return
+        count = self._counts.get(label, 0) + 1
+        self._counts[label] = count
+        self._hook(label, count)
+
+
+def is_simulated_root(root: str | os.PathLike[str]) -> bool:
+    return os.path.isfile(Path(root) / SIM_MARKER)
+
+
+def parse_kill_spec(spec: str) -> tuple[str, int]:
+    """``label`` or ``label@n`` -> (label, n); n defaults to 1."""
+    label, sep, nth = spec.rpartition("@")
+    if sep and nth.isdigit() and int(nth) >= 1:
+        return label, int(nth)
+    return spec, 1
+
+
+def kill_after(spec: str) -> FaultHook:
+    """A hook that SIGKILLs this process when `spec` (see `parse_kill_spec`) is reached."""
+    wanted = parse_kill_spec(spec)
+
+    def hook(label: str, occurrence: int) -> None:
+        if (label, occurrence) == wanted:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+def hook_from_env(env: Mapping[str, str], host_root: str | os.PathLike[str]) -> FaultHook | None:
+    """The standalone plugin's hook: only with ``SRIOVKIT_FAULT_KILL_AFTER`` set on a simulated host."""
+    spec = env.get(ENV_KILL_AFTER, "")
+    if not spec or not is_simulated_root(host_root):
+        return None
+    return kill_after(spec)
+
+
+def only_on_simulated(hook: FaultHook | None, host_root: str | os.PathLike[str]) -> FaultHook | None:
+    """`hook` if `host_root` is a simulated host, else None: a hook never reaches a real node."""
+    return hook if hook is not None and is_simulated_root(host_root) else None

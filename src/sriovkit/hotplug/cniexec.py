@@ -19,6 +19,10 @@ class CniExecError(RuntimeError):
     """A plugin failed; the message has the plugin, the command and the plugin's own error."""
 
 
+class PluginNotFound(CniExecError):
+    """A plugin of the chain is not in the bin dirs: nothing ran."""
+
+
 @dataclass(frozen=True, slots=True)
 class CniRuntime:
     """Where the plugins live and what every call gets."""
@@ -32,7 +36,7 @@ class CniRuntime:
             path = os.path.join(directory, plugin_type)
             if os.path.isfile(path) and os.access(path, os.X_OK):
                 return path
-        raise CniExecError(f"CNI plugin {plugin_type!r} not found in {':'.join(self.bin_dirs)}")
+        raise PluginNotFound(f"CNI plugin {plugin_type!r} not found in {':'.join(self.bin_dirs)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +67,11 @@ def plugin_configs(network_config: Mapping[str, Any]) -> list[dict[str, Any]]:
 def add(runtime: CniRuntime, network_config: Mapping[str, Any], call: CniCall) -> dict[str, Any]:
     """ADD through the chain; the last plugin's result. On failure the caller runs `delete` (it
     knows whether the record still needs the attachment)."""
+    configs = plugin_configs(network_config)
+    for config in configs:  # every binary first: a chain that cannot run whole does not start
+        runtime.find(str(config["type"]))
     result: dict[str, Any] | None = None
-    for config in plugin_configs(network_config):
+    for config in configs:
         if result is not None:
             config["prevResult"] = result
         result = _exec(runtime, "ADD", config, call)

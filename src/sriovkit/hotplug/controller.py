@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sriovkit.hotplug import cniexec, vhostuser
-from sriovkit.hotplug.cniexec import CniCall, CniExecError, CniRuntime
+from sriovkit.hotplug.cniexec import CniCall, CniExecError, CniRuntime, PluginNotFound
 from sriovkit.hotplug.cri import CriError, Sandbox
 from sriovkit.hotplug.kube import ClusterApi, Informer, Obj
 from sriovkit.hotplug.nad import NetworkDefinitionError, parse_nad
@@ -37,13 +37,14 @@ from sriovkit.hotplug.networks import (
 from sriovkit.hotplug.plan import Action, Backoff, Verb, plan
 from sriovkit.hotplug.podresources import PodResourcesError, free_device
 from sriovkit.hotplug.record import ADDING, ATTACHED, PodRecord, RecordStore
+from sriovkit.hotplug.sandbox import interfaces_in
 from sriovkit.hotplug.status import (
     pci_device_info,
     read_network_status,
+    reconciled_status,
     secondary_attachments,
     status_annotation,
     status_entry,
-    updated_status,
 )
 from sriovkit.hotplug.vhostuser import MountError, VhostUserDirs
 
@@ -203,27 +204,46 @@ class HotplugController:
         if desired is None:
             return
         entries = read_network_status(meta.get("annotations"))
-        attached = {a["interface"]: a["network"] for a in record.attachments or [] if a["state"] == ATTACHED}
-        for interface, network in secondary_attachments(entries).items():
-            attached.setdefault(interface, network)  # attached by Multus when the pod started
-        actions = plan(desired, attached)
         wants_mount = self.settings.vhostuser is not None and vhostuser.wants_vhostuser(pod)
-        pending = [a for a in record.attachments or [] if a["state"] == ADDING]
-        if not actions and not pending and (not wants_mount or record.mounts):
-            return
+        if not desired and not record.attachments and not secondary_attachments(entries) \
+                and (not wants_mount or record.mounts):
+            return  # nothing asked, nothing attached: no need to ask the runtime
         sandbox = self._sandbox(pod)
-        record.sandbox_id, record.netns = sandbox.id, sandbox.netns
         errors: list[str] = []
-        self._finish_pending(record, pending, errors)
+        present = self._adopt(pod, record, sandbox, errors)
         if wants_mount:
             self._mount(pod, record, errors)
-        removed, added = self._run(pod, record, sandbox, actions, errors)
-        if removed or added:
-            new = updated_status(entries, removed=removed, added=added)
+        others = {i: n for i, n in secondary_attachments(entries).items()
+                  if i in present and record.attachment(i) is None}  # attached by Multus when the pod started
+        attached = {**others, **{a["interface"]: a["network"] for a in record.attachments or []}}
+        removed = self._run(pod, record, sandbox, plan(desired, attached), errors)
+        ours = [a["status"] for a in record.attachments or [] if a["state"] == ATTACHED and a.get("status")]
+        new = reconciled_status(entries, ours=ours, others=set(others) - set(removed))
+        if new != entries:
             self.api.patch_pod_annotations(meta["namespace"], meta["name"],
                                            {NETWORK_STATUS_ANNOTATION: status_annotation(new)})
         if errors:
             raise HotplugFailed("; ".join(errors))
+
+    def _adopt(self, pod: Obj, record: PodRecord, sandbox: Sandbox, errors: list[str]) -> set[str]:
+        """Undo what the record holds that is not really in `sandbox`: ADDs cut short, attachments of
+        an earlier sandbox of the pod (its netns is gone), interfaces gone from the netns. The plan
+        then adds them again. Returns the interfaces the kernel shows in the sandbox's netns."""
+        present = interfaces_in(sandbox.netns)
+        for attachment in list(record.attachments or []):
+            earlier = attachment.get("container_id") != sandbox.id
+            if attachment["state"] == ATTACHED and not earlier and attachment["interface"] in present:
+                continue
+            try:
+                self._undo(record, attachment, "" if earlier else sandbox.netns)
+                log.info("pod %s: undid %s@%s (%s)", record.pod, attachment["network"], attachment["interface"],
+                         "earlier sandbox" if earlier else attachment["state"])
+            except CniExecError as exc:
+                message = f"DEL {attachment['network']}@{attachment['interface']}: {exc}"
+                errors.append(message)
+                self._event(pod, "Warning", "HotplugFailed", message)
+        record.sandbox_id, record.netns = sandbox.id, sandbox.netns
+        return present
 
     def _desired(self, pod: Obj, record: PodRecord) -> list[DesiredAttachment] | None:
         meta = pod["metadata"]
@@ -253,23 +273,23 @@ class HotplugController:
         return sandbox
 
     def _run(self, pod: Obj, record: PodRecord, sandbox: Sandbox, actions: list[Action],
-             errors: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
+             errors: list[str]) -> list[str]:
+        """Run the plan; the interfaces removed. A failed action is an Event and an error; the others go on."""
         removed: list[str] = []
-        added: list[dict[str, Any]] = []
         for action in actions:
             try:
                 if action.verb is Verb.DEL:
                     self._delete(pod, record, sandbox, action)
                     removed.append(action.interface)
                 else:
-                    added.append(self._add(pod, record, sandbox, action))
+                    self._add(pod, record, sandbox, action)
             except (CniExecError, NetworkDefinitionError, PodResourcesError, HotplugFailed) as exc:
                 message = f"{action}: {exc}"
                 errors.append(message)
                 self._event(pod, "Warning", "HotplugFailed", message)
-        return removed, added
+        return removed
 
-    def _add(self, pod: Obj, record: PodRecord, sandbox: Sandbox, action: Action) -> dict[str, Any]:
+    def _add(self, pod: Obj, record: PodRecord, sandbox: Sandbox, action: Action) -> None:
         assert action.desired is not None
         selection = action.desired.selection
         definition = self._definition(action.network)
@@ -289,6 +309,10 @@ class HotplugController:
         self.store.save(record)  # before the ADD: a crash in it still leaves what to undo
         try:
             result = cniexec.add(self.settings.cni, config, self._call(record, sandbox.id, action.interface))
+        except PluginNotFound:
+            record.drop(action.interface)  # nothing ran: nothing to undo
+            self.store.save(record)
+            raise
         except CniExecError:
             # undo the half-made chain now; if even that fails the record keeps it `adding` for later
             with contextlib.suppress(CniExecError):
@@ -302,7 +326,6 @@ class HotplugController:
         ips = ",".join(entry.get("ips", []))
         self._event(pod, "Normal", "AddedInterface", f"Add {action.interface} [{ips}] from {action.network}")
         log.info("pod %s: added %s", record.pod, action)
-        return entry
 
     def _delete(self, pod: Obj, record: PodRecord, sandbox: Sandbox, action: Action) -> None:
         attachment = record.attachment(action.interface)
@@ -318,14 +341,6 @@ class HotplugController:
         self.store.save(record)
         self._event(pod, "Normal", "RemovedInterface", f"Remove {action.interface} from {action.network}")
         log.info("pod %s: removed %s", record.pod, action)
-
-    def _finish_pending(self, record: PodRecord, pending: list[dict[str, Any]], errors: list[str]) -> None:
-        """ADDs cut short (the controller died in them): undo them; the plan adds them again."""
-        for attachment in pending:
-            try:
-                self._undo(record, attachment, record.netns)
-            except CniExecError as exc:
-                errors.append(f"DEL {attachment['network']}@{attachment['interface']} (unfinished ADD): {exc}")
 
     def _undo(self, record: PodRecord, attachment: dict[str, Any], netns: str) -> None:
         call = self._call(record, attachment.get("container_id") or record.sandbox_id, attachment["interface"],

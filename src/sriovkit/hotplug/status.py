@@ -76,12 +76,14 @@ def secondary_attachments(entries: Sequence[Mapping[str, Any]]) -> dict[str, str
     return out
 
 
-def updated_status(entries: Sequence[Mapping[str, Any]], *, removed: Sequence[str],
-                   added: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """`entries` without the secondary entries on `removed` interfaces, with `added` replacing or appended."""
-    gone = set(removed) | {str(a["interface"]) for a in added}
-    kept = [dict(e) for e in entries if e.get("default") or str(e.get("interface")) not in gone]
-    return kept + [dict(a) for a in added]
+def reconciled_status(entries: Sequence[Mapping[str, Any]], *, ours: Sequence[Mapping[str, Any]],
+                      others: set[str]) -> list[dict[str, Any]]:
+    """What network-status should say: the default network's entries, the secondary entries of
+    `others` (interfaces someone else attached and that are still there), then `ours`."""
+    mine = {str(o["interface"]) for o in ours}
+    kept = [dict(e) for e in entries
+            if e.get("default") or (str(e.get("interface")) in others and str(e.get("interface")) not in mine)]
+    return kept + [dict(o) for o in ours]
 
 
 def status_annotation(entries: Sequence[Mapping[str, Any]]) -> str:

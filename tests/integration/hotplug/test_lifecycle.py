@@ -171,3 +171,23 @@ def test_watch_expiry_relists(site: Site):
     site.set_networks(pod, "br-a")  # the open watch ends with 410 first: seen through the list that follows
     site.wait_status(pod, {"net1"})
     assert site.kube.requests.count("GET /api/v1/pods") == 2  # the first list, and one after the 410
+
+
+def test_new_sandbox_gets_its_networks_again(site: Site):
+    site.bridge_nad("br-a", "10.215.11.0/24")
+    pod = site.pod("vm-r", "br-a")
+    site.controller()
+    site.wait_status(pod, {"net1"})
+    old_netns = site.netns(pod)
+    # the runtime made the pod a new sandbox (the old one died with its netns); the kubelet updates the pod
+    site.remove_sandbox(pod)
+    site.sandboxes[pod["metadata"]["uid"]] = site.runtime.run_pod("vm-r", "ns1", pod["metadata"]["uid"])
+    current = site.kube.get(PODS, "ns1", "vm-r")
+    current["status"]["podIP"] = "10.213.0.99"
+    site.kube.put(PODS, current)
+
+    netns = site.netns(pod)
+    assert netns != old_netns
+    site.kube.wait_for(lambda _: "net1" in links(netns)
+                       and site.status(pod).get("net1", {}).get("ips") == links(netns)["net1"])
+    assert len(ipam_allocations(site.ipam_dir)) == 1  # the old sandbox's address was given back

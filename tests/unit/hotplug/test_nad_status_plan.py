@@ -13,9 +13,9 @@ from sriovkit.hotplug.plan import Backoff, Verb, plan
 from sriovkit.hotplug.status import (
     pci_device_info,
     read_network_status,
+    reconciled_status,
     secondary_attachments,
     status_entry,
-    updated_status,
 )
 
 
@@ -90,8 +90,12 @@ def test_status_updates_keep_the_default_network_and_replace_by_interface():
     entries = [{"name": "cbr0", "interface": "eth0", "default": True}, {"name": "ns1/a", "interface": "net1"},
                {"name": "ns1/b", "interface": "net2"}]
     assert secondary_attachments(entries) == {"net1": "ns1/a", "net2": "ns1/b"}
-    new = updated_status(entries, removed=["net1"], added=[{"name": "ns1/c", "interface": "net2"}])
-    assert new == [{"name": "cbr0", "interface": "eth0", "default": True}, {"name": "ns1/c", "interface": "net2"}]
+    # net1 was attached by someone else and is still there; net2 is ours now
+    new = reconciled_status(entries, ours=[{"name": "ns1/c", "interface": "net2"}], others={"net1", "net2"})
+    assert new == [{"name": "cbr0", "interface": "eth0", "default": True}, {"name": "ns1/a", "interface": "net1"},
+                   {"name": "ns1/c", "interface": "net2"}]
+    # others gone (removed, or not in the netns any more) drop out
+    assert reconciled_status(entries, ours=[], others=set()) == [entries[0]]
 
 
 def test_unreadable_network_status_reads_as_empty():

@@ -137,7 +137,7 @@ def test_install_cni_accepts_the_flags_the_init_container_passes(agent_needs: di
 
 # Flags of the agreed agent command line (issue 3) that `sriovctl agent` does not have yet. While
 # only these are missing the test is an expected failure; delete an entry once the agent has it.
-PENDING_AGENT_FLAGS = {"--cni-socket", "--metrics-address"}
+PENDING_AGENT_FLAGS: set[str] = set()
 
 
 def test_agent_accepts_the_flags_the_daemonset_passes(agent_needs: dict[str, Any]) -> None:

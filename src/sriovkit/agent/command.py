@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sriovkit.agent.metrics import AgentMetrics
+    from sriovkit.agent.node import NodeAgent
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,6 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="where device-info files (Device Information Spec 1.1.0) are written")
     p.add_argument("--use-cdi", action="store_true", help="hand devices over as CDI devices instead of device nodes")
     p.add_argument("--cdi-dir", default="/var/run/cdi", help="where CDI spec files are written (with --use-cdi)")
+    p.add_argument("--cni-socket", default="/run/sriovkit/cni.sock",
+                   help="serve the `sriov` CNI shim on this unix socket (mode 0600; '' = do not serve)")
+    p.add_argument("--cni-state-dir", default="/var/lib/cni/sriov",
+                   help="where CNI attachment records and per-VF locks live (shared with the shim's fallback)")
+    p.add_argument("--cni-max-concurrent", type=int, default=16, help="CNI operations served at once")
+    p.add_argument("--metrics-address", default="127.0.0.1:9808",
+                   help="HOST:PORT of /metrics and /healthz (default loopback; '' = no endpoint)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=_agent)
 
@@ -64,9 +76,13 @@ def _agent(args: argparse.Namespace) -> int:
         devinfo_dir=Path(args.devinfo_dir),
         use_cdi=args.use_cdi,
         cdi_dir=Path(args.cdi_dir),
-        netlink_events=os.path.realpath(args.host_root) == "/",
+        # the agent shares the host's network namespace even when the host's files are mounted
+        # elsewhere (/host in the DaemonSet); only a simulated host has no kernel links to watch
+        netlink_events=not _is_simulated(args.host_root),
     )
-    agent = NodeAgent(settings, metrics=AgentMetrics())
+    metrics = AgentMetrics()
+    agent = NodeAgent(settings, metrics=metrics)
+    _add_cni_and_metrics(agent, args, metrics)
     try:
         agent.run_until_signal()
     except ConfigError as exc:
@@ -75,6 +91,35 @@ def _agent(args: argparse.Namespace) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         raise UserError(f"cannot start the agent: {where}{exc.strerror or exc}") from None
     return 0
+
+
+def _add_cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentMetrics) -> None:
+    from sriovkit.agent.cni_service import CniService, agent_cni_context
+    from sriovkit.agent.metrics import MetricsServer
+    from sriovkit.errors import UserError
+    from sriovkit.shim.server import CniSocketServer
+
+    if args.cni_max_concurrent < 1:
+        raise UserError(f"--cni-max-concurrent {args.cni_max_concurrent}: must be at least 1")
+    if args.cni_socket:
+        context = agent_cni_context(args.host_root, state_dir=args.cni_state_dir)
+        agent.add(CniSocketServer(args.cni_socket, CniService(context, metrics),
+                                  max_concurrent=args.cni_max_concurrent))
+    if args.metrics_address:
+        _, sep, port = args.metrics_address.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise UserError(f"--metrics-address {args.metrics_address}: must be HOST:PORT, e.g. 127.0.0.1:9808")
+        agent.add(MetricsServer(args.metrics_address, metrics, agent.healthy))
+
+
+def _is_simulated(host_root: str) -> bool:
+    from sriovkit.host import sim
+
+    try:
+        sim.open_existing(host_root)
+    except sim.SimSpecError:
+        return False
+    return True
 
 
 def _kubesim(args: argparse.Namespace) -> int:

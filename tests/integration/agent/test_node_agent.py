@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ from sriovkit.deviceplugin.manager import DevicePluginSettings
 from sriovkit.host import sim
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
+from sriovkit.shim.client import call_agent
 
 PFS = [{"name": "enp1s0f0", "numVfs": 3, "vfDrivers": {"2": "vfio-pci"}}]
 RESOURCES = [{"resourceName": "net", "selectors": {"drivers": ["iavf"]}},
@@ -96,22 +101,60 @@ def test_metrics_follow_pools_and_allocations(site):
         agent.stop()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
 def test_sriovctl_agent_runs_until_sigterm_and_cleans_up(site):
     root, kubelet = site
+    port = _free_port()
+    cni_socket = root / "run" / "cni.sock"
     cmd = [sys.executable, "-m", "sriovkit", "agent", "--config-file", str(root / "config.json"),
            "--host-root", str(root / "host"), "--device-plugin-dir", str(root / "dp"),
-           "--devinfo-dir", str(root / "devinfo")]
+           "--devinfo-dir", str(root / "devinfo"), "--cni-socket", str(cni_socket),
+           "--cni-state-dir", str(root / "cni-state"), "--metrics-address", f"127.0.0.1:{port}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         kubelet.wait_for_devices("intel.com/dpdk", 1, timeout=20)
         kubelet.allocate("p", "c", {"intel.com/dpdk": 1})
         assert list((root / "devinfo").iterdir())
+        assert stat.S_IMODE(cni_socket.stat().st_mode) == 0o600
+        assert stat.S_IMODE(cni_socket.parent.stat().st_mode) == 0o700
+        assert _get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
+        status, body = _get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200 and 'sriovkit_device_allocations_total{resource="intel.com/dpdk"} 1.0' in body
+        # the shim's protocol, answered by the CNI library inside the agent
+        reply, code = call_agent(str(cni_socket), {"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "1.0.0"}')
+        assert code == 0 and "1.0.0" in json.loads(reply)["supportedVersions"]
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert sorted(p.name for p in (root / "dp").iterdir()) == ["kubelet.sock"]
     assert list((root / "devinfo").iterdir()) == []
+    assert not cni_socket.exists()
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--metrics-address", "localhost"), ("--cni-max-concurrent", "0")])
+def test_sriovctl_agent_bad_flag_is_one_line(site, flag, value):
+    root, _ = site
+    proc = subprocess.run([sys.executable, "-m", "sriovkit", "agent", "--config-file", str(root / "config.json"),
+                           "--host-root", str(root / "host"), "--device-plugin-dir", str(root / "dp"),
+                           "--cni-socket", str(root / "run" / "cni.sock"), flag, value],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and value in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_sriovctl_agent_bad_config_is_one_line_per_problem(site):

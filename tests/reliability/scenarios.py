@@ -188,8 +188,9 @@ def recorded_points(node: Node, pod: str, conf: dict[str, Any], container: str =
 
 # -- 1. crash at every step -------------------------------------------------------------------
 
-def crash_add_at_every_step(tmp: Path, *, variants: tuple[str, ...] = ("del", "readd")) -> Outcome:
-    """The standalone plugin SIGKILLed after each ADD step; then DEL (or ADD again, then DEL)."""
+def crash_add_at_every_step(tmp: Path, *, variants: tuple[str, ...] = ("del", "readd", "netns gone")) -> Outcome:
+    """The standalone plugin SIGKILLed after each ADD step; then DEL, or ADD again then DEL, or the
+    pod's namespace deleted (the runtime tearing the sandbox down) then DEL at once."""
     out = Outcome("crash: plugin killed after each ADD step")
     with sim_node(tmp) as node, pods() as make_pod:
         before = node.views()
@@ -220,6 +221,8 @@ def _crash_add_case(node: Node, pod: str, conf: dict[str, Any], point: str, vari
         again, code = run_cni(node.env("ADD", pod, container=container), json.dumps(conf).encode(), node.ctx)
         if code != 0 and not is_spec_error(again):
             out.fail(case, f"second ADD answered {again[:200]!r}")
+    if variant == "netns gone":
+        PodFactory.remove(pod)
     stdout, code = run_cni(node.env("DEL", pod, container=container), json.dumps(conf).encode(), node.ctx)
     if (stdout, code) != (b"", 0):
         out.fail(case, f"DEL answered {code} {stdout[:300]!r}")

@@ -8,14 +8,19 @@ name, restore its MAC, MTU and up state, rebind the original driver, remove the
 device info file, and only then the record. A failed step keeps the record, so
 the runtime's next DEL retries; every step is safe to repeat.
 
-When the pod's namespace is gone, the kernel has already returned a physical
-VF to the host namespace, under the pod-side name (or ``devN`` if that was
-taken): it is found by its PCI address and renamed back.
+When the pod's namespace is gone, the kernel returns a physical VF to the host
+namespace, under the pod-side name (or ``devN`` if that was taken): it is found
+by its PCI address and renamed back. That return is asynchronous (namespace
+teardown runs after the last reference goes), so a DEL that comes right after
+the namespace's deletion waits for the VF; if it is still not back, DEL fails
+with "try again" and keeps the record rather than forget a VF that will
+reappear renamed and reconfigured.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
@@ -24,14 +29,17 @@ from sriovkit.cni import vfconfig
 from sriovkit.cni.attach import ipam_call, original_vf_settings
 from sriovkit.cni.deviceinfo import remove_device_info
 from sriovkit.cni.ipam import ipam_del
-from sriovkit.cni.spec import CniError
+from sriovkit.cni.spec import CniError, ErrorCode
 from sriovkit.cni.state import AttachmentRecord, ForeignRecord
 from sriovkit.cni.steps import Call, refused
-from sriovkit.host.discover import discover_device
+from sriovkit.host.discover import DeviceNotFoundError, discover_device
+from sriovkit.host.model import USERSPACE_DRIVERS
 from sriovkit.netlink.errors import NetlinkError
 from sriovkit.netlink.model import ZERO_MAC
 
 T = TypeVar("T")
+VF_RETURN_WAIT_S = 10.0  # how long a VF may take to come back from a namespace being torn down
+_RETURN_POLL_S = 0.02
 
 
 def detach(call: Call) -> None:
@@ -133,7 +141,8 @@ def _return_netdev(call: Call, record: AttachmentRecord) -> None:
     nl, ctx = call.ctx.netlink, call.ctx
     host_name = record.original.host_ifname or fallback_name(record.pci_address)
     in_pod = None
-    if record.netns and ctx.netns_exists(record.netns):
+    pod_alive = bool(record.netns) and ctx.netns_exists(record.netns)
+    if pod_alive:
         in_pod = _do(call, "look in the pod", lambda: nl.find_link(record.ifname, record.netns))
     if in_pod is not None:
         name = _free_host_name(call, host_name, record)
@@ -142,6 +151,8 @@ def _return_netdev(call: Call, record: AttachmentRecord) -> None:
             point="move back")
     else:
         current = _do(call, "find by PCI address", lambda: nl.device_netdev(record.pci_address))
+        if current is None and not pod_alive:
+            current = _await_return(call, record)
         if current is None:
             call.log.warning("interface not found", reason="in neither the pod netns nor the host", netns=record.netns)
             return
@@ -150,6 +161,28 @@ def _return_netdev(call: Call, record: AttachmentRecord) -> None:
             name = _free_host_name(call, host_name, record)
             _do(call, f"rename {current} back to {name}", lambda: nl.rename_link(current, name), point="rename back")
     _restore_link(call, record, name)
+
+
+def _await_return(call: Call, record: AttachmentRecord) -> str | None:
+    """The VF's host name once it is back from a namespace being torn down; None if the function
+    has no netdev to come back (gone, or on a userspace driver). Raises "try again" (the record
+    stays for the runtime's next DEL) when a netdev is due but has not arrived."""
+    nl = call.ctx.netlink
+    deadline = time.monotonic() + VF_RETURN_WAIT_S
+    while time.monotonic() < deadline:
+        time.sleep(_RETURN_POLL_S)
+        name = _do(call, "find by PCI address", lambda: nl.device_netdev(record.pci_address))
+        if name is not None:
+            call.log.info("back from the pod's namespace", host_ifname=name)
+            return name
+    try:
+        driver = discover_device(call.ctx.sysfs, record.pci_address).driver
+    except DeviceNotFoundError:
+        return None
+    if driver is None or driver in USERSPACE_DRIVERS:
+        return None
+    raise CniError(ErrorCode.TRY_AGAIN, f"{record.pci_address} has not come back from {record.netns} yet",
+                   f"waited {VF_RETURN_WAIT_S:g}s for its interface; DEL again to finish")
 
 
 def _restore_link(call: Call, record: AttachmentRecord, name: str) -> None:

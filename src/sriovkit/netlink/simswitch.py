@@ -70,9 +70,11 @@ class SimulatedSwitchNetlink:
 
     def set_vf_link_state(self, pf: str, vf_index: int, state: LinkState) -> None:
         self._update(pf, vf_index, f"state {state.name.lower()}", {"link_state": int(state)}, ["linkState"])
-        # Visible on the veth: a disabled VF loses carrier (its switch-side end goes down).
+        # Visible on the veth: a disabled VF loses carrier (its switch-side end goes down). A pair
+        # that died with a pod's namespace has no such end until it is revived; a NIC's switch
+        # setting does not depend on where the VF's netdev is, so that is no error.
         peer = simnet.peer_of(self.host, self._vf_address(pf, vf_index))
-        if peer is not None:
+        if peer is not None and self._links.find_link(peer) is not None:
             self._links.set_link_up(peer, state is not LinkState.DISABLE)
 
     def set_vf_rate(self, pf: str, vf_index: int, min_tx_rate: int, max_tx_rate: int) -> None:

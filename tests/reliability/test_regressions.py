@@ -1,0 +1,61 @@
+"""One test per product bug the reliability suite found (each failed before its fix)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from sriovkit.cni.spec import ErrorCode
+from tests.integration.cni.conftest import Node, pod_link
+from tests.integration.helpers import NetnsFactory
+
+pytestmark = pytest.mark.root
+
+
+def test_del_right_after_the_pod_namespace_is_deleted_waits_for_the_vf(node: Node, netns: NetnsFactory) -> None:
+    """Namespace teardown is asynchronous: the VF is in neither namespace for a while. DEL used to
+    succeed then, forgetting a VF that came back later under the pod's name, MAC and MTU."""
+    pod = netns()
+    conf = node.conf(1, mac="02:00:00:00:31:01", mtu=1400, link_state="disable", vlan=31)
+    assert node.run("ADD", conf, pod)[1] == 0
+    subprocess.run(["ip", "netns", "delete", os.path.basename(pod)], check=True)
+    assert node.run("DEL", conf, pod) == (None, 0)
+    assert node.ctx.netlink.device_netdev(node.vf(1)) == node.vf_netdev(1)
+    # the fixture checks name, MAC, MTU, switch settings, records and locks
+
+
+def test_keys_that_collide_never_release_the_other_attachments_vf(node: Node, netns: NetnsFactory) -> None:
+    """container "a-b" + ifname "c" and container "a" + ifname "b-c" share the file name a-b-c.json:
+    the second's DEL used to release the first's VF, its ADD to be told "already exists"."""
+    pod = netns()
+    conf = node.conf(0, vlan=7)
+    assert node.run("ADD", conf, pod, CNI_CONTAINERID="a-b", CNI_IFNAME="c")[1] == 0
+    assert node.run("DEL", node.conf(0), pod, CNI_CONTAINERID="a", CNI_IFNAME="b-c") == (None, 0)
+    assert pod_link(pod, "c") is not None and node.ctx.netlink.vf_settings(node.pf, 0).vlan == 7
+    out, code = node.run("ADD", node.conf(1), pod, CNI_CONTAINERID="a", CNI_IFNAME="b-c")
+    assert code == 1 and out["code"] == ErrorCode.DEVICE_UNUSABLE and "another attachment" in out["details"]
+    assert node.run("DEL", conf, pod, CNI_CONTAINERID="a-b", CNI_IFNAME="c") == (None, 0)
+
+
+def test_a_temp_file_left_by_a_killed_write_is_removed_by_del(node: Node, netns: NetnsFactory) -> None:
+    """A write killed between create and rename used to leave .tmp-* files for ever."""
+    pod = netns()
+    conf = node.conf(2)
+    assert node.run("ADD", conf, pod)[1] == 0
+    stale = node.state_dir / f".tmp-c1-net1+{node.vf(2)}.json"
+    stale.write_text('{"half": ')
+    assert node.run("DEL", conf, pod) == (None, 0)
+    assert not stale.exists()
+
+
+def test_a_hard_link_planted_at_the_temp_name_is_not_written_through(node: Node, netns: NetnsFactory) -> None:
+    victim = node.tmp / "victim"
+    victim.write_text("keep")
+    node.state_dir.mkdir(mode=0o700, exist_ok=True)
+    os.link(victim, node.state_dir / f".tmp-c1-net1+{node.vf(3)}.pending")
+    pod = netns()
+    assert node.run("ADD", node.conf(3), pod)[1] == 0
+    assert victim.read_text() == "keep"
+    assert node.run("DEL", node.conf(3), pod) == (None, 0)

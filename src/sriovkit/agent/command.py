@@ -59,6 +59,7 @@ def _agent(args: argparse.Namespace) -> int:
     from sriovkit.agent.node import NodeAgent
     from sriovkit.deviceplugin.manager import DevicePluginSettings
     from sriovkit.errors import UserError
+    from sriovkit.host import sim
     from sriovkit.host.sysfs import Sysfs
     from sriovkit.resources.config import ConfigError
 
@@ -78,7 +79,7 @@ def _agent(args: argparse.Namespace) -> int:
         cdi_dir=Path(args.cdi_dir),
         # the agent shares the host's network namespace even when the host's files are mounted
         # elsewhere (/host in the DaemonSet); only a simulated host has no kernel links to watch
-        netlink_events=not _is_simulated(args.host_root),
+        netlink_events=not sim.is_simulated(args.host_root),
     )
     metrics = AgentMetrics()
     agent = NodeAgent(settings, metrics=metrics)
@@ -111,15 +112,6 @@ def _add_cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: Ag
             raise UserError(f"--metrics-address {args.metrics_address}: must be HOST:PORT, e.g. 127.0.0.1:9808")
         agent.add(MetricsServer(args.metrics_address, metrics, agent.healthy))
 
-
-def _is_simulated(host_root: str) -> bool:
-    from sriovkit.host import sim
-
-    try:
-        sim.open_existing(host_root)
-    except sim.SimSpecError:
-        return False
-    return True
 
 
 def _kubesim(args: argparse.Namespace) -> int:

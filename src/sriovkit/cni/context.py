@@ -49,13 +49,9 @@ class CniContext:
 
 def binder_for(sysfs: Sysfs) -> DriverBinder:
     """sysfs writes on a real node; the simulated host's tree on a simulated one."""
-    from sriovkit.host import sim
-    from sriovkit.provision.apply import SimulatedProvisioner, SysfsProvisioner
+    from sriovkit.provision.apply import provisioner_for
 
-    try:
-        return SimulatedProvisioner(sim.open_existing(sysfs.root))
-    except sim.SimSpecError:
-        return SysfsProvisioner(sysfs)
+    return provisioner_for(sysfs)
 
 
 def context_from_env(env: Mapping[str, str]) -> CniContext:

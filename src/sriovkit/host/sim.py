@@ -369,6 +369,11 @@ def open_existing(root: str | Path) -> SimulatedHost:
     return host
 
 
+def is_simulated(root: str | Path) -> bool:
+    """Whether `root` is a tree this simulator made (a real host root never is)."""
+    return (Path(root) / _MARKER).exists()
+
+
 def destroy(root: str | Path) -> None:
     """Remove a simulated host tree; refuses a directory the simulator did not make."""
     path = Path(root)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from sriovkit.host import sim
 from sriovkit.host.discover import discover
 from sriovkit.host.model import VFIO_DRIVER
 from sriovkit.host.routes import default_route_netdevs
@@ -210,3 +211,10 @@ class SimulatedProvisioner:
             if dev.pci_address == pci_address and dev.pf_address is not None and dev.vf_index is not None:
                 return self._pf_number(dev.pf_address), dev.vf_index
         raise OSError(errno.ENODEV, f"no VF {pci_address}")
+
+
+def provisioner_for(sysfs: Sysfs) -> Provisioner:
+    """The kernel's sysfs files on a real node; the simulator's tree on a simulated one."""
+    if sim.is_simulated(sysfs.root):
+        return SimulatedProvisioner(sim.open_existing(sysfs.root))
+    return SysfsProvisioner(sysfs)

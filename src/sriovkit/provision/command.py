@@ -25,16 +25,8 @@ def _provision(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sriovkit.errors import UserError
-    from sriovkit.host import sim
     from sriovkit.host.sysfs import Sysfs
-    from sriovkit.provision.apply import (
-        ApplyError,
-        Provisioner,
-        SimulatedProvisioner,
-        SysfsProvisioner,
-        apply,
-        read_host_state,
-    )
+    from sriovkit.provision.apply import ApplyError, apply, provisioner_for, read_host_state
     from sriovkit.provision.plan import PlanRefused, plan
     from sriovkit.provision.policy import PolicyError, load_policy
 
@@ -58,8 +50,7 @@ def _provision(args: argparse.Namespace) -> int:
         print(_table(steps.steps))
     if args.dry_run or not steps:
         return 0
-    provisioner: Provisioner = (SimulatedProvisioner(sim.open_existing(args.host_root)) if _is_simulated(args.host_root)
-                                else SysfsProvisioner(sysfs))
+    provisioner = provisioner_for(sysfs)
     quiet = args.output == "json"
     try:
         applied = apply(steps, provisioner, sysfs,
@@ -71,15 +62,6 @@ def _provision(args: argparse.Namespace) -> int:
         print(f"done: {len(applied)} changes")
     return 0
 
-
-def _is_simulated(host_root: str) -> bool:
-    from sriovkit.host import sim
-
-    try:
-        sim.open_existing(host_root)
-    except sim.SimSpecError:
-        return False
-    return True
 
 
 def _table(steps: tuple[object, ...]) -> str:

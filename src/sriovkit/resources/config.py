@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sriovkit.resources.ranges import RangeError, parse_indexed_names
+from sriovkit.resources.ranges import RangeError, format_ranges, parse_indexed_names
 
 DEFAULT_RESOURCE_PREFIX = "intel.com"
 _E = TypeVar("_E", bound=StrEnum)
@@ -75,6 +75,12 @@ class IndexedName:
             return True
         return vf_index is not None and vf_index in self.vf_indexes
 
+    def __str__(self) -> str:
+        """As written in a config file: ``eth0`` or ``eth0#0-3,7``."""
+        if self.vf_indexes is None:
+            return self.name
+        return f"{self.name}#{format_ranges(self.vf_indexes)}"
+
 
 @dataclass(frozen=True, slots=True)
 class Selector:
@@ -117,6 +123,44 @@ class ResourceConfig:
 class ResourceList:
     resources: tuple[ResourceConfig, ...]
     source: str = "<config>"
+
+
+# Selector attribute -> config key, for writing a resource list back as upstream's JSON
+_SELECTOR_KEYS = {
+    "vendors": "vendors", "devices": "devices", "drivers": "drivers", "pci_addresses": "pciAddresses",
+    "pf_names": "pfNames", "root_devices": "rootDevices", "link_types": "linkTypes", "is_rdma": "isRdma",
+    "need_vhost_net": "needVhostNet", "ddp_profiles": "ddpProfiles", "vdpa_type": "vdpaType", "pkeys": "pKeys",
+    "acpi_indexes": "acpiIndexes", "aux_types": "auxTypes",
+}
+
+
+def to_config_json(resources: ResourceList) -> dict[str, Any]:
+    """A resource list as a ``config.json`` document that `parse_config` reads back unchanged."""
+    return {"resourceList": [_resource_json(r) for r in resources.resources]}
+
+
+def _resource_json(resource: ResourceConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {"resourceName": resource.resource_name, "resourcePrefix": resource.resource_prefix,
+                           "deviceType": resource.device_type.value,
+                           "selectors": [_selector_json(s) for s in resource.selectors]}
+    if resource.exclude_topology:
+        out["excludeTopology"] = True
+    if resource.additional_info:
+        out["additionalInfo"] = resource.additional_info
+    if resource.allocate_policy is not AllocatePolicy.PACKED:
+        out["allocatePolicy"] = resource.allocate_policy.value
+    return out
+
+
+def _selector_json(selector: Selector) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for attr, key in _SELECTOR_KEYS.items():
+        value = getattr(selector, attr)
+        if isinstance(value, tuple) and value:
+            out[key] = [str(v) for v in value]
+        elif value is True or (isinstance(value, str) and value):
+            out[key] = value
+    return out
 
 
 def load_config_file(path: str | Path, *, default_prefix: str = DEFAULT_RESOURCE_PREFIX) -> ResourceList:

@@ -39,3 +39,20 @@ def _index(text: str, part: str) -> int:
     if value > MAX_VF_INDEX:
         raise RangeError(f"VF index {value} in {part.strip()!r} is above {MAX_VF_INDEX}")
     return value
+
+
+def format_ranges(indexes: frozenset[int] | set[int] | list[int]) -> str:
+    """The inverse of `parse_ranges`: ``{1, 3, 5, 6, 7}`` -> ``"1,3,5-7"``."""
+    ordered = sorted(indexes)
+    if not ordered:
+        raise RangeError("no VF indexes to format")
+    parts: list[str] = []
+    start = prev = ordered[0]
+    for i in [*ordered[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ",".join(parts)

@@ -108,26 +108,7 @@ def _root_devices(s: Selector, d: Device, _: bool) -> Reason | None:
 
 def _not_covered(field: str, name: str, vf_index: int | None, entries: tuple[IndexedName, ...]) -> str:
     where = name + (f"#{vf_index}" if vf_index is not None else "")
-    return f"{field}: {where} not covered by {[_show_indexed(e) for e in entries]}"
-
-
-def _show_indexed(entry: IndexedName) -> str:
-    if entry.vf_indexes is None:
-        return entry.name
-    return f"{entry.name}#{_compact(sorted(entry.vf_indexes))}"
-
-
-def _compact(indexes: list[int]) -> str:
-    parts: list[str] = []
-    start = prev = indexes[0]
-    for i in [*indexes[1:], None]:
-        if i is not None and i == prev + 1:
-            prev = i
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if i is not None:
-            start = prev = i
-    return ",".join(parts)
+    return f"{field}: {where} not covered by {[str(e) for e in entries]}"
 
 
 def _link_types(s: Selector, d: Device, _: bool) -> Reason | None:

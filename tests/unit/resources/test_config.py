@@ -177,3 +177,24 @@ def test_indexed_names_split_on_first_hash():
     assert parse_indexed_names("eth0") == ("eth0", None)
     assert parse_indexed_names("eth0#2") == ("eth0", frozenset({2}))
     assert parse_indexed_names("0000:3b:00.0#0-1") == ("0000:3b:00.0", frozenset({0, 1}))
+
+
+def test_a_resource_list_written_back_as_json_reads_back_the_same() -> None:
+    from sriovkit.resources.config import to_config_json
+
+    data = {"resourceList": [
+        {"resourceName": "net", "resourcePrefix": "example.org", "excludeTopology": True,
+         "allocatePolicy": "spread", "additionalInfo": {"*": {"k": "v"}},
+         "selectors": [{"vendors": ["8086"], "devices": ["154c"], "drivers": ["iavf"],
+                        "pciAddresses": ["0000:3b:02.4"], "pfNames": ["eth0#0-3,7", "eth1"],
+                        "rootDevices": ["0000:3b:00.0#1"], "linkTypes": ["ether"], "isRdma": True,
+                        "needVhostNet": True, "ddpProfiles": ["gtp"], "vdpaType": "vhost", "pKeys": ["0x8001"],
+                        "acpiIndexes": ["101"]},
+                       {"drivers": ["vfio-pci"]}]},
+        {"resourceName": "sf", "deviceType": "auxNetDevice", "selectors": {"auxTypes": ["sf"]}},
+        {"resourceName": "qat", "deviceType": "accelerator", "selectors": {"vendors": ["8086"]}},
+    ]}
+    first = parse_config(data)
+    written = to_config_json(first)
+    assert parse_config(json.loads(json.dumps(written))) == first
+    assert written["resourceList"][0]["selectors"][0]["pfNames"] == ["eth0#0-3,7", "eth1"]

@@ -31,6 +31,7 @@ import grpc
 from sriovkit.deviceplugin import health as hl
 from sriovkit.deviceplugin.payload import RDMA_CM, HostDevNodes
 from sriovkit.deviceplugin.server import KUBELET_SOCKET, PoolServer, ServerFiles, kubelet_identity
+from sriovkit.filestamp import FileStamp
 from sriovkit.host.discover import discover
 from sriovkit.host.model import HostSnapshot
 from sriovkit.host.routes import default_route_netdevs
@@ -70,25 +71,6 @@ class DevicePluginSettings:
     netlink_events: bool = False  # wake on kernel link events (real hosts)
 
 
-@dataclass(frozen=True, slots=True)
-class _FileStamp:
-    path: tuple[int, int, int] | None
-    target: tuple[str, int, int, int] | None
-
-
-def _stamp(path: Path) -> _FileStamp:
-    def triple(p: str, *, follow: bool) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(p, follow_symlinks=follow)
-        except OSError:
-            return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-    real = os.path.realpath(path)
-    target = triple(real, follow=True)
-    return _FileStamp(triple(str(path), follow=False), (real, *target) if target else None)
-
-
 class DevicePluginManager:
     """Owns the pool servers. `start()` fails with `ConfigError` on a bad config;
     later reloads with a bad config keep the running one."""
@@ -104,7 +86,7 @@ class DevicePluginManager:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._link_events: hl.KernelLinkEvents | None = None
-        self._config_stamp: _FileStamp | None = None
+        self._config_stamp: FileStamp | None = None
         self._vf_counts: dict[str, int | None] = {}
         self._link_up: dict[str, bool] = {}
         self._since_resync = 0.0
@@ -127,7 +109,7 @@ class DevicePluginManager:
         return self.settings.device_plugin_dir / KUBELET_SOCKET
 
     def start(self) -> None:
-        self._config_stamp = _stamp(self.settings.config_file)
+        self._config_stamp = FileStamp.of(self.settings.config_file)
         self.resources = self._load_config()
         with self._lock:
             try:
@@ -218,7 +200,7 @@ class DevicePluginManager:
         return True
 
     def _check_config(self) -> bool:
-        stamp = _stamp(self.settings.config_file)
+        stamp = FileStamp.of(self.settings.config_file)
         if stamp == self._config_stamp:
             return False
         self._config_stamp = stamp

@@ -129,9 +129,10 @@ class HotplugController:
             self._enqueue(uid)
 
     def _enqueue(self, uid: str, at: float | None = None) -> None:
+        """Due at `at` (default now), unless it is due earlier already: a change is never held back."""
         with self._cond:
             when = time.monotonic() if at is None else at
-            self._due[uid] = min(self._due.get(uid, when), when) if at is None else when
+            self._due[uid] = min(self._due.get(uid, when), when)
             self._cond.notify_all()
 
     def _next_due(self) -> str | None:

@@ -22,6 +22,7 @@ Obj = dict[str, Any]
 COMPONENT = "sriovkit-hotplug"
 _GONE = 410
 _LIST_CHUNK = 500
+_REQUEST_TIMEOUT_S = 30  # lists, patches, events: an API server that hangs must not hang the controller
 
 
 class ClusterApi(Protocol):
@@ -83,11 +84,13 @@ class KubernetesApi:
     def patch_pod_annotations(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:
         # merge patch: the client's default content type for a dict body is json-patch, which it is not
         self._core.patch_namespaced_pod(name, namespace, {"metadata": {"annotations": dict(annotations)}},
-                                        _content_type="application/merge-patch+json")
+                                        _content_type="application/merge-patch+json",
+                                        _request_timeout=_REQUEST_TIMEOUT_S)
 
     def create_event(self, pod: Obj, event_type: str, reason: str, message: str) -> None:
         self._core.create_namespaced_event(pod["metadata"]["namespace"],
-                                           event_body(pod, event_type, reason, message, self.node_name))
+                                           event_body(pod, event_type, reason, message, self.node_name),
+                                           _request_timeout=_REQUEST_TIMEOUT_S)
 
     def stop(self) -> None:
         with self._lock:
@@ -100,7 +103,8 @@ class KubernetesApi:
         items: list[Obj] = []
         token: str | None = None
         while True:
-            resp = func(*args, limit=_LIST_CHUNK, _continue=token, _preload_content=False, **kwargs)
+            resp = func(*args, limit=_LIST_CHUNK, _continue=token, _preload_content=False,
+                        _request_timeout=_REQUEST_TIMEOUT_S, **kwargs)
             page = json.loads(resp.data)
             items.extend(page.get("items") or [])
             meta = page.get("metadata") or {}

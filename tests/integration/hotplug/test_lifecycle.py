@@ -96,8 +96,9 @@ def test_vhostuser_sockets_seen_on_both_sides(site: Site):
     site.controller()
     uid = pod["metadata"]["uid"]
     source, target = site.dirs.source(uid), site.dirs.target(uid)
-    site.kube.wait_for(lambda _: is_mounted(target))
+    site.kube.wait_for(lambda _: site.events("VhostUserMounted", pod))  # sent once the mount is made
     assert site.events("VhostUserMounted", pod) == [f"{source} bind-mounted on {target}"]
+    assert is_mounted(target)
 
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

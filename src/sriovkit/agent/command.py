@@ -7,13 +7,22 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sriovkit.agent.metrics import AgentMetrics
-    from sriovkit.agent.node import NodeAgent
+    from sriovkit.agent.node import Component, NodeAgent
+    from sriovkit.host.sysfs import Sysfs
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("agent", help="run the node agent: a device plugin per resource pool, until SIGTERM")
-    p.add_argument("--config-file", required=True, help="the device plugin's config.json (reloaded on change)")
+    p.add_argument("--config-file", help="the device plugin's config.json (reloaded on change)")
+    p.add_argument("--policy", help="a node policy (see `sriovctl provision`) instead of --config-file: the agent "
+                   "provisions VFs as it says, at start and on change, and serves the pools it defines")
+    p.add_argument("--policy-pools-file", default="/run/sriovkit/policy-pools.json",
+                   help="where the pools derived from --policy are written (a config.json)")
+    p.add_argument("--pod-resources-socket", default="/var/lib/kubelet/pod-resources/kubelet.sock",
+                   help="the kubelet's podresources API: which VFs pods hold (never removed by --policy)")
     p.add_argument("--resource-prefix", default="intel.com", help="prefix for resources without one")
     p.add_argument("--host-root", default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),
                    help="root of the node's filesystem: sysfs at ROOT/sys, procfs at ROOT/proc "
@@ -64,11 +73,13 @@ def _agent(args: argparse.Namespace) -> int:
     from sriovkit.resources.config import ConfigError
 
     _setup_logging(args.log_level)
+    if bool(args.config_file) == bool(args.policy):
+        raise UserError("give one of --config-file (pools) and --policy (VFs and pools)")
     sysfs = Sysfs(Path(args.host_root))
     if not os.path.isdir(sysfs.pci_devices):
         raise UserError(f"--host-root {args.host_root}: no PCI devices directory at {sysfs.pci_devices}")
     settings = DevicePluginSettings(
-        config_file=Path(args.config_file),
+        config_file=Path(args.config_file or args.policy_pools_file),
         resource_prefix=args.resource_prefix,
         sysfs=sysfs,
         proc_root=os.path.join(args.host_root, "proc"),
@@ -83,6 +94,8 @@ def _agent(args: argparse.Namespace) -> int:
     )
     metrics = AgentMetrics()
     agent = NodeAgent(settings, metrics=metrics)
+    if args.policy:
+        agent.add(_policy_reconciler(args, sysfs, before_apply=agent.device_plugins.poll_once))
     _add_cni_and_metrics(agent, args, metrics)
     try:
         agent.run_until_signal()
@@ -92,6 +105,30 @@ def _agent(args: argparse.Namespace) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         raise UserError(f"cannot start the agent: {where}{exc.strerror or exc}") from None
     return 0
+
+
+def _policy_reconciler(args: argparse.Namespace, sysfs: Sysfs, *, before_apply: Callable[[], None]) -> Component:
+    """Provision once now (the device plugin starts on the pools this publishes), then on change."""
+    from pathlib import Path
+
+    from sriovkit.agent.in_use import devices_in_use
+    from sriovkit.errors import UserError
+    from sriovkit.provision.policy import PolicyError, load_policy
+    from sriovkit.provision.reconcile import PolicyReconciler, PolicySettings
+
+    try:
+        load_policy(args.policy)
+    except PolicyError as exc:
+        raise UserError(exc.problems) from None
+    socket = Path(args.pod_resources_socket) if args.pod_resources_socket else None
+    reconciler = PolicyReconciler(
+        PolicySettings(policy_file=Path(args.policy), pools_file=Path(args.policy_pools_file), sysfs=sysfs,
+                       proc_root=os.path.join(args.host_root, "proc"), resource_prefix=args.resource_prefix),
+        in_use=lambda: devices_in_use(socket, args.cni_state_dir))
+    reconciler.reconcile()
+    # from now on pools are being served: let the device plugin withdraw them before VFs change
+    reconciler.before_apply = before_apply
+    return reconciler
 
 
 def _add_cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentMetrics) -> None:

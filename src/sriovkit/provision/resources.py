@@ -13,6 +13,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from sriovkit.host.model import VFIO_DRIVER, HostSnapshot
@@ -62,19 +63,27 @@ def pools_pending(policy: Policy, snapshot: HostSnapshot, plan: Plan, *,
 _NOTHING = Selector(pci_addresses=("ffff:ff:ff.7",))
 
 
+def withhold(resources: ResourceList, names: frozenset[str]) -> ResourceList:
+    """The same resources with those in `names` emptied: still registered, offering no device."""
+    return ResourceList(tuple(dataclasses.replace(r, selectors=(_NOTHING,)) if r.full_name in names else r
+                              for r in resources.resources), resources.source)
+
+
 def _selector_for(rule: NodePolicy, snapshot: HostSnapshot) -> Selector | None:
-    roots = tuple(_root_entry(rule, address, netdev) for address, netdev in _matched_pf_names(rule, snapshot))
+    roots = tuple(entry for address, netdev in _matched_pf_names(rule, snapshot)
+                  if (entry := _root_entry(rule, address, netdev)) is not None)
     if not roots:
         return None
     drivers = (VFIO_DRIVER,) if rule.device_type is DeviceType.VFIO_PCI else ()
     return Selector(root_devices=roots, drivers=drivers)
 
 
-def _root_entry(rule: NodePolicy, pf_address: str, pf_netdev: str | None) -> IndexedName:
+def _root_entry(rule: NodePolicy, pf_address: str, pf_netdev: str | None) -> IndexedName | None:
     indexes = rule.vf_range(pf_netdev)
     if indexes is None:
         indexes = frozenset(range(rule.num_vfs))
-    return IndexedName(pf_address, frozenset(i for i in indexes if i < rule.num_vfs))
+    claimed = frozenset(i for i in indexes if i < rule.num_vfs)
+    return IndexedName(pf_address, claimed) if claimed else None
 
 
 def _matched_pf_names(rule: NodePolicy, snapshot: HostSnapshot) -> Iterable[tuple[str, str | None]]:

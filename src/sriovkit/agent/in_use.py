@@ -1,0 +1,47 @@
+"""Which VFs pods hold right now: what provisioning must never remove or rebind.
+
+Two sources, because each misses a moment the other sees: the kubelet's podresources API knows a
+VF from the instant the device plugin allocated it (before any CNI call), and the CNI's records
+know a VF attached to a pod even while the kubelet is restarting.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sriovkit.cni.state import StateStore
+
+log = logging.getLogger(__name__)
+DEFAULT_POD_RESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+_RPC_TIMEOUT_S = 5.0
+
+
+class InUseUnknown(RuntimeError):
+    """The kubelet is there but did not say which devices pods hold."""
+
+
+def devices_in_use(pod_resources_socket: Path | None, cni_state_dir: str) -> set[str]:
+    """PCI addresses (device IDs) held by pods. A kubelet socket that does not exist means no kubelet
+    runs (nothing it assigned can be in use beyond what the CNI attached); one that does not answer
+    raises `InUseUnknown`, so callers do not act on a guess."""
+    held = {record.pci_address for record in StateStore(cni_state_dir).records(pending=True)}
+    if pod_resources_socket is not None and pod_resources_socket.exists():
+        held |= _assigned_by_kubelet(pod_resources_socket)
+    return held
+
+
+def _assigned_by_kubelet(socket_path: Path) -> set[str]:
+    import grpc
+
+    from sriovkit.kubeapi import podresources_pb2 as pr_pb
+    from sriovkit.kubeapi import podresources_pb2_grpc as pr_grpc
+
+    try:
+        with grpc.insecure_channel(f"unix:{socket_path}") as channel:
+            reply = pr_grpc.PodResourcesListerStub(channel).List(pr_pb.ListPodResourcesRequest(),
+                                                                   timeout=_RPC_TIMEOUT_S)
+    except grpc.RpcError as exc:
+        raise InUseUnknown(f"podresources at {socket_path}: {exc.code().name}: {exc.details()}") from None
+    return {device_id for pod in reply.pod_resources for container in pod.containers
+            for devices in container.devices for device_id in devices.device_ids}

@@ -130,14 +130,19 @@ def _error_text(stdout: str, stderr: bytes) -> str:
 
 
 def network_config(definition_plugins: Sequence[Mapping[str, Any]], *, cni_version: str, name: str,
-                   device_id: str | None, runtime_config: Mapping[str, Any]) -> dict[str, Any]:
-    """The conflist a hot-plug runs: `deviceID` into every plugin (as Multus does), and the
-    selection's runtime values into the plugins that declare the capability."""
+                   device_id: str | None, runtime_config: Mapping[str, Any],
+                   cni_args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The conflist a hot-plug runs: `deviceID` into every plugin (as Multus does), the selection's
+    `cni-args` into `args.cni`, and its runtime values into the plugins that declare the capability."""
     plugins = []
     for plugin in definition_plugins:
         conf = dict(plugin)
         if device_id is not None:
             conf["deviceID"] = device_id
+        if cni_args:
+            args = dict(conf.get("args") or {})
+            args["cni"] = {**(args.get("cni") or {}), **cni_args}
+            conf["args"] = args
         capabilities = conf.get("capabilities") or {}
         wanted = {k: v for k, v in runtime_config.items() if capabilities.get(k)}
         if wanted:

@@ -302,7 +302,7 @@ class HotplugController:
             runtime_config["ips"] = list(selection.ips)
         config = cniexec.network_config(definition.plugins, cni_version=definition.cni_version,
                                         name=definition.network_name, device_id=device_id,
-                                        runtime_config=runtime_config)
+                                        runtime_config=runtime_config, cni_args=selection.cni_args)
         attachment: dict[str, Any] = {
             "network": action.network, "interface": action.interface, "auto": selection.interface is None,
             "state": ADDING, "config": config, "device_id": device_id, "container_id": sandbox.id}
@@ -320,8 +320,7 @@ class HotplugController:
                 self._undo(record, attachment, record.netns)
             raise
         info = pci_device_info(device_id) if device_id and _PCI_ADDRESS.match(device_id) else None
-        entry = status_entry(action.network, action.interface, result, device_info=info,
-                             default_route=selection.default_route)
+        entry = status_entry(action.network, action.interface, result, device_info=info)
         attachment.update(state=ATTACHED, result=result, status=entry)
         self.store.save(record)
         ips = ",".join(entry.get("ips", []))

@@ -17,7 +17,7 @@ def pci_device_info(pci_address: str) -> dict[str, Any]:
 
 
 def status_entry(network: str, interface: str, result: Mapping[str, Any], *,
-                 device_info: Mapping[str, Any] | None = None, default_route: Sequence[str] = ()) -> dict[str, Any]:
+                 device_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One network-status entry from a CNI ADD result for `interface` in the sandbox."""
     entry: dict[str, Any] = {"name": network, "interface": interface}
     ips, mac = _addresses(result, interface)
@@ -25,8 +25,6 @@ def status_entry(network: str, interface: str, result: Mapping[str, Any], *,
         entry["ips"] = ips
     if mac:
         entry["mac"] = mac
-    if default_route:
-        entry["default-route"] = list(default_route)
     dns = result.get("dns")
     entry["dns"] = dict(dns) if isinstance(dns, Mapping) else {}
     if device_info:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+
 import pytest
 
 from tests.integration.hotplug.conftest import Site, ipam_allocations, links
@@ -32,3 +36,16 @@ def test_add_remove_and_add_again(site: Site):
     status = site.wait_status(pod, {"hp0"})
     assert links(netns)["hp0"] == status["hp0"]["ips"]
     assert "eth0" in links(netns)  # the pod's own network untouched throughout
+
+
+def test_json_selection_with_mac_and_ips(site: Site):
+    site.bridge_nad("br-j", "10.215.12.0/24", capabilities={"mac": True, "ips": True})
+    pod = site.pod("vm-j", '[{"name": "br-j", "interface": "hp1", "mac": "02:42:ac:11:00:99", '
+                           '"ips": ["10.215.12.50/24"]}]')
+    site.controller()
+    status = site.wait_status(pod, {"hp1"})
+    assert (status["hp1"]["mac"], status["hp1"]["ips"]) == ("02:42:ac:11:00:99", ["10.215.12.50"])
+    assert links(site.netns(pod))["hp1"] == ["10.215.12.50"]
+    link = subprocess.run(["ip", "-j", "-n", os.path.basename(site.netns(pod)), "link", "show", "hp1"],
+                          capture_output=True, text=True, check=True).stdout
+    assert json.loads(link)[0]["address"] == "02:42:ac:11:00:99"

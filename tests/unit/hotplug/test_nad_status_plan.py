@@ -66,6 +66,14 @@ def test_delegated_config_gets_device_id_and_capability_values():
     assert plugins[0] == {"type": "sriov", "capabilities": {"mac": True}}  # the NAD's own dict untouched
 
 
+def test_selection_cni_args_go_to_args_cni():
+    plugins = ({"type": "bridge", "args": {"cni": {"a": 1}, "other": True}},)
+    conf = network_config(plugins, cni_version="1.0.0", name="n", device_id=None, runtime_config={},
+                          cni_args={"b": "2"})
+    assert conf["plugins"][0]["args"] == {"cni": {"a": 1, "b": "2"}, "other": True}
+    assert "deviceID" not in conf["plugins"][0]
+
+
 def test_cni_args_carry_the_pod():
     call = CniCall("abc", "/var/run/netns/x", "net1", "ns1", "vm", "u-1")
     assert call.cni_args() == ("IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=vm;"

@@ -397,3 +397,331 @@ def kill_while_saving(tmp: Path, rounds: int) -> Outcome:
     store.delete("c1", "net1")
     out.leaks += [f"file {p.name}" for p in state.iterdir() if p.is_file()] if state.exists() else []
     return out
+
+
+# -- 2. races ---------------------------------------------------------------------------------
+
+def taken_error(out: bytes) -> bool:
+    """The clear answer for a contended VF: already attached to another pod, or its lock busy."""
+    data = answer(out)
+    msg = str(data.get("msg", ""))
+    return (data.get("code") == 100 and "is already attached" in msg) or (data.get("code") == 11 and "busy" in msg)
+
+
+def in_pod(pod: str, ifname: str = "net1") -> bool:
+    return subprocess.run(["ip", "-n", os.path.basename(pod), "link", "show", ifname], capture_output=True,
+                          check=False).returncode == 0
+
+
+@dataclass
+class RaceRig:
+    """A node with an agent process and two shims: one served by the agent, one whose agent
+    socket does not exist (every call runs standalone, the shim's fallback)."""
+
+    node: Node
+    via: dict[str, Path]
+    conf_of: Any  # Callable[[int], dict]
+
+    def call(self, path: str, command: str, vf: int, pod: str, container: str) -> tuple[bytes, int]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.node.env(command, pod, container=container)}
+        return execute([str(self.via[path])], env, self.conf_of(vf))
+
+
+@contextlib.contextmanager
+def race_rig(tmp: Path, vfs: int) -> Iterator[RaceRig]:
+    with sim_node(tmp, num_vfs=vfs) as node:
+        socket_path = tmp / "agent" / "cni.sock"
+        via = {"agent": shim_for(node, tmp / "bin-agent", socket_path),
+               "standalone": shim_for(node, tmp / "bin-alone", tmp / "no-agent" / "cni.sock")}
+
+        def conf_of(vf: int) -> dict[str, Any]:
+            return node.conf(vf, vlan=100 + vf, spoofchk="off", mac=f"02:00:00:00:88:{vf:02x}",
+                             ipam=node.host_local("10.88.0.0/24"))
+
+        with AgentProcess(node, socket_path):
+            yield RaceRig(node, via, conf_of)
+
+
+def races(tmp: Path, *, workers: int = 32, cycles: int = 100, vfs: int = 8) -> Outcome:
+    """`workers` loops of ADD then DEL, `cycles` each, over `vfs` VFs (worker w wants VF w % vfs),
+    each call through the agent or standalone at random. A won ADD must put the VF in that pod and
+    no other; a lost one must be the clear "taken/busy" error; every DEL must succeed and never
+    disturb the winner."""
+    import random
+    import threading
+
+    out = Outcome(f"races: {workers} ADD/DEL loops x {cycles} over {vfs} VFs, agent+standalone")
+    guard = threading.Lock()
+    owners: dict[int, str] = {}
+    with race_rig(tmp, vfs) as rig, pods() as make_pod:
+        before = rig.node.views()
+        pod_of = [make_pod() for _ in range(workers)]
+
+        def record(case: str, why: str) -> None:
+            with guard:
+                out.fail(case, why)
+
+        def loop(w: int) -> None:
+            rng = random.Random(w)
+            vf, pod = w % vfs, pod_of[w]
+            for c in range(cycles):
+                container = f"w{w}c{c}x{secrets.token_hex(4)}"
+                case = f"worker {w} cycle {c} VF {vf}"
+                added, code = rig.call(rng.choice(("agent", "standalone")), "ADD", vf, pod, container)
+                with guard:
+                    out.tried += 1
+                if code == 0:
+                    _holder_checks(vf, pod, container, case, owners, guard, record)
+                elif not taken_error(added):
+                    record(case, f"ADD answered {code} {added[:200]!r}")
+                deleted = rig.call(rng.choice(("agent", "standalone")), "DEL", vf, pod, container)
+                if deleted != (b"", 0):
+                    record(case, f"DEL answered {deleted[1]} {deleted[0][:200]!r}")
+
+        threads = [threading.Thread(target=loop, args=(w,)) for w in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for pod in pod_of:
+            make_pod.remove(pod)
+        out.leaks += leak_report(rig.node, before)
+    return out
+
+
+def _holder_checks(vf: int, pod: str, container: str, case: str, owners: dict[int, str], guard: Any,
+                   record: Any) -> None:
+    """The winner: nobody else holds the VF, and its interface is in the pod (until just before DEL)."""
+    with guard:
+        holder = owners.get(vf)
+        owners[vf] = container
+    if holder is not None:
+        record(case, f"VF {vf} given to {container} while {holder} held it")
+    if not in_pod(pod):
+        record(case, "ADD succeeded but net1 is not in the pod")
+    with guard:
+        owners.pop(vf, None)  # before its DEL: once DEL starts the VF may go to the next pod
+
+
+def same_vf_at_once(tmp: Path, rounds: int) -> Outcome:
+    """Two ADDs for one VF started together (one through the agent, one standalone): exactly one
+    wins, the other gets the clear error; both DELs succeed."""
+    import threading
+
+    out = Outcome("races: two ADDs for one VF at once")
+    with race_rig(tmp, 2) as rig, pods() as make_pod:
+        before = rig.node.views()
+        for n in range(rounds):
+            out.tried += 1
+            case = f"round {n}"
+            contenders = [("agent", make_pod(), f"r{n}a"), ("standalone", make_pod(), f"r{n}s")]
+            answers: dict[str, tuple[bytes, int]] = {}
+            start = threading.Barrier(2)
+
+            def add(path: str, pod: str, container: str, start: threading.Barrier,
+                    answers: dict[str, tuple[bytes, int]]) -> None:
+                start.wait()
+                answers[container] = rig.call(path, "ADD", 0, pod, container)
+
+            threads = [threading.Thread(target=add, args=(*c, start, answers)) for c in contenders]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            won = [c for c in contenders if answers[c[2]][1] == 0]
+            lost = [c for c in contenders if answers[c[2]][1] != 0]
+            if len(won) != 1 or not all(taken_error(answers[c[2]][0]) for c in lost):
+                out.fail(case, f"answers {answers}")
+            if won and not in_pod(won[0][1]):
+                out.fail(case, "the winner's pod has no net1")
+            for path, pod, container in contenders:
+                if rig.call(path, "DEL", 0, pod, container) != (b"", 0):
+                    out.fail(case, f"DEL of {container} failed")
+                make_pod.remove(pod)
+        out.leaks += leak_report(rig.node, before)
+    return out
+
+
+def late_del_of_an_old_pod(tmp: Path, rounds: int) -> Outcome:
+    """Pod A has the VF and gives it back, pod B gets it with other settings, then A's DEL comes
+    again (a runtime retrying, through the agent or standalone, A's namespace alive or deleted, A's
+    first ADD whole or killed half-way): B's interface, MAC, VLAN and address stay as they are."""
+    out = Outcome("races: late DEL of an old pod")
+    with race_rig(tmp, 2) as rig, pods() as make_pod:
+        node = rig.node
+        before = node.views()
+        for n in range(rounds):
+            out.tried += 1
+            path = ("agent", "standalone")[n % 2]
+            case = f"round {n} via {path}"
+            old_pod, new_pod = make_pod(), make_pod()
+            old, new = f"old{n}", f"new{n}"
+            if n % 3 == 2:  # A's ADD was killed after moving the VF; its DEL gave it back
+                env = process_env(node, node.env("ADD", old_pod, container=old), **{ENV_KILL_AFTER: "set mac@1"})
+                execute(PLUGIN, env, rig.conf_of(0))
+            else:
+                rig.call(path, "ADD", 0, old_pod, old)
+            rig.call(path, "DEL", 0, old_pod, old)
+            new_conf = node.conf(0, vlan=300, mac="02:00:00:00:99:99", ipam=node.host_local("10.88.0.0/24"))
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **node.env("ADD", new_pod, container=new)}
+            added, code = execute([str(rig.via[path])], env, new_conf)
+            if code != 0:
+                out.fail(case, f"B's ADD failed: {added[:200]!r}")
+                continue
+            if n % 2:
+                make_pod.remove(old_pod)
+            seen = _attachment_view(node, new_pod)
+            if rig.call(path, "DEL", 0, old_pod, old) != (b"", 0):
+                out.fail(case, "A's late DEL failed")
+            if _attachment_view(node, new_pod) != seen:
+                out.fail(case, f"A's late DEL changed B's VF: {seen} -> {_attachment_view(node, new_pod)}")
+            if execute([str(rig.via[path])], {**env, "CNI_COMMAND": "DEL"}, new_conf) != (b"", 0):
+                out.fail(case, "B's DEL failed")
+            make_pod.remove(old_pod)
+            make_pod.remove(new_pod)
+        out.leaks += leak_report(node, before)
+    return out
+
+
+def _attachment_view(node: Node, pod: str) -> tuple[Any, ...]:
+    show = subprocess.run(["ip", "-j", "-n", os.path.basename(pod), "addr", "show", "net1"], capture_output=True,
+                          text=True, check=False)
+    link = json.loads(show.stdout or "[]")
+    settings = node.ctx.netlink.vf_settings(node.pf, 0)
+    return (bool(link), link[0].get("address") if link else None,
+            sorted(a["local"] for a in link[0].get("addr_info", [])) if link else [], settings)
+
+
+# -- 4. hostile input ---------------------------------------------------------------------------
+
+HOSTILE_NAMES = ["..", ".", "../x", "a/b", "/abs", "a\0b", "x" * 300, "-lead", ".hidden", "a..b", "é", " ", "a b",
+                 "net1\n", "$(reboot)", "*"]
+
+
+def _fuzz_strategies(node: Node, pod: str) -> Any:
+    from hypothesis import strategies as st
+
+    tmp = node.tmp
+    regular = tmp / "regular-file"
+    regular.write_text("")
+    fifo = tmp / "fifo"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    texts = st.text(max_size=24)
+    container = st.one_of(st.sampled_from(["c1", "fz.1", "A-b_c", *HOSTILE_NAMES]), texts)
+    ifname = st.one_of(st.sampled_from(["net1", "eth0", "x" * 15, "x" * 16, "b-c", *HOSTILE_NAMES]), texts)
+    netns = st.sampled_from([pod, pod, str(regular), str(tmp), str(fifo), "/proc/self/ns/mnt", "/proc/self/ns/net",
+                             "/nonexistent/ns", "relative/ns", "", f"{pod}/..", "/dev/null"])
+    devices = st.one_of(st.sampled_from([node.vf(0), node.vf(1), node.host.pf_address(0), node.vf(0).upper(),
+                                         "../" + node.vf(0), node.vf(0) + "/../..", "0000:ff:1f.7", "\0", "x" * 300,
+                                         "11:00.1"]), texts)
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5000), st.sampled_from(["on", "off", "maybe"]), texts)
+    ipam = st.one_of(st.none(), st.fixed_dictionaries(
+        {"type": st.sampled_from(["host-local", "static", "", "../../bin/sh", "/bin/sh", "no-such"])},
+        optional={"ranges": st.just([[{"subnet": "10.89.0.0/24"}]]), "dataDir": st.just(str(node.ipam_dir)),
+                  "addresses": st.just([{"address": "10.89.1.5/24"}])}))
+    runtime = st.fixed_dictionaries({}, optional={
+        "mac": st.one_of(st.sampled_from(["02:00:00:00:12:34", "ff:ff:ff:ff:ff:ff", "zz"]), texts),
+        "CNIDeviceInfoFile": st.sampled_from([str(tmp / "devinfo.json"), "relative", str(tmp / "../x/../devinfo"),
+                                              str(tmp / "no-dir" / "f")])})
+    conf = st.fixed_dictionaries(
+        {"cniVersion": st.sampled_from(["1.1.0", "1.0.0", "0.4.0", "0.3.1", "0.2.0", "9.9.9", ""]),
+         "name": st.sampled_from(["fuzz", ""]), "type": st.just("sriov")},
+        optional={"deviceID": devices, "vlan": scalars, "vlanQoS": scalars, "vlanProto": scalars, "mac": scalars,
+                  "spoofchk": scalars, "trust": scalars, "link_state": scalars, "min_tx_rate": scalars,
+                  "max_tx_rate": scalars, "mtu": scalars, "ipam": ipam, "runtimeConfig": runtime,
+                  "logLevel": scalars, "prevResult": st.one_of(st.none(), st.just({"cniVersion": "1.0.0"}))})
+    plausible = _plausible_conf(node, scalars, ipam, runtime)
+    stdin = st.one_of(plausible, plausible, plausible, conf.map(lambda c: json.dumps(c).encode()),
+                      st.binary(max_size=64),
+                      st.sampled_from([b"", b"null", b"[]", b'"x"', b"{", b"\xff\xfe{}", b'{"cniVersion": 1}']))
+    optional_env = {"CNI_PATH": st.sampled_from(["/usr/lib/cni", "", "/nonexistent", "relative"]),
+                    "CNI_ARGS": st.one_of(texts, st.sampled_from(["IgnoreUnknown=1;MAC=02:00:00:00:00:09", "MAC=zz",
+                                                                  "K8S_POD_NAME=p;;;=", "IgnoreUnknown"]))}
+    hostile_env = st.fixed_dictionaries(
+        {"CNI_COMMAND": st.sampled_from(["ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION", "add", "", "BOGUS"]),
+         "CNI_CONTAINERID": container, "CNI_IFNAME": ifname, "CNI_NETNS": netns}, optional=optional_env)
+    sane_env = st.fixed_dictionaries(
+        {"CNI_COMMAND": st.sampled_from(["ADD", "ADD", "ADD", "DEL", "CHECK"]),
+         "CNI_CONTAINERID": st.sampled_from(["c1", "fz.1"]), "CNI_IFNAME": st.sampled_from(["net1", "eth0"]),
+         "CNI_NETNS": st.just(pod)}, optional=optional_env)
+    return st.one_of(sane_env, sane_env, hostile_env), stdin
+
+
+def _plausible_conf(node: Node, scalars: Any, ipam: Any, runtime: Any) -> Any:
+    """Configs that are mostly right: the fuzzing reaches the device, switch and IPAM steps."""
+    from hypothesis import strategies as st
+
+    def mostly(valid: Any) -> Any:
+        return st.one_of(valid, valid, valid, scalars)
+
+    conf = st.fixed_dictionaries(
+        {"cniVersion": st.sampled_from(["1.1.0", "1.0.0", "0.4.0", "0.3.1"]), "name": st.just("fuzz"),
+         "type": st.just("sriov"), "deviceID": mostly(st.sampled_from([node.vf(0), node.vf(1), node.vf(2)]))},
+        optional={"vlan": mostly(st.integers(0, 4095)), "vlanQoS": mostly(st.integers(0, 7)),
+                  "vlanProto": mostly(st.sampled_from(["802.1q", "802.1Q", "802.1ad"])),
+                  "mac": mostly(st.sampled_from(["02:00:00:00:12:34", "02:AA:bb:00:00:01"])),
+                  "spoofchk": mostly(st.sampled_from(["on", "off"])), "trust": mostly(st.sampled_from(["on", "off"])),
+                  "link_state": mostly(st.sampled_from(["auto", "enable", "disable"])),
+                  "min_tx_rate": mostly(st.integers(0, 100)), "max_tx_rate": mostly(st.integers(0, 1000)),
+                  "mtu": mostly(st.integers(68, 9000)), "ipam": ipam, "runtimeConfig": runtime})
+    return conf.map(lambda c: json.dumps(c).encode())
+
+
+def fuzz_cni(tmp: Path, examples: int) -> Outcome:
+    """Hypothesis-generated env and stdin through `run_cni`: the answer is always the spec's
+    (error JSON with a code and message, never the internal-error code), and nothing on the
+    host changes unless the call succeeded (a successful ADD is DELeted and must restore all)."""
+    from hypothesis import HealthCheck, given, settings
+
+    out = Outcome("hostile input: fuzzed CNI env + stdin through run_cni")
+    with sim_node(tmp) as node, pods() as make_pod:
+        pod = make_pod()
+        before = node.views()
+        env_st, stdin_st = _fuzz_strategies(node, pod)
+        extra = (node.tmp / "devinfo.json",)
+
+        @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(env_st, stdin_st)
+        def one(env: dict[str, str], stdin: bytes) -> None:
+            out.tried += 1
+            problem = _fuzz_case(node, env, stdin)
+            if problem is None:
+                problem = "; ".join(leak_report(node, before, extra_files=extra)) or None
+                if problem:
+                    _reset(node)
+            assert problem is None, problem
+
+        try:
+            one()
+        except AssertionError as exc:
+            out.fail("falsifying example", str(exc).splitlines()[0][:400])
+        except Exception as exc:
+            out.fail("falsifying example", repr(exc)[:400])
+        out.leaks += leak_report(node, before, extra_files=extra)
+    return out
+
+
+def _fuzz_case(node: Node, env: dict[str, str], stdin: bytes) -> str | None:
+    full = {**env, "CNI_PATH": env.get("CNI_PATH", "/usr/lib/cni")}
+    stdout, code = run_cni(full, stdin, node.ctx)
+    if code != 0:
+        data = answer(stdout)
+        if not is_spec_error(stdout) or not stdout.endswith(b"\n") or stdout.count(b"\n") != 1:
+            return f"not the spec's error JSON: {stdout[:200]!r} for {env!r} {stdin[:200]!r}"
+        if data["code"] == 199:
+            return f"internal error (a bug): {data} for {env!r} {stdin[:300]!r}"
+        return None
+    if env["CNI_COMMAND"] == "ADD":
+        undo = run_cni({**full, "CNI_COMMAND": "DEL"}, stdin, node.ctx)
+        if undo != (b"", 0):
+            return f"DEL after a successful ADD answered {undo!r} for {env!r} {stdin[:300]!r}"
+    return None
+
+
+def _reset(node: Node) -> None:
+    """After a case that left something behind: DEL every record, so the next case starts clean."""
+    for record in node.ctx.store.records(pending=True):
+        run_cni(node.env("DEL", record.netns, container=record.container_id, ifname=record.ifname),
+                record.config.encode() or b"{}", node.ctx)

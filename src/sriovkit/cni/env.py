@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sriovkit.cni.netconf import parse_cni_args
 from sriovkit.cni.spec import COMMANDS, CniError, ErrorCode
+from sriovkit.netlink.netns import is_own_netns
 
 # spec: "alphanumeric, underscore, hyphen or period", starting alphanumeric
 _CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
@@ -71,7 +72,10 @@ def parse_env(env: Mapping[str, str], netns_exists: Callable[[str], bool]) -> Cn
         raise CniError(ErrorCode.INVALID_ENV, "invalid CNI environment", "; ".join(problems))
     if command != "DEL" and not netns_exists(netns):
         raise CniError(ErrorCode.UNKNOWN_CONTAINER, f"CNI_NETNS {netns} is not a network namespace",
-                       "the path does not exist or is not an nsfs file")
+                       "the path does not exist or is not a network namespace's nsfs file")
+    if command != "DEL" and is_own_netns(netns):
+        raise CniError(ErrorCode.INVALID_ENV, f"CNI_NETNS {netns} is the host's own network namespace",
+                       "a pod's interface cannot be moved where it already is")
     raw_args = env.get("CNI_ARGS", "")
     return CniEnv(command=command, container_id=container_id, netns=netns, ifname=ifname,
                   path=_cni_path(env), args=parse_cni_args(raw_args), raw_args=raw_args)

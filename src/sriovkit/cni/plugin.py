@@ -33,13 +33,17 @@ from sriovkit.cni.spec import (
 from sriovkit.cni.state import ForeignRecord
 from sriovkit.cni.steps import Call
 
-__all__ = ["CniContext", "context_from_env", "main", "run_cni"]
+__all__ = ["MAX_STDIN", "CniContext", "context_from_env", "main", "run_cni"]
 INTERNAL_ERROR = 199
+MAX_STDIN = 4 * 1024 * 1024  # as the shim's: a network config is a few KiB; more is not one
 _log = logging.getLogger("sriovkit.cni")
 
 
 def run_cni(env: Mapping[str, str], stdin: bytes, context: CniContext) -> tuple[bytes, int]:
     """One CNI call: (stdout bytes, exit status). Thread-safe; per-VF work is serialised by locks."""
+    if len(stdin) > MAX_STDIN:  # refused before parsing: JSON of that size costs memory and time
+        return dumps(CniError(ErrorCode.IO_FAILURE, f"network config on stdin exceeds {MAX_STDIN} bytes",
+                              f"got {len(stdin)} bytes").to_json(LATEST_VERSION)), 1
     version = _lenient_version(stdin)  # errors answer in the caller's version when it can be read
     try:
         cni_env = parse_env(env, context.netns_exists)
@@ -142,7 +146,7 @@ def main() -> None:
     _log.addHandler(handler)
     _log.setLevel(logging.DEBUG)  # each call's EventLog applies the config's logLevel
     env = dict(os.environ)
-    stdin = sys.stdin.buffer.read()
+    stdin = sys.stdin.buffer.read(MAX_STDIN + 1)  # run_cni refuses more; never read an unbounded stream
     try:
         context = _standalone_context(env)
     except CniError as exc:

@@ -70,18 +70,29 @@ def socket_in_netns(netns_path: str | None, family: int, kind: int, proto: int =
 
 
 NSFS_MAGIC = 0x6E736673
+NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: the CLONE_NEW* type of the namespace (Linux 4.11)
 
 
 def netns_exists(netns_path: str) -> bool:
-    """Whether `netns_path` is a namespace file (nsfs), not merely some path."""
+    """Whether `netns_path` is a network namespace's file (nsfs, of type net), not merely some
+    path nor another kind of namespace (/proc/self/ns/mnt is nsfs too)."""
     try:
-        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return False
     try:
         buf = ctypes.create_string_buffer(120)  # struct statfs; f_type is the first word
-        if _libc.fstatfs(fd, buf) != 0:
+        if _libc.fstatfs(fd, buf) != 0 or int.from_bytes(buf.raw[:8], "little") != NSFS_MAGIC:
             return False
-        return int.from_bytes(buf.raw[:8], "little") == NSFS_MAGIC
+        return bool(_libc.ioctl(fd, NS_GET_NSTYPE, 0) == CLONE_NEWNET)
     finally:
         os.close(fd)
+
+
+def is_own_netns(netns_path: str) -> bool:
+    """Whether `netns_path` is the namespace this process runs in (the host's, for the agent)."""
+    try:
+        theirs, ours = os.stat(netns_path), os.stat("/proc/self/ns/net")
+    except OSError:
+        return False
+    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)

@@ -80,6 +80,8 @@ class SimSpec(_Model):
 
     pfs: list[SimPF] = Field(default_factory=list)
     vhost_net: bool = True
+    # PCI drivers loaded with no device bound yet (e.g. vfio-pci before provisioning binds a VF)
+    loaded_drivers: list[str] = Field(default_factory=list)
 
 
 def load_spec(path: str | Path) -> SimSpec:
@@ -127,6 +129,8 @@ class SimulatedHost:
         (self.root / _MARKER).write_text(self.spec.model_dump_json(by_alias=True))
         for sub in ("sys/bus/pci/devices", "sys/bus/pci/drivers", "sys/class/net", "sys/kernel/iommu_groups"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        for driver in self.spec.loaded_drivers:
+            (self.root / "sys/bus/pci/drivers" / driver).mkdir(parents=True, exist_ok=True)
         self._make_dev_nodes()
         for number, pf in enumerate(self.spec.pfs):
             self._make_pf(number, pf)

@@ -1,7 +1,7 @@
 """The node policy file: which PFs get how many VFs, and which driver each VF range gets.
 
 In the spirit of the SR-IOV network operator's SriovNetworkNodePolicy (camelCase keys, a
-`nicSelector`, `#` VF ranges in `pfNames`), for one node. See docs/provisioning.md.
+`nicSelector`, `#` VF ranges in `pfNames`), for one node. See docs/provisioning.md and docs/configuration.md.
 """
 
 from __future__ import annotations

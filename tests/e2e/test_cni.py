@@ -4,7 +4,8 @@ The guest (guest/cni.sh) installs the shim with no agent reachable (so it runs t
 in-process) and calls it as a runtime would, with host-local IPAM, on eth0's four igbvf VFs:
 
   3. VF0 -> pod-a, VF1 -> pod-b with vlan 100 qos 3, mac, spoofchk off, trust on, max_tx_rate 100;
-     the pods ping each other through the NIC's switch; DEL both.
+     the pods ping each other through the NIC's switch; CHECK pod-a, and again after its VLAN was
+     changed behind the plugin's back; DEL both.
      3b: VF2 -> pod-m with only a MAC (no trust: igb lets an untrusted VF keep only the PF's MAC).
   4. VF2 with link_state, then with min_tx_rate (igb refuses both), each after settings it accepts.
   6. VF0 -> pod-g, the namespace deleted, then DEL.
@@ -132,6 +133,19 @@ def test_two_pods_on_two_vfs_ping_each_other_through_the_nic(guest):
         assert ping.returncode == 0, f"{name}: {ping.stdout}{ping.stderr}"
         received = re.search(r"(\d+) (?:packets )?received", ping.stdout)
         assert received and int(received.group(1)) > 0, ping.stdout
+
+
+def test_check_passes_on_the_attachment_as_added(guest):
+    check = guest.step("added").command("check")
+    assert check.returncode == 0, f"CHECK read the real NIC's VF settings differently: {check.stdout}"
+    assert check.stdout.strip() == ""
+
+
+def test_check_reports_the_vlan_changed_behind_its_back(guest):
+    assert guest.step("added").command("check").returncode == 0, "precondition: CHECK passed before"
+    error = _error(guest.step("added").command("check-drifted"))
+    assert isinstance(error["code"], int) and error["code"] > 0
+    assert re.search(r"vlan\b.*\b101\b", error.get("details", "")), error
 
 
 def test_del_gives_the_vf_back_exactly_as_before(guest):

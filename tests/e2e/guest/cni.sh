@@ -9,7 +9,8 @@
 #   step           what happened just before the snapshot
 #   start          4 VFs, shim installed, namespaces pod-a, pod-b made
 #   added          scenario 3: VF0 -> pod-a, VF1 -> pod-b (vlan 100 qos 3, mac, spoofchk off,
-#                  trust on, max_tx_rate 100, host-local); ping-a-b / ping-b-a recorded here
+#                  trust on, max_tx_rate 100, host-local); ping-a-b / ping-b-a recorded here, then
+#                  CHECK of pod-a (check), and again after `ip link set eth0 vf 0 vlan 101` (check-drifted)
 #   deleted        scenario 3: both DELs
 #   mac-added      VF2 -> pod-m with a MAC and no trust setting;  mac-deleted: its DEL
 #   refused        scenario 4: ADDs of VF2 with link_state, then min_tx_rate (both refused by igb)
@@ -70,6 +71,13 @@ if [ -n "$IP_A" ] && [ -n "$IP_B" ]; then
     record "$OUT/added" ping-a-b ip netns exec pod-a ping -c 3 -w 15 "$IP_B"
     record "$OUT/added" ping-b-a ip netns exec pod-b ping -c 3 -w 15 "$IP_A"
 fi
+# CHECK as a runtime makes it (the config plus prevResult: ADD's result), then after the VF's VLAN
+# was changed behind the plugin's back (DEL restores it all the same)
+with_prev_result() { { head -c -2 "$1"; printf ',\n  "prevResult": %s\n}\n' "$(cat "$2")"; } > "$3"; }
+with_prev_result "$OUT/conf/vf-$VF0.json" "$OUT/added/add-a.json" "$OUT/conf/check-a.json"
+cni "$OUT/added" check CHECK ctr-a /run/netns/pod-a "$OUT/conf/check-a.json"
+ip link set eth0 vf 0 vlan 101 qos 3
+cni "$OUT/added" check-drifted CHECK ctr-a /run/netns/pod-a "$OUT/conf/check-a.json"
 cni "$OUT/deleted" del-a DEL ctr-a /run/netns/pod-a "$OUT/conf/vf-$VF0.json"
 cni "$OUT/deleted" del-b DEL ctr-b /run/netns/pod-b "$OUT/conf/vf-$VF1.json"
 snapshot "$OUT/deleted"

@@ -160,10 +160,10 @@ class Informer:
     def __init__(self, kind: str, list_fn: Callable[[], tuple[list[Obj], str]],
                  watch_fn: Callable[[str, int], Iterator[tuple[str, Obj]]],
                  on_change: Callable[[str, Obj | None], None], *, key: Callable[[Mapping[str, Any]], str] = object_key,
-                 watch_timeout_s: int = 300, retry_s: float = 1.0) -> None:
+                 watch_timeout_s: int = 300, retry_s: float = 1.0, max_retry_s: float = 30.0) -> None:
         self.kind = kind
         self._list, self._watch, self._on_change, self._key = list_fn, watch_fn, on_change, key
-        self.watch_timeout_s, self.retry_s = watch_timeout_s, retry_s
+        self.watch_timeout_s, self.retry_s, self.max_retry_s = watch_timeout_s, retry_s, max_retry_s
         self.cache: dict[str, Obj] = {}
         self.lock = threading.Lock()  # guards `cache`: the worker reads while this thread writes
         self.synced = threading.Event()
@@ -192,18 +192,22 @@ class Informer:
             self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
+        pause = self.retry_s
         while not self._stopping.is_set():
             try:
                 version = self._relist()
+                pause = self.retry_s
                 while not self._stopping.is_set():
                     version = self._follow(version)
             except Expired as exc:
                 log.info("watch %s expired (%s): listing again", self.kind, exc)
-            except Exception as exc:  # the API may be away; list again after a pause
+            except Exception as exc:  # the API may be away or refuse us: list again, less often each time
                 if self._stopping.is_set():
                     return
-                log.warning("watch %s failed: %s: %s", self.kind, type(exc).__name__, exc)
-                self._stopping.wait(self.retry_s)
+                log.warning("list/watch %s failed: %s: %s; again in %.0f s", self.kind, type(exc).__name__, exc,
+                            pause)
+                self._stopping.wait(pause)
+                pause = min(pause * 2, self.max_retry_s)
 
     def _relist(self) -> str:
         items, version = self._list()

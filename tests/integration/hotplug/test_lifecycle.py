@@ -192,3 +192,19 @@ def test_new_sandbox_gets_its_networks_again(site: Site):
     site.kube.wait_for(lambda _: "net1" in links(netns)
                        and site.status(pod).get("net1", {}).get("ips") == links(netns)["net1"])
     assert len(ipam_allocations(site.ipam_dir)) == 1  # the old sandbox's address was given back
+
+
+def test_lost_network_status_is_written_again_without_replugging(site: Site):
+    site.bridge_nad("br-a", "10.215.13.0/24")
+    pod = site.pod("vm-s2", "br-a")
+    controller = site.controller()
+    before = site.wait_status(pod, {"net1"})
+    controller.stop()
+    # as if the controller died between the ADD and the patch
+    current = site.kube.get(PODS, "ns1", "vm-s2")
+    del current["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+    site.kube.put(PODS, current)
+
+    site.controller()
+    assert site.wait_status(pod, {"net1"}) == before
+    assert len(site.events("AddedInterface", pod)) == 1

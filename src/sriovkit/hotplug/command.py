@@ -15,6 +15,13 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("hotplug", help="add and remove secondary interfaces of running pods on this node")
+    add_arguments(p)
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=_hotplug)
+
+
+def add_arguments(p: argparse.ArgumentParser, *, host_root: bool = True) -> None:
+    """The controller's flags (`sriovctl agent` can take them too: it has its own --host-root)."""
     p.add_argument("--kubeconfig", help="kubeconfig file (default: the pod's service account, in-cluster)")
     p.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
                    help="this node's name: only its pods are watched (env NODE_NAME)")
@@ -27,11 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--kubelet-root", default="/var/lib/kubelet", help="the kubelet's root (pods' emptyDir volumes)")
     p.add_argument("--ovs-run-dir", default="/var/run/openvswitch", help="where vhost_sockets/<uid> mounts go")
     p.add_argument("--no-vhostuser", action="store_true", help="do not bind-mount vhost-user socket directories")
-    p.add_argument("--host-root", default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),
-                   help="node filesystem root passed to the sriov plugin as SRIOVKIT_HOST_ROOT")
+    if host_root:
+        p.add_argument("--host-root", default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),
+                       help="node filesystem root passed to the sriov plugin as SRIOVKIT_HOST_ROOT")
     p.add_argument("--resync-seconds", type=float, default=60.0, help="how often every pod is looked at again")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    p.set_defaults(func=_hotplug)
 
 
 def controller_from_args(args: argparse.Namespace) -> HotplugController:

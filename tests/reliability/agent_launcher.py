@@ -5,8 +5,8 @@
         [--config-file C --device-plugin-dir D --work-dir W]   # also the device plugins
 
 Wired as `sriovctl demo` wires the agent: NodeAgent (device plugins, when a config is given),
-CniSocketServer serving CniService. Prints "ready" on stdout once every component has started,
-then runs until SIGTERM.
+CniSocketServer serving CniService. Prints "ready <CLOCK_MONOTONIC when it began starting them>"
+once every component has started, then runs until SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -55,9 +56,10 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    started = time.monotonic()  # system-wide clock: the test compares it with the kubelet's
     for component in components:
         component.start()  # type: ignore[attr-defined]
-    print("ready", flush=True)
+    print(f"ready {started:.6f}", flush=True)
     done.wait()
     for component in reversed(components):
         component.stop()  # type: ignore[attr-defined]

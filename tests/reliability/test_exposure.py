@@ -1,0 +1,156 @@
+"""Exposure: the narrowest modes for what the agent and the plugin create (whatever the umask),
+metrics on loopback unless told otherwise, and no shell anywhere in the product."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sriovkit.agent.metrics import DEFAULT_METRICS_ADDRESS, AgentMetrics, MetricsServer
+from sriovkit.shim.server import CniSocketServer
+from tests.integration.cni.conftest import Node
+from tests.integration.helpers import NetnsFactory
+from tests.reliability import scenarios
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "sriovkit"
+SHELLS_AND_TOOLS = {"sh", "bash", "dash", "zsh", "ip", "tc", "ethtool", "devlink", "iptables", "nft", "modprobe",
+                    "echo", "cat", "env", "sudo"}
+
+
+@contextlib.contextmanager
+def umask(value: int) -> Iterator[None]:
+    old = os.umask(value)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_agent_socket_is_0600_in_a_0700_directory(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "sriovkit" / "cni.sock"
+    with umask(0):
+        server = CniSocketServer(path, lambda env, stdin: (b"", 0))
+        server.start()
+    try:
+        assert stat.S_ISSOCK(os.lstat(path).st_mode)
+        assert mode(path) == 0o600 and mode(path.parent) == 0o700
+    finally:
+        server.stop()
+
+
+@pytest.mark.root
+def test_state_files_0600_and_dirs_0700_also_for_a_journal_left_by_a_kill(node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    conf = node.conf(0, vlan=4, ipam=node.host_local())
+    with umask(0):
+        assert node.run("ADD", conf, pod)[1] == 0
+        env = scenarios.process_env(node, node.env("ADD", netns(), container="killed"),
+                                    SRIOVKIT_FAULT_KILL_AFTER="vf vlan")
+        assert scenarios.execute(scenarios.PLUGIN, env, node.conf(1, vlan=5))[1] == scenarios.KILLED
+    state = node.state_dir
+    files = sorted(p.name for p in state.iterdir() if p.is_file())
+    assert files == ["c1-net1.json", "killed-net1.pending"]
+    assert {p.name: mode(p) for p in state.iterdir() if p.is_file()} == dict.fromkeys(files, 0o600)
+    assert mode(state) == 0o700 and mode(state / "locks") == 0o700
+    assert {mode(p) for p in (state / "locks").iterdir()} == {0o600}
+    assert node.run("DEL", conf, pod) == (None, 0)
+    assert node.run("DEL", node.conf(1), "", CNI_CONTAINERID="killed") == (None, 0)
+
+
+def test_state_dir_made_too_open_is_tightened(tmp_path: Path) -> None:
+    from sriovkit.cni.state import AttachmentRecord, StateStore
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    StateStore(str(state)).save(AttachmentRecord("c", "n", "/x", "net", "0000:00:01.0", "netdev"))
+    assert mode(state) == 0o700 and mode(state / "c-n.json") == 0o600
+
+
+def test_metrics_bind_loopback_by_default() -> None:
+    host, _, port = DEFAULT_METRICS_ADDRESS.rpartition(":")
+    assert host in ("127.0.0.1", "[::1]", "localhost") and port.isdigit()
+    server = MetricsServer(":0", AgentMetrics(), lambda: True)  # no host given: still loopback
+    server.start()
+    try:
+        assert server._httpd is not None
+        bound = server._httpd.server_address[0]
+        assert bound in ("127.0.0.1", "::1"), bound
+    finally:
+        server.stop()
+    for action in _agent_parser()._actions:
+        if "--metrics-address" in action.option_strings:
+            assert str(action.default).rpartition(":")[0] in ("127.0.0.1", "[::1]", "localhost"), action.default
+
+
+def _agent_parser() -> argparse.ArgumentParser:
+    from sriovkit.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["agent"]
+
+
+# -- nothing runs a shell ---------------------------------------------------------------------
+
+def shell_uses(source: str, filename: str) -> list[str]:
+    """Calls that run a shell or a networking tool: shell=True, os.system/popen/spawn*/exec*p,
+    and subprocess/os.exec* with a literal argv naming a shell or a tool (`ip`, `tc`, ...)."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if not isinstance(node, ast.Call):
+            continue
+        where = f"{filename}:{node.lineno}"
+        name = ast.unparse(node.func)
+        if any(k.arg == "shell" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+               for k in node.keywords):
+            found.append(f"{where}: shell= in {name}")
+        if name in ("os.system", "os.popen") or name.startswith(("os.spawn", "pty.")) or name.endswith("execlp"):
+            found.append(f"{where}: {name}")
+        if (name.startswith("subprocess.") or name.startswith("os.exec")) and node.args:
+            program = _literal_program(node.args[-1] if name.startswith("os.exec") else node.args[0])
+            if program is not None and os.path.basename(program) in SHELLS_AND_TOOLS:
+                found.append(f"{where}: {name} runs {program}")
+    return found
+
+
+def _literal_program(arg: ast.expr) -> str | None:
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value.split()[0] if arg.value.split() else arg.value
+    if isinstance(arg, (ast.List, ast.Tuple)) and arg.elts:
+        first = arg.elts[0]
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            return first.value
+    return None
+
+
+def test_the_shell_check_catches_what_it_looks_for() -> None:
+    bad = """
+import os, subprocess
+subprocess.run("ip link", shell=True)
+subprocess.run(["ip", "link", "set"])
+subprocess.check_output(["/bin/sh", "-c", "x"])
+os.system("reboot")
+os.popen("ls")
+os.execvp("bash", ["bash"])
+"""
+    assert len(shell_uses(bad, "bad.py")) == 7
+    assert shell_uses("import subprocess\nsubprocess.run([binary], shell=False)\n", "ok.py") == []
+
+
+def test_no_product_code_runs_a_shell_or_the_ip_tool() -> None:
+    files = sorted(SRC.rglob("*.py"))
+    assert len(files) > 50
+    found = [hit for path in files for hit in shell_uses(path.read_text(), str(path.relative_to(SRC)))]
+    assert found == []

@@ -291,7 +291,8 @@ class HotplugController:
         return removed
 
     def _add(self, pod: Obj, record: PodRecord, sandbox: Sandbox, action: Action) -> None:
-        assert action.desired is not None
+        if action.desired is None:
+            raise ValueError(f"{action}: an ADD without its selection")
         selection = action.desired.selection
         definition = self._definition(action.network)
         device_id = self._device(record, definition.resource_name) if definition.resource_name else None
@@ -373,7 +374,8 @@ class HotplugController:
     # -- vhost-user ----------------------------------------------------------------------
     def _mount(self, pod: Obj, record: PodRecord, errors: list[str]) -> None:
         dirs = self.settings.vhostuser
-        assert dirs is not None
+        if dirs is None:
+            return
         source, target = dirs.source(record.uid), dirs.target(record.uid)
         entry = {"source": str(source), "target": str(target)}
         if entry not in (record.mounts or []):

@@ -33,6 +33,8 @@ down() {
     fi
     rm -f "$D/containerd.pid"
   fi
+  # the sandboxes' bridge (made by the bridge plugin on the first sandbox) goes too
+  ! ip link show skcnirt0 >/dev/null 2>&1 || ip link delete skcnirt0
   log "down"
 }
 

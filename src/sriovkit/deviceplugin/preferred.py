@@ -3,8 +3,8 @@
 Order of preference: the kubelet's ``mustInclude`` devices; then devices on
 one NUMA node (the node of the must-include devices, else one that can hold
 the whole request); then the pool's ``allocatePolicy``: ``packed`` fills one
-PF before touching the next (keeping other PFs whole for later large
-requests), ``spread`` takes from the PFs in turn (balancing load over PFs).
+PF before touching the next, the fullest one that can hold the whole request
+(keeping other PFs whole for later large requests), ``spread`` takes from the PFs in turn (balancing load over PFs).
 Ties always fall back to the device ID, so the same input gives the same answer.
 """
 
@@ -58,7 +58,7 @@ def _by_numa(
     used_pfs = Counter(placements[d].pf for d in chosen if d in placements)
     result: list[str] = []
     for node in order:
-        result += _by_policy(groups[node], placements, policy, used_pfs)
+        result += _by_policy(groups[node], placements, policy, used_pfs, need - len(result))
     return result
 
 
@@ -83,15 +83,21 @@ def _numa_order(
 
 
 def _by_policy(
-    devices: list[str], placements: Mapping[str, Placement], policy: AllocatePolicy, used_pfs: Counter[str | None]
+    devices: list[str], placements: Mapping[str, Placement], policy: AllocatePolicy, used_pfs: Counter[str | None],
+    need: int,
 ) -> list[str]:
     per_pf: dict[str | None, list[str]] = {}
     for dev in devices:
         per_pf.setdefault(placements[dev].pf, []).append(dev)
     if policy is AllocatePolicy.PACKED:
-        # PFs already used by this request first, then the fullest (fewest free) PF
-        pfs = sorted(per_pf, key=lambda pf: (-used_pfs.get(pf, 0), len(per_pf[pf]), pf or ""))
-        return [dev for pf in pfs for dev in per_pf[pf]]
+        # PFs already used by this request first; then the fullest PF that still holds the whole
+        # rest of the request (so it lands on one PF and the emptier PFs stay whole); when none
+        # does, the fullest PFs first
+        def packed_key(pf: str | None) -> tuple[int, int, int, str]:
+            free = len(per_pf[pf])
+            return (-used_pfs.get(pf, 0), 0 if free >= need else 1, free, pf or "")
+
+        return [dev for pf in sorted(per_pf, key=packed_key) for dev in per_pf[pf]]
     # spread: least used by this request first, then the emptiest (most free) PF, round robin
     pfs = sorted(per_pf, key=lambda pf: (used_pfs.get(pf, 0), -len(per_pf[pf]), pf or ""))
     result: list[str] = []

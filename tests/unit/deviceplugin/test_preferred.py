@@ -31,7 +31,19 @@ def test_packed_fills_one_pf_first():
     got = preferred_allocation(sorted(p), [], 2, p, PACKED)
     assert {p[d].pf for d in got} == {"b"}  # the fuller PF (fewest free) is used up first
     got = preferred_allocation(sorted(p), [], 3, p, PACKED)
-    assert [p[d].pf for d in got].count("b") == 2
+    assert {p[d].pf for d in got} == {"a"}  # only a holds all 3: one PF rather than two
+
+
+def test_packed_prefers_a_pf_that_holds_the_whole_request_over_a_fuller_one():
+    p = layout({(0, "a"): 1, (0, "b"): 2, (0, "c"): 5})
+    got = preferred_allocation(sorted(p), [], 2, p, PACKED)
+    assert {p[d].pf for d in got} == {"b"}
+
+
+def test_packed_with_no_pf_big_enough_uses_the_fullest_first():
+    p = layout({(0, "a"): 1, (0, "b"): 2, (0, "c"): 2})
+    got = preferred_allocation(sorted(p), [], 4, p, PACKED)
+    assert sorted(p[d].pf for d in got) == ["a", "b", "b", "c"]
 
 
 def test_spread_balances_over_pfs():

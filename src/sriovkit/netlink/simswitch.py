@@ -14,6 +14,7 @@ and reappears under the name it comes back with.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -74,8 +75,9 @@ class SimulatedSwitchNetlink:
         # that died with a pod's namespace has no such end until it is revived; a NIC's switch
         # setting does not depend on where the VF's netdev is, so that is no error.
         peer = simnet.peer_of(self.host, self._vf_address(pf, vf_index))
-        if peer is not None and self._links.find_link(peer) is not None:
-            self._links.set_link_up(peer, state is not LinkState.DISABLE)
+        if peer is not None:
+            with contextlib.suppress(LinkNotFoundError):  # also when it goes while we set it
+                self._links.set_link_up(peer, state is not LinkState.DISABLE)
 
     def set_vf_rate(self, pf: str, vf_index: int, min_tx_rate: int, max_tx_rate: int) -> None:
         what = f"min_tx_rate {min_tx_rate} max_tx_rate {max_tx_rate}"

@@ -18,4 +18,5 @@ Where things are:
     announce.py   gratuitous ARP / unsolicited NA
     deviceinfo.py the Device Information Spec file
     log.py        structured one-line-per-event logs
+    faults.py     test-only kill points after each ADD/DEL step (simulated hosts only; off in production)
 """

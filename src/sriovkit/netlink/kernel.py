@@ -112,8 +112,7 @@ class KernelNetlink:
         self._set_vf(pf, f"mac {mac}", {"vf": vf_index, "mac": mac})
 
     def set_vf_vlan(self, pf: str, vf_index: int, vlan: int, qos: int, proto: VlanProto) -> None:
-        spec = {"vf": vf_index, "vlan": [{"vlan": vlan, "qos": qos, "proto": int(proto)}]}
-        self._set_vf(pf, f"vlan {vlan} qos {qos} proto {proto.name}", spec)
+        self._set_vf(pf, f"vlan {vlan} qos {qos} proto {proto.name}", vf_vlan_spec(vf_index, vlan, qos, proto))
 
     def set_vf_spoofchk(self, pf: str, vf_index: int, enabled: bool) -> None:
         self._set_vf(pf, f"spoofchk {_onoff(enabled)}", {"vf": vf_index, "spoofchk": int(enabled)})
@@ -246,6 +245,28 @@ def _netns_fd(netns: str | None) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+def vf_vlan_spec(vf_index: int, vlan: int, qos: int, proto: VlanProto) -> dict[str, Any]:
+    """pyroute2's ``vf=`` argument for a VF VLAN. 802.1Q goes as IFLA_VF_VLAN (what `ip link set
+    PF vf N vlan V qos Q` sends, and all that drivers without 802.1ad support accept); only 802.1ad
+    needs IFLA_VF_VLAN_LIST, whose entries pyroute2 encodes too short unless padded."""
+    if proto is VlanProto.DOT1Q:
+        return {"vf": vf_index, "vlan": {"vlan": vlan, "qos": qos}}
+    pad_vlan_info()
+    return {"vf": vf_index, "vlan": [{"vlan": vlan, "qos": qos, "proto": int(proto)}]}
+
+
+def pad_vlan_info() -> None:
+    """pyroute2 0.9 encodes IFLA_VF_VLAN_INFO as 14 bytes, but the kernel's struct
+    ifla_vf_vlan_info is 16 (padded), and rtnetlink refuses a shorter attribute with EINVAL.
+    Appending the padding to pyroute2's field list makes it send what the kernel expects; decoding
+    is unaffected. Idempotent."""
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    info = ifinfmsg.vflist.vfinfo.vf_vlist.ivvi
+    if not any(name == "__pad" for name, _ in info.fields):
+        info.fields = (*info.fields, ("__pad", "2x"))
 
 
 def _open(netns: str | None) -> IPRoute:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+
+from sriovkit.kubeapi import cri_pb2 as pb
+from sriovkit.kubeapi import cri_pb2_grpc as pb_grpc
 
 SETUP = Path(__file__).with_name("setup.sh")
 STATE_DIR = Path(os.environ.get("CNIRT_STATE", "/var/tmp/sriovkit-cnirt"))
@@ -25,7 +27,7 @@ class Containerd:
     socket: Path = STATE_DIR / "containerd.sock"
 
     def up(self) -> None:
-        proc = subprocess.run(["bash", str(SETUP), "up", sys.executable], capture_output=True, text=True,
+        proc = subprocess.run(["bash", str(SETUP), "up"], capture_output=True, text=True,
                               timeout=600, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"tests/cnirt/setup.sh up failed: {proc.stderr.strip()[-2000:]}")
@@ -33,14 +35,16 @@ class Containerd:
     def down(self) -> None:
         subprocess.run(["bash", str(SETUP), "down"], capture_output=True, timeout=120, check=False)
 
-    def _runtime(self, channel: grpc.Channel):  # type: ignore[no-untyped-def]
-        from cri_api.v1 import api_pb2_grpc
+    def _runtime(self, channel: grpc.Channel) -> pb_grpc.RuntimeServiceStub:
+        return pb_grpc.RuntimeServiceStub(channel)
 
-        return api_pb2_grpc.RuntimeServiceStub(channel)
+    def version(self) -> str:
+        """The runtime's "name version (CRI api version)", e.g. to show which runtime a test ran on."""
+        with grpc.insecure_channel(f"unix://{self.socket}") as channel:
+            reply = self._runtime(channel).Version(pb.VersionRequest(version="v1"), timeout=_TIMEOUT_S)
+        return f"{reply.runtime_name} {reply.runtime_version} ({reply.runtime_api_version})"
 
     def run_pod(self, name: str, namespace: str, uid: str) -> str:
-        from cri_api.v1 import api_pb2 as pb
-
         config = pb.PodSandboxConfig(
             metadata=pb.PodSandboxMetadata(name=name, namespace=namespace, uid=uid, attempt=0),
             hostname=name[:63], log_directory=f"/tmp/sriovkit-cnirt-logs/{uid}",
@@ -52,16 +56,12 @@ class Containerd:
         return str(reply.pod_sandbox_id)
 
     def remove_pod(self, sandbox_id: str) -> None:
-        from cri_api.v1 import api_pb2 as pb
-
         with grpc.insecure_channel(f"unix://{self.socket}") as channel:
             runtime = self._runtime(channel)
             runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=_TIMEOUT_S)
             runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=_TIMEOUT_S)
 
     def stop_pod(self, sandbox_id: str) -> None:
-        from cri_api.v1 import api_pb2 as pb
-
         with grpc.insecure_channel(f"unix://{self.socket}") as channel:
             self._runtime(channel).StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sandbox_id),
                                                   timeout=_TIMEOUT_S)

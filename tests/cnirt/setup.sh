@@ -3,19 +3,17 @@
 # serving runtime.v1 on $CNIRT_STATE/containerd.sock, pod sandboxes on a plain bridge +
 # host-local network (so each gets a netns), a busybox sandbox image built locally.
 #
-#   tests/cnirt/setup.sh up [PYTHON]   install what is missing, start containerd if it is not running
+#   tests/cnirt/setup.sh up            install what is missing, start containerd if it is not running
 #   tests/cnirt/setup.sh down          stop and remove our sandboxes, stop our containerd
 #
 # Idempotent; touches nothing of another containerd (own socket, root, state, config, CNI
 # conf dir and bin dir), so one already running from an earlier step stays as it is.
-# PYTHON (default: python3) gets the CRI client package, installed without its protobuf pin
-# (its generated code runs on the project's protobuf 7).
+# The tests talk CRI with sriovkit's own stubs (src/sriovkit/kubeapi/cri.proto): no Python package.
 set -euo pipefail
 HERE=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 D=${CNIRT_STATE:-/var/tmp/sriovkit-cnirt}
 SOCK="$D/containerd.sock"
 IMG=localhost/sriovkit-pause:1
-CRI_API=container-runtime-interface-api==2.0.1
 log() { echo "[cnirt] $*" >&2; }
 ctr_() { ctr --address "$SOCK" -n k8s.io "$@"; }
 running() { [ -S "$SOCK" ] && ctr --address "$SOCK" version >/dev/null 2>&1; }
@@ -48,10 +46,6 @@ install_packages() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends $need >/dev/null
-  fi
-  if ! "$PY" -c 'import cri_api.v1.api_pb2' 2>/dev/null; then
-    log "pip install --no-deps $CRI_API"
-    "$PY" -m pip install -q --disable-pip-version-check --no-deps "$CRI_API"
   fi
 }
 
@@ -118,7 +112,7 @@ image() {
 }
 
 case "${1:-up}" in
-  up) PY=${2:-python3}; mkdir -p "$D"; install_packages; write_config; start; image; log "ready: $SOCK" ;;
+  up) mkdir -p "$D"; install_packages; write_config; start; image; log "ready: $SOCK" ;;
   down) down ;;
-  *) echo "usage: $0 up [PYTHON] | down" >&2; exit 2 ;;
+  *) echo "usage: $0 up | down" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 """The container runtime's CRI API (runtime.v1 over its unix socket): a pod's sandbox and netns.
 
-The stubs come from the PyPI package `container-runtime-interface-api`
-(installed without its protobuf pin: its generated code runs on protobuf 7).
+The stubs are generated from `sriovkit/kubeapi/cri.proto`, the subset of runtime.v1 used here
+(upstream names and field numbers, so any CRI runtime understands it).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import Any
 
 import grpc
 
-CRI_API_REQUIREMENT = "container-runtime-interface-api==2.0.1"
+from sriovkit.kubeapi import cri_pb2 as pb
+from sriovkit.kubeapi import cri_pb2_grpc as pb_grpc
+
 _TIMEOUT_S = 10.0
 
 
@@ -26,15 +28,6 @@ class Sandbox:
     netns: str  # "" when the sandbox shares the host's network namespace
 
 
-def _stubs() -> tuple[Any, Any]:
-    try:
-        from cri_api.v1 import api_pb2, api_pb2_grpc
-    except ImportError:
-        raise CriError(f"the CRI client needs the Python package {CRI_API_REQUIREMENT} "
-                       "(pip install --no-deps)") from None
-    return api_pb2, api_pb2_grpc
-
-
 class CriClient:
     """Construction stores the endpoint; `sandbox()` asks the runtime each time (no cache to go stale)."""
 
@@ -43,7 +36,6 @@ class CriClient:
 
     def sandbox(self, uid: str, namespace: str, name: str) -> Sandbox | None:
         """The pod's ready sandbox (the newest, if a restart left two) and its network namespace."""
-        pb, pb_grpc = _stubs()
         try:
             with grpc.insecure_channel(self.endpoint) as channel:
                 runtime = pb_grpc.RuntimeServiceStub(channel)

@@ -1,4 +1,4 @@
-"""Regenerate the Python modules for the kubelet's gRPC APIs from the .proto files.
+"""Regenerate the Python modules for the kubelet's gRPC APIs (and the CRI subset) from the .proto files.
 
 Run from a checkout with the pinned grpcio-tools installed:
 
@@ -21,6 +21,7 @@ PROTOS = (
     "sriovkit/deviceplugin/api/deviceplugin.proto",
     "sriovkit/kubeapi/podresources.proto",
     "sriovkit/kubeapi/pluginregistration.proto",
+    "sriovkit/kubeapi/cri.proto",
 )
 
 

@@ -35,6 +35,7 @@ def plan(full: bool, race_cycles: int | None) -> list[tuple[str, Scenario]]:
         ("crash-add", scenarios.crash_add_at_every_step),
         ("crash-del", scenarios.crash_del_at_every_step),
         ("crash-agent", lambda t: scenarios.crash_agent_at_every_step(t, every=1 if full else 2)),
+        ("crash-agent-del", scenarios.crash_agent_in_del),
         ("crash-save", lambda t: scenarios.kill_while_saving(t, rounds=60 if full else 15)),
         ("races", lambda t: scenarios.races(t, workers=32, cycles=cycles, vfs=8)),
         ("races-same-vf", lambda t: scenarios.same_vf_at_once(t, rounds=20 if full else 4)),
@@ -53,8 +54,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="full sizes (races 32 x 100; takes tens of minutes)")
     parser.add_argument("--only", default="", help="run only scenarios whose short name contains this "
-                        "(crash-add, crash-del, crash-agent, crash-save, races, races-same-vf, races-late-del, "
-                        "restart-agent, restart-kubelet, fuzz, no-shell, modes)")
+                        "(crash-add, crash-del, crash-agent, crash-agent-del, crash-save, races, races-same-vf, "
+                        "races-late-del, restart-agent, restart-kubelet, fuzz, no-shell, modes)")
     parser.add_argument("--race-cycles", type=int, help="cycles per race loop (default 2, 100 with --full)")
     args = parser.parse_args()
     if os.geteuid() != 0:

@@ -40,6 +40,9 @@ PLUGIN = [sys.executable, "-m", "sriovkit.cni.plugin"]
 KILLED = -9
 
 
+REPORTED: list[str] = []  # every outcome's line, for the test session's summary (see conftest.py)
+
+
 @dataclass
 class Outcome:
     scenario: str
@@ -57,6 +60,12 @@ class Outcome:
 
     def line(self) -> str:
         return f"{self.scenario}: tried {self.tried}, failures {len(self.failures)}, leaks {len(self.leaks)}"
+
+    def check(self) -> None:
+        """For tests: report what was tried, then fail on any failure or leak."""
+        REPORTED.append(self.line())
+        assert self.tried > 0, f"{self.scenario}: nothing was tried"
+        assert not self.failures and not self.leaks, self.explain()
 
     def explain(self) -> str:
         return "\n".join([self.line(), *self.failures[:20], *self.leaks[:20]])
@@ -333,6 +342,49 @@ def crash_agent_at_every_step(tmp: Path, *, every: int = 1) -> Outcome:
             case = f"agent killed after {point}, DEL via {recover}"
             pod = make_pod()
             _crash_agent_case(node, pod, conf, shim, socket_path, point, recover, out, case)
+            make_pod.remove(pod)
+            out.leaks += [f"{case}: {leak}" for leak in leak_report(node, before, extra_files=(devinfo,))]
+            if out.leaks:
+                return out
+    return out
+
+
+def crash_agent_in_del(tmp: Path) -> Outcome:
+    """The agent SIGKILLed after each DEL step: the shim answers with an error; the DEL again,
+    through the fallback or a restarted agent (alternately), gives everything back."""
+    out = Outcome("crash: agent killed mid-DEL, DEL again via fallback / restarted agent")
+    with sim_node(tmp) as node, pods() as make_pod:
+        before = node.views()
+        devinfo = node.tmp / "devinfo.json"
+        conf = full_conf(node, 2, devinfo)
+        points = recorded_points(node, make_pod(), conf)["DEL"]
+        socket_path = tmp / "agent" / "cni.sock"
+        shim = shim_for(node, tmp / "bin", socket_path)
+        for n, point in enumerate(points):
+            recover = "fallback" if n % 2 == 0 else "restarted agent"
+            out.tried += 1
+            case = f"agent killed after DEL {point}, DEL again via {recover}"
+            pod = make_pod()
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                   **node.env("ADD", pod, container=f"ad{secrets.token_hex(6)}")}
+            with AgentProcess(node, socket_path):
+                added, code = execute([str(shim)], env, conf)
+            if code != 0:
+                out.fail(case, f"ADD answered {added[:200]!r}")
+            del_env = {**env, "CNI_COMMAND": "DEL"}
+            with AgentProcess(node, socket_path, kill_after=point) as agent:
+                stdout, code = execute([str(shim)], del_env, conf)
+                if agent.wait_dead() != KILLED:
+                    out.fail(case, "the agent was not killed there")
+            if code == 0 or "mid-call" not in str(answer(stdout).get("msg")):
+                out.fail(case, f"the shim answered {code} {stdout[:200]!r}, not 'agent failed mid-call'")
+            if recover == "fallback":
+                stdout, code = execute([str(shim)], del_env, conf)
+            else:
+                with AgentProcess(node, socket_path):
+                    stdout, code = execute([str(shim)], del_env, conf)
+            if (stdout, code) != (b"", 0):
+                out.fail(case, f"DEL again answered {code} {stdout[:300]!r}")
             make_pod.remove(pod)
             out.leaks += [f"{case}: {leak}" for leak in leak_report(node, before, extra_files=(devinfo,))]
             if out.leaks:

@@ -15,19 +15,14 @@ pytestmark = pytest.mark.root
 CYCLES = int(os.environ.get("SRIOVKIT_RACE_CYCLES", "2"))
 
 
-def _check(outcome: scenarios.Outcome) -> None:
-    print(outcome.line())
-    assert outcome.tried > 0
-    assert not outcome.failures and not outcome.leaks, outcome.explain()
-
 
 def test_32_loops_over_8_vfs_through_agent_and_standalone(tmp_path: Path) -> None:
-    _check(scenarios.races(tmp_path, workers=32, cycles=CYCLES, vfs=8))
+    scenarios.races(tmp_path, workers=32, cycles=CYCLES, vfs=8).check()
 
 
 def test_two_adds_for_one_vf_at_once(tmp_path: Path) -> None:
-    _check(scenarios.same_vf_at_once(tmp_path, rounds=4))
+    scenarios.same_vf_at_once(tmp_path, rounds=4).check()
 
 
 def test_a_late_del_of_an_old_pod_never_touches_the_new_pods_vf(tmp_path: Path) -> None:
-    _check(scenarios.late_del_of_an_old_pod(tmp_path, rounds=6))
+    scenarios.late_del_of_an_old_pod(tmp_path, rounds=6).check()

@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -107,12 +108,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
+def _get(url: str, wait_s: float = 10.0) -> tuple[int, str]:
+    """GET, waiting for the endpoint to come up: the agent starts it after the device plugins."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def test_sriovctl_agent_runs_until_sigterm_and_cleans_up(site):
@@ -128,9 +136,9 @@ def test_sriovctl_agent_runs_until_sigterm_and_cleans_up(site):
         kubelet.wait_for_devices("intel.com/dpdk", 1, timeout=20)
         kubelet.allocate("p", "c", {"intel.com/dpdk": 1})
         assert list((root / "devinfo").iterdir())
+        assert _get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")  # started last: all is up
         assert stat.S_IMODE(cni_socket.stat().st_mode) == 0o600
         assert stat.S_IMODE(cni_socket.parent.stat().st_mode) == 0o700
-        assert _get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
         status, body = _get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200 and 'sriovkit_device_allocations_total{resource="intel.com/dpdk"} 1.0' in body
         # the shim's protocol, answered by the CNI library inside the agent

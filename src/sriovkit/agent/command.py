@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--cni-max-concurrent", type=int, default=16, help="CNI operations served at once")
     p.add_argument("--metrics-address", default="127.0.0.1:9808",
                    help="HOST:PORT of /metrics and /healthz (default loopback; '' = no endpoint)")
+    p.add_argument("--hotplug", action="store_true",
+                   help="also run the hot-plug controller: secondary networks added to and removed from running "
+                   "pods as their k8s.v1.cni.cncf.io/networks annotation changes (docs/hotplug.md)")
+    _add_hotplug_arguments(p)
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=_agent)
 
@@ -53,6 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     k.add_argument("--plugins-registry-dir", help="also watch this directory for plugin-watcher registration")
     k.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     k.set_defaults(func=_kubesim)
+
+
+def _add_hotplug_arguments(p: argparse.ArgumentParser) -> None:
+    from sriovkit.hotplug.command import add_arguments
+
+    add_arguments(p.add_argument_group("hot-plug (with --hotplug; --host-root and --pod-resources-socket "
+                                       "apply too)"), in_agent=True)
 
 
 def _setup_logging(level: str) -> None:
@@ -92,11 +103,14 @@ def _agent(args: argparse.Namespace) -> int:
         # elsewhere (/host in the DaemonSet); only a simulated host has no kernel links to watch
         netlink_events=not sim.is_simulated(args.host_root),
     )
+    hotplug = _hotplug_controller(args) if args.hotplug else None  # its flags checked before the node changes
     metrics = AgentMetrics()
     agent = NodeAgent(settings, metrics=metrics)
     if args.policy:
         agent.add(_policy_reconciler(args, sysfs, before_apply=agent.device_plugins.poll_once))
     _add_cni_and_metrics(agent, args, metrics)
+    if hotplug is not None:
+        agent.add(hotplug)  # after the CNI socket: a hot-plugged `sriov` network is served through it
     try:
         agent.run_until_signal()
     except ConfigError as exc:
@@ -105,6 +119,12 @@ def _agent(args: argparse.Namespace) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         raise UserError(f"cannot start the agent: {where}{exc.strerror or exc}") from None
     return 0
+
+
+def _hotplug_controller(args: argparse.Namespace) -> Component:
+    from sriovkit.hotplug.command import controller_from_args
+
+    return controller_from_args(args, in_agent=True)
 
 
 def _policy_reconciler(args: argparse.Namespace, sysfs: Sysfs, *, before_apply: Callable[[], None]) -> Component:

@@ -1,6 +1,8 @@
 """`sriovctl hotplug`: the hot-plug controller on its own, until SIGTERM.
 
 Register with `sriovkit.hotplug.command` in `_COMMAND_MODULES` (src/sriovkit/cli.py).
+`sriovctl agent --hotplug` runs the same controller inside the node agent (`add_arguments` and
+`controller_from_args` with `in_agent=True`).
 """
 
 from __future__ import annotations
@@ -20,28 +22,35 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=_hotplug)
 
 
-def add_arguments(p: argparse.ArgumentParser, *, host_root: bool = True) -> None:
-    """The controller's flags (`sriovctl agent` can take them too: it has its own --host-root)."""
+def add_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, in_agent: bool = False) -> None:
+    """The controller's flags. `in_agent`: for `sriovctl agent --hotplug`, which has its own --host-root
+    and --pod-resources-socket (same meaning, so not added twice) and where a bare --state-dir or
+    --resync-seconds would be ambiguous (they become --hotplug-state-dir, --hotplug-resync-seconds)."""
+    prefix = "--hotplug-" if in_agent else "--"
     p.add_argument("--kubeconfig", help="kubeconfig file (default: the pod's service account, in-cluster)")
     p.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
                    help="this node's name: only its pods are watched (env NODE_NAME)")
     p.add_argument("--cri-socket", default="/run/containerd/containerd.sock",
                    help="the container runtime's CRI socket (runtime.v1)")
     p.add_argument("--cni-bin-dir", default="/opt/cni/bin", help="CNI plugin directories, ':'-separated")
-    p.add_argument("--pod-resources-socket", default="/var/lib/kubelet/pod-resources/kubelet.sock",
-                   help="the kubelet's podresources socket (devices of NADs with a resourceName)")
-    p.add_argument("--state-dir", default="/var/lib/sriovkit/hotplug", help="the controller's record of attachments")
+    if not in_agent:
+        p.add_argument("--pod-resources-socket", default="/var/lib/kubelet/pod-resources/kubelet.sock",
+                       help="the kubelet's podresources socket (devices of NADs with a resourceName)")
+    p.add_argument(f"{prefix}state-dir", dest="state_dir", default="/var/lib/sriovkit/hotplug",
+                   help="the controller's record of attachments")
     p.add_argument("--kubelet-root", default="/var/lib/kubelet", help="the kubelet's root (pods' emptyDir volumes)")
     p.add_argument("--ovs-run-dir", default="/var/run/openvswitch", help="where vhost_sockets/<uid> mounts go")
     p.add_argument("--no-vhostuser", action="store_true", help="do not bind-mount vhost-user socket directories")
-    if host_root:
+    if not in_agent:
         p.add_argument("--host-root", default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),
                        help="node filesystem root passed to the sriov plugin as SRIOVKIT_HOST_ROOT")
-    p.add_argument("--resync-seconds", type=float, default=60.0, help="how often every pod is looked at again")
+    p.add_argument(f"{prefix}resync-seconds", dest="resync_seconds", type=float, default=60.0,
+                   help="how often every pod is looked at again")
 
 
-def controller_from_args(args: argparse.Namespace) -> HotplugController:
-    """The `HotplugController` the flags describe (also for the node agent to `add`)."""
+def controller_from_args(args: argparse.Namespace, *, in_agent: bool = False) -> HotplugController:
+    """The `HotplugController` the flags describe (also for the node agent to `add`: `in_agent` as
+    given to `add_arguments`, so problems name the flags the user typed)."""
     from pathlib import Path
 
     from sriovkit.errors import UserError
@@ -60,7 +69,8 @@ def controller_from_args(args: argparse.Namespace) -> HotplugController:
     bin_dirs = in_bin_dir(args.cni_bin_dir)
     problems += [f"--cni-bin-dir: {d} is not a directory" for d in bin_dirs if not os.path.isdir(d)]
     if args.resync_seconds <= 0:
-        problems.append(f"--resync-seconds {args.resync_seconds}: must be positive")
+        flag = "--hotplug-resync-seconds" if in_agent else "--resync-seconds"
+        problems.append(f"{flag} {args.resync_seconds}: must be positive")
     if problems:
         raise UserError(problems)
     try:

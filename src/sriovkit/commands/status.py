@@ -1,0 +1,88 @@
+"""`sriovctl attachments` and `sriovctl allocations`: which VF went where, as the node knows it.
+
+`attachments` reads the CNI's records (what ADD changed, for DEL to put back); `allocations` asks
+the kubelet's podresources API which devices it assigned to which pod. Together they answer "who
+holds this VF" and "why was this VF not given back" without reading JSON files by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+DEFAULT_STATE_DIR = "/var/lib/cni/sriov"
+DEFAULT_POD_RESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("attachments", help="the VFs the sriov CNI attached to pods (its records on this node)")
+    p.add_argument("--cni-state-dir", default=DEFAULT_STATE_DIR,
+                   help=f"the CNI's state dir (default {DEFAULT_STATE_DIR})")
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    p.set_defaults(func=_attachments)
+
+    p = sub.add_parser("allocations", help="the devices the kubelet assigned to pods (podresources API)")
+    p.add_argument("--pod-resources-socket", default=DEFAULT_POD_RESOURCES_SOCKET,
+                   help=f"the kubelet's podresources socket (default {DEFAULT_POD_RESOURCES_SOCKET})")
+    p.add_argument("--resource", help="only this resource (full name, e.g. intel.com/sriov_netdevice)")
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    p.set_defaults(func=_allocations)
+
+
+def _attachments(args: argparse.Namespace) -> int:
+    import os
+
+    from sriovkit.cni.spec import CniError
+    from sriovkit.cni.state import StateStore
+    from sriovkit.errors import UserError
+    from sriovkit.output import format_table
+
+    if not os.path.isdir(args.cni_state_dir):
+        raise UserError(f"--cni-state-dir {args.cni_state_dir}: no such directory (no attachment was ever made)")
+    try:
+        records = StateStore(args.cni_state_dir).records(pending=True)
+    except CniError as exc:
+        raise UserError(f"--cni-state-dir {args.cni_state_dir}: {exc.msg}") from None
+    rows = [_attachment_row(r) for r in records]
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(format_table(["CONTAINER", "IFNAME", "VF", "PF", "VF#", "MODE", "HOST NAME", "IPS", "NETNS", "STATE"],
+                       [[r["container"][:12], r["ifname"], r["pciAddress"], r["pf"], r["vfIndex"], r["mode"],
+                         r["hostName"], ",".join(r["ips"]), r["netns"], r["state"]] for r in rows]))
+    return 0
+
+
+def _attachment_row(record: Any) -> dict[str, Any]:
+    return {"container": record.container_id, "ifname": record.ifname, "pciAddress": record.pci_address,
+            "pf": record.pf_netdev, "vfIndex": record.vf_index, "mode": record.mode, "network": record.network,
+            "hostName": record.original.host_ifname, "ips": list(record.ips), "netns": record.netns,
+            "state": "attached" if record.complete else "interrupted ADD (DEL restores it)"}
+
+
+def _allocations(args: argparse.Namespace) -> int:
+    import grpc
+
+    from sriovkit.errors import UserError
+    from sriovkit.kubeapi import podresources_pb2 as pr_pb
+    from sriovkit.kubeapi import podresources_pb2_grpc as pr_grpc
+    from sriovkit.output import format_table
+
+    try:
+        with grpc.insecure_channel(f"unix:{args.pod_resources_socket}") as channel:
+            reply = pr_grpc.PodResourcesListerStub(channel).List(pr_pb.ListPodResourcesRequest(), timeout=5)
+    except grpc.RpcError as exc:
+        raise UserError(f"--pod-resources-socket {args.pod_resources_socket}: {exc.code().name}: "
+                        f"{exc.details()}") from None
+    rows = [{"namespace": pod.namespace, "pod": pod.name, "container": container.name,
+             "resource": devices.resource_name, "devices": list(devices.device_ids)}
+            for pod in reply.pod_resources for container in pod.containers for devices in container.devices
+            if args.resource in (None, devices.resource_name)]
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(format_table(["NAMESPACE", "POD", "CONTAINER", "RESOURCE", "DEVICES"],
+                       [[r["namespace"], r["pod"], r["container"], r["resource"], ",".join(r["devices"])]
+                        for r in rows]))
+    return 0

@@ -9,6 +9,7 @@ in-process) and calls it as a runtime would, with host-local IPAM, on eth0's fou
      3b: VF2 -> pod-m with only a MAC (no trust: igb lets an untrusted VF keep only the PF's MAC).
   4. VF2 with link_state, then with min_tx_rate (igb refuses both), each after settings it accepts.
   6. VF0 -> pod-g, the namespace deleted, then DEL.
+     6b: VF1 -> pod-h, the namespace deleted while a process still holds it, DEL at once.
   5. VF3 bound to vfio-pci, ADD in userspace mode (vlan 400); VF2 ADD with driver vfio-pci (vlan 500);
      DEL both.
 
@@ -240,6 +241,17 @@ def test_del_with_the_netns_gone_releases_the_ip(guest):
     added, deleted = guest.step("gone-added"), guest.step("gone-deleted")
     assert len(_ips(added.lines("ipam-files.txt"), SCENARIO6_POOL)) == 1
     assert _ips(deleted.lines("ipam-files.txt"), SCENARIO6_POOL) == set()
+
+
+def test_del_waits_for_a_vf_still_held_in_a_dying_netns(guest):
+    """DEL arrives while the kernel still holds the VF in a namespace the runtime already deleted."""
+    before, deleted = guest.step("gone-deleted"), guest.step("held-deleted")  # VF1 untouched since scenario 3
+    assert guest.step("held-added").command("add").returncode == 0, "precondition: ADD succeeded"
+    assert deleted.lines("host-netdevs-at-del.txt") == [], "precondition: the VF was not back when DEL started"
+    command = deleted.command("del")
+    assert command.returncode == 0, command.stdout
+    assert _vfinfo(deleted, 1) == _vfinfo(before, 1)
+    assert _vf(deleted, 1) == _vf(before, 1), "original name and MAC once the kernel gave the VF back"
 
 
 # --- scenario 5 (CNI part) -------------------------------------------------------------------

@@ -17,6 +17,9 @@
 #   gone-added     scenario 6: VF0 -> pod-g
 #   gone-netns     pod-g deleted (ip netns del), VF0 back in the host (waited for)
 #   gone-deleted   scenario 6: DEL with the namespace gone
+#   held-added     scenario 6b: VF1 -> pod-h; then pod-h deleted while `sleep` still holds it
+#   held-deleted   DEL right away (host-netdevs-at-del.txt: VF1's host interfaces then), snapshot
+#                  once the holder exited and VF1 is back
 #   dpdk-before    scenario 5: VF3 bound to vfio-pci (test set-up)
 #   dpdk-added     VF3 ADD in userspace mode (vlan 400); VF2 ADD with driver vfio-pci (vlan 500)
 #   dpdk-deleted   both DELs
@@ -114,6 +117,23 @@ cni "$OUT/gone-deleted" del DEL ctr-g /run/netns/pod-g "$OUT/conf/netns-gone-$VF
 snapshot "$OUT/gone-deleted"
 ipam_files "$OUT/gone-deleted"
 state_files "$OUT/gone-deleted"
+
+# --- scenario 6b: the namespace is gone from the runtime's view, but a process still holds it, so
+# the kernel returns the VF only later (as on a node where teardown lags): DEL comes first
+ip netns add pod-h
+cni "$OUT/held-added" add ADD ctr-h /run/netns/pod-h "$(conf netns-gone "$VF1" 02:00:00:00:d0:02)"
+snapshot "$OUT/held-added"
+ip netns exec pod-h sleep 6 &
+HOLDER=$!
+sleep 0.2
+ip netns del pod-h
+mkdir -p "$OUT/held-deleted"
+ls "$(pci_dir "$VF1")/net" > "$OUT/held-deleted/host-netdevs-at-del.txt" 2>/dev/null
+cni "$OUT/held-deleted" del DEL ctr-h /run/netns/pod-h "$OUT/conf/netns-gone-$VF1.json"
+say "holder $(kill -0 $HOLDER 2>/dev/null && echo 'still holds the netns' || echo 'had exited') when DEL returned"
+wait $HOLDER
+wait_netdev "$VF1" 20
+snapshot "$OUT/held-deleted"
 
 # --- scenario 5 (CNI part): a vfio-pci VF in userspace mode; a VF rebound to vfio-pci by the CNI
 bind_driver "$VF3" vfio-pci

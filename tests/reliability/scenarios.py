@@ -678,14 +678,18 @@ def _fuzz_strategies(node: Node, pod: str) -> Any:
         "mac": st.one_of(st.sampled_from(["02:00:00:00:12:34", "ff:ff:ff:ff:ff:ff", "zz"]), texts),
         "CNIDeviceInfoFile": st.sampled_from([str(tmp / "devinfo.json"), "relative", str(tmp / "../x/../devinfo"),
                                               str(tmp / "no-dir" / "f")])})
+    log_files = st.one_of(st.sampled_from([str(tmp / "cni.log"), str(fifo), str(tmp), "relative.log", "a\0b",
+                                           "/dev/null",
+                                           str(regular) + "/x"]), scalars)
     conf = st.fixed_dictionaries(
         {"cniVersion": st.sampled_from(["1.1.0", "1.0.0", "0.4.0", "0.3.1", "0.2.0", "9.9.9", ""]),
          "name": st.sampled_from(["fuzz", ""]), "type": st.just("sriov")},
         optional={"deviceID": devices, "vlan": scalars, "vlanQoS": scalars, "vlanProto": scalars, "mac": scalars,
                   "spoofchk": scalars, "trust": scalars, "link_state": scalars, "min_tx_rate": scalars,
                   "max_tx_rate": scalars, "mtu": scalars, "ipam": ipam, "runtimeConfig": runtime,
-                  "logLevel": scalars, "prevResult": st.one_of(st.none(), st.just({"cniVersion": "1.0.0"}))})
-    plausible = _plausible_conf(node, scalars, ipam, runtime)
+                  "logLevel": scalars, "logFile": log_files,
+                  "prevResult": st.one_of(st.none(), st.just({"cniVersion": "1.0.0"}))})
+    plausible = _plausible_conf(node, scalars, ipam, runtime, log_files)
     stdin = st.one_of(plausible, plausible, plausible, conf.map(lambda c: json.dumps(c).encode()),
                       st.binary(max_size=64),
                       st.sampled_from([b"", b"null", b"[]", b'"x"', b"{", b"\xff\xfe{}", b'{"cniVersion": 1}']))
@@ -702,7 +706,7 @@ def _fuzz_strategies(node: Node, pod: str) -> Any:
     return st.one_of(sane_env, sane_env, hostile_env), stdin
 
 
-def _plausible_conf(node: Node, scalars: Any, ipam: Any, runtime: Any) -> Any:
+def _plausible_conf(node: Node, scalars: Any, ipam: Any, runtime: Any, log_files: Any) -> Any:
     """Configs that are mostly right: the fuzzing reaches the device, switch and IPAM steps."""
     from hypothesis import strategies as st
 
@@ -718,7 +722,8 @@ def _plausible_conf(node: Node, scalars: Any, ipam: Any, runtime: Any) -> Any:
                   "spoofchk": mostly(st.sampled_from(["on", "off"])), "trust": mostly(st.sampled_from(["on", "off"])),
                   "link_state": mostly(st.sampled_from(["auto", "enable", "disable"])),
                   "min_tx_rate": mostly(st.integers(0, 100)), "max_tx_rate": mostly(st.integers(0, 1000)),
-                  "mtu": mostly(st.integers(68, 9000)), "ipam": ipam, "runtimeConfig": runtime})
+                  "mtu": mostly(st.integers(68, 9000)), "ipam": ipam, "runtimeConfig": runtime,
+                  "logFile": log_files, "logLevel": st.sampled_from(["debug", "info", "error", "panic"])})
     return conf.map(lambda c: json.dumps(c).encode())
 
 

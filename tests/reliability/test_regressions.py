@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from sriovkit.cni.spec import ErrorCode
 from tests.integration.cni.conftest import Node, pod_link
 from tests.integration.helpers import NetnsFactory
+from tests.reliability import scenarios
 
 pytestmark = pytest.mark.root
 
@@ -59,3 +62,35 @@ def test_a_hard_link_planted_at_the_temp_name_is_not_written_through(node: Node,
     assert node.run("ADD", node.conf(3), pod)[1] == 0
     assert victim.read_text() == "keep"
     assert node.run("DEL", node.conf(3), pod) == (None, 0)
+
+
+@pytest.mark.parametrize("kind", ["nul", "fifo", "symlink", "directory", "relative"])
+def test_a_log_file_that_is_not_a_plain_file_is_ignored_not_fatal(node: Node, netns: NetnsFactory, tmp_path: Path,
+                                                                  kind: str) -> None:
+    """logFile comes from the NAD. A NUL in it used to turn a finished ADD into the internal error
+    (the VF stayed attached), a FIFO used to hang the plugin for ever holding the VF's lock, and
+    a symlink was followed (the plugin runs as root)."""
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    os.mkfifo(tmp_path / "fifo")
+    os.symlink(victim, tmp_path / "link")
+    path = {"nul": "/tmp/a\0b", "fifo": str(tmp_path / "fifo"), "symlink": str(tmp_path / "link"),
+            "directory": str(tmp_path), "relative": "sriov.log"}[kind]
+    pod = netns()
+    conf = node.conf(0, logFile=path)
+    env = scenarios.process_env(node, node.env("ADD", pod))
+    out, code = scenarios.execute(scenarios.PLUGIN, env, conf, timeout=60)
+    assert code == 0, out
+    assert victim.read_text() == "keep"
+    assert node.run("DEL", conf, pod) == (None, 0)
+
+
+def test_a_regular_log_file_still_gets_the_events(node: Node, netns: NetnsFactory, tmp_path: Path) -> None:
+    log = tmp_path / "sriov.log"
+    pod = netns()
+    conf = node.conf(1, logFile=str(log))
+    assert node.run("ADD", conf, pod)[1] == 0
+    assert node.run("DEL", conf, pod) == (None, 0)
+    text = log.read_text()
+    assert "event=attached" in text and "event=detached" in text
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600

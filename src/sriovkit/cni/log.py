@@ -8,8 +8,11 @@ interleave inside a line. Levels are upstream's: panic, error, warning, info, de
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import stat
 import time
 from typing import Any
 
@@ -70,11 +73,29 @@ class EventLog:
 
     def _append(self, line: str) -> None:
         try:
-            fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            _log.warning("cannot open logFile %s: %s", self.log_file, exc.strerror)
+            fd = open_log_file(self.log_file)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            _log.warning("cannot open logFile %r: %s", self.log_file, getattr(exc, "strerror", None) or exc)
             return
         try:
             os.write(fd, line.encode(errors="replace"))
         finally:
             os.close(fd)
+
+
+def open_log_file(path: str) -> int:
+    """`logFile` comes from the network config (a NetworkAttachmentDefinition anyone allowed to
+    create one may write), and the plugin runs as root: append only to a regular file named by an
+    absolute path, never through a symlink, and never open a FIFO or device (a FIFO without a
+    reader would block the call for ever; opening some devices has effects of its own)."""
+    if not os.path.isabs(path):
+        raise OSError(errno.EINVAL, "not an absolute path")
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+    fd = os.open(path, flags, 0o600)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between the two looks
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    return fd

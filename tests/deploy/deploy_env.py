@@ -20,8 +20,8 @@ ALL_ON = Path(__file__).with_name("values-all-on.yaml")
 
 
 def manifest_files() -> list[Path]:
-    """Every plain manifest: deploy/manifests/ and the example NADs in deploy/nad/."""
-    return sorted(MANIFESTS.glob("*.yaml")) + sorted((DEPLOY / "nad").glob("*.yaml"))
+    """Every plain manifest: deploy/manifests/ (hotplug/ too) and the example NADs in deploy/nad/."""
+    return sorted(MANIFESTS.rglob("*.yaml")) + sorted((DEPLOY / "nad").glob("*.yaml"))
 
 
 def load_objects(path: Path) -> list[dict[str, Any]]:

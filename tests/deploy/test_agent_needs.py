@@ -17,8 +17,12 @@ from sriovkit.shim.install import DEFAULT_SOCKET
 def _daemonsets() -> dict[str, dict[str, Any]]:
     return {
         "deploy/manifests/daemonset.yaml": find(load_objects(MANIFESTS / "daemonset.yaml"), "DaemonSet"),
+        "deploy/manifests/hotplug/daemonset.yaml": find(load_objects(MANIFESTS / "hotplug" / "daemonset.yaml"),
+                                                        "DaemonSet"),
         "chart (default values)": find(render(), "DaemonSet"),
         "chart (all-on values)": find(render(all_on=True), "DaemonSet"),
+        "chart (hot-plug without vhost-user)": find(render("hotplug.enabled=true", "hotplug.vhostuser=false"),
+                                                    "DaemonSet"),
     }
 
 
@@ -67,24 +71,51 @@ def _flag_problems(container: dict[str, Any], wanted: dict[str, Any]) -> list[st
             for flag, value in wanted.items() if flag not in have or have[flag] != value]
 
 
-def missing_needs(ds: dict[str, Any], needs: dict[str, Any]) -> list[str]:
-    """Everything in agent-needs.yaml that the DaemonSet does not give the agent, one line each."""
-    pod = ds["spec"]["template"]["spec"]
-    agent = _container(pod, "agent")
-    problems = [f"{key} is not {needs[key]}" for key in ("hostNetwork", "hostPID") if pod.get(key) != needs[key]]
+def _security_problems(agent: dict[str, Any], needs: dict[str, Any], *, privileged: bool) -> list[str]:
+    """Privileged exactly when hot-plug's vhost-user mounts need it; otherwise the capability list."""
     security = agent.get("securityContext", {})
+    if privileged:
+        return [] if security.get("privileged") is True else ["agent is not privileged (vhost-user hot-plug)"]
     caps = security.get("capabilities", {})
-    if security.get("privileged"):
-        problems.append("agent is privileged")
+    problems = ["agent is privileged"] if security.get("privileged") else []
     if "ALL" not in caps.get("drop", []):
         problems.append("agent does not drop ALL capabilities")
     if set(caps.get("add", [])) != set(needs["capabilities"]):
         problems.append(f"agent capabilities {sorted(caps.get('add', []))} != {sorted(needs['capabilities'])}")
+    return problems
+
+
+def _hotplug_problems(pod: dict[str, Any], agent: dict[str, Any], needs: dict[str, Any]) -> list[str]:
+    """With --hotplug: the hotplug section's mounts (vhost-user ones unless --no-vhostuser), env, flags."""
+    hotplug, args = needs["hotplug"], _args(agent)
+    vhostuser = "--no-vhostuser" not in args
+    problems = [p for name, need in hotplug["mounts"].items() if vhostuser or not need.get("vhostuser")
+                for p in _mount_problems(pod, agent, name, need)]
+    if not vhostuser:
+        mounted = {m["name"] for m in agent.get("volumeMounts", [])}
+        problems += [f"{name} mounted without vhost-user" for name, need in hotplug["mounts"].items()
+                     if need.get("vhostuser") and name in mounted]
+    env = {e["name"]: e for e in agent.get("env", [])}
+    problems += [f"env {name} missing" for name in hotplug["env"] if name not in env]
+    return problems + _flag_problems(agent, hotplug["agentArgs"])
+
+
+def missing_needs(ds: dict[str, Any], needs: dict[str, Any]) -> list[str]:
+    """Everything in agent-needs.yaml that the DaemonSet does not give the agent, one line each
+    (the hotplug section too when the agent runs with --hotplug)."""
+    pod = ds["spec"]["template"]["spec"]
+    agent = _container(pod, "agent")
+    problems = [f"{key} is not {needs[key]}" for key in ("hostNetwork", "hostPID") if pod.get(key) != needs[key]]
+    hotplug = "--hotplug" in _args(agent)
+    vhostuser = hotplug and "--no-vhostuser" not in _args(agent)
+    problems += _security_problems(agent, needs, privileged=vhostuser and needs["hotplug"]["privileged"])
     for name, need in needs["mounts"].items():
         problems += _mount_problems(pod, agent, name, need)
     if agent.get("command") != ["sriovctl", "agent"]:
         problems.append(f"agent command is {agent.get('command')}")
     problems += _flag_problems(agent, needs["agentArgs"])
+    if hotplug:
+        problems += _hotplug_problems(pod, agent, needs)
     install = _container(pod, "install-cni", init=True)
     problems += _mount_problems(pod, install, "cni-bin", needs["installCni"]["mount"])
     problems += _flag_problems(install, needs["installCni"]["args"])
@@ -118,6 +149,26 @@ def test_checker_reports_what_is_missing(breakage: Any, complaint: str, agent_ne
     assert len(problems) == 1 and complaint in problems[0], problems
 
 
+def _mount(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == name)
+
+
+@pytest.mark.parametrize(("breakage", "complaint"), [
+    (lambda pod: _mount(pod, "ovs-run").update(mountPropagation="HostToContainer"), "ovs-run mountPropagation"),
+    (lambda pod: _mount(pod, "kubelet-pods").update(readOnly=True), "kubelet-pods readOnly"),
+    (lambda pod: pod["containers"][0]["securityContext"].pop("privileged"), "not privileged"),
+    (lambda pod: pod["containers"][0]["args"].remove("--hotplug-state-dir=/var/lib/sriovkit/hotplug"),
+     "--hotplug-state-dir"),
+    (lambda pod: pod["containers"][0].pop("env"), "env NODE_NAME"),
+    (lambda pod: pod["containers"][0]["args"].append("--no-vhostuser"), "mounted without vhost-user"),
+])
+def test_checker_reports_what_hotplug_misses(breakage: Any, complaint: str, agent_needs: dict[str, Any]) -> None:
+    ds = copy.deepcopy(_daemonsets()["deploy/manifests/hotplug/daemonset.yaml"])
+    breakage(ds["spec"]["template"]["spec"])
+    problems = missing_needs(ds, agent_needs)
+    assert any(complaint in p for p in problems), problems
+
+
 def _subcommand(name: str) -> argparse.ArgumentParser | None:
     parser = build_parser()
     for action in parser._actions:
@@ -143,8 +194,10 @@ PENDING_AGENT_FLAGS: set[str] = set()
 def test_agent_accepts_the_flags_the_daemonset_passes(agent_needs: dict[str, Any]) -> None:
     sub = _subcommand("agent")
     assert sub is not None
-    optional = {"--resource-prefix", "--use-cdi", "--log-level"}  # the chart adds them when values ask
-    missing = (set(agent_needs["agentArgs"]) | optional) - set(sub._option_string_actions)
+    optional = {"--resource-prefix", "--use-cdi", "--log-level",  # the chart adds them when values ask
+                "--hotplug-resync-seconds", "--no-vhostuser"}
+    wanted = set(agent_needs["agentArgs"]) | set(agent_needs["hotplug"]["agentArgs"]) | optional
+    missing = wanted - set(sub._option_string_actions)
     assert missing <= PENDING_AGENT_FLAGS, f"sriovctl agent lacks {sorted(missing - PENDING_AGENT_FLAGS)}"
     if missing:
         pytest.xfail(f"sriovctl agent does not have {sorted(missing)} yet (PENDING_AGENT_FLAGS)")
@@ -183,3 +236,34 @@ def test_plain_daemonset_is_the_charts_default_pod() -> None:
     plain = _daemonsets()["deploy/manifests/daemonset.yaml"]["spec"]["template"]["spec"]
     chart = _daemonsets()["chart (default values)"]["spec"]["template"]["spec"]
     assert plain == chart
+
+
+def test_plain_hotplug_daemonset_is_the_charts_hotplug_pod() -> None:
+    plain = _daemonsets()["deploy/manifests/hotplug/daemonset.yaml"]
+    chart = find(render("hotplug.enabled=true"), "DaemonSet")
+    assert plain["spec"]["template"]["spec"] == chart["spec"]["template"]["spec"]
+    assert plain["metadata"]["name"] == _daemonsets()["deploy/manifests/daemonset.yaml"]["metadata"]["name"]
+
+
+def _rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: rule[k] for k in ("apiGroups", "resources", "verbs")} for rule in find(objects, "ClusterRole")["rules"]]
+
+
+def test_rbac_is_exactly_the_hotplug_calls_and_only_with_hotplug(agent_needs: dict[str, Any]) -> None:
+    wanted = agent_needs["hotplug"]["rbac"]
+    assert _rules(load_objects(MANIFESTS / "hotplug" / "rbac.yaml")) == wanted
+    assert _rules(render("hotplug.enabled=true")) == wanted
+    assert not {"ClusterRole", "ClusterRoleBinding"} & {o["kind"] for o in render()}
+    assert not {"ClusterRole", "ClusterRoleBinding"} & {o["kind"] for o in load_objects(MANIFESTS / "rbac.yaml")}
+
+
+def test_chart_hotplug_paths_follow_their_values() -> None:
+    pod = find(render("hotplug.enabled=true", "hotplug.criSocketDir=/var/run/crio", "hotplug.criSocketName=crio.sock",
+                      "hostPaths.kubeletRoot=/data/kubelet", "hotplug.ovsRunDir=/run/ovs"),
+               "DaemonSet")["spec"]["template"]["spec"]
+    args, volumes = _args(_container(pod, "agent")), {v["name"]: v["hostPath"]["path"] for v in pod["volumes"]
+                                                     if "hostPath" in v}
+    assert args["--cri-socket"] == "/var/run/crio/crio.sock" and volumes["cri-runtime"] == "/var/run/crio"
+    assert args["--kubelet-root"] == "/data/kubelet" and volumes["kubelet-pods"] == "/data/kubelet/pods"
+    assert args["--pod-resources-socket"] == "/data/kubelet/pod-resources/kubelet.sock"
+    assert args["--ovs-run-dir"] == "/run/ovs" and volumes["ovs-run"] == "/run/ovs"

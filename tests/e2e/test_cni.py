@@ -136,6 +136,16 @@ def test_two_pods_on_two_vfs_ping_each_other_through_the_nic(guest):
         assert received and int(received.group(1)) > 0, ping.stdout
 
 
+def test_the_nic_keeps_pods_on_different_vlans_apart(guest):
+    """After pod-a's VF moved to VLAN 101 (the drift below), pod-b on VLAN 100 is out of its reach:
+    the VLANs the plugin set are enforced by the NIC, not just displayed."""
+    step = guest.step("added")
+    assert step.command("ping-a-b").returncode == 0, "precondition: the pods reached each other on VLAN 100"
+    ping = step.command("ping-isolated")
+    assert ping.returncode != 0, ping.stdout
+    assert re.search(r"\b0 (?:packets )?received", ping.stdout), ping.stdout
+
+
 def test_check_passes_on_the_attachment_as_added(guest):
     check = guest.step("added").command("check")
     assert check.returncode == 0, f"CHECK read the real NIC's VF settings differently: {check.stdout}"

@@ -10,7 +10,8 @@
 #   start          4 VFs, shim installed, namespaces pod-a, pod-b made
 #   added          scenario 3: VF0 -> pod-a, VF1 -> pod-b (vlan 100 qos 3, mac, spoofchk off,
 #                  trust on, max_tx_rate 100, host-local); ping-a-b / ping-b-a recorded here, then
-#                  CHECK of pod-a (check), and again after `ip link set eth0 vf 0 vlan 101` (check-drifted)
+#                  CHECK of pod-a (check), and again after `ip link set eth0 vf 0 vlan 101` (check-drifted),
+#                  then ping-isolated: pod-a -> pod-b across the two VLANs
 #   deleted        scenario 3: both DELs
 #   mac-added      VF2 -> pod-m with a MAC and no trust setting;  mac-deleted: its DEL
 #   refused        scenario 4: ADDs of VF2 with link_state, then min_tx_rate (both refused by igb)
@@ -81,6 +82,8 @@ with_prev_result "$OUT/conf/vf-$VF0.json" "$OUT/added/add-a.json" "$OUT/conf/che
 cni "$OUT/added" check CHECK ctr-a /run/netns/pod-a "$OUT/conf/check-a.json"
 ip link set eth0 vf 0 vlan 101 qos 3
 cni "$OUT/added" check-drifted CHECK ctr-a /run/netns/pod-a "$OUT/conf/check-a.json"
+# the NIC enforces the VLANs: pod-a (now 101) no longer reaches pod-b (100)
+[ -n "$IP_B" ] && record "$OUT/added" ping-isolated ip netns exec pod-a ping -c 2 -w 4 "$IP_B"
 cni "$OUT/deleted" del-a DEL ctr-a /run/netns/pod-a "$OUT/conf/vf-$VF0.json"
 cni "$OUT/deleted" del-b DEL ctr-b /run/netns/pod-b "$OUT/conf/vf-$VF1.json"
 snapshot "$OUT/deleted"

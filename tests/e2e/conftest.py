@@ -67,6 +67,8 @@ def lab_boot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     config.stash[_TIMINGS].append(
         f"vmlab boot: {len(scripts)} guest scripts ({', '.join(scripts)}), nics={nics}: "
         f"{time.monotonic() - start:.1f}s wall, rc={boot.returncode}, records in {base / 'run'}")
+    per_script = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in boot.guest_seconds().items())
+    config.stash[_TIMINGS].append(f"vmlab guest time per script: {per_script or 'none reported'}")
     config.stash[_BOOT] = boot
     return boot
 

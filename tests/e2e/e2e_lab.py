@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -61,6 +62,11 @@ class Boot:
 
     def result(self, script: str) -> ScriptResult:
         return ScriptResult(self, script)
+
+    def guest_seconds(self) -> dict[str, float]:
+        """Seconds each guest script took in the guest (guest/run.sh's `exit=N guest_seconds=S` lines)."""
+        found = re.findall(r"^\[([\w.-]+)\] exit=\d+ guest_seconds=([\d.]+)$", self.output, flags=re.M)
+        return {script: float(seconds) for script, seconds in found}
 
 
 def boot(out_dir: Path, scripts: list[str], *, nics: int) -> Boot:

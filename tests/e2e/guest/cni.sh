@@ -7,7 +7,7 @@
 # every step. Asserts nothing. Leaves eth0 at 0 VFs and no namespace behind.
 #
 #   step           what happened just before the snapshot
-#   start          4 VFs, shim installed, namespaces pod-a, pod-b made
+#   start          4 VFs, shim installed, every pod namespace made (pod-a/b/m/c/g/u/r; pod-h later)
 #   added          scenario 3: VF0 -> pod-a, VF1 -> pod-b (vlan 100 qos 3, mac, spoofchk off,
 #                  trust on, max_tx_rate 100, host-local); ping-a-b / ping-b-a recorded here, then
 #                  CHECK of pod-a (check), and again after `ip link set eth0 vf 0 vlan 101` (check-drifted),

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sriovkit.host import sim
 from sriovkit.hotplug.vhostuser import is_mounted
@@ -16,6 +17,8 @@ from sriovkit.kubesim import Kubelet
 from tests.integration.hotplug.conftest import NODE, Site, links
 
 pytestmark = pytest.mark.root
+
+AGENT_NEEDS = Path(__file__).resolve().parents[3] / "deploy" / "agent-needs.yaml"
 
 
 def _agent_command(site: Site, kubelet_dir: Path) -> list[str]:
@@ -53,3 +56,22 @@ def test_agent_with_hotplug_adds_a_network_and_mounts_vhostuser_dir(site: Site):
     assert proc.returncode == 0, err
     assert "components=DevicePluginManager,HotplugController" in err
     assert "added ADD ns1/br-g@hp1" in err
+    # the RBAC the deployment grants (agent-needs.yaml, hotplug.rbac) covers every call the agent made
+    granted = {(group, resource, verb) for rule in yaml.safe_load(AGENT_NEEDS.read_text())["hotplug"]["rbac"]
+               for group in rule["apiGroups"] for resource in rule["resources"] for verb in rule["verbs"]}
+    used = {_rbac_verb(request) for request in site.kube.requests}
+    assert used <= granted, f"calls RBAC does not allow: {sorted(used - granted)}"
+    assert {("", "pods", "list"), ("", "pods", "patch"), ("", "events", "create")} <= used
+
+
+def _rbac_verb(request: str) -> tuple[str, str, str]:
+    """("GET /api/v1/pods watch") -> (API group, resource, RBAC verb)."""
+    method, path, *watch = request.split()
+    parts = path.strip("/").split("/")
+    group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        rest = rest[2:]
+    resource, named = rest[0], len(rest) > 1
+    verbs = {"GET": "get" if named else ("watch" if watch else "list"), "PATCH": "patch", "POST": "create",
+             "PUT": "update", "DELETE": "delete"}
+    return group, resource, verbs[method]

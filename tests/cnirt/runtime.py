@@ -24,16 +24,33 @@ _TIMEOUT_S = 60.0
 
 @dataclass
 class Containerd:
-    socket: Path = STATE_DIR / "containerd.sock"
+    """One containerd of ours; `state_dir` holds everything of it (several can run side by side)."""
+
+    state_dir: Path = STATE_DIR
+
+    @property
+    def socket(self) -> Path:
+        return self.state_dir / "containerd.sock"
+
+    @property
+    def cni_bin_dir(self) -> Path:
+        return self.state_dir / "cni-bin"
+
+    @property
+    def cni_conf_dir(self) -> Path:
+        return self.state_dir / "net.d"
+
+    def _setup(self, action: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(SETUP), action], capture_output=True, text=True, timeout=timeout,
+                              check=False, env={**os.environ, "CNIRT_STATE": str(self.state_dir)})
 
     def up(self) -> None:
-        proc = subprocess.run(["bash", str(SETUP), "up"], capture_output=True, text=True,
-                              timeout=600, check=False)
+        proc = self._setup("up", 600)
         if proc.returncode != 0:
             raise RuntimeError(f"tests/cnirt/setup.sh up failed: {proc.stderr.strip()[-2000:]}")
 
     def down(self) -> None:
-        subprocess.run(["bash", str(SETUP), "down"], capture_output=True, timeout=120, check=False)
+        self._setup("down", 120)
 
     def _runtime(self, channel: grpc.Channel) -> pb_grpc.RuntimeServiceStub:
         return pb_grpc.RuntimeServiceStub(channel)

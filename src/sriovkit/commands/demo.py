@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -264,6 +263,8 @@ class _Flow:
         self.say(format_table(["VF", "HOST INTERFACE", "VLAN", "SPOOFCHK", "TRUST", "CNI STATE GONE"], rows))
 
     def show_metrics(self) -> None:
+        import urllib.request
+
         url = f"http://127.0.0.1:{self.metrics_server.port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as reply:
             lines = reply.read().decode().splitlines()

@@ -132,6 +132,7 @@ def leak_report(node: Node, before: dict[int, tuple[Any, ...]], *, extra_files: 
             found.append(f"lock {lock.name} still held")
         finally:
             os.close(fd)
+    found += [f"attachment lock {p.name}" for p in sorted(lock_dir.glob("*.attach"))]
     found += [f"IPAM allocation {a}" for a in ipam_allocations(node.ipam_dir)]
     found += [f"file {p}" for p in extra_files if p.exists()]
     after = node.views()
@@ -477,8 +478,13 @@ class RaceRig:
     conf_of: Any  # Callable[[int], dict]
 
     def call(self, path: str, command: str, vf: int, pod: str, container: str) -> tuple[bytes, int]:
+        """(stdout, exit status); an empty stdout on failure is replaced by a note with stderr's tail."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.node.env(command, pod, container=container)}
-        return execute([str(self.via[path])], env, self.conf_of(vf))
+        proc = subprocess.run([str(self.via[path])], input=json.dumps(self.conf_of(vf)).encode(), env=env,
+                              capture_output=True, timeout=120, check=False)
+        if proc.returncode != 0 and not proc.stdout.strip():
+            return f"<nothing on stdout via {path}; stderr: {proc.stderr[-600:]!r}>".encode(), proc.returncode
+        return proc.stdout, proc.returncode
 
 
 @contextlib.contextmanager

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,3 +97,42 @@ def test_a_regular_log_file_still_gets_the_events(node: Node, netns: NetnsFactor
     text = log.read_text()
     assert "event=attached" in text and "event=detached" in text
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+def test_a_del_that_overtakes_its_own_add_waits_for_it(node: Node, netns: NetnsFactory) -> None:
+    """The runtime gives up on a slow ADD (its shim is killed, the agent carries on) and sends
+    DEL. If that DEL came while the ADD was still waiting for the VF, it found nothing to undo
+    and answered success; the ADD then attached the VF to a pod the runtime had forgotten."""
+    import threading
+
+    pod = netns()
+    conf = node.conf(2, vlan=12)
+    answers: dict[str, tuple[object, int]] = {}
+    with node.ctx.store.lock(node.vf(2), 10):  # another operation holds the VF for a while
+        add = threading.Thread(target=lambda: answers.setdefault("ADD", node.run("ADD", conf, pod)))
+        add.start()
+        time.sleep(0.3)  # the ADD is now waiting for the VF's lock
+        delete = threading.Thread(target=lambda: answers.setdefault("DEL", node.run("DEL", conf, pod)))
+        delete.start()
+        delete.join(0.5)
+        overtaken = "DEL" in answers
+    add.join(30)
+    delete.join(30)
+    assert not overtaken, "DEL answered while its ADD was still in progress"
+    assert answers["ADD"][1] == 0 and answers["DEL"] == (None, 0)
+    assert node.ctx.netlink.device_netdev(node.vf(2)) == node.vf_netdev(2)  # given back by the DEL
+
+
+def test_a_fallback_that_cannot_start_is_an_error_json_not_a_traceback(node: Node, tmp_path: Path) -> None:
+    from sriovkit.shim.install import ShimSettings, install_shim
+
+    (tmp_path / "bin").mkdir()
+    shim = install_shim(tmp_path / "bin", ShimSettings(agent_socket=str(tmp_path / "none.sock"),
+                                                       fallback_python=str(tmp_path / "no-python"),
+                                                       interpreter=sys.executable))
+    env = scenarios.process_env(node, node.env("DEL", ""))
+    proc = subprocess.run([str(shim)], input=b'{"cniVersion": "0.4.0"}', env=env, capture_output=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 1 and b"Traceback" not in proc.stderr
+    error = json.loads(proc.stdout)
+    assert error["code"] == 11 and error["cniVersion"] == "0.4.0" and "fallback could not start" in error["msg"]

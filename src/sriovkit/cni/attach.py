@@ -49,7 +49,8 @@ def attach(call: Call) -> Result:
     assert conf.device_id is not None  # parse_netconf(need_device=True) guarantees it
     pci = conf.device_id
     call.log.bind(pci=pci)
-    with store.lock(pci, call.ctx.lock_timeout_s):
+    timeout = call.ctx.lock_timeout_s
+    with store.attachment_lock(env.container_id, env.ifname, timeout), store.lock(pci, timeout):
         call.faults.reached("lock taken")
         _refuse_if_taken(call, pci)
         device = resolve_device(call.ctx.sysfs, pci, call.ctx.netlink.device_netdev(pci), want_driver=conf.driver)

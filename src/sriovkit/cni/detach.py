@@ -43,16 +43,18 @@ _RETURN_POLL_S = 0.02
 
 
 def detach(call: Call) -> None:
-    env = call.env
-    try:
-        record = call.ctx.store.load(env.container_id, env.ifname, pending=True)
-    except ForeignRecord as exc:  # another attachment's file (colliding key): never release its VF
-        call.log.warning("nothing to detach", reason=f"{exc.msg}: {exc.details}")
-        return
-    if record is None:
-        call.log.info("nothing to detach", netns=env.netns)
-        return
-    release(call, record)
+    """Under the attachment's lock: an ADD of this attachment still running finishes first."""
+    env, store = call.env, call.ctx.store
+    with store.attachment_lock(env.container_id, env.ifname, call.ctx.lock_timeout_s):
+        try:
+            record = store.load(env.container_id, env.ifname, pending=True)
+        except ForeignRecord as exc:  # another attachment's file (colliding key): never release its VF
+            call.log.warning("nothing to detach", reason=f"{exc.msg}: {exc.details}")
+            return
+        if record is None:
+            call.log.info("nothing to detach", netns=env.netns)
+            return
+        release(call, record)
 
 
 def release(call: Call, record: AttachmentRecord, *, only_if_unchanged: bool = False) -> None:

@@ -76,7 +76,8 @@ def gc(call: Call) -> list[str]:
         if record.network != call.conf.name or (record.container_id, record.ifname) in valid:
             continue
         call.log.info("gc release", stale=record.key, pci=record.pci_address)
-        release(call, record, only_if_unchanged=True)
+        with call.ctx.store.attachment_lock(record.container_id, record.ifname, call.ctx.lock_timeout_s):
+            release(call, record, only_if_unchanged=True)
         released.append(record.key)
     if call.conf.ipam_type:
         ipam_lifecycle(ipam_call(call), "GC")

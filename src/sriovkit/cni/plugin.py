@@ -162,7 +162,8 @@ def main() -> None:
 def _standalone_context(env: Mapping[str, str]) -> CniContext:
     try:
         return context_from_env(env)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # the runtime must get the spec's error, never a bare traceback
+        _log.exception("cannot open the node")
         raise CniError(ErrorCode.NOT_AVAILABLE, "cannot open the node for the sriov plugin", str(exc)) from None
 
 

@@ -13,6 +13,9 @@ Layout under the state dir (default ``/var/lib/cni/sriov``, mode 0700):
                                   overwritten by the next write and removed by DEL
     locks/<pci address>.lock      per-VF flock: the node agent's threads and
                                   standalone plugin processes exclude each other
+    locks/<containerID>-<ifname>.attach  per-attachment flock, taken first: a DEL
+                                  waits for its own ADD still in progress; removed
+                                  once the attachment has no record
 
 Symlinks inside the directory are refused: a file planted there must not make
 us write or read somewhere else. A record is only ever used for the attachment
@@ -39,6 +42,7 @@ RECORD_FORMAT = 1
 DEFAULT_STATE_DIR = "/var/lib/cni/sriov"
 _SUFFIX = ".json"
 _PENDING = ".pending"
+_ATTACHMENT_LOCK = ".attach"
 _POLL_S = 0.01
 
 
@@ -103,9 +107,8 @@ class ForeignRecord(StateError):
 
 
 class LockTimeout(CniError):
-    def __init__(self, pci_address: str, timeout_s: float) -> None:
-        super().__init__(ErrorCode.TRY_AGAIN, f"device {pci_address} is busy",
-                         f"another CNI call held its lock for {timeout_s:g}s")
+    def __init__(self, what: str, timeout_s: float) -> None:
+        super().__init__(ErrorCode.TRY_AGAIN, f"{what} is busy", f"another CNI call held its lock for {timeout_s:g}s")
 
 
 class StateStore:
@@ -246,7 +249,7 @@ class StateStore:
         except OSError as exc:
             raise StateError(f"cannot open lock file {path}", exc.strerror or str(exc)) from None
         try:
-            _acquire(fd, pci_address, timeout_s)
+            _acquire(fd, f"device {pci_address}", timeout_s)
             try:
                 yield
             finally:
@@ -255,7 +258,54 @@ class StateStore:
             os.close(fd)
 
 
-def _acquire(fd: int, pci_address: str, timeout_s: float) -> None:
+    @contextlib.contextmanager
+    def attachment_lock(self, container_id: str, ifname: str, timeout_s: float) -> Iterator[None]:
+        """Exclusive per-attachment lock, taken before the VF's: a DEL that arrives while its own
+        ADD is still running (the runtime gave up waiting; an agent carries on) waits for that ADD
+        instead of finding nothing to undo. The file is removed by the holder once the attachment
+        has no record left, so they do not pile up; a waiter that then wins a removed file retries."""
+        key = f"{container_id}-{ifname}"
+        self._path(key)  # the same guard as the record's name
+        lock_dir = os.path.join(self.root, "locks")
+        self._ensure_dir(self.root)
+        self._ensure_dir(lock_dir)
+        path = os.path.join(lock_dir, key + _ATTACHMENT_LOCK)
+        fd = _acquire_live(path, f"attachment {key}", time.monotonic() + timeout_s, timeout_s)
+        try:
+            yield
+        finally:
+            try:
+                if not any(os.path.lexists(self._path(key, pending=p)) for p in (False, True)):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+
+def _acquire_live(path: str, what: str, deadline: float, timeout_s: float) -> int:
+    """Lock `path`, making sure the file locked is still the one at `path` (not one its last
+    holder removed while we waited)."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StateError(f"cannot open lock file {path}", exc.strerror or str(exc)) from None
+        try:
+            _acquire(fd, what, max(0.0, deadline - time.monotonic()), timeout_s)
+            held = os.fstat(fd)
+            current = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if current is not None and (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+            return fd
+        os.close(fd)  # removed or replaced while we waited: lock the file that is there now
+
+
+def _acquire(fd: int, what: str, timeout_s: float, reported_timeout_s: float | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -263,7 +313,7 @@ def _acquire(fd: int, pci_address: str, timeout_s: float) -> None:
             return
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                raise LockTimeout(pci_address, timeout_s) from None
+                raise LockTimeout(what, reported_timeout_s if reported_timeout_s is not None else timeout_s) from None
             time.sleep(_POLL_S)
 
 

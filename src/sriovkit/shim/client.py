@@ -194,8 +194,11 @@ def main() -> int:
             command, container = env.get("CNI_COMMAND", ""), env.get("CNI_CONTAINERID", "")[:12]
             log(f"agent unreachable ({exc}); running the CNI in-process, slower: "
                 f"command={command} container={container}")
-            run_fallback(env_all, stdin)
-            return 1  # not reached: execve replaced this process
+            try:
+                run_fallback(env_all, stdin)
+            except OSError as failed:  # execve returns only on failure
+                out, code = error_reply(env, stdin, CODE_TRY_AGAIN, "sriovkit agent unreachable and the "
+                                        "in-process fallback could not start", f"{exc}; {failed}")
     except (OSError, ValueError, struct.error) as exc:
         # The request may have been acted on: never repeat it elsewhere.
         out, code = error_reply(env, stdin, CODE_TRY_AGAIN, "sriovkit agent failed mid-call", str(exc))

@@ -1,6 +1,6 @@
 """Reliability report (root): crashes, races, restarts, hostile input and exposure on a veth-backed
 simulated node, one row per scenario — cases tried, failures, leaks found, seconds — so releases
-can be compared. The scenarios are `tests/reliability/scenarios.py`, the ones `tests/reliability/`
+can be compared. The scenarios are `tests/reliability/scenarios/`, the ones `tests/reliability/`
 runs in CI; by default at CI sizes, with `--full` at full size (races 32 loops x 100 cycles over
 8 VFs, 2000 fuzz examples, more restarts). Restart rows also hold re-registration to 1 s.
 

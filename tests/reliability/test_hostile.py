@@ -123,3 +123,22 @@ def test_non_utf8_and_binary_stdin_through_the_plugin_process(node: Node, netns:
                               capture_output=True, timeout=60, check=False)
         assert proc.returncode == 1 and scenarios.is_spec_error(proc.stdout), proc.stdout
         assert b"Traceback" not in proc.stderr
+
+
+def test_oversized_stdin_sent_straight_to_the_agent_socket_is_refused(node: Node, netns: NetnsFactory,
+                                                                      tmp_path: Path) -> None:
+    """A client that skips the shim's check: the agent's run_cni refuses it all the same."""
+    from sriovkit.agent.cni_service import CniService
+    from sriovkit.shim.client import call_agent
+    from sriovkit.shim.server import CniSocketServer
+
+    server = CniSocketServer(tmp_path / "agent" / "cni.sock", CniService(node.ctx))
+    server.start()
+    try:
+        big = json.dumps({**node.conf(0), "padding": "x" * (MAX_STDIN + 10)}).encode()
+        before = node.views()
+        out, code = call_agent(str(server.path), node.env("ADD", netns()), big)
+        assert code == 1 and json.loads(out)["code"] == ErrorCode.IO_FAILURE
+        assert node.views() == before
+    finally:
+        server.stop()

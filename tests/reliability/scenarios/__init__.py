@@ -1,0 +1,36 @@
+"""Reliability scenarios shared by `tests/reliability/` (CI sizes) and `bench/reliability_report.py`
+(full sizes): each runs on a veth-backed simulated node and returns an `Outcome` — cases tried,
+failures (a wrong answer) and leaks (anything not given back: a VF's name, MAC, MTU or PF-side
+settings, a state record, journal or temp file, a held lock, an IPAM allocation, a device-info
+file). Every function cleans up what it made, also when it fails.
+"""
+
+from tests.reliability.scenarios.crash import (
+    crash_add_at_every_step,
+    crash_agent_at_every_step,
+    crash_agent_in_del,
+    crash_del_at_every_step,
+    kill_while_saving,
+)
+from tests.reliability.scenarios.exposure import modes, no_shell_in_product, shell_uses
+from tests.reliability.scenarios.hostile import fuzz_cni
+from tests.reliability.scenarios.races import late_del_of_an_old_pod, races, same_vf_at_once
+from tests.reliability.scenarios.restarts import agent_restart_with_pods, kubelet_restart
+from tests.reliability.scenarios.rig import (
+    KILLED,
+    PLUGIN,
+    REPORTED,
+    Outcome,
+    execute,
+    is_spec_error,
+    leak_report,
+    process_env,
+    shim_for,
+)
+
+__all__ = [
+    "KILLED", "PLUGIN", "REPORTED", "Outcome", "agent_restart_with_pods", "crash_add_at_every_step",
+    "crash_agent_at_every_step", "crash_agent_in_del", "crash_del_at_every_step", "execute", "fuzz_cni",
+    "is_spec_error", "kill_while_saving", "kubelet_restart", "late_del_of_an_old_pod", "leak_report", "modes",
+    "no_shell_in_product", "process_env", "races", "same_vf_at_once", "shell_uses", "shim_for",
+]

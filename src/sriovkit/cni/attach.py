@@ -26,6 +26,7 @@ from sriovkit.cni.announce import announce
 from sriovkit.cni.device import Device, Mode, resolve_device
 from sriovkit.cni.deviceinfo import device_info, remove_device_info, write_device_info
 from sriovkit.cni.ipam import IpamCall, ipam_add, ipam_del
+from sriovkit.cni.netdevmac import set_netdev_mac
 from sriovkit.cni.spec import CniError, ErrorCode, Interface, Result
 from sriovkit.cni.state import AttachmentRecord, ForeignRecord, OriginalState
 from sriovkit.cni.steps import Call, Steps
@@ -184,8 +185,8 @@ def _move_into_pod(call: Call, steps: Steps, device: Device, record: AttachmentR
               lambda: _move_back(call, record), point="move into pod")
     if conf.mac is not None and conf.mac != (record.original.mac or "").lower():
         mac, old_mac = conf.mac, record.original.mac or ""
-        steps.run(f"set mac {mac}", lambda: nl.set_link_mac(pod_name, mac, netns),
-                  lambda: nl.set_link_mac(pod_name, old_mac, netns), point="set mac")
+        steps.run(f"set mac {mac}", lambda: set_netdev_mac(nl, pod_name, mac, netns),
+                  lambda: set_netdev_mac(nl, pod_name, old_mac, netns), point="set mac")
     if conf.mtu is not None and conf.mtu != record.original.mtu:
         mtu, old_mtu = conf.mtu, record.original.mtu or 0
         steps.run(f"set mtu {mtu}", lambda: nl.set_link_mtu(pod_name, mtu, netns),

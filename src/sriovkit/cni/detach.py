@@ -29,6 +29,7 @@ from sriovkit.cni import vfconfig
 from sriovkit.cni.attach import ipam_call, original_vf_settings
 from sriovkit.cni.deviceinfo import remove_device_info
 from sriovkit.cni.ipam import ipam_del
+from sriovkit.cni.netdevmac import set_netdev_mac
 from sriovkit.cni.spec import CniError, ErrorCode
 from sriovkit.cni.state import AttachmentRecord, ForeignRecord
 from sriovkit.cni.steps import Call, refused
@@ -135,8 +136,14 @@ def _restore_driver(call: Call, record: AttachmentRecord) -> None:
     if discover_device(call.ctx.sysfs, record.pci_address).driver == original:
         return  # never rebound (interrupted ADD) or already restored by an earlier DEL
     binder = call.ctx.driver_binder()
-    _do(call, f"rebind driver {original}", lambda: binder.bind_driver(record.pci_address, original),
+    address = record.pci_address
+    # The kernel's own choice first: it clears the driver_override ADD wrote, so the VF ends as it
+    # was in the usual case (ADD moved it from its default driver). Only when that is not the
+    # driver it had is it pinned to it by name.
+    _do(call, "rebind the kernel's default driver", lambda: binder.bind_driver(address, None),
         point="rebind driver")
+    if original is not None and discover_device(call.ctx.sysfs, address).driver != original:
+        _do(call, f"rebind driver {original}", lambda: binder.bind_driver(address, original))
 
 
 def _return_netdev(call: Call, record: AttachmentRecord) -> None:
@@ -193,37 +200,11 @@ def _restore_link(call: Call, record: AttachmentRecord, name: str) -> None:
     if link is None:
         return
     if o.mac and o.mac != ZERO_MAC and link.mac.lower() != o.mac.lower():
-        _restore_mac(call, name, o.mac)
+        _do(call, f"restore mac {o.mac}", lambda: set_netdev_mac(nl, name, o.mac or ""), point="restore mac")
     if o.mtu and link.mtu != o.mtu:
         _do(call, f"restore mtu {o.mtu}", lambda: nl.set_link_mtu(name, o.mtu or 0), point="restore mtu")
     if o.up is not None and link.up != o.up:
         _do(call, f"set {'up' if o.up else 'down'}", lambda: nl.set_link_up(name, bool(o.up)), point="restore up")
-
-
-def _restore_mac(call: Call, name: str, mac: str) -> None:
-    """Set the VF's own MAC back. Some PFs (igb, as on real 82576s) refuse that once the PF has
-    set the VF's MAC and the VF is not trusted, which is the state after the PF-side restore when
-    the pod's namespace died with the VF down; the VF driver then takes the PF's MAC (restored to
-    this one just before) when it resets, which a down/up cycle makes it do."""
-    nl = call.ctx.netlink
-    try:
-        nl.set_link_mac(name, mac)
-    except NetlinkError as exc:
-        call.log.info("mac refused by the VF, resetting it to take the PF's", reason=str(exc))
-        _do(call, f"reset {name}", lambda: _cycle_link(call, name))
-        link = _do(call, f"read {name}", lambda: nl.find_link(name))
-        if link is None or link.mac.lower() != mac.lower():
-            raise refused(f"DEL step 'restore mac {mac}'", exc) from None
-    call.faults.reached("restore mac")
-
-
-def _cycle_link(call: Call, name: str) -> None:
-    """Down and up (or up and down), ending as it was: either way the VF driver resets once."""
-    nl = call.ctx.netlink
-    link = nl.find_link(name)
-    was_up = bool(link and link.up)
-    nl.set_link_up(name, not was_up)
-    nl.set_link_up(name, was_up)
 
 
 def _free_host_name(call: Call, wanted: str, record: AttachmentRecord) -> str:

@@ -32,10 +32,9 @@ from sriovkit.cni.ipam import ipam_del
 from sriovkit.cni.netdevmac import set_netdev_mac
 from sriovkit.cni.spec import CniError, ErrorCode
 from sriovkit.cni.state import AttachmentRecord, ForeignRecord
-from sriovkit.cni.steps import Call, refused
+from sriovkit.cni.steps import Call, run_step
 from sriovkit.host.discover import DeviceNotFoundError, discover_device
 from sriovkit.host.model import USERSPACE_DRIVERS
-from sriovkit.netlink.errors import NetlinkError
 from sriovkit.netlink.model import ZERO_MAC
 
 T = TypeVar("T")
@@ -91,15 +90,7 @@ def release(call: Call, record: AttachmentRecord, *, only_if_unchanged: bool = F
 
 def _do(call: Call, step: str, action: Callable[[], T], *, point: str | None = None) -> T:
     """One DEL step; `point`: its fault-point label (sriovkit.cni.faults), for steps that change something."""
-    call.log.debug("step", step=step)
-    try:
-        value = action()
-    except (NetlinkError, OSError) as exc:
-        call.log.error("step failed", step=step, reason=str(exc))
-        raise refused(f"DEL step {step!r}", exc) from None
-    except CniError as exc:
-        call.log.error("step failed", step=step, reason=str(exc))
-        raise CniError(exc.code, f"DEL step {step!r} failed: {exc.msg}", exc.details) from None
+    value = run_step(call.log, "DEL", step, action)
     if point is not None:
         call.faults.reached(point)
     return value

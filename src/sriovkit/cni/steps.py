@@ -40,6 +40,19 @@ def refused(step: str, exc: NetlinkError | OSError) -> CniError:
     return CniError(ErrorCode.SETTING_REFUSED, f"{step} failed", reason)
 
 
+def run_step(log: EventLog, command: str, step: str, action: Callable[[], T]) -> T:
+    """Do one step; a refusal becomes the CNI error naming the command and the step."""
+    log.debug("step", step=step)
+    try:
+        return action()
+    except (NetlinkError, OSError) as exc:
+        log.error("step failed", step=step, reason=str(exc))
+        raise refused(f"{command} step {step!r}", exc) from None
+    except CniError as exc:
+        log.error("step failed", step=step, reason=str(exc))
+        raise CniError(exc.code, f"{command} step {step!r} failed: {exc.msg}", exc.details) from None
+
+
 class Steps:
     """Run mutations with their undos; `commit()` once everything succeeded."""
 
@@ -61,15 +74,7 @@ class Steps:
     def run(self, step: str, action: Callable[[], T], undo: Callable[[], object] | None = None, *,
             point: str | None = None) -> T:
         """`point`: the step's stable fault-point label (defaults to `step`)."""
-        self.log.debug("step", step=step)
-        try:
-            value = action()
-        except (NetlinkError, OSError) as exc:
-            self.log.error("step failed", step=step, reason=str(exc))
-            raise refused(f"{self.command} step {step!r}", exc) from None
-        except CniError as exc:
-            self.log.error("step failed", step=step, reason=str(exc))
-            raise CniError(exc.code, f"{self.command} step {step!r} failed: {exc.msg}", exc.details) from None
+        value = run_step(self.log, self.command, step, action)
         if undo is not None:
             self.undo.callback(self._undo, step, undo)
         self.faults.reached(point or step)

@@ -1,5 +1,5 @@
 """Races: many ADD/DEL loops on few VFs through the agent and standalone at once; two ADDs for one
-VF; a late DEL of an old pod. SRIOVKIT_RACE_CYCLES sets the loops' length (CI: 2; the full
+VF; a late DEL of an old pod. SRIOVKIT_RACE_CYCLES sets the loops' length (CI: 10; the full
 32 x 100 run is `bench/reliability_report.py --full`)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from tests.reliability import scenarios
 
 pytestmark = pytest.mark.root
-CYCLES = int(os.environ.get("SRIOVKIT_RACE_CYCLES", "2"))
+CYCLES = int(os.environ.get("SRIOVKIT_RACE_CYCLES", "10"))
 
 
 

@@ -51,6 +51,14 @@ class RaceRig:
     via: dict[str, Path]
     conf_of: Any  # Callable[[int], dict]
 
+    def host_names(self, vf: int) -> list[str]:
+        """The VF's interface names in the host namespace, per the host's tree (a plain file read)."""
+        net = self.node.host.root / "sys" / "bus" / "pci" / "devices" / self.node.vf(vf) / "net"
+        try:
+            return sorted(os.listdir(net))
+        except FileNotFoundError:
+            return []
+
     def call(self, path: str, command: str, vf: int, pod: str, container: str) -> tuple[bytes, int]:
         """(stdout, exit status); an empty stdout on failure is replaced by a note with stderr's tail."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.node.env(command, pod, container=container)}
@@ -105,7 +113,7 @@ def races(tmp: Path, *, workers: int = 32, cycles: int = 100, vfs: int = 8) -> O
                 with guard:
                     out.tried += 1
                 if code == 0:
-                    _holder_checks(vf, pod, container, case, owners, guard, record)
+                    _holder_checks(vf, pod, container, case, owners, guard, record, rig.host_names(vf))
                 elif not taken_error(added):
                     record(case, f"ADD answered {code} {added[:200]!r}")
                 deleted = rig.call(rng.choice(("agent", "standalone")), "DEL", vf, pod, container)
@@ -124,8 +132,9 @@ def races(tmp: Path, *, workers: int = 32, cycles: int = 100, vfs: int = 8) -> O
 
 
 def _holder_checks(vf: int, pod: str, container: str, case: str, owners: dict[int, str], guard: Any,
-                   record: Any) -> None:
-    """The winner: nobody else holds the VF, and its interface is in the pod (until just before DEL)."""
+                   record: Any, host_names: list[str]) -> None:
+    """The winner: nobody else holds the VF, its interface is in the pod and not in the host (as the
+    host's tree, which follows the interfaces, shows), until just before its DEL."""
     with guard:
         holder = owners.get(vf)
         owners[vf] = container
@@ -133,6 +142,8 @@ def _holder_checks(vf: int, pod: str, container: str, case: str, owners: dict[in
         record(case, f"VF {vf} given to {container} while {holder} held it")
     if not in_pod(pod):
         record(case, "ADD succeeded but net1 is not in the pod")
+    if host_names:
+        record(case, f"ADD succeeded but the host still shows {host_names}")
     with guard:
         owners.pop(vf, None)  # before its DEL: once DEL starts the VF may go to the next pod
 

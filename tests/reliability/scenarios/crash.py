@@ -76,8 +76,9 @@ def _crash_add_case(node: Node, pod: str, conf: dict[str, Any], point: str, vari
         out.fail(case, f"DEL answered {code} {stdout[:300]!r}")
 
 
-def crash_del_at_every_step(tmp: Path) -> Outcome:
-    """DEL SIGKILLed after each of its steps, then retried: everything given back."""
+def crash_del_at_every_step(tmp: Path, *, variants: tuple[str, ...] = ("retry", "netns gone")) -> Outcome:
+    """DEL SIGKILLed after each of its steps, then retried (or the pod's namespace deleted first,
+    as the runtime tears the sandbox down, then retried): everything given back."""
     out = Outcome("crash: plugin killed after each DEL step, DEL retried")
     with sim_node(tmp) as node, pods() as make_pod:
         before = node.views()
@@ -85,25 +86,34 @@ def crash_del_at_every_step(tmp: Path) -> Outcome:
         conf = full_conf(node, 2, devinfo)
         points = recorded_points(node, make_pod(), conf)["DEL"]
         for point in points:
-            out.tried += 1
-            case = f"DEL killed after {point}"
-            pod = make_pod()
-            container = f"d{secrets.token_hex(6)}"
-            stdin = json.dumps(conf).encode()
-            added, code = run_cni(node.env("ADD", pod, container=container), stdin, node.ctx)
-            if code != 0:
-                out.fail(case, f"ADD failed: {added[:200]!r}")
-            env = process_env(node, node.env("DEL", pod, container=container), **{ENV_KILL_AFTER: point})
-            stdout, code = execute(PLUGIN, env, conf)
-            if code != KILLED:
-                out.fail(case, f"the plugin was not killed there (exit {code}: {stdout[:200]!r})")
-            stdout, code = run_cni(node.env("DEL", pod, container=container), stdin, node.ctx)
-            if (stdout, code) != (b"", 0):
-                out.fail(case, f"retried DEL answered {code} {stdout[:300]!r}")
-            make_pod.remove(pod)
-            out.leaks += [f"{case}: {leak}" for leak in leak_report(node, before, extra_files=(devinfo,))]
-            if out.leaks:
-                return out
+            for variant in variants:
+                out.tried += 1
+                case = f"DEL killed after {point}, then {variant}"
+                pod = make_pod()
+                _crash_del_case(node, pod, conf, point, variant, out, case)
+                make_pod.remove(pod)
+                out.leaks += [f"{case}: {leak}" for leak in leak_report(node, before, extra_files=(devinfo,))]
+                if out.leaks:
+                    return out
+    return out
+
+
+def _crash_del_case(node: Node, pod: str, conf: dict[str, Any], point: str, variant: str, out: Outcome,
+                    case: str) -> None:
+    container = f"d{secrets.token_hex(6)}"
+    stdin = json.dumps(conf).encode()
+    added, code = run_cni(node.env("ADD", pod, container=container), stdin, node.ctx)
+    if code != 0:
+        out.fail(case, f"ADD failed: {added[:200]!r}")
+    env = process_env(node, node.env("DEL", pod, container=container), **{ENV_KILL_AFTER: point})
+    stdout, code = execute(PLUGIN, env, conf)
+    if code != KILLED:
+        out.fail(case, f"the plugin was not killed there (exit {code}: {stdout[:200]!r})")
+    if variant == "netns gone":
+        PodFactory.remove(pod)
+    stdout, code = run_cni(node.env("DEL", pod, container=container), stdin, node.ctx)
+    if (stdout, code) != (b"", 0):
+        out.fail(case, f"retried DEL answered {code} {stdout[:300]!r}")
     return out
 
 

@@ -3,6 +3,7 @@ refusal is the spec's error JSON, and a refused call changes nothing on the node
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -142,3 +143,45 @@ def test_oversized_stdin_sent_straight_to_the_agent_socket_is_refused(node: Node
         assert node.views() == before
     finally:
         server.stop()
+
+
+def test_garbage_on_the_agent_socket_never_stops_it_serving(node: Node, tmp_path: Path) -> None:
+    """Frames cut short, lengths that lie, random bytes: each connection is dropped or answered,
+    and the next well-formed call is served as usual."""
+    import socket
+    import struct
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from sriovkit.agent.cni_service import CniService
+    from sriovkit.shim.client import call_agent, encode_request
+    from sriovkit.shim.server import CniSocketServer
+
+    server = CniSocketServer(tmp_path / "agent" / "cni.sock", CniService(node.ctx), request_timeout=2)
+    server.start()
+    valid = encode_request({"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "1.0.0"}')
+    frames = st.one_of(st.binary(max_size=200), st.binary(max_size=40).map(lambda b: valid[:len(b)] + b),
+                       st.integers(0, 2**32 - 1).map(lambda n: struct.pack(">I", n) + b"x" * 8))
+    tried = []
+
+    @settings(max_examples=60, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(frames)
+    def one(frame: bytes) -> None:
+        tried.append(frame)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(str(server.path))
+            sock.sendall(frame)
+            sock.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(OSError):
+                sock.recv(1 << 16)
+
+    try:
+        one()
+        out, code = call_agent(str(server.path), {"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "1.0.0"}')
+        assert code == 0 and json.loads(out)["cniVersion"] == "1.0.0"
+    finally:
+        server.stop()
+    assert len(tried) >= 30

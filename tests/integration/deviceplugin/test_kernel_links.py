@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -26,15 +27,25 @@ def veth():
         subprocess.run(["ip", "link", "del", name], check=False)
 
 
+def _settles_to(sysfs: Sysfs, name: str, up: bool, timeout: float = 5.0) -> bool:
+    # the kernel updates operstate asynchronously (linkwatch), so poll for it, bounded
+    deadline = time.monotonic() + timeout
+    while read_link_states(sysfs, [name]) != {name: up}:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def test_link_state_of_a_real_interface(veth):
     name, peer = veth
     sysfs = Sysfs()
     assert read_link_states(sysfs, [name]) == {name: False}  # created down
     subprocess.run(["ip", "link", "set", name, "up"], check=True)
     subprocess.run(["ip", "link", "set", peer, "up"], check=True)
-    assert read_link_states(sysfs, [name]) == {name: True}
+    assert _settles_to(sysfs, name, True)
     subprocess.run(["ip", "link", "set", peer, "down"], check=True)  # carrier lost: lowerlayerdown
-    assert read_link_states(sysfs, [name]) == {name: False}
+    assert _settles_to(sysfs, name, False)
 
 
 def test_link_events_wake_the_watcher(veth):

@@ -119,9 +119,10 @@ def _crash_del_case(node: Node, pod: str, conf: dict[str, Any], point: str, vari
 
 def crash_agent_at_every_step(tmp: Path, *, every: int = 1) -> Outcome:
     """The agent SIGKILLed after each ADD step (every `every`-th point): the shim answers with an
-    error and does not repeat the call elsewhere; DEL through the fallback (agent still down) or
-    through a restarted agent, alternately, gives everything back."""
-    out = Outcome("crash: agent killed mid-ADD, DEL via fallback / restarted agent")
+    error and does not repeat the call elsewhere; DEL through the fallback (agent still down), a
+    restarted agent, or a restarted agent after the pod's namespace is gone, in turn, gives
+    everything back."""
+    out = Outcome("crash: agent killed mid-ADD, DEL via fallback / restarted agent / netns gone")
     with sim_node(tmp) as node, pods() as make_pod:
         before = node.views()
         devinfo = node.tmp / "devinfo.json"
@@ -130,7 +131,7 @@ def crash_agent_at_every_step(tmp: Path, *, every: int = 1) -> Outcome:
         socket_path = tmp / "agent" / "cni.sock"
         shim = shim_for(node, tmp / "bin", socket_path)
         for n, point in enumerate(points):
-            recover = "fallback" if n % 2 == 0 else "restarted agent"
+            recover = ("fallback", "restarted agent", "restarted agent, pod netns gone")[n % 3]
             out.tried += 1
             case = f"agent killed after {point}, DEL via {recover}"
             pod = make_pod()
@@ -197,6 +198,8 @@ def _crash_agent_case(node: Node, pod: str, conf: dict[str, Any], shim: Path, so
     if code == 0 or data.get("code") != 11 or "mid-call" not in str(data.get("msg")):
         out.fail(case, f"the shim answered {code} {stdout[:200]!r}, not 'agent failed mid-call'")
     del_env = {**env, "CNI_COMMAND": "DEL"}
+    if recover.endswith("netns gone"):
+        PodFactory.remove(pod)
     if recover == "fallback":
         stdout, code = execute([str(shim)], del_env, conf)
     else:

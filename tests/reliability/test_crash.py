@@ -48,7 +48,7 @@ def test_state_write_is_create_write_fsync_rename_fsync_dir(tmp_path: Path, comp
     subprocess.run([str(STRACE), "-f", "-o", str(trace), "-e", "trace=openat,write,fsync,fdatasync,rename,renameat,"
                     "renameat2,close", sys.executable, "-c", program, str(state)], check=True, capture_output=True)
     calls = [line.split(None, 1)[1] for line in trace.read_text().splitlines() if str(state) in line
-             or re.search(r"^\d+ (fsync|fdatasync|write)\(", line)]
+             or re.search(r"^\d+\s+(fsync|fdatasync|write)\(", line)]
     target = f"{state}/c-n.{'json' if complete else 'pending'}"
     opened = next(i for i, c in enumerate(calls) if c.startswith("openat") and "/.tmp-c-n+" in c)
     assert "O_EXCL" in calls[opened] and "O_NOFOLLOW" in calls[opened] and "0600" in calls[opened]

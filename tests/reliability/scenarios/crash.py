@@ -10,6 +10,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +41,26 @@ def crash_add_at_every_step(tmp: Path, *, variants: tuple[str, ...] = ("del", "r
     """The standalone plugin SIGKILLed after each ADD step; then DEL, or ADD again then DEL, or the
     pod's namespace deleted (the runtime tearing the sandbox down) then DEL at once."""
     out = Outcome("crash: plugin killed after each ADD step")
+    return _at_every_point(tmp, out, "ADD", 1, variants, "kill after {point}, then {variant}", _crash_add_case)
+
+
+_Case = Callable[[Node, str, dict[str, Any], str, str, Outcome, str], None]
+
+
+def _at_every_point(tmp: Path, out: Outcome, command: str, vf_index: int, variants: tuple[str, ...],
+                    label: str, run_case: _Case) -> Outcome:
+    """Each of `command`'s fault points x each variant, one fresh pod each, leak-checked after each."""
     with sim_node(tmp) as node, pods() as make_pod:
         before = node.views()
         devinfo = node.tmp / "devinfo.json"
-        conf = full_conf(node, 1, devinfo)
-        points = recorded_points(node, make_pod(), conf)["ADD"]
+        conf = full_conf(node, vf_index, devinfo)
+        points = recorded_points(node, make_pod(), conf)[command]
         for point in points:
             for variant in variants:
                 out.tried += 1
-                case = f"kill after {point}, then {variant}"
+                case = label.format(point=point, variant=variant)
                 pod = make_pod()
-                _crash_add_case(node, pod, conf, point, variant, out, case)
+                run_case(node, pod, conf, point, variant, out, case)
                 make_pod.remove(pod)
                 out.leaks += [f"{case}: {leak}" for leak in leak_report(node, before, extra_files=(devinfo,))]
                 if out.leaks:
@@ -80,22 +90,8 @@ def crash_del_at_every_step(tmp: Path, *, variants: tuple[str, ...] = ("retry", 
     """DEL SIGKILLed after each of its steps, then retried (or the pod's namespace deleted first,
     as the runtime tears the sandbox down, then retried): everything given back."""
     out = Outcome("crash: plugin killed after each DEL step, DEL retried")
-    with sim_node(tmp) as node, pods() as make_pod:
-        before = node.views()
-        devinfo = node.tmp / "devinfo.json"
-        conf = full_conf(node, 2, devinfo)
-        points = recorded_points(node, make_pod(), conf)["DEL"]
-        for point in points:
-            for variant in variants:
-                out.tried += 1
-                case = f"DEL killed after {point}, then {variant}"
-                pod = make_pod()
-                _crash_del_case(node, pod, conf, point, variant, out, case)
-                make_pod.remove(pod)
-                out.leaks += [f"{case}: {leak}" for leak in leak_report(node, before, extra_files=(devinfo,))]
-                if out.leaks:
-                    return out
-    return out
+    return _at_every_point(tmp, out, "DEL", 2, variants, "DEL killed after {point}, then {variant}",
+                           _crash_del_case)
 
 
 def _crash_del_case(node: Node, pod: str, conf: dict[str, Any], point: str, variant: str, out: Outcome,
@@ -114,7 +110,6 @@ def _crash_del_case(node: Node, pod: str, conf: dict[str, Any], point: str, vari
     stdout, code = run_cni(node.env("DEL", pod, container=container), stdin, node.ctx)
     if (stdout, code) != (b"", 0):
         out.fail(case, f"retried DEL answered {code} {stdout[:300]!r}")
-    return out
 
 
 def crash_agent_at_every_step(tmp: Path, *, every: int = 1) -> Outcome:

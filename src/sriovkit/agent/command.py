@@ -6,6 +6,8 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
+from sriovkit import nodepaths
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "provisions VFs as it says, at start and on change, and serves the pools it defines")
     p.add_argument("--policy-pools-file", default="/run/sriovkit/policy-pools.json",
                    help="where the pools derived from --policy are written (a config.json)")
-    p.add_argument("--pod-resources-socket", default="/var/lib/kubelet/pod-resources/kubelet.sock",
+    p.add_argument("--pod-resources-socket", default=nodepaths.POD_RESOURCES_SOCKET,
                    help="the kubelet's podresources API: which VFs pods hold (never removed by --policy)")
     p.add_argument("--resource-prefix", default="intel.com", help="prefix for resources without one")
     p.add_argument("--host-root", default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),
@@ -39,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--cdi-dir", default="/var/run/cdi", help="where CDI spec files are written (with --use-cdi)")
     p.add_argument("--cni-socket", default="/run/sriovkit/cni.sock",
                    help="serve the `sriov` CNI shim on this unix socket (mode 0600; '' = do not serve)")
-    p.add_argument("--cni-state-dir", default="/var/lib/cni/sriov",
+    p.add_argument("--cni-state-dir", default=nodepaths.CNI_STATE_DIR,
                    help="where CNI attachment records and per-VF locks live (shared with the shim's fallback)")
     p.add_argument("--cni-max-concurrent", type=int, default=16, help="CNI operations served at once")
     p.add_argument("--metrics-address", default="127.0.0.1:9808",

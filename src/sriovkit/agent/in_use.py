@@ -13,7 +13,6 @@ from pathlib import Path
 from sriovkit.cni.state import StateStore
 
 log = logging.getLogger(__name__)
-DEFAULT_POD_RESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
 _RPC_TIMEOUT_S = 5.0
 
 

@@ -36,10 +36,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sriovkit import nodepaths
 from sriovkit.cni.spec import CniError, ErrorCode
 
 RECORD_FORMAT = 1
-DEFAULT_STATE_DIR = "/var/lib/cni/sriov"
+DEFAULT_STATE_DIR = nodepaths.CNI_STATE_DIR
 _SUFFIX = ".json"
 _PENDING = ".pending"
 _ATTACHMENT_LOCK = ".attach"

@@ -11,20 +11,19 @@ import argparse
 import json
 from typing import Any
 
-DEFAULT_STATE_DIR = "/var/lib/cni/sriov"
-DEFAULT_POD_RESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+from sriovkit.nodepaths import CNI_STATE_DIR, POD_RESOURCES_SOCKET
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("attachments", help="the VFs the sriov CNI attached to pods (its records on this node)")
-    p.add_argument("--cni-state-dir", default=DEFAULT_STATE_DIR,
-                   help=f"the CNI's state dir (default {DEFAULT_STATE_DIR})")
+    p.add_argument("--cni-state-dir", default=CNI_STATE_DIR,
+                   help=f"the CNI's state dir (default {CNI_STATE_DIR})")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.set_defaults(func=_attachments)
 
     p = sub.add_parser("allocations", help="the devices the kubelet assigned to pods (podresources API)")
-    p.add_argument("--pod-resources-socket", default=DEFAULT_POD_RESOURCES_SOCKET,
-                   help=f"the kubelet's podresources socket (default {DEFAULT_POD_RESOURCES_SOCKET})")
+    p.add_argument("--pod-resources-socket", default=POD_RESOURCES_SOCKET,
+                   help=f"the kubelet's podresources socket (default {POD_RESOURCES_SOCKET})")
     p.add_argument("--resource", help="only this resource (full name, e.g. intel.com/sriov_netdevice)")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.set_defaults(func=_allocations)

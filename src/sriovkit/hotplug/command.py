@@ -11,6 +11,8 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
+from sriovkit import nodepaths
+
 if TYPE_CHECKING:
     from sriovkit.hotplug.controller import HotplugController
 
@@ -34,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, in_ag
                    help="the container runtime's CRI socket (runtime.v1)")
     p.add_argument("--cni-bin-dir", default="/opt/cni/bin", help="CNI plugin directories, ':'-separated")
     if not in_agent:
-        p.add_argument("--pod-resources-socket", default="/var/lib/kubelet/pod-resources/kubelet.sock",
+        p.add_argument("--pod-resources-socket", default=nodepaths.POD_RESOURCES_SOCKET,
                        help="the kubelet's podresources socket (devices of NADs with a resourceName)")
     p.add_argument(f"{prefix}state-dir", dest="state_dir", default="/var/lib/sriovkit/hotplug",
                    help="the controller's record of attachments")

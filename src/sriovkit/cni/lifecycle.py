@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from sriovkit.cni import vfconfig
 from sriovkit.cni.attach import ipam_call
@@ -15,6 +17,8 @@ from sriovkit.cni.state import AttachmentRecord
 from sriovkit.cni.steps import Call
 
 VALID_ATTACHMENTS = "cni.dev/valid-attachments"
+LEGACY_ATTACHMENTS = "cni.dev/attachments"  # the name the GC section first used; libcni sends both
+_MISSING = object()
 
 
 def check(call: Call) -> None:
@@ -72,23 +76,92 @@ def gc(call: Call) -> list[str]:
     """Release this network's attachments missing from cni.dev/valid-attachments."""
     valid = _valid_attachments(call)
     released = []
+    failures: list[CniError] = []
     for record in call.ctx.store.records(pending=True):
         if record.network != call.conf.name or (record.container_id, record.ifname) in valid:
             continue
         call.log.info("gc release", stale=record.key, pci=record.pci_address)
-        with call.ctx.store.attachment_lock(record.container_id, record.ifname, call.ctx.lock_timeout_s):
-            release(call, record, only_if_unchanged=True)
+        try:  # one attachment that cannot be released yet must not keep GC from the others
+            with call.ctx.store.attachment_lock(record.container_id, record.ifname, call.ctx.lock_timeout_s):
+                release(call, record, only_if_unchanged=True)
+        except CniError as exc:
+            call.log.error("gc release failed", stale=record.key, code=exc.code, msg=exc.msg)
+            failures.append(exc)
+            continue
         released.append(record.key)
     if call.conf.ipam_type:
         ipam_lifecycle(ipam_call(call), "GC")
+    if failures:
+        first = failures[0]
+        raise CniError(first.code, f"GC released {len(released)} attachment(s), {len(failures)} failed: {first.msg}",
+                       first.details)
     return released
 
 
 def _valid_attachments(call: Call) -> set[tuple[str, str]]:
-    raw = call.conf.raw.get(VALID_ATTACHMENTS)
-    if raw is None:
-        return set()
-    if not isinstance(raw, list) or not all(isinstance(a, dict) for a in raw):
-        raise CniError(ErrorCode.INVALID_CONFIG, f"{VALID_ATTACHMENTS} must be a list of objects",
-                       json.dumps(raw)[:200])
-    return {(str(a.get("containerID", "")), str(a.get("ifname", ""))) for a in raw}
+    return parse_valid_attachments(call.conf.raw)
+
+
+def parse_valid_attachments(config: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """The (containerID, ifname) pairs GC must keep, from the runtime's config.
+
+    The list decides which pods keep their VFs, so a list that is missing or that cannot be read
+    entirely is refused (INVALID_CONFIG) before anything is released: guessing would detach the
+    VF of every running pod on the network. libcni sends the list under both names the spec has
+    used (issue containernetworking/cni#1101); an attachment listed under either is kept. Keys
+    match as Go's encoding/json matches them (exact first, then case-insensitively). `null` is
+    refused like any other non-list (a Go runtime's nil list): "no attachment is valid" is `[]`."""
+    lists = [(key, value) for key in (VALID_ATTACHMENTS, LEGACY_ATTACHMENTS)
+             if (value := _lookup(config, key, _MISSING)) is not _MISSING]
+    if not lists:
+        raise CniError(ErrorCode.INVALID_CONFIG, f"GC needs {VALID_ATTACHMENTS} in the network config",
+                       "without the list of attachments still in use, nothing can be told stale; nothing released")
+    valid: set[tuple[str, str]] = set()
+    for key, raw in lists:
+        valid |= _attachments_of(key, raw)
+    return valid
+
+
+def _attachments_of(key: str, raw: Any) -> set[tuple[str, str]]:
+    if not isinstance(raw, list):
+        raise _malformed(key, f"must be a list of objects, got {_json_type(raw)}", raw)
+    out = set()
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise _malformed(f"{key}[{i}]", f"must be an object, got {_json_type(entry)}", entry)
+        pair = []
+        for field in ("containerID", "ifname"):
+            value = _lookup(entry, field, None)
+            if not isinstance(value, str) or not value:
+                got = "missing" if value is None else f"{_json_type(value)} {_short(value)}"
+                raise _malformed(f"{key}[{i}].{field}", f"must be a non-empty string, got {got}", entry)
+            pair.append(value)
+        out.add((pair[0], pair[1]))
+    return out
+
+
+def _lookup(obj: Mapping[str, Any], key: str, default: Any) -> Any:
+    if key in obj:
+        return obj[key]
+    folded = key.casefold()
+    return next((v for k, v in obj.items() if isinstance(k, str) and k.casefold() == folded), default)
+
+
+def _malformed(where: str, problem: str, value: Any) -> CniError:
+    return CniError(ErrorCode.INVALID_CONFIG, f"GC: {where} {problem}",
+                    f"value {_short(value)}; nothing released")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)

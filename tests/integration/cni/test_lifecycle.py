@@ -150,7 +150,8 @@ case "$CNI_COMMAND" in
   STATUS) echo '{{"cniVersion":"1.1.0","code":50,"msg":"pool offline"}}'; exit 1 ;;
 esac
 """)
-    conf = {"cniVersion": "1.1.0", "name": "sriov-net", "type": "sriov", "ipam": {"type": "new-ipam"}}
+    conf = {"cniVersion": "1.1.0", "name": "sriov-net", "type": "sriov", "ipam": {"type": "new-ipam"},
+            "cni.dev/valid-attachments": []}
     env = {"CNI_PATH": str(tmp_path)}
     raw, code = run_cni({**env, "CNI_COMMAND": "STATUS"}, json.dumps(conf).encode(), node.ctx)
     assert code == 1 and json.loads(raw)["code"] == ErrorCode.NOT_AVAILABLE and "pool offline" in json.loads(raw)["msg"]

@@ -31,6 +31,15 @@ class DeviceType(StrEnum):
     AUX_NET_DEVICE = "auxNetDevice"
 
 
+class ServedBy(StrEnum):
+    """sriovkit extension (``servedBy`` on a resourceList entry): how the agent offers the pool.
+    Its devices are the pool's whichever it is, so no VF is ever offered both ways."""
+
+    DEVICE_PLUGIN = "devicePlugin"
+    DRA = "dra"
+    NONE = "none"  # held back: neither the device plugin nor DRA offers them
+
+
 class AllocatePolicy(StrEnum):
     PACKED = "packed"
     SPREAD = "spread"
@@ -52,7 +61,7 @@ _LIST_FIELDS = {"vendors", "devices", "drivers", "pciAddresses", "pfNames", "roo
 _BOOL_FIELDS = {"isRdma", "needVhostNet"}
 _VDPA_TYPES = {"vhost", "virtio", "vduse"}
 _RESOURCE_FIELDS = {"resourceName", "resourcePrefix", "deviceType", "excludeTopology", "selectors",
-                    "additionalInfo", "allocatePolicy"}
+                    "additionalInfo", "allocatePolicy", "servedBy"}
 
 
 class ConfigError(ValueError):
@@ -113,6 +122,7 @@ class ResourceConfig:
     selectors: tuple[Selector, ...] = (Selector(),)
     additional_info: dict[str, dict[str, str]] = field(default_factory=dict)
     allocate_policy: AllocatePolicy = AllocatePolicy.PACKED
+    served_by: ServedBy = ServedBy.DEVICE_PLUGIN
 
     @property
     def full_name(self) -> str:
@@ -149,6 +159,8 @@ def _resource_json(resource: ResourceConfig) -> dict[str, Any]:
         out["additionalInfo"] = resource.additional_info
     if resource.allocate_policy is not AllocatePolicy.PACKED:
         out["allocatePolicy"] = resource.allocate_policy.value
+    if resource.served_by is not ServedBy.DEVICE_PLUGIN:
+        out["servedBy"] = resource.served_by.value
     return out
 
 
@@ -260,6 +272,7 @@ def _parse_resource(raw: Any, path: str, problems: _Problems, default_prefix: st
         problems.add(f"{path}.resourcePrefix", "must be a DNS subdomain such as intel.com", prefix)
     device_type = _enum(raw, "deviceType", DeviceType, DeviceType.NET_DEVICE, path, problems)
     policy = _enum(raw, "allocatePolicy", AllocatePolicy, AllocatePolicy.PACKED, path, problems)
+    served_by = _enum(raw, "servedBy", ServedBy, ServedBy.DEVICE_PLUGIN, path, problems)
     exclude = raw.get("excludeTopology", False)
     if not isinstance(exclude, bool):
         problems.add(f"{path}.excludeTopology", "must be true or false", exclude)
@@ -275,6 +288,7 @@ def _parse_resource(raw: Any, path: str, problems: _Problems, default_prefix: st
         selectors=selectors,
         additional_info=info,
         allocate_policy=policy,
+        served_by=served_by,
     )
 
 

@@ -32,8 +32,8 @@ def test_rendered_chart_validates(all_on: bool) -> None:
                 for p in validate.object_problems(o, f"{o.get('kind')}[{i}]", KUBERNETES_VERSION)]
     assert problems == []
     kinds = sorted(o["kind"] for o in objects)
-    expected = ["ConfigMap", "DaemonSet", "ServiceAccount"]
-    on = ["ClusterRole", "ClusterRoleBinding", "NetworkAttachmentDefinition"]  # hot-plug's RBAC, example NADs
+    expected = ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "ServiceAccount"]  # RBAC: Events
+    on = ["NetworkAttachmentDefinition"]  # example NADs
     assert sorted(set(kinds)) == sorted(expected + (on if all_on else []))
 
 
@@ -103,21 +103,28 @@ def test_configmaps_hold_a_config_json_sriovkit_accepts() -> None:
         assert len(resources.resources) >= 2
 
 
+def _granted(objects: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """What the ServiceAccount may do: the rules of every ClusterRole bound to it."""
+    account = find(objects, "ServiceAccount")["metadata"]["name"]
+    roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
+    bound = [b["roleRef"]["name"] for b in objects if b["kind"] == "ClusterRoleBinding"
+             if any(s["name"] == account for s in b["subjects"])]
+    assert sorted(bound) == sorted(roles)  # no role bound to nothing
+    return {(group, resource, verb) for name in bound for r in roles[name]["rules"] for group in r["apiGroups"]
+            for resource in r["resources"] for verb in r["verbs"]}
+
+
 def test_rbac_is_least_privilege() -> None:
-    """The hot-plug controller's calls (src/sriovkit/hotplug/kube.py) and nothing more."""
+    """The agent's calls (Node Events: src/sriovkit/agent/events.py; with hot-plug those of
+    src/sriovkit/hotplug/kube.py) and nothing more."""
+    events = {("", "events", "create")}
+    hotplug = {("", "pods", v) for v in ("list", "watch", "patch")}
+    hotplug |= {("k8s.cni.cncf.io", "network-attachment-definitions", v) for v in ("list", "watch")}
+    assert _granted(load_objects(MANIFESTS / "rbac.yaml")) == events
+    assert _granted(render()) == events
     plain = load_objects(MANIFESTS / "rbac.yaml") + load_objects(MANIFESTS / "hotplug" / "rbac.yaml")
     for objects in (plain, render("hotplug.enabled=true")):
-        rules = find(objects, "ClusterRole")["rules"]
-        granted = {(group, resource, verb) for r in rules for group in r["apiGroups"]
-                   for resource in r["resources"] for verb in r["verbs"]}
-        wanted = {("", "pods", v) for v in ("list", "watch", "patch")}
-        wanted |= {("k8s.cni.cncf.io", "network-attachment-definitions", v) for v in ("list", "watch")}
-        wanted |= {("", "events", "create")}
-        assert granted == wanted
-        binding = find(objects, "ClusterRoleBinding")
-        account = find(objects, "ServiceAccount")
-        assert binding["subjects"][0]["name"] == account["metadata"]["name"]
-        assert binding["roleRef"]["name"] == find(objects, "ClusterRole")["metadata"]["name"]
+        assert _granted(objects) == events | hotplug
 
 
 def test_every_example_nad_is_accepted_by_the_sriov_cni() -> None:

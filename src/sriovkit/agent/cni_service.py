@@ -9,6 +9,7 @@ paths act on the same node and answer with the same bytes.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,8 +34,18 @@ class CniService:
         start = time.monotonic()
         stdout, code = run_cni(env, stdin, self.context)
         if self.metrics is not None:
-            self.metrics.observe_cni(env.get("CNI_COMMAND", ""), code, time.monotonic() - start)
+            self.metrics.observe_cni(env.get("CNI_COMMAND", ""), code, time.monotonic() - start,
+                                     error_code=answered_code(stdout) if code else None)
         return stdout, code
+
+
+def answered_code(stdout: bytes) -> int | None:
+    """The `code` of the spec's error JSON a failed call printed (None if it printed none)."""
+    try:
+        code = json.loads(stdout).get("code")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, int) else None
 
 
 def agent_cni_context(host_root: str | Path, *, state_dir: str = DEFAULT_STATE_DIR,

@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="where CNI attachment records and per-VF locks live (shared with the shim's fallback)")
     p.add_argument("--cni-max-concurrent", type=int, default=16, help="CNI operations served at once")
     p.add_argument("--metrics-address", default="127.0.0.1:9808",
-                   help="HOST:PORT of /metrics and /healthz (default loopback; '' = no endpoint)")
+                   help="HOST:PORT of /metrics, /healthz (alive) and /readyz (config loaded, pools registered, "
+                   "CNI socket serving) (default loopback; '' = no endpoint)")
     p.add_argument("--hotplug", action="store_true",
                    help="also run the hot-plug controller: secondary networks added to and removed from running "
                    "pods as their k8s.v1.cni.cncf.io/networks annotation changes (docs/hotplug.md)")
@@ -65,7 +66,8 @@ def _add_hotplug_arguments(p: argparse.ArgumentParser) -> None:
     from sriovkit.hotplug.command import add_arguments
 
     add_arguments(p.add_argument_group("hot-plug (with --hotplug; --host-root and --pod-resources-socket "
-                                       "apply too)"), in_agent=True)
+                                       "apply too; with --kubeconfig or in a pod, and --node-name, a "
+                                       "rejected config reload is also an Event on the Node)"), in_agent=True)
 
 
 def _setup_logging(level: str) -> None:
@@ -111,6 +113,7 @@ def _agent(args: argparse.Namespace) -> int:
     if args.policy:
         agent.add(_policy_reconciler(args, sysfs, before_apply=agent.device_plugins.poll_once))
     _add_cni_and_metrics(agent, args, metrics)
+    _add_node_events(agent, args)
     if hotplug is not None:
         agent.add(hotplug)  # after the CNI socket: a hot-plugged `sriov` network is served through it
     try:
@@ -169,8 +172,29 @@ def _add_cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: Ag
         _, sep, port = args.metrics_address.rpartition(":")
         if not sep or not port.isdigit() or int(port) > 65535:
             raise UserError(f"--metrics-address {args.metrics_address}: must be HOST:PORT, e.g. 127.0.0.1:9808")
-        agent.add(MetricsServer(args.metrics_address, metrics, agent.healthy))
+        agent.add(MetricsServer(args.metrics_address, metrics, agent.healthy, agent.readiness_problems))
 
+
+
+def _add_node_events(agent: NodeAgent, args: argparse.Namespace) -> None:
+    """Where the agent can reach the API server (--kubeconfig, or a pod's service account) and knows
+    its node, a config reload that fails is also an Event on the Node (`kubectl describe node`)."""
+    from sriovkit.agent.events import NodeEvents, client_create
+    from sriovkit.errors import UserError
+    from sriovkit.hotplug.kube import in_cluster
+
+    if not args.node_name or not (args.kubeconfig or in_cluster(os.environ)):
+        return
+    try:
+        create = client_create(args.kubeconfig)
+    except Exception as exc:  # the client's config errors have no common base class
+        raise UserError(f"--kubeconfig {args.kubeconfig or '(in-cluster)'}: {exc}") from None
+    events = NodeEvents(args.node_name, create=create)
+    agent.add(events)
+    agent.device_plugins.on_reload_failure = lambda problems: events.post(
+        "Warning", "ConfigReloadFailed",
+        f"sriovkit agent: {agent.device_plugins.settings.config_file} rejected, the previous config keeps "
+        f"running: {problems}")
 
 
 def _kubesim(args: argparse.Namespace) -> int:

@@ -1,21 +1,42 @@
-"""The agent's Prometheus metrics and its /metrics + /healthz HTTP endpoint.
+"""The agent's Prometheus metrics and its /metrics, /healthz and /readyz HTTP endpoint.
 
 A registry per agent (not prometheus_client's global one), so tests and
-several agents in one process do not share counters.
+several agents in one process do not share counters. `/healthz` says the
+process is alive (for the liveness probe: restarting it would not help with
+anything else); `/readyz` says the node is usable (for the readiness probe):
+the config loaded, every pool registered with the kubelet, the CNI socket
+serving. Its body lists what is not.
 """
 
 from __future__ import annotations
 
 import contextlib
+import platform
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
 DEFAULT_METRICS_ADDRESS = "127.0.0.1:9808"
 _CNI_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# a `*_created` series per counter and histogram says when the process started, again and again
+disable_created_metrics()
+
+# what /readyz asks: () -> the problems that make the node unusable (empty: ready)
+ReadinessCheck = Callable[[], list[str]]
 
 
 class AgentMetrics:
@@ -36,10 +57,40 @@ class AgentMetrics:
         self.device_health = Gauge(
             "sriovkit_device_healthy", "1 when a device is healthy, 0 when not",
             ["resource", "device"], registry=self.registry)
+        self.cni_errors = Counter(
+            "sriovkit_cni_errors", "CNI operations that failed, by command and the CNI error code answered",
+            ["command", "code"], registry=self.registry)
+        # read at each scrape from whoever registers (the device-plugin manager sets it)
+        self.registration: Callable[[], dict[str, bool]] = dict
+        self.registry.register(_RegistrationCollector(self))
+        self.reloads = Counter(
+            "sriovkit_config_reloads", "Reloads of the changed config file, by result (failure: the running "
+            "config is kept)", ["result"], registry=self.registry)
+        self.reload_ok = Gauge(
+            "sriovkit_config_last_reload_successful", "1 when the config file on disk is the one in use",
+            registry=self.registry)
+        self.reload_success_time = Gauge(
+            "sriovkit_config_last_reload_success_timestamp_seconds", "When the config file was last loaded",
+            registry=self.registry)
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes...
+        Info("sriovkit_build", "The running sriovkit", registry=self.registry).info(_build_labels())
 
-    def observe_cni(self, command: str, code: int, seconds: float) -> None:
+    def observe_cni(self, command: str, code: int, seconds: float, error_code: int | None = None) -> None:
+        """`code` is the exit status; `error_code` the CNI error code of a failure's answer."""
         self.cni_operations.labels(command=command or "unknown", result="success" if code == 0 else "error").inc()
         self.cni_latency.labels(command=command or "unknown").observe(seconds)
+        if code != 0:
+            self.cni_errors.labels(command=command or "unknown",
+                                   code=str(error_code) if error_code is not None else "unknown").inc()
+
+    def config_loaded(self, *, ok: bool, reload: bool = True) -> None:
+        """A config load: the first at start (`reload=False`) or a reload after the file changed."""
+        if reload:
+            self.reloads.labels(result="success" if ok else "failure").inc()
+        self.reload_ok.set(1 if ok else 0)
+        if ok:
+            self.reload_success_time.set(time.time())
+
 
     def set_pool(self, resource: str, health: dict[str, bool]) -> None:
         healthy = sum(1 for ok in health.values() if ok)
@@ -60,13 +111,45 @@ class AgentMetrics:
         return generate_latest(self.registry)
 
 
-class MetricsServer:
-    """Serves /metrics and /healthz. `healthy()` decides /healthz: 200 or 503."""
+class _RegistrationCollector(Collector):
+    def __init__(self, metrics: AgentMetrics) -> None:
+        self.metrics = metrics
 
-    def __init__(self, address: str, metrics: AgentMetrics, healthy: Callable[[], bool]) -> None:
+    def describe(self) -> list[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for resource, ok in sorted(self.metrics.registration().items()):
+            family.add_metric([resource], 1 if ok else 0)
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily("sriovkit_resource_registered", "1 when the resource's device plugin is "
+                                 "registered with the kubelet and the kubelet watches it", labels=["resource"])
+
+
+def _build_labels() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("sriovkit")
+    except PackageNotFoundError:  # run from a source tree without an install
+        ours = "unknown"
+    return {"version": ours, "python_version": platform.python_version()}
+
+
+class MetricsServer:
+    """Serves /metrics, /healthz and /readyz. `healthy()` decides /healthz: 200 or 503;
+    `ready()` lists what keeps the node unusable: none, 200; any, 503 with one line each."""
+
+    def __init__(self, address: str, metrics: AgentMetrics, healthy: Callable[[], bool],
+                 ready: ReadinessCheck | None = None) -> None:
         self.address = address
         self.metrics = metrics
         self.healthy = healthy
+        self.ready = ready or (lambda: [] if healthy() else ["not started"])
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -77,7 +160,7 @@ class MetricsServer:
 
     def start(self) -> None:
         host, _, port = self.address.rpartition(":")
-        handler = _make_handler(self.metrics, self.healthy)
+        handler = _make_handler(self.metrics, self.healthy, self.ready)
         self._httpd = ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics", daemon=True)
@@ -91,14 +174,20 @@ class MetricsServer:
             self._thread.join(timeout=5)
 
 
-def _make_handler(metrics: AgentMetrics, healthy: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
+def _make_handler(metrics: AgentMetrics, healthy: Callable[[], bool],
+                  ready: ReadinessCheck) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path.split("?")[0] == "/metrics":
+            path = self.path.split("?")[0]
+            if path == "/metrics":
                 self._send(200, metrics.exposition(), CONTENT_TYPE_LATEST)
-            elif self.path.split("?")[0] == "/healthz":
+            elif path == "/healthz":
                 ok = healthy()
                 self._send(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n", "text/plain")
+            elif path == "/readyz":
+                problems = ready()
+                body = "".join(f"{p}\n" for p in problems) if problems else "ok\n"
+                self._send(503 if problems else 200, body.encode(), "text/plain; charset=utf-8")
             else:
                 self._send(404, b"not found\n", "text/plain")
 

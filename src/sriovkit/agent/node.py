@@ -66,6 +66,17 @@ class NodeAgent:
         """For /healthz: started and not stopping."""
         return bool(self._started) and not self._done.is_set()
 
+    def readiness_problems(self) -> list[str]:
+        """For /readyz: what keeps the node unusable, from every component that can tell."""
+        if not self.healthy():
+            return ["agent: not running"]
+        problems: list[str] = []
+        for component in list(self._started):
+            check = getattr(component, "readiness_problems", None)
+            if check is not None:
+                problems += check()
+        return problems
+
     def run_until_signal(self, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)) -> None:
         """Start, serve until one of `signals`, then stop cleanly. Main thread only."""
         stop_requested = threading.Event()

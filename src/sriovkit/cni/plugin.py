@@ -45,16 +45,19 @@ def run_cni(env: Mapping[str, str], stdin: bytes, context: CniContext) -> tuple[
         return dumps(CniError(ErrorCode.IO_FAILURE, f"network config on stdin exceeds {MAX_STDIN} bytes",
                               f"got {len(stdin)} bytes").to_json(LATEST_VERSION)), 1
     version = _lenient_version(stdin)  # errors answer in the caller's version when it can be read
+    log = call_log(env)
     try:
         cni_env = parse_env(env, context.netns_exists)
         if cni_env.command == "VERSION":
             return dumps(version_reply(version)), 0
-        result = _dispatch(cni_env, stdin, version, context)
+        result = _dispatch(cni_env, stdin, version, context, log)
     except CniError as exc:
+        # every failure once, whichever step found it (the environment, the config, the node)
+        log.error("failed", code=exc.code, msg=exc.msg, details=exc.details)
         return dumps(exc.to_json(version)), 1
     except Exception as exc:  # the top of the call: a bug must still answer in the spec's form
-        _log.exception("unexpected failure command=%s container=%s", env.get("CNI_COMMAND"),
-                       env.get("CNI_CONTAINERID", "")[:12])
+        _log.exception("unexpected failure command=%s container=%s pod=%s", env.get("CNI_COMMAND"),
+                       env.get("CNI_CONTAINERID", "")[:12], log.fields.get("pod", ""))
         return dumps(CniError(INTERNAL_ERROR, "internal error in the sriov plugin", repr(exc)).to_json(version)), 1
     if result is None:
         return b"", 0
@@ -93,7 +96,21 @@ def _config_for_del(env: CniEnv, context: CniContext, problem: CniError) -> NetC
         raise problem from None
 
 
-def _dispatch(env: CniEnv, stdin: bytes, version: str, context: CniContext) -> Result | None:
+def call_log(env: Mapping[str, str]) -> EventLog:
+    """The call's log, from the raw environment (it must also log an environment that is refused):
+    the pod's namespace/name as the runtime passes them in CNI_ARGS, its container and interface."""
+    args: dict[str, str] = {}
+    for pair in env.get("CNI_ARGS", "").split(";"):
+        key, _, value = pair.partition("=")
+        args[key.strip()] = value.strip()
+    namespace, name = args.get("K8S_POD_NAMESPACE", ""), args.get("K8S_POD_NAME", "")
+    log = EventLog(command=env.get("CNI_COMMAND", ""), container=env.get("CNI_CONTAINERID", ""),
+                   ifname=env.get("CNI_IFNAME", ""))
+    log.bind(pod=f"{namespace}/{name}" if name else "")
+    return log
+
+
+def _dispatch(env: CniEnv, stdin: bytes, version: str, context: CniContext, log: EventLog) -> Result | None:
     try:
         conf = _parse_config(env, stdin, version)
     except CniError as exc:
@@ -103,16 +120,11 @@ def _dispatch(env: CniEnv, stdin: bytes, version: str, context: CniContext) -> R
         if recovered is None:
             return None
         conf = recovered
-    log = EventLog(command=env.command, container=env.container_id, ifname=env.ifname,
-                   level=conf.log_level, log_file=conf.log_file)
+    log.configure(level=conf.log_level, log_file=conf.log_file)
     log.bind(pci=conf.device_id or "")  # DEL, CHECK and GC without a deviceID learn it from the record
     call = Call(ctx=context, env=env, conf=conf, log=log, faults=FaultPoints(context.fault_hook))
     log.debug("called", netns=env.netns, network=conf.name, version=conf.cni_version)
-    try:
-        return _run_command(call)
-    except CniError as exc:
-        log.error("failed", code=exc.code, msg=exc.msg, details=exc.details)
-        raise
+    return _run_command(call)
 
 
 def _run_command(call: Call) -> Result | None:

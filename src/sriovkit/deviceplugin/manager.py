@@ -94,6 +94,11 @@ class DevicePluginManager:
         self._settle_left = 0  # rediscoveries still due after a VF count change
         self._since_settle = 0.0
         self.on_change: Callable[[], None] | None = None  # called after pools or health changed
+        # the config file on disk was rejected (the previous config keeps running): why, for /readyz
+        self.config_problem: str | None = None
+        self.on_reload_failure: Callable[[str], None] | None = None  # called with the one-line problem
+        if metrics is not None:
+            metrics.registration = self.registration
 
     # -- lifecycle -------------------------------------------------------------------
     @property
@@ -111,6 +116,9 @@ class DevicePluginManager:
     def start(self) -> None:
         self._config_stamp = FileStamp.of(self.settings.config_file)
         self.resources = self._load_config()
+        self.config_problem = None
+        if self.metrics is not None:
+            self.metrics.config_loaded(ok=True, reload=False)
         with self._lock:
             try:
                 self._rediscover()
@@ -209,8 +217,16 @@ class DevicePluginManager:
         except ConfigError as exc:
             problems = "; ".join(exc.problems)
             log.error("config reload failed, keeping the running config: %s", problems)
+            self.config_problem = problems
+            if self.metrics is not None:
+                self.metrics.config_loaded(ok=False)
+            if self.on_reload_failure is not None:
+                self.on_reload_failure(problems)
             return False
         log.info("config reloaded file=%s resources=%d", self.settings.config_file, len(self.resources.resources))
+        self.config_problem = None
+        if self.metrics is not None:
+            self.metrics.config_loaded(ok=True)
         return True
 
     def _load_config(self) -> ResourceList:
@@ -228,6 +244,33 @@ class DevicePluginManager:
             if not server.socket_path.exists():
                 log.warning("socket removed, serving again resource=%s socket=%s", server.name, server.socket_path)
                 server.restart()
+
+    def registration(self) -> dict[str, bool]:
+        """Per resource: registered with the kubelet running now. Lock-free (a copy of the servers):
+        /readyz must answer within the probe's timeout while a registration is under way."""
+        servers = dict(self.servers)
+        if self.watcher_mode:
+            return {name: s.watcher_registered and s.kubelet_connected for name, s in servers.items()}
+        identity = kubelet_identity(self.kubelet_socket)
+        return {name: identity is not None and s.registered_with == identity and s.kubelet_connected
+                for name, s in servers.items()}
+
+    def readiness_problems(self) -> list[str]:
+        """Why this node's pools are not usable, one line each; [] when they are."""
+        if self.resources is None or self._thread is None or self._stopping.is_set():
+            return ["device plugins: not running"]
+        problems = []
+        if self.config_problem is not None:
+            problems.append(f"config {self.settings.config_file}: rejected, the previous config is running: "
+                            f"{self.config_problem}")
+        if not self.watcher_mode and kubelet_identity(self.kubelet_socket) is None:
+            problems.append(f"kubelet: no {self.kubelet_socket}")
+        errors = dict(self._register_errors)
+        for name, ok in sorted(self.registration().items()):
+            if not ok:
+                why = f": {errors[name]}" if name in errors else " (or the kubelet is not watching it)"
+                problems.append(f"resource {name}: not registered with the kubelet{why}")
+        return problems
 
     def _register_all(self) -> None:
         if self.watcher_mode:

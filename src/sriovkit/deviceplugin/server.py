@@ -74,6 +74,8 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         self.out = out
         self.metrics = metrics
         self.registered_with: tuple[int, int] | None = None  # kubelet.sock identity we registered with
+        self.watcher_registered = False  # plugin-watcher mode: the kubelet said it registered us
+        self.kubelet_streams = 0  # ListAndWatch streams open: 0 once the kubelet that registered us died
         self._cond = threading.Condition()
         self._version = 0
         self._stopping = False
@@ -165,6 +167,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         server.start()
         self._grpc = server
         self.registered_with = None
+        self.watcher_registered = False
         self._write_files()
         log.info("device plugin serving resource=%s socket=%s devices=%d", self.name, self.socket_path,
                  len(self._devices))
@@ -207,6 +210,10 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         return pb.DevicePluginOptions(pre_start_required=False, get_preferred_allocation_available=True)
 
     def ListAndWatch(self, request: pb.Empty, context: Any) -> Iterator[pb.ListAndWatchResponse]:
+        with self._cond:
+            self.kubelet_streams += 1
+        if not context.add_callback(self._stream_closed):  # the call already ended
+            self._stream_closed()
         sent = -1
         while context.is_active():
             with self._cond:
@@ -219,6 +226,15 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
                 sent = self._version
                 response = self._list_response()
             yield response
+
+    def _stream_closed(self) -> None:
+        with self._cond:
+            self.kubelet_streams -= 1
+
+    @property
+    def kubelet_connected(self) -> bool:
+        """The kubelet is watching this pool (a kubelet that died left its socket file but no stream)."""
+        return self.kubelet_streams > 0
 
     def GetPreferredAllocation(self, request: pb.PreferredAllocationRequest,
                                context: Any) -> pb.PreferredAllocationResponse:
@@ -272,6 +288,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
 
     def NotifyRegistrationStatus(self, request: reg_pb.RegistrationStatus,
                                  context: Any) -> reg_pb.RegistrationStatusResponse:
+        self.watcher_registered = bool(request.plugin_registered)
         if request.plugin_registered:
             log.info("registered through plugin watcher resource=%s", self.name)
         else:

@@ -22,6 +22,7 @@ Obj = dict[str, Any]
 COMPONENT = "sriovkit-hotplug"
 _GONE = 410
 _LIST_CHUNK = 500
+_SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 _REQUEST_TIMEOUT_S = 30  # lists, patches, events: an API server that hangs must not hang the controller
 
 
@@ -37,6 +38,28 @@ class ClusterApi(Protocol):
     def stop(self) -> None: ...
 
 
+def api_client(kubeconfig: str | None = None) -> Any:
+    """A `kubernetes.client.ApiClient` for `kubeconfig`, else the pod's service account (in-cluster).
+    Loads the configuration only (no requests); raises the client's own errors when it cannot."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        config.load_incluster_config(client_configuration=configuration)
+    # objects are read as plain dicts; a field the model does not know must not fail a watch
+    configuration.client_side_validation = False
+    return client.ApiClient(configuration)
+
+
+def in_cluster(environ: Mapping[str, str], token_file: str = _SERVICE_ACCOUNT_TOKEN) -> bool:
+    """Whether this process runs in a pod that can reach the API server with its service account."""
+    import os
+
+    return bool(environ.get("KUBERNETES_SERVICE_HOST")) and os.path.isfile(token_file)
+
+
 class Expired(Exception):
     """The watch's resourceVersion is too old: list again."""
 
@@ -45,17 +68,10 @@ class KubernetesApi:
     """`ClusterApi` over the `kubernetes` package. Construction loads the kubeconfig (no requests)."""
 
     def __init__(self, node_name: str, *, kubeconfig: str | None = None) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        configuration = client.Configuration()
-        if kubeconfig:
-            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        else:
-            config.load_incluster_config(client_configuration=configuration)
-        # objects are read as plain dicts; a field the model does not know must not fail a watch
-        configuration.client_side_validation = False
         self.node_name = node_name
-        self._api_client = client.ApiClient(configuration)
+        self._api_client = api_client(kubeconfig)
         self._core = client.CoreV1Api(self._api_client)
         self._custom = client.CustomObjectsApi(self._api_client)
         self._watches: set[Any] = set()

@@ -38,6 +38,7 @@ class CniSocketServer:
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._bound: tuple[int, int] | None = None  # (device, inode) of the socket we listen on
 
     def start(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -50,6 +51,8 @@ class CniSocketServer:
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)
+        st = os.stat(self.path)
+        self._bound = (st.st_dev, st.st_ino)
         sock.listen(128)
         self._sock = sock
         self._pool = ThreadPoolExecutor(max_workers=self.max_concurrent, thread_name_prefix="cni")
@@ -69,6 +72,18 @@ class CniSocketServer:
             self._pool.shutdown(wait=True)  # let in-flight CNI calls finish: never cut one half-way
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+    def readiness_problems(self) -> list[str]:
+        """For /readyz: the socket is ours and accepted on (a shim finds nothing to talk to otherwise)."""
+        if self._thread is None or not self._thread.is_alive() or self._stopping.is_set():
+            return [f"cni socket {self.path}: not serving"]
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return [f"cni socket {self.path}: removed; the sriov shim cannot reach the agent"]
+        if (st.st_dev, st.st_ino) != self._bound:
+            return [f"cni socket {self.path}: replaced by another file; the sriov shim cannot reach the agent"]
+        return []
 
     def _accept_loop(self) -> None:
         assert self._sock is not None and self._pool is not None

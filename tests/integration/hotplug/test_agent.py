@@ -54,7 +54,7 @@ def test_agent_with_hotplug_adds_a_network_and_mounts_vhostuser_dir(site: Site):
         _, err = proc.communicate(timeout=30)
         kubelet.stop()
     assert proc.returncode == 0, err
-    assert "components=DevicePluginManager,HotplugController" in err
+    assert "components=DevicePluginManager,NodeEvents,HotplugController" in err
     assert "added ADD ns1/br-g@hp1" in err
     # the RBAC the deployment grants (agent-needs.yaml, hotplug.rbac) covers every call the agent made
     granted = {(group, resource, verb) for rule in yaml.safe_load(AGENT_NEEDS.read_text())["hotplug"]["rbac"]

@@ -33,12 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="the kubelet's device-plugin directory (kubelet.sock and the plugins' sockets)")
     p.add_argument("--plugin-watcher", action="store_true",
                    help="register through the kubelet's plugin watcher instead of kubelet.sock")
-    p.add_argument("--plugins-registry-dir", default="/var/lib/kubelet/plugins_registry",
-                   help="where the plugin watcher looks for sockets (with --plugin-watcher)")
-    p.add_argument("--devinfo-dir", default="/var/run/k8s.cni.cncf.io/devinfo/dp",
+    p.add_argument("--plugins-registry-dir", default=nodepaths.PLUGINS_REGISTRY_DIR,
+                   help="where the plugin watcher looks for sockets (with --plugin-watcher, and for --dra)")
+    p.add_argument("--devinfo-dir", default=nodepaths.DEVINFO_DIR,
                    help="where device-info files (Device Information Spec 1.1.0) are written")
     p.add_argument("--use-cdi", action="store_true", help="hand devices over as CDI devices instead of device nodes")
-    p.add_argument("--cdi-dir", default="/var/run/cdi", help="where CDI spec files are written (with --use-cdi)")
+    p.add_argument("--cdi-dir", default=nodepaths.CDI_DIR,
+                   help="where CDI spec files are written (with --use-cdi, and for --dra)")
     p.add_argument("--cni-socket", default="/run/sriovkit/cni.sock",
                    help="serve the `sriov` CNI shim on this unix socket (mode 0600; '' = do not serve)")
     p.add_argument("--cni-state-dir", default=nodepaths.CNI_STATE_DIR,
@@ -51,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="also run the hot-plug controller: secondary networks added to and removed from running "
                    "pods as their k8s.v1.cni.cncf.io/networks annotation changes (docs/hotplug.md)")
     _add_hotplug_arguments(p)
+    _add_dra_arguments(p)
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=_agent)
 
@@ -68,6 +70,52 @@ def _add_hotplug_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments(p.add_argument_group("hot-plug (with --hotplug; --host-root and --pod-resources-socket "
                                        "apply too; with --kubeconfig or in a pod, and --node-name, a "
                                        "rejected config reload is also an Event on the Node)"), in_agent=True)
+
+
+def _add_dra_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("DRA driver (with --dra; --kubeconfig, --node-name, --plugins-registry-dir, --cdi-dir "
+                             "and --devinfo-dir apply too)")
+    g.add_argument("--dra", action="store_true",
+                   help="also serve the resources whose config entry says \"servedBy\": \"dra\" as a DRA driver "
+                   "(ResourceSlices, kubelet DRA plugin API; docs/dra.md)")
+    g.add_argument("--dra-driver-name", default=nodepaths.DRA_DRIVER_NAME,
+                   help="the driver's name: DeviceClasses select it, attributes are under it")
+    g.add_argument("--dra-plugins-dir", default=nodepaths.KUBELET_PLUGINS_DIR,
+                   help="the kubelet's plugins directory: dra.sock is served in <this>/<driver name>/")
+    g.add_argument("--dra-state-dir", default=nodepaths.DRA_STATE_DIR,
+                   help="where the checkpoint of prepared claims is kept (must survive agent restarts)")
+    g.add_argument("--dra-taint-unhealthy", action="store_true",
+                   help="publish unhealthy VFs with a NoSchedule device taint instead of withdrawing them "
+                   "(needs the API server's DRADeviceTaints feature)")
+
+
+def _dra_driver(args: argparse.Namespace, agent: NodeAgent) -> Component:
+    from pathlib import Path
+
+    from sriovkit.dra.driver import DraDriver, DraSettings
+    from sriovkit.dra.kube import KubernetesDraApi
+    from sriovkit.errors import UserError
+
+    problems = []
+    if not args.node_name:
+        problems.append("--node-name: required with --dra (or env NODE_NAME)")
+    if args.kubeconfig and not os.path.isfile(args.kubeconfig):
+        problems.append(f"--kubeconfig {args.kubeconfig}: no such file")
+    if not args.kubeconfig and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        problems.append("--kubeconfig: required with --dra outside a cluster (the driver reads ResourceClaims "
+                        "and publishes ResourceSlices)")
+    if problems:
+        raise UserError(problems)
+    try:
+        api = KubernetesDraApi(kubeconfig=args.kubeconfig)
+    except Exception as exc:  # the client's config errors have no common base class
+        raise UserError(f"--kubeconfig {args.kubeconfig or '(in-cluster)'}: {exc}") from None
+    settings = DraSettings(node_name=args.node_name, driver_name=args.dra_driver_name,
+                           plugins_registry_dir=Path(args.plugins_registry_dir),
+                           plugins_dir=Path(args.dra_plugins_dir), state_dir=Path(args.dra_state_dir),
+                           cdi_dir=Path(args.cdi_dir), devinfo_dir=Path(args.devinfo_dir),
+                           taint_unhealthy=args.dra_taint_unhealthy)
+    return DraDriver(settings, agent.device_plugins, api)
 
 
 def _setup_logging(level: str) -> None:
@@ -112,6 +160,8 @@ def _agent(args: argparse.Namespace) -> int:
     agent = NodeAgent(settings, metrics=metrics)
     if args.policy:
         agent.add(_policy_reconciler(args, sysfs, before_apply=agent.device_plugins.poll_once))
+    if args.dra:
+        agent.add(_dra_driver(args, agent))  # after the device plugin: it reads its pools
     _add_cni_and_metrics(agent, args, metrics)
     _add_node_events(agent, args)
     if hotplug is not None:

@@ -36,7 +36,7 @@ from sriovkit.host.discover import discover
 from sriovkit.host.model import HostSnapshot
 from sriovkit.host.routes import default_route_netdevs
 from sriovkit.host.sysfs import Sysfs
-from sriovkit.resources.config import DEFAULT_RESOURCE_PREFIX, ConfigError, ResourceList, load_config_file
+from sriovkit.resources.config import DEFAULT_RESOURCE_PREFIX, ConfigError, ResourceList, ServedBy, load_config_file
 from sriovkit.resources.pools import ResourcePool, build_pools
 from sriovkit.resources.selectors import device_id
 
@@ -81,6 +81,9 @@ class DevicePluginManager:
         self.servers: dict[str, PoolServer] = {}
         self.resources: ResourceList | None = None
         self.snapshot: HostSnapshot | None = None
+        # pools of resources not served through the device plugin (servedBy dra or none): the
+        # DRA driver reads these; a VF is in one pool only, so never offered both ways
+        self.other_pools: dict[str, ResourcePool] = {}
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -313,7 +316,9 @@ class DevicePluginManager:
         self._vf_counts = hl.read_vf_counts(sysfs, hl.sriov_pfs(snapshot))
         netdevs = {n for p in pool_set.pools for d in p.devices if (n := hl.link_netdev(d)) is not None}
         self._link_up = hl.read_link_states(sysfs, netdevs)
-        self._apply(pool_set.by_name())
+        pools = pool_set.by_name()
+        self.other_pools = {n: p for n, p in pools.items() if p.config.served_by is not ServedBy.DEVICE_PLUGIN}
+        self._apply({n: p for n, p in pools.items() if n not in self.other_pools})
 
     def _apply(self, pools: dict[str, ResourcePool]) -> None:
         """Start, stop or update only the servers whose pools changed."""
@@ -347,6 +352,11 @@ class DevicePluginManager:
 
     def _pool_health(self, pool: ResourcePool) -> dict[str, bool]:
         return {device_id(d): hl.is_healthy(d, self._link_up) for d in pool.devices}
+
+    def pool_health(self, pool: ResourcePool) -> dict[str, bool]:
+        """Device ID -> healthy, by the same rule as the device plugin's (the PF's link)."""
+        with self._lock:
+            return self._pool_health(pool)
 
     def _host_nodes(self) -> HostDevNodes:
         sysfs = self.settings.sysfs

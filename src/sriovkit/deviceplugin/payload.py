@@ -113,6 +113,25 @@ def device_payload(dev: Device, resource: ResourceConfig, host: HostDevNodes) ->
     return DevicePayload(dev_id, tuple(nodes), info)
 
 
+def claim_payload(dev: Device, resource: ResourceConfig, host: HostDevNodes, *, vhost: bool) -> DevicePayload:
+    """A DRA claim's share of a device: nodes for its driver, RDMA nodes whenever it has an RDMA
+    device (DRA claims ask by the rdmaCapable attribute, not by selector), vhost-net when asked."""
+    dev_id = device_id(dev)
+    nodes: list[DeviceNode] = []
+    info: dict[str, dict[str, str]] = {"generic": {"deviceID": dev_id}}
+    if isinstance(dev, PciDevice):
+        _driver_nodes(dev, nodes, info)
+    if dev.rdma_devices:
+        _rdma_nodes(dev, host, nodes, info)
+    if vhost:
+        nodes += [DeviceNode(VHOST_NET, VHOST_NET), DeviceNode(TUN, TUN)]
+        info["vhost"] = {"net-mount": VHOST_NET, "tun-mount": TUN}
+    extra = _extra_info(resource, dev_id)
+    if extra:
+        info["extra"] = extra
+    return DevicePayload(dev_id, tuple(nodes), info)
+
+
 def _driver_nodes(dev: PciDevice, nodes: list[DeviceNode], info: dict[str, dict[str, str]]) -> None:
     if dev.uses_vfio:
         nodes.append(DeviceNode(VFIO_CONTAINER, VFIO_CONTAINER))
@@ -182,19 +201,20 @@ def unique_nodes(nodes: Iterable[DeviceNode]) -> tuple[DeviceNode, ...]:
 
 def cdi_spec(resource: ResourceConfig, payloads: Iterable[DevicePayload]) -> dict[str, object]:
     """A CDI spec (JSON form) naming every device of the pool with its nodes."""
-    devices = [
-        {
-            "name": p.device_id,
-            "containerEdits": {
-                "deviceNodes": [
-                    {"path": n.container_path, "hostPath": n.host_path, "permissions": n.permissions}
-                    for n in p.nodes
-                ],
-            },
-        }
-        for p in payloads
-    ]
-    return {"cdiVersion": "0.6.0", "kind": cdi_kind(resource), "devices": devices}
+    devices = [cdi_device(p.device_id, p.nodes) for p in payloads]
+    return {"cdiVersion": CDI_VERSION, "kind": cdi_kind(resource), "devices": devices}
+
+
+CDI_VERSION = "0.6.0"
+
+
+def cdi_device(name: str, nodes: Iterable[DeviceNode], env: dict[str, str] | None = None) -> dict[str, object]:
+    """One CDI device (JSON form): its device nodes and, if any, environment variables."""
+    edits: dict[str, object] = {"deviceNodes": [
+        {"path": n.container_path, "hostPath": n.host_path, "permissions": n.permissions} for n in nodes]}
+    if env:
+        edits["env"] = [f"{k}={v}" for k, v in env.items()]
+    return {"name": name, "containerEdits": edits}
 
 
 DEVICE_INFO_VERSION = "1.1.0"

@@ -9,6 +9,13 @@ admits a pod's device request by calling ``GetPreferredAllocation`` then
 ``podresources/v1`` (List, Get, GetAllocatableResources) on its own socket.
 `restart()` behaves like a kubelet restart: the socket directory is wiped
 and ``kubelet.sock`` comes back, so plugins must register again.
+
+DRA drivers register through the same plugin watcher (``PluginInfo.type``
+``DRAPlugin``); the simulator then calls their ``DRAPlugin`` service (v1 when
+offered, else v1beta1) on the endpoint they named, as the kubelet does before
+a pod starts (`prepare_claims`) and after it is gone (`unprepare_claims`), and
+follows their ``DRAResourceHealth`` stream as a kubelet with the
+ResourceHealthStatus feature does.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ import grpc
 
 from sriovkit.deviceplugin.api import deviceplugin_pb2 as pb
 from sriovkit.deviceplugin.api import deviceplugin_pb2_grpc as pb_grpc
+from sriovkit.kubeapi import dra_v1_pb2, dra_v1_pb2_grpc, dra_v1beta1_pb2, dra_v1beta1_pb2_grpc
+from sriovkit.kubeapi import drahealth_v1alpha1_pb2 as health_pb
+from sriovkit.kubeapi import drahealth_v1alpha1_pb2_grpc as health_grpc
 from sriovkit.kubeapi import pluginregistration_pb2 as reg_pb
 from sriovkit.kubeapi import pluginregistration_pb2_grpc as reg_grpc
 from sriovkit.kubeapi import podresources_pb2 as pr_pb
@@ -38,6 +48,8 @@ log = logging.getLogger(__name__)
 
 KUBELET_SOCKET = "kubelet.sock"
 SUPPORTED_VERSION = "v1beta1"
+DRA_PLUGIN_TYPE = "DRAPlugin"
+DRA_VERSIONS = ("v1.DRAPlugin", "v1beta1.DRAPlugin")  # the kubelet's preference order
 _RPC_TIMEOUT = 5.0
 
 
@@ -121,6 +133,46 @@ class PluginEndpoint:
         self._thread.join(timeout=2)
 
 
+class DraEndpoint:
+    """A registered DRA driver: its DRAPlugin stub in the chosen version and its health stream."""
+
+    def __init__(self, driver: str, socket_path: str, version: str, on_update: Callable[[str], None]) -> None:
+        self.driver = driver
+        self.socket_path = socket_path
+        self.version = version
+        self.pb: Any = dra_v1_pb2 if version == "v1.DRAPlugin" else dra_v1beta1_pb2
+        grpc_mod: Any = dra_v1_pb2_grpc if version == "v1.DRAPlugin" else dra_v1beta1_pb2_grpc
+        self._channel = grpc.insecure_channel(f"unix:{socket_path}")
+        self.stub = grpc_mod.DRAPluginStub(self._channel)
+        self.health: dict[tuple[str, str], str] = {}  # (pool, device) -> HEALTHY | UNHEALTHY | UNKNOWN
+        self.health_updates = 0
+        self._on_update = on_update
+        self._stream: Any = None
+        self._thread = threading.Thread(target=self._watch_health, name=f"dra-health-{driver}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _watch_health(self) -> None:
+        try:
+            self._stream = health_grpc.DRAResourceHealthStub(self._channel).NodeWatchResources(
+                health_pb.NodeWatchResourcesRequest())
+            for response in self._stream:
+                self.health = {(d.device.pool_name, d.device.device_name): health_pb.HealthStatus.Name(d.health)
+                               for d in response.devices}
+                self.health_updates += 1
+                self._on_update(self.driver)
+        except grpc.RpcError as exc:
+            if exc.code() not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNIMPLEMENTED):
+                log.info("DRA health stream ended driver=%s: %s", self.driver, exc.code())
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+        self._channel.close()
+        self._thread.join(timeout=2)
+
+
 class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
     """The simulator. Construction stores paths; `start()` creates the sockets."""
 
@@ -131,6 +183,7 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
         self.plugins_registry_dir = Path(plugins_registry_dir) if plugins_registry_dir else None
         self.watch_interval = watch_interval
         self.endpoints: dict[str, PluginEndpoint] = {}
+        self.dra_drivers: dict[str, DraEndpoint] = {}
         self.registrations: list[Registration] = []
         self.assignments: dict[tuple[str, str, str], ContainerAssignment] = {}
         self._cond = threading.Condition()
@@ -202,8 +255,9 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
 
     def _drop_endpoints(self) -> None:
         with self._cond:
-            endpoints = list(self.endpoints.values())
+            endpoints: list[PluginEndpoint | DraEndpoint] = [*self.endpoints.values(), *self.dra_drivers.values()]
             self.endpoints.clear()
+            self.dra_drivers.clear()
             self._cond.notify_all()
         for endpoint in endpoints:
             endpoint.close()
@@ -246,7 +300,7 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
                 continue
             for entry in entries:
                 st = entry.stat()
-                identity = (st.st_ino, st.st_ctime_ns)
+                identity = (st.st_ino, st.st_mtime_ns)  # not ctime: a chmod is no new plugin
                 if self._watched.get(entry.path) != identity:
                     self._watched[entry.path] = identity
                     self._register_through_watcher(entry.path)
@@ -260,7 +314,9 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
                 stub = reg_grpc.RegistrationStub(channel)
                 info = stub.GetInfo(reg_pb.InfoRequest(), timeout=_RPC_TIMEOUT)
                 error = self._validate_info(info)
-                if error is None:
+                if error is None and info.type == DRA_PLUGIN_TYPE:
+                    self._connect_dra(info, path)
+                elif error is None:
                     self._connect(info.name, info.endpoint or path, "plugin-watcher")
                 stub.NotifyRegistrationStatus(
                     reg_pb.RegistrationStatus(plugin_registered=error is None, error=error or ""),
@@ -268,8 +324,27 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
         except grpc.RpcError as exc:
             log.warning("plugin watcher could not register %s: %s", path, exc.code())
 
+    def _connect_dra(self, info: reg_pb.PluginInfo, path: str) -> None:
+        version = next(v for v in DRA_VERSIONS if v in info.supported_versions)
+        endpoint = DraEndpoint(info.name, info.endpoint or path, version, self._notify)
+        with self._cond:
+            old = self.dra_drivers.pop(info.name, None)
+            self.dra_drivers[info.name] = endpoint
+            self.registrations.append(Registration(info.name, endpoint.socket_path, "dra", time.monotonic()))
+            self._cond.notify_all()
+        if old is not None:
+            threading.Thread(target=old.close, daemon=True).start()
+        endpoint.start()
+        log.info("DRA driver registered driver=%s endpoint=%s version=%s", info.name, endpoint.socket_path, version)
+
     @staticmethod
     def _validate_info(info: reg_pb.PluginInfo) -> str | None:
+        if info.type == DRA_PLUGIN_TYPE:
+            if not any(v in info.supported_versions for v in DRA_VERSIONS):
+                return f"no supported DRA version in {list(info.supported_versions)}"
+            if not info.name:
+                return "a DRA driver must have a name"
+            return None
         if info.type != "DevicePlugin":
             return f"unsupported plugin type {info.type!r}"
         if SUPPORTED_VERSION not in info.supported_versions:
@@ -300,6 +375,36 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
         if not self.wait_for(ready, timeout):
             raise TimeoutError(f"resource {resource} did not report {count if count is not None else 'any'} devices")
         return self.resources()[resource]
+
+    # -- DRA ----------------------------------------------------------------------------
+    def wait_for_dra(self, driver: str, timeout: float = 5.0) -> DraEndpoint:
+        if not self.wait_for(lambda k: driver in k.dra_drivers, timeout):
+            raise TimeoutError(f"DRA driver {driver} did not register")
+        return self.dra_drivers[driver]
+
+    def prepare_claims(self, driver: str, claims: list[tuple[str, str, str]]) -> dict[str, Any]:
+        """NodePrepareResources for (namespace, uid, name) claims; uid -> the driver's answer."""
+        endpoint = self.dra_drivers[driver]
+        request = endpoint.pb.NodePrepareResourcesRequest(
+            claims=[endpoint.pb.Claim(namespace=ns, uid=uid, name=name) for ns, uid, name in claims])
+        return dict(endpoint.stub.NodePrepareResources(request, timeout=_RPC_TIMEOUT).claims)
+
+    def unprepare_claims(self, driver: str, claims: list[tuple[str, str, str]]) -> dict[str, Any]:
+        endpoint = self.dra_drivers[driver]
+        request = endpoint.pb.NodeUnprepareResourcesRequest(
+            claims=[endpoint.pb.Claim(namespace=ns, uid=uid, name=name) for ns, uid, name in claims])
+        return dict(endpoint.stub.NodeUnprepareResources(request, timeout=_RPC_TIMEOUT).claims)
+
+    def wait_for_dra_health(self, driver: str, predicate: Callable[[dict[tuple[str, str], str]], bool],
+                            timeout: float = 5.0) -> dict[tuple[str, str], str]:
+        def ready(k: Kubelet) -> bool:
+            e = k.dra_drivers.get(driver)
+            return e is not None and e.health_updates > 0 and predicate(dict(e.health))
+
+        if not self.wait_for(ready, timeout):
+            e = self.dra_drivers.get(driver)
+            raise TimeoutError(f"DRA health of {driver} did not get there: {e.health if e else 'not registered'}")
+        return dict(self.dra_drivers[driver].health)
 
     # -- admission ----------------------------------------------------------------------
     def allocate(self, pod: str, container: str, request: Mapping[str, int], *,

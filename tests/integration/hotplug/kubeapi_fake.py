@@ -4,8 +4,10 @@ The one fake in these tests (there is no API server on this machine): list and
 watch of pods (with `fieldSelector=spec.nodeName=...`) and of
 NetworkAttachmentDefinitions, with resourceVersions, `limit`/`continue` chunks,
 chunked watch streams, BOOKMARKs and `410 Expired` once history is compacted;
-JSON merge and strategic merge patches of pods; Event creation. The controller
-talks to it through the real `kubernetes` client.
+JSON merge and strategic merge patches of pods; Event creation. For the DRA
+driver: resource.k8s.io/v1 ResourceSlices (list by `spec.nodeName` and
+`spec.driver`, create, replace with resourceVersion conflicts, delete) and
+ResourceClaims (get). Both talk to it through the real `kubernetes` client.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from urllib.parse import parse_qs, urlparse
 Obj = dict[str, Any]
 PODS = "pods"
 NADS = "network-attachment-definitions"
+SLICES = "resourceslices"
+CLAIMS = "resourceclaims"
 _NAD_PREFIX = "/apis/k8s.cni.cncf.io/v1"
+_DRA_PREFIX = "/apis/resource.k8s.io/v1"
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -50,7 +55,8 @@ class FakeKubeApi:
         self.events: list[Obj] = []
         self.patches: list[tuple[str, str, str, Obj]] = []  # namespace, name, content type, body
         self.requests: list[str] = []
-        self.open_watches: dict[str, int] = {PODS: 0, NADS: 0}
+        self.open_watches: dict[str, int] = {PODS: 0, NADS: 0, SLICES: 0}
+        self.fail_next: dict[str, int] = {}  # "METHOD kind" -> how many requests to answer 500
         self.cond = threading.Condition()
         self.stopping = False
         self._server: ThreadingHTTPServer | None = None
@@ -92,7 +98,7 @@ class FakeKubeApi:
         """Create or replace (keeping the UID) an object; returns the stored copy."""
         with self.cond:
             meta = obj.setdefault("metadata", {})
-            key = (kind, meta["namespace"], meta["name"])
+            key = (kind, meta.get("namespace", ""), meta["name"])
             old = self.objects.get(key)
             meta.setdefault("uid", old["metadata"]["uid"] if old else str(uuid.uuid4()))
             self._store(kind, key, obj, "MODIFIED" if old else "ADDED")
@@ -176,8 +182,20 @@ class FakeKubeApi:
             yield None
 
 
-def _on(obj: Obj, node: str | None) -> bool:
-    return node is None or (obj.get("spec") or {}).get("nodeName") == node
+def _on(obj: Obj, node: str | None, driver: str | None = None) -> bool:
+    spec = obj.get("spec") or {}
+    return (node is None or spec.get("nodeName") == node) and (driver is None or spec.get("driver") == driver)
+
+
+def _field_selector(selector: str) -> dict[str, str] | None:
+    """`a=b,c=d` -> {a: b, c: d}; None when it is not that form."""
+    out: dict[str, str] = {}
+    for part in [p for p in selector.split(",") if p]:
+        key, sep, value = part.partition("=")
+        if not sep:
+            return None
+        out[key.strip()] = value.strip()
+    return out
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -216,6 +234,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, self.fake.get(PODS, parts[3], parts[5]))
             except KeyError:
                 self._status(404, "NotFound", f'pods "{parts[5]}" not found')
+        elif path == f"{_DRA_PREFIX}/{SLICES}":
+            self._slices(query)
+        elif len(parts) == 7 and parts[:4] == ["apis", "resource.k8s.io", "v1", "namespaces"] and parts[5] == CLAIMS:
+            try:
+                self._send(200, self.fake.get(CLAIMS, parts[4], parts[6]))
+            except KeyError:
+                self._status(404, "NotFound", f'resourceclaims.resource.k8s.io "{parts[6]}" not found')
         else:
             self._status(404, "NotFound", f"the fake API does not serve {path}")
 
@@ -228,6 +253,89 @@ class _Handler(BaseHTTPRequestHandler):
             self._watch(kind, query, node)
         else:
             self._list(kind, query, node, list_kind, api_version)
+
+    def _slices(self, query: dict[str, str]) -> None:
+        selector = _field_selector(query.get("fieldSelector", ""))
+        if selector is None or set(selector) - {"spec.nodeName", "spec.driver"}:
+            self._status(400, "BadRequest", f"unsupported fieldSelector {query.get('fieldSelector')}")
+            return
+        if self._failing("GET"):
+            return
+        with self.fake.cond:
+            items = [copy.deepcopy(o) for (k, _, _), o in sorted(self.fake.objects.items())
+                     if k == SLICES and _on(o, selector.get("spec.nodeName"), selector.get("spec.driver"))]
+            rv = self.fake.rv
+        self._send(200, {"kind": "ResourceSliceList", "apiVersion": "resource.k8s.io/v1",
+                         "metadata": {"resourceVersion": str(rv)}, "items": items})
+
+    def _failing(self, method: str) -> bool:
+        """Answer 500 while the test asked for failures of this method on slices."""
+        with self.fake.cond:
+            left = self.fake.fail_next.get(f"{method} {SLICES}", 0)
+            if left <= 0:
+                return False
+            self.fake.fail_next[f"{method} {SLICES}"] = left - 1
+        self._status(500, "InternalError", "injected failure")
+        return True
+
+    def _slice_name(self, parts: list[str]) -> str | None:
+        if len(parts) == 5 and parts[:4] == ["apis", "resource.k8s.io", "v1", SLICES]:
+            return parts[4]
+        return None
+
+    def do_PUT(self) -> None:
+        path, parts, _ = self._route()
+        body = self._body()
+        name = self._slice_name(parts)
+        if name is None:
+            self._status(404, "NotFound", f"the fake API does not replace {path}")
+            return
+        if self._failing("PUT"):
+            return
+        with self.fake.cond:
+            key = (SLICES, "", name)
+            old = self.fake.objects.get(key)
+            if old is None:
+                self._status(404, "NotFound", f'resourceslices.resource.k8s.io "{name}" not found')
+                return
+            wanted = (body.get("metadata") or {}).get("resourceVersion")
+            if wanted and wanted != old["metadata"]["resourceVersion"]:
+                self._status(409, "Conflict", f"the object has been modified (resourceVersion {wanted})")
+                return
+            body["metadata"]["uid"] = old["metadata"]["uid"]
+            self.fake._store(SLICES, key, body, "MODIFIED")
+            out = copy.deepcopy(body)
+        self._send(200, out)
+
+    def do_DELETE(self) -> None:
+        path, parts, _ = self._route()
+        name = self._slice_name(parts)
+        if name is None:
+            self._status(404, "NotFound", f"the fake API does not delete {path}")
+            return
+        if self._failing("DELETE"):
+            return
+        with self.fake.cond:
+            if (SLICES, "", name) not in self.fake.objects:
+                self._status(404, "NotFound", f'resourceslices.resource.k8s.io "{name}" not found')
+                return
+            self.fake.delete(SLICES, "", name)
+        self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+
+    def _create_slice(self, body: Obj) -> None:
+        if self._failing("POST"):
+            return
+        meta = body.setdefault("metadata", {})
+        with self.fake.cond:
+            key = (SLICES, "", meta.get("name", ""))
+            if not meta.get("name") or key in self.fake.objects:
+                self._status(409, "AlreadyExists", f'resourceslices.resource.k8s.io "{meta.get("name")}" already '
+                             "exists")
+                return
+            meta["uid"] = str(uuid.uuid4())
+            self.fake._store(SLICES, key, body, "ADDED")
+            out = copy.deepcopy(body)
+        self._send(201, out)
 
     def _list(self, kind: str, query: dict[str, str], node: str | None, list_kind: str, api_version: str) -> None:
         with self.fake.cond:
@@ -289,6 +397,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         path, parts, _ = self._route()
         body = self._body()
+        if path == f"{_DRA_PREFIX}/{SLICES}":
+            self._create_slice(body)
+            return
         if not (len(parts) == 5 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "events"):
             self._status(404, "NotFound", f"the fake API does not create {path}")
             return

@@ -1,0 +1,172 @@
+"""The DRA driver over real gRPC: registration through the plugin watcher, ResourceSlices on the
+API server, prepare/unprepare on the simulated host, restarts, health."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from sriovkit.deviceplugin.health import set_operstate
+from sriovkit.host.discover import discover_device
+from tests.integration.dra.conftest import DRIVER, MLX_VF0, NODE_NAME, PF0_VF2, DraNode, vf_config
+
+POOL0, POOL1 = f"{NODE_NAME}/0000-10-00-0", f"{NODE_NAME}/0000-12-00-0"
+ALL_DRA = {POOL0: ["0000-11-00-2"], POOL1: ["0000-13-00-0", "0000-13-00-1"]}
+KIND = f"{DRIVER}/vf"
+
+
+def cdi_spec(node: DraNode, uid: str) -> dict:
+    return json.loads((node.cdi_dir / f"sriovkit-dra-{uid}.json").read_text())
+
+
+def test_registers_as_dra_plugin_and_publishes_only_dra_vfs_beside_the_device_plugin(dra_node):
+    dra_node.start_agent()
+    endpoint = dra_node.kubelet.wait_for_dra(DRIVER)
+    assert endpoint.version == "v1.DRAPlugin"
+    assert endpoint.socket_path == str(dra_node.root / "plugins" / DRIVER / "dra.sock")
+    assert os.path.exists(dra_node.root / "reg" / f"{DRIVER}-reg.sock")
+    dra_node.wait_published(ALL_DRA)
+    (first,) = [s for s in dra_node.slices() if s["spec"]["pool"]["name"] == POOL1]
+    attrs = first["spec"]["devices"][0]["attributes"]
+    assert attrs[f"{DRIVER}/PFName"] == {"string": "enp1s0f1"}
+    assert attrs["k8s.cni.cncf.io/resourceName"] == {"string": "intel.com/vfs"}
+    assert attrs[f"{DRIVER}/rdmaCapable"] == {"bool": True}
+    # the device plugin serves its resource only; the held and the DRA VFs are not in any DP pool
+    dp = dra_node.kubelet.wait_for_devices("intel.com/net", 2)
+    assert sorted(dp) == ["0000:11:00.0", "0000:11:00.1"]
+    assert set(dra_node.kubelet.resources()) == {"intel.com/net"}
+    dra_ids = {d.replace("-", ":", 2).rsplit("-", 1)[0] + "." + d.rsplit("-", 1)[1]
+               for devices in ALL_DRA.values() for d in devices}
+    assert dra_ids == {PF0_VF2, MLX_VF0, "0000:13:00.1"} and not dra_ids & set(dp)
+
+
+def test_prepare_binds_vfio_writes_cdi_and_device_info_and_unprepare_restores(dra_node):
+    dra_node.start_agent()
+    dra_node.kubelet.wait_for_dra(DRIVER)
+    dra_node.wait_published(ALL_DRA)
+    ns, uid, name = dra_node.claim([("vf", "0000-11-00-2")], [vf_config(["vf"], driver="vfio-pci",
+                                                                       netAttachDefName="sriov-net")])
+    answer = dra_node.kubelet.prepare_claims(DRIVER, [(ns, uid, name)])[uid]
+    assert answer.error == ""
+    (device,) = answer.devices
+    assert (list(device.request_names), device.pool_name, device.device_name) == (["vf"], POOL0, "0000-11-00-2")
+    assert list(device.cdi_device_ids) == [f"{KIND}={uid}-0000-11-00-2", f"{KIND}={uid}"]
+    vf = discover_device(dra_node.sysfs, PF0_VF2)
+    assert vf.driver == "vfio-pci"
+    spec = cdi_spec(dra_node, uid)
+    assert spec["kind"] == KIND
+    by_name = {d["name"]: d["containerEdits"] for d in spec["devices"]}
+    edits = by_name[f"{uid}-0000-11-00-2"]
+    assert {n["path"] for n in edits["deviceNodes"]} == {"/dev/vfio/vfio", f"/dev/vfio/{vf.iommu_group}"}
+    assert f"SRIOVNETWORK_VF_DEVICE_0000_11_00_2={PF0_VF2}" in edits["env"]
+    assert f"SRIOVNETWORK_0000_11_00_2_VFIO_DEVICE=/dev/vfio/{vf.iommu_group}" in edits["env"]
+    assert "SRIOVNETWORK_NET_ATTACH_DEF_NAME=sriov-net" in edits["env"]
+    claim_env = by_name[uid]["env"]
+    assert f"PCIDEVICE_INTEL_COM_VFS={PF0_VF2}" in claim_env
+    assert f"SRIOVNETWORK_PCI_ADDRESSES={PF0_VF2}" in claim_env
+    devinfo = dra_node.devinfo_dir / f"intel.com-vfs-{PF0_VF2}-device.json"
+    assert json.loads(devinfo.read_text())["pci"]["pci-address"] == PF0_VF2
+    # the kubelet asks again (it lost our answer): same answer, nothing done twice
+    again = dra_node.kubelet.prepare_claims(DRIVER, [(ns, uid, name)])[uid]
+    assert list(again.devices[0].cdi_device_ids) == list(device.cdi_device_ids)
+
+    gone = dra_node.kubelet.unprepare_claims(DRIVER, [(ns, uid, name)])
+    assert gone[uid].error == ""
+    assert discover_device(dra_node.sysfs, PF0_VF2).driver == "iavf"
+    assert not devinfo.exists() and not (dra_node.cdi_dir / f"sriovkit-dra-{uid}.json").exists()
+    assert dra_node.kubelet.unprepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""  # idempotent
+    assert json.loads((dra_node.state_dir / "checkpoint.json").read_text())["claims"] == {}
+
+
+def test_rdma_vf_gets_its_nodes_and_the_vf_keeps_its_driver(dra_node):
+    dra_node.start_agent()
+    dra_node.kubelet.wait_for_dra(DRIVER)
+    ns, uid, name = dra_node.claim([("r", "0000-13-00-0")], [vf_config(addVhostMount=True)])
+    answer = dra_node.kubelet.prepare_claims(DRIVER, [(ns, uid, name)])[uid]
+    assert answer.error == ""
+    assert discover_device(dra_node.sysfs, MLX_VF0).driver == "mlx5_core"
+    edits = {d["name"]: d["containerEdits"] for d in cdi_spec(dra_node, uid)["devices"]}[f"{uid}-0000-13-00-0"]
+    paths = {n["path"] for n in edits["deviceNodes"]}
+    assert {"/dev/vhost-net", "/dev/net/tun"} <= paths
+    assert any(p.startswith("/dev/infiniband/uverbs") for p in paths)
+    assert any(e.startswith("SRIOVNETWORK_0000_13_00_0_RDMA_DEVICE=") for e in edits["env"])
+    assert dra_node.kubelet.unprepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
+
+
+def test_every_claim_of_a_request_gets_an_answer(dra_node):
+    dra_node.start_agent()
+    dra_node.kubelet.wait_for_dra(DRIVER)
+    good = dra_node.claim([("a", "0000-13-00-1")])
+    not_ours = dra_node.claim([("b", "0000-11-00-0")])  # a device-plugin VF: not offered through DRA
+    bad_config = dra_node.claim([("c", "0000-13-00-0")], [vf_config(drivr="vfio-pci")])
+    missing = ("default", "0000-uid-missing", "no-such-claim")
+    answers = dra_node.kubelet.prepare_claims(DRIVER, [good, not_ours, bad_config, missing])
+    assert set(answers) == {good[1], not_ours[1], bad_config[1], missing[1]}
+    assert answers[good[1]].error == "" and len(answers[good[1]].devices) == 1
+    assert "device node-a/0000-10-00-0/0000-11-00-0 is not offered by this node" in answers[not_ours[1]].error
+    assert "opaque.parameters.drivr: unknown field" in answers[bad_config[1]].error
+    assert "404" in answers[missing[1]].error
+    # the failed claims changed nothing
+    assert discover_device(dra_node.sysfs, MLX_VF0).driver == "mlx5_core"
+    checkpoint = json.loads((dra_node.state_dir / "checkpoint.json").read_text())["claims"]
+    assert list(checkpoint) == [good[1]]
+
+
+def test_a_failed_bind_rolls_back_every_step(dra_node):
+    dra_node.start_agent()
+    dra_node.kubelet.wait_for_dra(DRIVER)
+    ns, uid, name = dra_node.claim([("a", "0000-13-00-0"), ("b", "0000-13-00-1")],
+                                   [vf_config(["a"], driver="vfio-pci"), vf_config(["b"], driver="no_such_drv")])
+    answer = dra_node.kubelet.prepare_claims(DRIVER, [(ns, uid, name)])[uid]
+    assert "no driver no_such_drv loaded" in answer.error
+    for vf in (MLX_VF0, "0000:13:00.1"):
+        assert discover_device(dra_node.sysfs, vf).driver == "mlx5_core"  # the first bind undone
+    assert not list(dra_node.cdi_dir.glob("*.json")) if dra_node.cdi_dir.exists() else True
+    assert json.loads((dra_node.state_dir / "checkpoint.json").read_text())["claims"] == {}
+
+
+def test_agent_restart_between_prepare_and_unprepare_loses_nothing_and_double_uses_nothing(dra_node):
+    dra_node.start_agent()
+    first = dra_node.kubelet.wait_for_dra(DRIVER)
+    ns, uid, name = dra_node.claim([("vf", "0000-11-00-2")], [vf_config(driver="vfio-pci")])
+    assert dra_node.kubelet.prepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
+    dra_node.stop_agent()
+    assert discover_device(dra_node.sysfs, PF0_VF2).driver == "vfio-pci"  # a stopping agent keeps claims
+
+    dra_node.start_agent()
+    dra_node.kubelet.wait_for(lambda k: k.dra_drivers.get(DRIVER) not in (None, first), timeout=5)
+    other = dra_node.claim([("vf", "0000-11-00-2")])
+    refused = dra_node.kubelet.prepare_claims(DRIVER, [other])[other[1]]
+    assert f"device 0000-11-00-2 is already prepared for claim {uid}" in refused.error
+    again = dra_node.kubelet.prepare_claims(DRIVER, [(ns, uid, name)])[uid]
+    assert again.error == "" and again.devices[0].device_name == "0000-11-00-2"
+    assert dra_node.kubelet.unprepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
+    assert discover_device(dra_node.sysfs, PF0_VF2).driver == "iavf"
+    assert not (dra_node.cdi_dir / f"sriovkit-dra-{uid}.json").exists()
+
+
+def test_pf_link_down_is_unhealthy_through_the_health_stream_and_withdrawn_from_the_slice(dra_node):
+    dra_node.start_agent()
+    dra_node.kubelet.wait_for_dra(DRIVER)
+    dra_node.wait_published(ALL_DRA)
+    mlx = [(POOL1, "0000-13-00-0"), (POOL1, "0000-13-00-1")]
+    dra_node.kubelet.wait_for_dra_health(DRIVER, lambda h: all(h.get(d) == "HEALTHY" for d in mlx))
+    set_operstate(dra_node.sysfs, "enp1s0f1", "down")
+    health = dra_node.kubelet.wait_for_dra_health(DRIVER, lambda h: all(h.get(d) == "UNHEALTHY" for d in mlx))
+    assert health[(POOL0, "0000-11-00-2")] == "HEALTHY"
+    dra_node.wait_published({POOL0: ["0000-11-00-2"], POOL1: []})
+    set_operstate(dra_node.sysfs, "enp1s0f1", "up")
+    dra_node.kubelet.wait_for_dra_health(DRIVER, lambda h: all(h.get(d) == "HEALTHY" for d in mlx))
+    dra_node.wait_published(ALL_DRA)
+    (pool1,) = [s for s in dra_node.slices() if s["spec"]["pool"]["name"] == POOL1]
+    assert pool1["spec"]["pool"]["generation"] == 3  # created, withdrawn, back
+
+
+def test_vfs_coming_and_going_update_the_slices(dra_node):
+    dra_node.start_agent()
+    dra_node.kubelet.wait_for_dra(DRIVER)
+    dra_node.wait_published(ALL_DRA)
+    dra_node.host.set_num_vfs(1, 0)
+    dra_node.wait_published({POOL0: ["0000-11-00-2"]})
+    dra_node.host.set_num_vfs(1, 2)
+    dra_node.wait_published(ALL_DRA)

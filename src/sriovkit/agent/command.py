@@ -90,6 +90,7 @@ def _add_dra_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _dra_driver(args: argparse.Namespace, agent: NodeAgent) -> Component:
+    import re
     from pathlib import Path
 
     from sriovkit.dra.driver import DraDriver, DraSettings
@@ -97,6 +98,11 @@ def _dra_driver(args: argparse.Namespace, agent: NodeAgent) -> Component:
     from sriovkit.errors import UserError
 
     problems = []
+    # the API server's rule for a DRA driver name: a DNS subdomain of at most 63 characters
+    dns = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+    if len(args.dra_driver_name) > 63 or not re.fullmatch(dns, args.dra_driver_name):
+        problems.append(f"--dra-driver-name {args.dra_driver_name}: must be a DNS subdomain of at most 63 "
+                        "characters, e.g. sriovnetwork.k8snetworkplumbingwg.io")
     if not args.node_name:
         problems.append("--node-name: required with --dra (or env NODE_NAME)")
     if args.kubeconfig and not os.path.isfile(args.kubeconfig):

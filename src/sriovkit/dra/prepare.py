@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from sriovkit.resources.config import ResourceConfig
 log = logging.getLogger(__name__)
 
 CDI_CLASS = "vf"
+_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 _RDMA_ENV = (("uverbs", "RDMA_UVERB"), ("umad", "RDMA_UMAD"), ("issm", "RDMA_ISSM"), ("rdma_cm", "RDMA_CM"))
 
 
@@ -108,6 +110,8 @@ class ClaimPreparer:
             return _answer(record)
 
     def _plan(self, uid: str, claim: Mapping[str, Any]) -> Record:
+        if not _UID.match(uid):  # it names our CDI spec file: nothing that could leave cdi_dir
+            raise ClaimError(f"claim uid {uid!r}: not a Kubernetes UID")
         meta = claim.get("metadata") or {}
         ref = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
         if meta.get("uid") != uid:

@@ -1,0 +1,58 @@
+"""`sriovctl agent --dra` as a process: registers with kubesim, publishes slices to the fake API
+server, prepares a claim, and removes its sockets on SIGTERM; bad flags are one line."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from sriovkit.host.discover import discover_device
+from tests.integration.dra.conftest import DRIVER, NODE_NAME, PF0_VF2, DraNode, vf_config
+
+POOL0 = f"{NODE_NAME}/0000-10-00-0"
+
+
+def agent_cmd(node: DraNode, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "sriovkit", "agent", "--config-file", str(node.root / "config.json"),
+            "--host-root", str(node.host.root), "--device-plugin-dir", str(node.root / "dp"),
+            "--devinfo-dir", str(node.devinfo_dir), "--cni-socket", "", "--metrics-address", "",
+            "--cdi-dir", str(node.cdi_dir), "--plugins-registry-dir", str(node.root / "reg"),
+            "--dra-plugins-dir", str(node.root / "plugins"), "--dra-state-dir", str(node.state_dir), *extra]
+
+
+def test_agent_with_dra_serves_claims_and_cleans_up(dra_node):
+    cmd = agent_cmd(dra_node, "--dra", "--node-name", NODE_NAME, "--kubeconfig", str(dra_node.kubeconfig))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        dra_node.kubelet.wait_for_dra(DRIVER, timeout=20)
+        dra_node.api.wait_for(lambda _: POOL0 in dra_node.published(), timeout=20)
+        ns, uid, name = dra_node.claim([("vf", "0000-11-00-2")], [vf_config(driver="vfio-pci")])
+        assert dra_node.kubelet.prepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
+        assert discover_device(dra_node.sysfs, PF0_VF2).driver == "vfio-pci"
+        assert dra_node.kubelet.unprepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
+        assert discover_device(dra_node.sysfs, PF0_VF2).driver == "iavf"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert not (dra_node.root / "reg" / f"{DRIVER}-reg.sock").exists()
+    assert not (dra_node.root / "plugins" / DRIVER / "dra.sock").exists()
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--dra", "--kubeconfig", "KUBECONFIG"], "--node-name: required with --dra"),
+    (["--dra", "--node-name", "n"], "--kubeconfig: required with --dra outside a cluster"),
+    (["--dra", "--node-name", "n", "--kubeconfig", "KUBECONFIG", "--dra-driver-name", "Bad_Name"],
+     "--dra-driver-name Bad_Name: must be a DNS subdomain"),
+])
+def test_bad_dra_flags_are_one_line_each(dra_node, extra, expected, monkeypatch):
+    monkeypatch.delenv("NODE_NAME", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    extra = [str(dra_node.kubeconfig) if e == "KUBECONFIG" else e for e in extra]
+    proc = subprocess.run(agent_cmd(dra_node, *extra), capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert expected in proc.stderr and "Traceback" not in proc.stderr
+    assert all(line.startswith("sriovctl: ") for line in proc.stderr.strip().splitlines())

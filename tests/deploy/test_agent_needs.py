@@ -23,6 +23,7 @@ def _daemonsets() -> dict[str, dict[str, Any]]:
         "chart (all-on values)": find(render(all_on=True), "DaemonSet"),
         "chart (hot-plug without vhost-user)": find(render("hotplug.enabled=true", "hotplug.vhostuser=false"),
                                                     "DaemonSet"),
+        "chart (DRA)": find(render("dra.enabled=true"), "DaemonSet"),
     }
 
 
@@ -100,6 +101,15 @@ def _hotplug_problems(pod: dict[str, Any], agent: dict[str, Any], needs: dict[st
     return problems + _flag_problems(agent, hotplug["agentArgs"])
 
 
+def _dra_problems(pod: dict[str, Any], agent: dict[str, Any], needs: dict[str, Any]) -> list[str]:
+    """With --dra: the dra section's mounts, env and flags."""
+    dra = needs["dra"]
+    problems = [p for name, need in dra["mounts"].items() for p in _mount_problems(pod, agent, name, need)]
+    env = {e["name"] for e in agent.get("env", [])}
+    problems += [f"env {name} missing" for name in dra["env"] if name not in env]
+    return problems + _flag_problems(agent, dra["agentArgs"])
+
+
 def missing_needs(ds: dict[str, Any], needs: dict[str, Any]) -> list[str]:
     """Everything in agent-needs.yaml that the DaemonSet does not give the agent, one line each
     (the hotplug section too when the agent runs with --hotplug)."""
@@ -116,6 +126,8 @@ def missing_needs(ds: dict[str, Any], needs: dict[str, Any]) -> list[str]:
     problems += _flag_problems(agent, needs["agentArgs"])
     if hotplug:
         problems += _hotplug_problems(pod, agent, needs)
+    if "--dra" in _args(agent):
+        problems += _dra_problems(pod, agent, needs)
     install = _container(pod, "install-cni", init=True)
     problems += _mount_problems(pod, install, "cni-bin", needs["installCni"]["mount"])
     problems += _flag_problems(install, needs["installCni"]["args"])
@@ -196,7 +208,9 @@ def test_agent_accepts_the_flags_the_daemonset_passes(agent_needs: dict[str, Any
     assert sub is not None
     optional = {"--resource-prefix", "--use-cdi", "--log-level",  # the chart adds them when values ask
                 "--hotplug-resync-seconds", "--no-vhostuser"}
-    wanted = set(agent_needs["agentArgs"]) | set(agent_needs["hotplug"]["agentArgs"]) | optional
+    optional.add("--dra-taint-unhealthy")
+    wanted = (set(agent_needs["agentArgs"]) | set(agent_needs["hotplug"]["agentArgs"])
+              | set(agent_needs["dra"]["agentArgs"]) | optional)
     missing = wanted - set(sub._option_string_actions)
     assert missing <= PENDING_AGENT_FLAGS, f"sriovctl agent lacks {sorted(missing - PENDING_AGENT_FLAGS)}"
     if missing:
@@ -255,6 +269,40 @@ def test_rbac_is_exactly_the_hotplug_calls_and_only_with_hotplug(agent_needs: di
     assert _rules(render("hotplug.enabled=true")) == wanted
     # without hot-plug: Events on the Node only
     assert _rules(render()) == agent_needs["rbac"] == _rules(load_objects(MANIFESTS / "rbac.yaml"))
+
+
+def test_rbac_with_dra_adds_exactly_the_dra_calls(agent_needs: dict[str, Any]) -> None:
+    assert _rules(render("dra.enabled=true")) == agent_needs["dra"]["rbac"] + agent_needs["rbac"]
+    assert _rules(render("dra.enabled=true", "hotplug.enabled=true")) == (
+        agent_needs["hotplug"]["rbac"][:2] + agent_needs["dra"]["rbac"] + agent_needs["rbac"])
+
+
+@pytest.mark.parametrize(("breakage", "complaint"), [
+    (lambda pod: pod["volumes"].pop([v["name"] for v in pod["volumes"]].index("dra-state")), "volume dra-state"),
+    (lambda pod: pod["containers"][0]["args"].remove("--dra-state-dir=/var/lib/sriovkit/dra"), "--dra-state-dir"),
+    (lambda pod: _mount(pod, "kubelet-plugins").update(readOnly=True), "kubelet-plugins readOnly"),
+])
+def test_checker_reports_what_dra_misses(breakage: Any, complaint: str, agent_needs: dict[str, Any]) -> None:
+    ds = copy.deepcopy(_daemonsets()["chart (DRA)"])
+    breakage(ds["spec"]["template"]["spec"])
+    problems = missing_needs(ds, agent_needs)
+    assert any(complaint in p for p in problems), problems
+
+
+def test_chart_dra_paths_and_driver_follow_their_values() -> None:
+    pod = find(render("dra.enabled=true", "dra.driverName=vf.example.com", "dra.stateDir=/data/dra",
+                      "hostPaths.kubeletPluginsDir=/data/kubelet/plugins", "dra.taintUnhealthy=true"),
+               "DaemonSet")["spec"]["template"]["spec"]
+    args, volumes = _args(_container(pod, "agent")), {v["name"]: v["hostPath"]["path"] for v in pod["volumes"]
+                                                     if "hostPath" in v}
+    assert args["--dra-driver-name"] == "vf.example.com" and "--dra-taint-unhealthy" in args
+    assert args["--dra-state-dir"] == "/data/dra" and volumes["dra-state"] == "/data/dra"
+    assert args["--dra-plugins-dir"] == "/data/kubelet/plugins"
+    assert volumes["kubelet-plugins"] == "/data/kubelet/plugins"
+    classes = [o for o in render("dra.enabled=true", "dra.driverName=vf.example.com") if o["kind"] == "DeviceClass"]
+    assert classes and all(c["spec"]["selectors"][0]["cel"]["expression"] == "device.driver == 'vf.example.com'"
+                           for c in classes)
+    assert not [o for o in render() if o["kind"] == "DeviceClass"]
 
 
 def test_chart_hotplug_paths_follow_their_values() -> None:

@@ -33,7 +33,7 @@ def test_rendered_chart_validates(all_on: bool) -> None:
     assert problems == []
     kinds = sorted(o["kind"] for o in objects)
     expected = ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "ServiceAccount"]  # RBAC: Events
-    on = ["NetworkAttachmentDefinition"]  # example NADs
+    on = ["NetworkAttachmentDefinition", "DeviceClass"]  # example NADs, DRA DeviceClasses
     assert sorted(set(kinds)) == sorted(expected + (on if all_on else []))
 
 

@@ -11,7 +11,8 @@ A block's info string is a language and tags: ```json config.json```. Tags the t
 - ``json netconf``: a sriov CNI config that sriovkit's CNI accepts;
 - ``yaml nad``: a NetworkAttachmentDefinition that validates;
 - ``yaml policy``: a node policy that `sriovctl provision --dry-run` accepts on the current host;
-- ``yaml values``: Helm values the chart renders with into valid objects.
+- ``yaml values``: Helm values the chart renders with into valid objects;
+- ``yaml k8s``: Kubernetes objects (DeviceClasses, claims, pods) that validate against the API schemas.
 """
 
 from __future__ import annotations

@@ -111,6 +111,19 @@ def test_helm_values_example_renders_valid_objects(block: Block, tmp_path: Path)
     assert objects and problems == []
 
 
+@pytest.mark.parametrize("block", tagged("k8s"), ids=_ids(tagged("k8s")))
+def test_kubernetes_objects_in_docs_validate(block: Block) -> None:
+    objects = [o for o in yaml.safe_load_all(block.text) if o]
+    problems = [p for i, o in enumerate(objects)
+                for p in deploy_validate.object_problems(o, f"{block.where}[{i}]", KUBERNETES_VERSION)]
+    assert objects and problems == []
+
+
+def test_dra_doc_has_validated_device_classes_and_claims() -> None:
+    kinds = {o["kind"] for b in tagged("k8s") if b.doc == "dra.md" for o in yaml.safe_load_all(b.text) if o}
+    assert {"DeviceClass", "ResourceClaimTemplate", "ResourceClaim", "Pod"} <= kinds
+
+
 def _aliases(model: Any) -> set[str]:
     return {f.alias or name for name, f in model.model_fields.items()}
 

@@ -6,11 +6,17 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
+from sriovkit.deviceplugin.health import set_operstate
 from sriovkit.host.discover import discover_device
 from tests.integration.dra.conftest import DRIVER, NODE_NAME, PF0_VF2, DraNode, vf_config
+from tests.integration.hotplug.kubeapi_fake import rbac_verb
+
+AGENT_NEEDS = Path(__file__).resolve().parents[3] / "deploy" / "agent-needs.yaml"
 
 POOL0 = f"{NODE_NAME}/0000-10-00-0"
 
@@ -34,12 +40,24 @@ def test_agent_with_dra_serves_claims_and_cleans_up(dra_node):
         assert discover_device(dra_node.sysfs, PF0_VF2).driver == "vfio-pci"
         assert dra_node.kubelet.unprepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
         assert discover_device(dra_node.sysfs, PF0_VF2).driver == "iavf"
+        set_operstate(dra_node.sysfs, "enp1s0f0", "down")  # a slice update
+        dra_node.api.wait_for(lambda _: dra_node.published().get(POOL0) == [], timeout=20)
+        dra_node.host.set_num_vfs(1, 0)  # a pool gone: its slice deleted
+        dra_node.api.wait_for(lambda _: list(dra_node.published()) == [POOL0], timeout=20)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert not (dra_node.root / "reg" / f"{DRIVER}-reg.sock").exists()
     assert not (dra_node.root / "plugins" / DRIVER / "dra.sock").exists()
+    # the RBAC the deployment grants (agent-needs.yaml, dra.rbac + the agent's own) covers every call
+    needs = yaml.safe_load(AGENT_NEEDS.read_text())
+    granted = {(group, resource, verb) for rule in needs["dra"]["rbac"] + needs["rbac"]
+               for group in rule["apiGroups"] for resource in rule["resources"] for verb in rule["verbs"]}
+    used = {rbac_verb(request) for request in dra_node.api.requests}
+    assert used <= granted, f"calls RBAC does not allow: {sorted(used - granted)}"
+    assert {("resource.k8s.io", "resourceslices", v) for v in ("list", "create", "update", "delete")} <= used
+    assert ("resource.k8s.io", "resourceclaims", "get") in used
 
 
 @pytest.mark.parametrize(("extra", "expected"), [

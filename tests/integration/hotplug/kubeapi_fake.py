@@ -182,6 +182,19 @@ class FakeKubeApi:
             yield None
 
 
+def rbac_verb(request: str) -> tuple[str, str, str]:
+    """("GET /api/v1/pods watch") -> (API group, resource, RBAC verb)."""
+    method, path, *watch = request.split()
+    parts = path.strip("/").split("/")
+    group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        rest = rest[2:]
+    resource, named = rest[0], len(rest) > 1
+    verbs = {"GET": "get" if named else ("watch" if watch else "list"), "PATCH": "patch", "POST": "create",
+             "PUT": "update", "DELETE": "delete"}
+    return group, resource, verbs[method]
+
+
 def _on(obj: Obj, node: str | None, driver: str | None = None) -> bool:
     spec = obj.get("spec") or {}
     return (node is None or spec.get("nodeName") == node) and (driver is None or spec.get("driver") == driver)

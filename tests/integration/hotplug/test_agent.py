@@ -15,6 +15,7 @@ from sriovkit.host import sim
 from sriovkit.hotplug.vhostuser import is_mounted
 from sriovkit.kubesim import Kubelet
 from tests.integration.hotplug.conftest import NODE, Site, links
+from tests.integration.hotplug.kubeapi_fake import rbac_verb
 
 pytestmark = pytest.mark.root
 
@@ -59,19 +60,6 @@ def test_agent_with_hotplug_adds_a_network_and_mounts_vhostuser_dir(site: Site):
     # the RBAC the deployment grants (agent-needs.yaml, hotplug.rbac) covers every call the agent made
     granted = {(group, resource, verb) for rule in yaml.safe_load(AGENT_NEEDS.read_text())["hotplug"]["rbac"]
                for group in rule["apiGroups"] for resource in rule["resources"] for verb in rule["verbs"]}
-    used = {_rbac_verb(request) for request in site.kube.requests}
+    used = {rbac_verb(request) for request in site.kube.requests}
     assert used <= granted, f"calls RBAC does not allow: {sorted(used - granted)}"
     assert {("", "pods", "list"), ("", "pods", "patch"), ("", "events", "create")} <= used
-
-
-def _rbac_verb(request: str) -> tuple[str, str, str]:
-    """("GET /api/v1/pods watch") -> (API group, resource, RBAC verb)."""
-    method, path, *watch = request.split()
-    parts = path.strip("/").split("/")
-    group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
-    if rest[:1] == ["namespaces"] and len(rest) > 2:
-        rest = rest[2:]
-    resource, named = rest[0], len(rest) > 1
-    verbs = {"GET": "get" if named else ("watch" if watch else "list"), "PATCH": "patch", "POST": "create",
-             "PUT": "update", "DELETE": "delete"}
-    return group, resource, verbs[method]

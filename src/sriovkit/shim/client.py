@@ -21,6 +21,7 @@ from __future__ import annotations
 # The C module directly: `socket.py` pulls in enum and friends, a third of the
 # shim's start-up time, for conveniences it does not use.
 import _socket
+import fcntl
 import os
 import struct
 import sys
@@ -48,10 +49,16 @@ ENV_PREFIXES = ("CNI_", "SRIOVKIT_")
 # CNI spec error codes used by the shim itself
 CODE_IO_FAILURE = 5  # "failed to decode content" family: we use it for oversized input
 CODE_TRY_AGAIN = 11
+SIOCOUTQ = 0x5411  # linux/sockios.h (= TIOCOUTQ)
 
 
 class AgentUnreachable(Exception):
     """Nothing was sent: it is safe to run the operation elsewhere."""
+
+
+class AgentNotTaking(Exception):
+    """Sent, but the agent did not read it in time (hung or saturated): it may still read it
+    later, so the operation must not run elsewhere; the runtime retries it."""
 
 
 def encode_request(env: dict[str, str], stdin: bytes) -> bytes:
@@ -115,11 +122,34 @@ def call_agent(path: str, env: dict[str, str], stdin: bytes, connect_timeout: fl
             sock.connect(path)
         except OSError as exc:
             raise AgentUnreachable(f"{path}: {exc.strerror or exc}") from None
+        # Until the agent has read the whole request nothing was acted on: bound that by the
+        # connect timeout, then wait for the answer as long as an operation may take.
+        try:
+            sock.sendall(encode_request(env, stdin))
+        except TimeoutError:
+            raise AgentNotTaking(f"{path}: the agent did not take the call within {connect_timeout:g}s") from None
+        if not _wait_taken(sock, time.monotonic() + connect_timeout):
+            raise AgentNotTaking(f"{path}: the agent did not take the call within {connect_timeout:g}s")
         sock.settimeout(reply_timeout)
-        sock.sendall(encode_request(env, stdin))
         return decode_reply(exact_reader(sock))
     finally:
         sock.close()
+
+
+def _wait_taken(sock: _socket.socket, deadline: float) -> bool:
+    """Whether the agent read all we sent by `deadline` (SIOCOUTQ: sent and not yet read)."""
+    pause = 0.0001
+    while True:
+        try:
+            queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), SIOCOUTQ, b"\0\0\0\0"))[0]
+        except OSError:
+            return True  # a kernel that refuses the ioctl: wait for the reply as before
+        if queued == 0:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(pause)
+        pause = min(2 * pause, 0.02)
 
 
 def error_reply(env: object, stdin: bytes, code: int, msg: str, details: str = "") -> tuple[bytes, int]:
@@ -187,9 +217,13 @@ def main() -> int:
     socket_path = env_all.get("SRIOVKIT_AGENT_SOCKET", AGENT_SOCKET)
     try:
         out, code = call_agent(socket_path, env, stdin)
+    except AgentNotTaking as exc:
+        out, code = error_reply(env, stdin, CODE_TRY_AGAIN, f"sriovkit agent not answering at {socket_path}", str(exc))
     except AgentUnreachable as exc:
-        if not FALLBACK_PYTHON:
-            out, code = error_reply(env, stdin, CODE_TRY_AGAIN, "sriovkit agent unreachable", str(exc))
+        if not FALLBACK_PYTHON or not os.access(FALLBACK_PYTHON, os.X_OK):
+            where = "" if not FALLBACK_PYTHON else " and no in-process fallback on this host"
+            out, code = error_reply(env, stdin, CODE_TRY_AGAIN, f"sriovkit agent unreachable at {socket_path}{where}",
+                                    str(exc) + (f"; fallback interpreter {FALLBACK_PYTHON} not found" if where else ""))
         else:
             command, container = env.get("CNI_COMMAND", ""), env.get("CNI_CONTAINERID", "")[:12]
             log(f"agent unreachable ({exc}); running the CNI in-process, slower: "
@@ -197,11 +231,12 @@ def main() -> int:
             try:
                 run_fallback(env_all, stdin)
             except OSError as failed:  # execve returns only on failure
-                out, code = error_reply(env, stdin, CODE_TRY_AGAIN, "sriovkit agent unreachable and the "
-                                        "in-process fallback could not start", f"{exc}; {failed}")
+                out, code = error_reply(env, stdin, CODE_TRY_AGAIN, f"sriovkit agent unreachable at {socket_path} "
+                                        "and the in-process fallback could not start", f"{exc}; {failed}")
     except (OSError, ValueError, struct.error) as exc:
         # The request may have been acted on: never repeat it elsewhere.
-        out, code = error_reply(env, stdin, CODE_TRY_AGAIN, "sriovkit agent failed mid-call", str(exc))
+        out, code = error_reply(env, stdin, CODE_TRY_AGAIN, f"sriovkit agent failed mid-call at {socket_path}",
+                                str(exc))
     sys.stdout.buffer.write(out)
     sys.stdout.buffer.flush()
     return code

@@ -6,17 +6,28 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("install-cni", help="install the `sriov` CNI shim into a CNI bin directory")
+    p = sub.add_parser("install-cni", help="install the `sriov` CNI executable into a CNI bin directory")
     p.add_argument("--dest", default="/opt/cni/bin", help="CNI bin directory (default /opt/cni/bin)")
     p.add_argument("--agent-socket", default="/run/sriovkit/cni.sock", help="the agent's CNI socket")
-    p.add_argument("--python", default="/usr/bin/python3", help="host interpreter for the shim (3.8 or newer)")
+    p.add_argument("--python-shim", action="store_true",
+                   help="install the Python shim (needs --python on the host) instead of the static native one")
+    p.add_argument("--binary", default=None,
+                   help="the built native shim to install (default $SRIOVKIT_SHIM_BINARY or "
+                   "PREFIX/libexec/sriovkit/sriov of this installation)")
+    p.add_argument("--python", default="/usr/bin/python3",
+                   help="host interpreter for the Python shim (3.8 or newer; with --python-shim)")
     p.add_argument("--fallback-python", default=None,
-                   help="interpreter with sriovkit installed, used when the agent is down (default: this one)")
+                   help="interpreter with sriovkit installed, used when the agent is down and it exists on the "
+                   "host (default: this one)")
     p.add_argument("--no-fallback", action="store_true", help="fail with a CNI error when the agent is down")
     p.add_argument("--log-file", default="", help="where the shim logs fallbacks (default: stderr)")
     p.add_argument("--host-root", default="", help="the agent's --host-root, used by the fallback path (default: /)")
     p.add_argument("--state-dir", default="",
                    help="the agent's --cni-state-dir, used by the fallback path (default: /var/lib/cni/sriov)")
+    p.add_argument("--connect-timeout", type=float, default=2.0,
+                   help="seconds to connect and for the agent to take the call (default 2)")
+    p.add_argument("--reply-timeout", type=float, default=300.0,
+                   help="seconds for the agent's answer once it took the call (default 300)")
     p.set_defaults(func=_install)
 
 
@@ -24,8 +35,11 @@ def _install(args: argparse.Namespace) -> int:
     from sriovkit.shim.install import ShimSettings, default_fallback_python, install_shim
 
     fallback = "" if args.no_fallback else (args.fallback_python or default_fallback_python())
-    path = install_shim(args.dest, ShimSettings(agent_socket=args.agent_socket, fallback_python=fallback,
-                                                log_file=args.log_file, interpreter=args.python,
-                                                host_root=args.host_root, state_dir=args.state_dir))
-    print(f"installed {path} (agent socket {args.agent_socket}, fallback {fallback or 'none'})")
+    settings = ShimSettings(agent_socket=args.agent_socket, fallback_python=fallback, log_file=args.log_file,
+                            interpreter=args.python, host_root=args.host_root, state_dir=args.state_dir,
+                            connect_timeout=args.connect_timeout, reply_timeout=args.reply_timeout,
+                            native=not args.python_shim)
+    path = install_shim(args.dest, settings, binary=args.binary)
+    kind = "Python shim" if args.python_shim else "native shim"
+    print(f"installed {path} ({kind}, agent socket {args.agent_socket}, fallback {fallback or 'none'})")
     return 0

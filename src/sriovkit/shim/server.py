@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import socket
 import struct
 import threading
@@ -104,6 +105,12 @@ class CniSocketServer:
             except (OSError, ValueError, struct.error) as exc:
                 log.warning("cni socket: unreadable request: %s", exc)
                 return
+            if _caller_gone(conn):
+                # it waited for us to read its request and gave up (the shim's answer was "try
+                # again"): acting now would race the runtime's retry
+                log.warning("cni call skipped: its caller left before it was read command=%s container=%s",
+                            env.get("CNI_COMMAND"), env.get("CNI_CONTAINERID", "")[:12])
+                return
             try:
                 stdout, code = self.handler(env, stdin)
             except Exception as exc:  # the top of a request: answer with the spec's error, keep serving
@@ -112,3 +119,10 @@ class CniSocketServer:
             conn.settimeout(None)
             with contextlib.suppress(OSError):
                 conn.sendall(encode_reply(stdout, code))
+
+
+def _caller_gone(conn: socket.socket) -> bool:
+    """Whether the shim at the other end has closed its side (it sends nothing after the request)."""
+    poller = select.poll()
+    poller.register(conn, select.POLLRDHUP | select.POLLHUP)
+    return bool(poller.poll(0))

@@ -53,14 +53,14 @@ class FastPath:
                               timeout=120, check=False)
 
 
-@pytest.fixture
-def fast_path(node_factory: NodeFactory, tmp_path: Path) -> Iterator[FastPath]:
+@pytest.fixture(params=[pytest.param(False, id="python-shim"), pytest.param(True, id="native-shim")])
+def fast_path(node_factory: NodeFactory, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FastPath]:
     node = node_factory()
     socket = tmp_path / "agent" / "cni.sock"
     (tmp_path / "bin").mkdir()
     shim = install_shim(tmp_path / "bin", ShimSettings(
         agent_socket=str(socket), fallback_python=sys.executable, interpreter=sys.executable,
-        host_root=str(node.host.root), state_dir=node.ctx.state_dir))
+        host_root=str(node.host.root), state_dir=node.ctx.state_dir, native=request.param))
     node.cni_path = f"{shim.parent}:{node.cni_path}"
     path = FastPath(node, shim, socket, AgentMetrics())
     path.start_agent()

@@ -72,12 +72,14 @@ def test_errors_and_version_are_byte_identical(node: Node, env: dict[str, str], 
     assert standalone == run_cni(env, json.dumps(conf).encode(), node.ctx)
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["python-shim", "native-shim"])
 def test_shim_falls_back_to_the_plugin_when_the_agent_is_down(node: Node, netns: NetnsFactory,
-                                                              tmp_path: Path) -> None:
+                                                              tmp_path: Path, native: bool) -> None:
     bin_dir = tmp_path / "cni-bin"
     bin_dir.mkdir()
     shim = install_shim(bin_dir, ShimSettings(agent_socket=str(tmp_path / "no-agent.sock"),
-                                              fallback_python=sys.executable, interpreter=sys.executable))
+                                              fallback_python=sys.executable, interpreter=sys.executable,
+                                              native=native))
     pod = netns()
     conf = _static(node, "0.4.0")
     out, code = _exec([str(shim)], _process_env(node, node.env("ADD", pod)), conf)

@@ -1,9 +1,14 @@
-"""The `sriov` shim and the agent's CNI socket, over a real unix socket and a real exec."""
+"""The `sriov` shim and the agent's CNI socket, over a real unix socket and a real exec.
+
+The shim tests run against both forms `sriovctl install-cni` installs: the Python script and the
+static native binary (shim/, built by ./dev setup); tests/unit/shim/test_native.py has the
+native one's own (empty root, static, settings block)."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -16,11 +21,18 @@ from sriovkit.shim.client import AgentUnreachable, call_agent
 from sriovkit.shim.install import ShimSettings, install_shim
 from sriovkit.shim.server import CniSocketServer
 
+KINDS = [pytest.param(False, id="python"), pytest.param(True, id="native")]
+
+
+@pytest.fixture(params=KINDS)
+def native(request):
+    return request.param
+
 
 @pytest.fixture
-def shim(tmp_path):
+def shim(tmp_path, native):
     return install_shim(tmp_path, ShimSettings(agent_socket=str(tmp_path / "agent" / "cni.sock"),
-                                               fallback_python="", interpreter=sys.executable))
+                                               fallback_python="", interpreter=sys.executable, native=native))
 
 
 def echo_handler(env, stdin):
@@ -63,14 +75,59 @@ def test_oversized_stdin_is_refused_before_contacting_the_agent(shim, tmp_path):
     assert json.loads(proc.stdout)["code"] == 5
 
 
-def test_agent_down_without_fallback_is_a_try_again_error(shim):
+def test_agent_down_without_fallback_is_a_try_again_error(shim, tmp_path):
     proc = run_shim(shim, b'{"cniVersion": "0.4.0"}')
     assert proc.returncode == 1
     err = json.loads(proc.stdout)
     assert err["code"] == 11 and err["cniVersion"] == "0.4.0" and "unreachable" in err["msg"]
+    assert str(tmp_path / "agent" / "cni.sock") in err["msg"]
 
 
-def test_agent_down_falls_back_to_in_process_execution(tmp_path):
+def _agent_down(kind, where):
+    """Ways an agent is not there: (socket path, what keeps it from answering)."""
+    keep = []
+    if kind == "missing":
+        return where / "gone" / "cni.sock", keep
+    where.mkdir()
+    path = where / "cni.sock"
+    if kind == "regular file":
+        path.write_text("not a socket")
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
+        if kind == "hung":  # listening, never accepting, never reading
+            sock.listen(0)
+        keep.append(sock)  # "refusing": bound, not listening
+    return path, keep
+
+
+@pytest.mark.parametrize("kind", ["missing", "regular file", "directory", "refusing", "hung"])
+def test_every_kind_of_absent_agent_gets_try_again_naming_the_socket(tmp_path, native, kind):
+    path, keep = _agent_down(kind, tmp_path / "agent")
+    try:
+        shim = install_shim(tmp_path, ShimSettings(agent_socket=str(path), interpreter=sys.executable, native=native,
+                                                   connect_timeout=0.5, reply_timeout=3600))
+        for _ in range(3):  # a hung agent: the first call fills its backlog, the next wait in connect
+            proc = subprocess.run([str(shim)], input=b'{"cniVersion": "1.0.0"}', capture_output=True, timeout=60,
+                                  env={"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1"})
+            err = json.loads(proc.stdout)
+            assert proc.returncode == 1 and err["code"] == 11 and str(path) in err["msg"], proc
+    finally:
+        for sock in keep:
+            sock.close()
+
+
+def test_a_missing_fallback_interpreter_is_a_try_again_error(tmp_path, native):
+    shim = install_shim(tmp_path, ShimSettings(agent_socket=str(tmp_path / "none.sock"), interpreter=sys.executable,
+                                               fallback_python=str(tmp_path / "no" / "python3"), native=native))
+    proc = run_shim(shim, b'{"cniVersion": "0.4.0"}')
+    err = json.loads(proc.stdout)
+    assert proc.returncode == 1 and err["code"] == 11 and str(tmp_path / "no" / "python3") in err["details"]
+
+
+def test_agent_down_falls_back_to_in_process_execution(tmp_path, native):
     # The fallback target here is a stand-in module run by a real interpreter; the
     # real target (sriovkit.cni.plugin) is exercised by the CNI and agent tests.
     fake_root = tmp_path / "fallback"
@@ -85,7 +142,7 @@ def test_agent_down_falls_back_to_in_process_execution(tmp_path):
     wrapper.chmod(0o755)
     log_file = tmp_path / "shim.log"
     shim = install_shim(tmp_path, ShimSettings(agent_socket=str(tmp_path / "none.sock"), fallback_python=str(wrapper),
-                                               log_file=str(log_file), interpreter=sys.executable))
+                                               log_file=str(log_file), interpreter=sys.executable, native=native))
     proc = run_shim(shim, b'{"a": 1}', CNI_COMMAND="DEL")
     assert proc.returncode == 3 and proc.stdout == b'fallback:DEL:{"a": 1}'
     assert "agent unreachable" in log_file.read_text() and "command=DEL" in log_file.read_text()
@@ -161,12 +218,13 @@ def test_install_refuses_missing_dir_and_interpreter(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("native", [False], ids=["python"])
 def test_installed_shim_is_standard_library_only(shim):
     text = shim.read_text()
     imports = {line.split()[1].split(".")[0] for line in text.splitlines()
                if line.startswith(("import ", "from ")) or line.startswith("    import ")}
     imports |= {line.split()[1] for line in text.splitlines() if line.strip().startswith("import ")}
-    assert imports <= {"__future__", "os", "struct", "sys", "time", "_socket", "json", "collections"}
+    assert imports <= {"__future__", "os", "struct", "sys", "time", "_socket", "fcntl", "json", "collections"}
     assert "\nif TYPE_CHECKING:\n    from collections.abc import Callable" in text  # never imported at run time
     assert text.startswith(f"#!{sys.executable} -IS\n")
     assert stat.S_IMODE(os.stat(shim).st_mode) == 0o755

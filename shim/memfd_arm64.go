@@ -1,0 +1,5 @@
+package main
+
+import "syscall"
+
+const sysMemfdCreate = syscall.SYS_MEMFD_CREATE

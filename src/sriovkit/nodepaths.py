@@ -10,3 +10,13 @@ DRA_DRIVER_NAME = "sriovnetwork.k8snetworkplumbingwg.io"  # dra-driver-sriov's: 
 DRA_STATE_DIR = "/var/lib/sriovkit/dra"  # the DRA driver's checkpoint of prepared claims
 CDI_DIR = "/var/run/cdi"  # where the container runtime reads CDI specs
 DEVINFO_DIR = "/var/run/k8s.cni.cncf.io/devinfo/dp"  # Multus' device-info files for device-plugin resources
+
+# Upstream's two DaemonSets with only the image swapped (sriovkit.image, docs/upgrade.md): the
+# device-plugin pod mounts the host's whole /var/lib/kubelet/ at the same path, so the agent's CNI
+# socket and state live under its plugins/ directory (the kubelet does not clear it, as it clears
+# device-plugins/), where the `sriov` binary on the host reaches them by the same paths.
+UPSTREAM_AGENT_DIR = f"{KUBELET_PLUGINS_DIR}/sriovkit"
+UPSTREAM_CNI_SOCKET = f"{UPSTREAM_AGENT_DIR}/cni.sock"
+UPSTREAM_CNI_STATE_DIR = f"{UPSTREAM_AGENT_DIR}/cni-state"
+UPSTREAM_CONFIG_FILE = "/etc/pcidp/config.json"  # the device plugin's --config-file default
+UPSTREAM_CNI_BIN_MOUNT = "/host/opt/cni/bin"  # where upstream's CNI DaemonSet mounts the host's /opt/cni/bin

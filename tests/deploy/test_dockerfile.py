@@ -30,6 +30,10 @@ def test_copied_sources_exist_and_the_dockerignore_lets_them_in() -> None:
         assert src.rstrip("/") in allowed, f"{src} is excluded by Dockerfile.dockerignore"
 
 
-def test_image_runs_the_agent_with_the_upstream_config_path() -> None:
-    (cmd,) = _instructions("CMD")
-    assert cmd.startswith('["sriovctl", "agent", "--config-file", "/etc/pcidp/config.json"')
+def test_image_entrypoint_serves_upstreams_daemonsets_and_installs_the_native_shim() -> None:
+    # upstream's DaemonSets give args only (device plugin) or nothing (CNI): the image's ENTRYPOINT
+    # must be what tells the roles apart, with no CMD arguments of its own
+    assert _instructions("ENTRYPOINT") == ['["sriovkit-entrypoint"]'] and _instructions("CMD") == ["[]"]
+    assert any(line.startswith("--from=shim ") and line.endswith(" /opt/sriovkit/libexec/sriovkit/sriov")
+               for line in _instructions("COPY"))
+    assert "CGO_ENABLED=0" in DOCKERFILE

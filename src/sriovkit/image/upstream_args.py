@@ -1,0 +1,138 @@
+"""The SR-IOV network device plugin's command line, as its image accepts it, read into settings.
+
+Upstream's image runs an entrypoint script that takes `--log-dir`/`--log_dir`, `--log-level`,
+`--log-max-size/-files/-age`, `--resource-prefix`, `--config-file` and `--use-cdi`, and passes
+them to the Go binary, whose `flag` package (with glog's/klog's flags: `-v`, `--logtostderr`, ...)
+accepts `-name` and `--name`, `name=value` and `name value`, and `-bool` / `-bool=false`. Both sets
+are accepted here in every one of those spellings; anything else is refused as upstream refuses it.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sriovkit.errors import UserError
+from sriovkit.nodepaths import UPSTREAM_CONFIG_FILE
+
+_VALUE_FLAGS = frozenset({"config-file", "resource-prefix", "log-dir", "log_dir", "log-level", "v", "log-max-size",
+                          "log-max-files", "log-max-age", "log_file", "log-file", "stderrthreshold", "vmodule",
+                          "log_backtrace_at"})
+_BOOL_FLAGS = frozenset({"use-cdi", "logtostderr", "alsologtostderr", "h", "help"})
+# accepted by upstream, without an effect here (sriovkit logs to stderr, plus --log-dir's file)
+_NO_EFFECT = frozenset({"log-max-age", "log_file", "log-file", "stderrthreshold", "vmodule", "log_backtrace_at",
+                        "logtostderr", "alsologtostderr"})
+_LEVEL_NAMES = ("debug", "info", "warning", "error")
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})  # what Go's strconv.ParseBool takes
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePluginArgs:
+    config_file: str = UPSTREAM_CONFIG_FILE
+    resource_prefix: str = "intel.com"
+    use_cdi: bool = False
+    log_level: str = "debug"  # upstream's entrypoint default is -v 10
+    log_dir: str = ""  # "" = stderr only
+    log_max_size_mb: int = 100
+    log_max_files: int = 5
+    help: bool = False
+    ignored: list[str] = field(default_factory=list)  # flags accepted without an effect, for one log line
+
+
+def _split(argv: list[str]) -> list[tuple[str, str]]:
+    """(flag name, value) pairs in Go's `flag` syntax; bool flags get "true" unless `=value` is given."""
+    pairs: list[tuple[str, str]] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            break  # Go's flag stops at the first non-flag; upstream's binary ignores what follows
+        name, eq, value = (arg[2:] if arg.startswith("--") else arg[1:]), "", ""
+        if "=" in name:
+            name, eq, value = name.partition("=")
+        if not name or name.startswith("-"):
+            raise UserError(f"bad flag syntax: {arg}")
+        if name in _BOOL_FLAGS:
+            if eq and value not in _TRUE | _FALSE:
+                raise UserError(f"invalid boolean value {value!r} for -{name}")
+            pairs.append((name, "false" if eq and value in _FALSE else "true"))
+        elif name in _VALUE_FLAGS:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise UserError(f"flag needs an argument: -{name}")
+                value = argv[i]
+            pairs.append((name, value))
+        else:
+            raise UserError(f"unknown flag {arg} (the device plugin's flags: --config-file, --resource-prefix, "
+                            "--use-cdi, --log-dir, --log-level, --log-max-size, --log-max-files, --log-max-age)")
+        i += 1
+    return pairs
+
+
+def log_level_name(value: str, flag: str = "--log-level") -> str:
+    """A glog/klog verbosity (an integer; upstream's default is 10) or one of our level names."""
+    if value.lower() in _LEVEL_NAMES:
+        return value.lower()
+    try:
+        level = int(value, 10)
+    except ValueError:
+        raise UserError(f"{flag} {value!r}: must be a number (glog verbosity, e.g. 10) "
+                        f"or one of {', '.join(_LEVEL_NAMES)}") from None
+    if level < 0:
+        raise UserError(f"{flag} {value}: must not be negative")
+    return "debug" if level >= 3 else "info"  # glog's Info always prints; -v 3 and up is upstream's detail
+
+
+def _positive(value: str, flag: str) -> int:
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise UserError(f"--{flag} {value!r}: must be a whole number") from None
+    if number < 1:
+        raise UserError(f"--{flag} {value}: must be at least 1")
+    return number
+
+
+def parse_device_plugin_args(argv: list[str]) -> DevicePluginArgs:
+    values: dict[str, object] = {}
+    ignored: list[str] = []
+    for name, value in _split(argv):
+        if name == "config-file":
+            values["config_file"] = value
+        elif name == "resource-prefix":
+            values["resource_prefix"] = value
+        elif name == "use-cdi":
+            values["use_cdi"] = value == "true"
+        elif name in ("log-level", "v"):
+            values["log_level"] = log_level_name(value, f"--{name}")
+        elif name in ("log-dir", "log_dir"):
+            values["log_dir"] = value
+        elif name == "log-max-size":
+            values["log_max_size_mb"] = _positive(value, name)
+        elif name == "log-max-files":
+            values["log_max_files"] = _positive(value, name)
+        elif name in ("h", "help"):
+            values["help"] = value == "true"
+        if name in _NO_EFFECT:
+            ignored.append(f"--{name}={value}")
+    if values.get("config_file") == "":
+        raise UserError("--config-file: must not be empty")
+    return DevicePluginArgs(**values, ignored=ignored)  # type: ignore[arg-type]
+
+
+DEFAULT_LOG_DIR = "/var/log/sriovdp"
+
+
+def log_directory(log_dir: str) -> tuple[str, str]:
+    """(where `--log-dir` puts the log file, a warning or ""). Upstream's older entrypoint takes a
+    name under /var/log (`--log-dir=sriovdp`), its newer one a path under /var/log
+    (`--log_dir=/var/log/sriovdp`) and, as here, falls back to /var/log/sriovdp with a warning
+    for anything outside it."""
+    if not log_dir:
+        return "", ""
+    path = (log_dir if log_dir.startswith("/") else f"/var/log/{log_dir}").rstrip("/")
+    if ".." in path.split("/") or not (path == "/var/log" or path.startswith("/var/log/")):
+        return DEFAULT_LOG_DIR, f"--log-dir {log_dir!r} is not under /var/log; logging to {DEFAULT_LOG_DIR}"
+    return path, ""

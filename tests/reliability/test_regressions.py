@@ -123,16 +123,19 @@ def test_a_del_that_overtakes_its_own_add_waits_for_it(node: Node, netns: NetnsF
     assert node.ctx.netlink.device_netdev(node.vf(2)) == node.vf_netdev(2)  # given back by the DEL
 
 
-def test_a_fallback_that_cannot_start_is_an_error_json_not_a_traceback(node: Node, tmp_path: Path) -> None:
+@pytest.mark.parametrize("native", [False, True], ids=["python-shim", "native-shim"])
+def test_a_fallback_that_cannot_start_is_an_error_json_not_a_traceback(node: Node, tmp_path: Path,
+                                                                        native: bool) -> None:
     from sriovkit.shim.install import ShimSettings, install_shim
 
     (tmp_path / "bin").mkdir()
     shim = install_shim(tmp_path / "bin", ShimSettings(agent_socket=str(tmp_path / "none.sock"),
                                                        fallback_python=str(tmp_path / "no-python"),
-                                                       interpreter=sys.executable))
+                                                       interpreter=sys.executable, native=native))
     env = scenarios.process_env(node, node.env("DEL", ""))
     proc = subprocess.run([str(shim)], input=b'{"cniVersion": "0.4.0"}', env=env, capture_output=True, timeout=60,
                           check=False)
     assert proc.returncode == 1 and b"Traceback" not in proc.stderr
     error = json.loads(proc.stdout)
-    assert error["code"] == 11 and error["cniVersion"] == "0.4.0" and "fallback could not start" in error["msg"]
+    assert error["code"] == 11 and error["cniVersion"] == "0.4.0" and "no in-process fallback" in error["msg"]
+    assert str(tmp_path / "no-python") in error["details"] and str(tmp_path / "none.sock") in error["msg"]

@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -97,6 +97,8 @@ class DevicePluginManager:
         self._settle_left = 0  # rediscoveries still due after a VF count change
         self._since_settle = 0.0
         self.on_change: Callable[[], None] | None = None  # called after pools or health changed
+        # device ID -> resource holding it whatever its selectors say (the DRA driver's prepared claims)
+        self.pinned: Callable[[], Mapping[str, str]] | None = None
         # the config file on disk was rejected (the previous config keeps running): why, for /readyz
         self.config_problem: str | None = None
         self.on_reload_failure: Callable[[str], None] | None = None  # called with the one-line problem
@@ -312,7 +314,8 @@ class DevicePluginManager:
         snapshot = discover(sysfs)
         self.snapshot = snapshot
         pool_set = build_pools(snapshot, self.resources,
-                               default_route_netdevs=default_route_netdevs(self.settings.proc_root))
+                               default_route_netdevs=default_route_netdevs(self.settings.proc_root),
+                               pinned=self.pinned() if self.pinned is not None else None)
         self._vf_counts = hl.read_vf_counts(sysfs, hl.sriov_pfs(snapshot))
         netdevs = {n for p in pool_set.pools for d in p.devices if (n := hl.link_netdev(d)) is not None}
         self._link_up = hl.read_link_states(sysfs, netdevs)

@@ -8,6 +8,8 @@ are republished and the kubelet's health streams get the new state.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Mapping
@@ -24,7 +26,7 @@ from sriovkit.dra.kube import DraApi
 from sriovkit.dra.prepare import ClaimPreparer, PreparedDevice, PrepareSettings
 from sriovkit.dra.publisher import SlicePublisher
 from sriovkit.dra.server import ClaimHandler, DeviceHealth, DraPluginServer
-from sriovkit.dra.slices import build_slices
+from sriovkit.dra.slices import VfFacts, build_slices
 from sriovkit.resources.config import ServedBy
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,8 @@ class DraDriver:
             self.refresh()
 
         self.manager.on_change = on_change
+        self.manager.pinned = self._pinned
+        self.manager.poll_once(elapsed=self.manager.settings.resync_interval)  # pools with the claims pinned
         self.refresh()
         self.server.start()
         if self.publisher is not None:
@@ -109,6 +113,14 @@ class DraDriver:
         for pool in pools.values():
             health.update(manager.pool_health(pool))
         devices = dra_devices(self.settings.node_name, snapshot, pools.values(), health, manager.settings.sysfs)
+        # a held VF is published as it was when prepared (a vfio-pci bind hides its RDMA device and
+        # interface; the slice must not change because a pod uses the VF)
+        held = self.preparer.held()
+        for key, dev in list(devices.items()):
+            record = held.get(dev.facts.pci_address)
+            if record is not None and isinstance(record.get("facts"), dict):
+                with contextlib.suppress(TypeError):
+                    devices[key] = dataclasses.replace(dev, facts=VfFacts(**record["facts"]))
         with self._lock:
             changed = devices != self._devices
             self._devices = devices
@@ -117,6 +129,9 @@ class DraDriver:
             self.server.health_changed()
             if self.publisher is not None:
                 self.publisher.trigger()
+
+    def _pinned(self) -> dict[str, str]:
+        return {pci: str(d.get("resource", "")) for pci, d in self.preparer.held().items()}
 
     def devices(self) -> Mapping[tuple[str, str], DraDevice]:
         with self._lock:

@@ -10,6 +10,7 @@ by name only when the default is not what it had.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -141,7 +142,8 @@ class ClaimPreparer:
         wanted = _wanted_driver(alloc.config.driver, current)
         cdi_ids = [f"{kind}={uid}-{alloc.device}"] + ([f"{kind}={uid}"] if first else [])
         return {"request": alloc.request, "pool": alloc.pool, "device": alloc.device, "pci": pci,
-                "resource": offered.resource.full_name, "original_driver": current,
+                "resource": offered.resource.full_name, "facts": dataclasses.asdict(offered.facts),
+                "original_driver": current,
                 "bound_driver": wanted if wanted != current else None,
                 "config": alloc.config.to_json(), "cdi_ids": cdi_ids,
                 "devinfo": str(self.settings.devinfo_dir / device_info_file_name(offered.resource, pci))}
@@ -185,6 +187,10 @@ class ClaimPreparer:
         return self.settings.cdi_dir / f"sriovkit-dra-{uid}.json"
 
     # -- unprepare --------------------------------------------------------------------------
+    def held(self) -> dict[str, Record]:
+        """PCI address -> its device record, for every VF a claim holds (prepared or being prepared)."""
+        return {d["pci"]: d for rec in self.checkpoint.claims().values() for d in rec.get("devices", [])}
+
     def unprepare(self, uid: str) -> bool:
         """Undo what prepare did; False when nothing was prepared for `uid` (already undone)."""
         with self._lock:

@@ -9,7 +9,7 @@ empty" without reading code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sriovkit.host.model import HostSnapshot, PciDevice
@@ -62,9 +62,14 @@ class PoolSet:
 
 
 def build_pools(
-    snapshot: HostSnapshot, resources: ResourceList, *, default_route_netdevs: Iterable[str] = ()
+    snapshot: HostSnapshot, resources: ResourceList, *, default_route_netdevs: Iterable[str] = (),
+    pinned: Mapping[str, str] | None = None,
 ) -> PoolSet:
+    """`pinned`: device ID -> the resource that holds it (a prepared DRA claim): it stays in that
+    pool whatever its selectors now say (its driver may have been rebound for the claim) and
+    joins no other."""
     routed = frozenset(default_route_netdevs)
+    pinned = pinned or {}
     taken: dict[str, str] = {}
     members: dict[str, list[Device]] = {r.full_name: [] for r in resources.resources}
     rejections: dict[str, list[tuple[str, Reason]]] = {}
@@ -77,7 +82,10 @@ def build_pools(
                 excluded[dev_id] = never
                 continue
             reason = _taken_reason(taken.get(dev_id))
-            if reason is None:
+            holder = pinned.get(dev_id)
+            if reason is None and holder is not None and holder != resource.full_name:
+                reason = Reason(_held_by, holder)
+            elif reason is None and holder is None:
                 reason = _rejected_by_all(resource, dev, snapshot.vhost_net)
             if reason is None:
                 taken[dev_id] = resource.full_name
@@ -113,6 +121,10 @@ def _never_offered(dev: Device, routed: frozenset[str]) -> str | None:
 
 def _taken_reason(pool: str | None) -> Reason | None:
     return None if pool is None else Reason(_already_in, pool)
+
+
+def _held_by(pool: str) -> str:
+    return f"held by a prepared DRA claim of {pool}"
 
 
 def _already_in(pool: str) -> str:

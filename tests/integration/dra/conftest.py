@@ -65,6 +65,9 @@ class DraNode:
     def state_dir(self) -> Path:
         return self.root / "state"
 
+    def write_config(self, resources: list[dict[str, Any]]) -> None:
+        (self.root / "config.json").write_text(json.dumps({"resourceList": resources}))
+
     def start_agent(self) -> DraDriver:
         """The agent's device plugin + DRA driver, as `sriovctl agent --dra` wires them."""
         manager = DevicePluginManager(DevicePluginSettings(

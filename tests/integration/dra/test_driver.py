@@ -170,3 +170,31 @@ def test_vfs_coming_and_going_update_the_slices(dra_node):
     dra_node.wait_published({POOL0: ["0000-11-00-2"]})
     dra_node.host.set_num_vfs(1, 2)
     dra_node.wait_published(ALL_DRA)
+
+
+def test_a_rebound_vf_stays_in_its_dra_pool_unchanged_and_joins_no_device_plugin_pool(dra_node):
+    # the DP resource after the DRA one takes vfio-pci VFs: a VF bound to vfio-pci for a claim
+    # must not become one of them, and its slice entry must not change while the pod has it
+    dra_node.write_config([
+        {"resourceName": "vfs", "servedBy": "dra", "selectors": {"drivers": ["iavf", "mlx5_core"]}},
+        {"resourceName": "dpdk", "selectors": {"drivers": ["vfio-pci"]}},
+    ])
+    driver = dra_node.start_agent()
+    dra_node.kubelet.wait_for_dra(DRIVER)
+    assert sorted(dra_node.kubelet.wait_for_devices("intel.com/dpdk", 1)) == ["0000:11:00.3"]
+    expected = {POOL0: ["0000-11-00-0", "0000-11-00-1", "0000-11-00-2"], POOL1: ["0000-13-00-0", "0000-13-00-1"]}
+    dra_node.wait_published(expected)
+    before = dra_node.slices()
+    ns, uid, name = dra_node.claim([("a", "0000-11-00-2"), ("b", "0000-13-00-0")],
+                                   [vf_config(driver="vfio-pci")])
+    assert dra_node.kubelet.prepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
+    manager = dra_node.running[-1][0]
+    manager.poll_once(elapsed=manager.settings.resync_interval)  # a full rediscovery
+    assert sorted(manager.pools()["intel.com/dpdk"].device_ids) == ["0000:11:00.3"]
+    assert sorted(dra_node.kubelet.resources()["intel.com/dpdk"]) == ["0000:11:00.3"]
+    assert driver.slices({}) and dra_node.published() == expected
+    assert dra_node.slices() == before  # same devices, attributes and generation
+    assert dra_node.kubelet.unprepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
+    manager.poll_once(elapsed=manager.settings.resync_interval)
+    assert sorted(manager.pools()["intel.com/dpdk"].device_ids) == ["0000:11:00.3"]
+    assert dra_node.slices() == before

@@ -51,3 +51,24 @@ def test_dp_and_dra_pools_never_share_a_vf(make_host):
     assert dra_ids == {"0000:11:00.3", "0000:13:00.0", "0000:13:00.1"}
     assert not (dp_ids & dra_ids) and not (held & dra_ids)
     assert list(dp) == ["intel.com/dp"]
+
+
+def test_a_pinned_device_stays_in_its_pool_and_joins_no_other(make_host):
+    host, snap = make_host({"name": "enp1s0f0", "numVfs": 3, "vfDrivers": {"0": "vfio-pci"}})
+    resources = parse_config({"resourceList": [
+        {"resourceName": "dra", "servedBy": "dra", "selectors": {"drivers": ["iavf"]}},
+        {"resourceName": "dpdk", "selectors": {"drivers": ["vfio-pci"]}},
+    ]})
+    plain = build_pools(snap, resources).as_ids()
+    assert plain == {"intel.com/dra": ["0000:11:00.1", "0000:11:00.2"], "intel.com/dpdk": ["0000:11:00.0"]}
+    # 11:00.0 was prepared for a DRA claim of intel.com/dra (and rebound): it stays there
+    pinned = build_pools(snap, resources, pinned={"0000:11:00.0": "intel.com/dra"})
+    assert pinned.as_ids() == {"intel.com/dra": ["0000:11:00.0", "0000:11:00.1", "0000:11:00.2"],
+                               "intel.com/dpdk": []}
+    (verdict,) = [v for v in pinned.verdicts if v.device_id == "0000:11:00.0"]
+    assert verdict.pool == "intel.com/dra"
+    # pinned to a resource no longer configured: in no pool at all
+    gone = build_pools(snap, resources, pinned={"0000:11:00.0": "intel.com/removed"})
+    assert gone.as_ids()["intel.com/dpdk"] == []
+    (verdict,) = [v for v in gone.verdicts if v.device_id == "0000:11:00.0"]
+    assert verdict.pool is None and "held by a prepared DRA claim of intel.com/removed" in str(verdict.rejections[0][1])

@@ -2,7 +2,8 @@
 
 One gRPC server serves, on ``<plugins dir>/<driver>/dra.sock``, ``DRAPlugin`` in both versions
 the kubelet speaks (v1 and v1beta1: same messages, different packages) and the health stream
-``DRAResourceHealth``; on ``<registry dir>/<driver>-reg.sock`` it serves ``Registration`` with
+``DRAResourceHealth`` (v1alpha1 for 1.34 kubelets, v1beta1 from 1.35); on
+``<registry dir>/<driver>-reg.sock`` it serves ``Registration`` with
 ``PluginInfo.type`` ``DRAPlugin``. Every claim of a request gets an answer, an error string for
 the claims that failed.
 """
@@ -29,6 +30,8 @@ from sriovkit.dra.prepare import PreparedDevice
 from sriovkit.kubeapi import dra_v1_pb2, dra_v1_pb2_grpc, dra_v1beta1_pb2, dra_v1beta1_pb2_grpc
 from sriovkit.kubeapi import drahealth_v1alpha1_pb2 as health_pb
 from sriovkit.kubeapi import drahealth_v1alpha1_pb2_grpc as health_grpc
+from sriovkit.kubeapi import drahealth_v1beta1_pb2 as health_beta_pb
+from sriovkit.kubeapi import drahealth_v1beta1_pb2_grpc as health_beta_grpc
 from sriovkit.kubeapi import pluginregistration_pb2 as reg_pb
 from sriovkit.kubeapi import pluginregistration_pb2_grpc as reg_grpc
 
@@ -115,6 +118,14 @@ class _V1beta1(_DraPluginService, dra_v1beta1_pb2_grpc.DRAPluginServicer):
     pass
 
 
+class _HealthV1beta1(health_beta_grpc.DRAResourceHealthServicer):
+    def __init__(self, server: DraPluginServer) -> None:
+        self.server = server
+
+    def NodeWatchResources(self, request: Any, context: Any) -> Iterator[Any]:
+        return self.server.watch_health(health_beta_pb, context)
+
+
 class DraPluginServer(health_grpc.DRAResourceHealthServicer, reg_grpc.RegistrationServicer):
     def __init__(self, driver: str, *, registry_dir: Path, plugins_dir: Path, handler: ClaimHandler,
                  health: Callable[[], list[DeviceHealth]]) -> None:
@@ -139,6 +150,7 @@ class DraPluginServer(health_grpc.DRAResourceHealthServicer, reg_grpc.Registrati
         dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(_V1(dra_v1_pb2, self.handler), server)
         dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(_V1beta1(dra_v1beta1_pb2, self.handler), server)
         health_grpc.add_DRAResourceHealthServicer_to_server(self, server)
+        health_beta_grpc.add_DRAResourceHealthServicer_to_server(_HealthV1beta1(self), server)
         server.add_insecure_port(f"unix:{self.socket_path}")
         reg_grpc.add_RegistrationServicer_to_server(self, server)
         server.add_insecure_port(f"unix:{self.registration_path}")
@@ -184,6 +196,11 @@ class DraPluginServer(health_grpc.DRAResourceHealthServicer, reg_grpc.Registrati
 
     def NodeWatchResources(self, request: health_pb.NodeWatchResourcesRequest,
                            context: Any) -> Iterator[health_pb.NodeWatchResourcesResponse]:
+        return self.watch_health(health_pb, context)
+
+    def watch_health(self, pb: ModuleType, context: Any) -> Iterator[Any]:
+        """Every device's health now, then again at each change, until the kubelet goes away.
+        `pb`: the health API version's message module (v1alpha1 or v1beta1)."""
         seen = -1
         last: list[DeviceHealth] | None = None
         while context.is_active():
@@ -199,8 +216,12 @@ class DraPluginServer(health_grpc.DRAResourceHealthServicer, reg_grpc.Registrati
                 continue
             last = current
             now = int(time.time())
-            yield health_pb.NodeWatchResourcesResponse(devices=[
-                health_pb.DeviceHealth(device=health_pb.DeviceIdentifier(pool_name=h.pool, device_name=h.device),
-                                       health=health_pb.HEALTHY if h.healthy else health_pb.UNHEALTHY,
-                                       last_updated_time=now)
-                for h in current])
+            yield pb.NodeWatchResourcesResponse(devices=[_device_health(pb, h, now) for h in current])
+
+
+def _device_health(pb: ModuleType, h: DeviceHealth, now: int) -> Any:
+    entry = pb.DeviceHealth(device=pb.DeviceIdentifier(pool_name=h.pool, device_name=h.device),
+                            health=pb.HEALTHY if h.healthy else pb.UNHEALTHY, last_updated_time=now)
+    if not h.healthy and "message" in pb.DeviceHealth.DESCRIPTOR.fields_by_name:
+        entry.message = "PF link down"
+    return entry

@@ -36,9 +36,16 @@ import grpc
 
 from sriovkit.deviceplugin.api import deviceplugin_pb2 as pb
 from sriovkit.deviceplugin.api import deviceplugin_pb2_grpc as pb_grpc
-from sriovkit.kubeapi import dra_v1_pb2, dra_v1_pb2_grpc, dra_v1beta1_pb2, dra_v1beta1_pb2_grpc
-from sriovkit.kubeapi import drahealth_v1alpha1_pb2 as health_pb
-from sriovkit.kubeapi import drahealth_v1alpha1_pb2_grpc as health_grpc
+from sriovkit.kubeapi import (
+    dra_v1_pb2,
+    dra_v1_pb2_grpc,
+    dra_v1beta1_pb2,
+    dra_v1beta1_pb2_grpc,
+    drahealth_v1alpha1_pb2,
+    drahealth_v1alpha1_pb2_grpc,
+    drahealth_v1beta1_pb2,
+    drahealth_v1beta1_pb2_grpc,
+)
 from sriovkit.kubeapi import pluginregistration_pb2 as reg_pb
 from sriovkit.kubeapi import pluginregistration_pb2_grpc as reg_grpc
 from sriovkit.kubeapi import podresources_pb2 as pr_pb
@@ -50,6 +57,11 @@ KUBELET_SOCKET = "kubelet.sock"
 SUPPORTED_VERSION = "v1beta1"
 DRA_PLUGIN_TYPE = "DRAPlugin"
 DRA_VERSIONS = ("v1.DRAPlugin", "v1beta1.DRAPlugin")  # the kubelet's preference order
+# health stream versions, newest first: a 1.35+ kubelet falls back to v1alpha1 when v1beta1 is unimplemented
+HEALTH_APIS: dict[str, tuple[Any, Any]] = {
+    "v1beta1": (drahealth_v1beta1_pb2, drahealth_v1beta1_pb2_grpc),
+    "v1alpha1": (drahealth_v1alpha1_pb2, drahealth_v1alpha1_pb2_grpc),
+}
 _RPC_TIMEOUT = 5.0
 
 
@@ -136,8 +148,11 @@ class PluginEndpoint:
 class DraEndpoint:
     """A registered DRA driver: its DRAPlugin stub in the chosen version and its health stream."""
 
-    def __init__(self, driver: str, socket_path: str, version: str, on_update: Callable[[str], None]) -> None:
+    def __init__(self, driver: str, socket_path: str, version: str, on_update: Callable[[str], None], *,
+                 health_apis: tuple[str, ...] = tuple(HEALTH_APIS)) -> None:
         self.driver = driver
+        self.health_apis = health_apis
+        self.health_api: str | None = None  # the version the stream is open on
         self.socket_path = socket_path
         self.version = version
         self.pb: Any = dra_v1_pb2 if version == "v1.DRAPlugin" else dra_v1beta1_pb2
@@ -154,17 +169,24 @@ class DraEndpoint:
         self._thread.start()
 
     def _watch_health(self) -> None:
-        try:
-            self._stream = health_grpc.DRAResourceHealthStub(self._channel).NodeWatchResources(
-                health_pb.NodeWatchResourcesRequest())
-            for response in self._stream:
-                self.health = {(d.device.pool_name, d.device.device_name): health_pb.HealthStatus.Name(d.health)
-                               for d in response.devices}
-                self.health_updates += 1
-                self._on_update(self.driver)
-        except grpc.RpcError as exc:
-            if exc.code() not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNIMPLEMENTED):
-                log.info("DRA health stream ended driver=%s: %s", self.driver, exc.code())
+        for version in self.health_apis:
+            pb, grpc_mod = HEALTH_APIS[version]
+            try:
+                self._stream = grpc_mod.DRAResourceHealthStub(self._channel).NodeWatchResources(
+                    pb.NodeWatchResourcesRequest())
+                for response in self._stream:
+                    self.health_api = version
+                    self.health = {(d.device.pool_name, d.device.device_name): pb.HealthStatus.Name(d.health)
+                                   for d in response.devices}
+                    self.health_updates += 1
+                    self._on_update(self.driver)
+                return
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    continue  # an older driver: try the previous version
+                if exc.code() != grpc.StatusCode.CANCELLED:
+                    log.info("DRA health stream ended driver=%s: %s", self.driver, exc.code())
+                return
 
     def close(self) -> None:
         if self._stream is not None:
@@ -177,7 +199,9 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
     """The simulator. Construction stores paths; `start()` creates the sockets."""
 
     def __init__(self, device_plugin_dir: str | Path, *, pod_resources_socket: str | Path | None = None,
-                 plugins_registry_dir: str | Path | None = None, watch_interval: float = 0.1) -> None:
+                 plugins_registry_dir: str | Path | None = None, watch_interval: float = 0.1,
+                 dra_health_apis: tuple[str, ...] = tuple(HEALTH_APIS)) -> None:
+        self.dra_health_apis = dra_health_apis
         self.device_plugin_dir = Path(device_plugin_dir)
         self.pod_resources_socket = Path(pod_resources_socket) if pod_resources_socket else None
         self.plugins_registry_dir = Path(plugins_registry_dir) if plugins_registry_dir else None
@@ -326,7 +350,8 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
 
     def _connect_dra(self, info: reg_pb.PluginInfo, path: str) -> None:
         version = next(v for v in DRA_VERSIONS if v in info.supported_versions)
-        endpoint = DraEndpoint(info.name, info.endpoint or path, version, self._notify)
+        endpoint = DraEndpoint(info.name, info.endpoint or path, version, self._notify,
+                               health_apis=self.dra_health_apis)
         with self._cond:
             old = self.dra_drivers.pop(info.name, None)
             self.dra_drivers[info.name] = endpoint

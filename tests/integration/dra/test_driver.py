@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from sriovkit.deviceplugin.health import set_operstate
 from sriovkit.host.discover import discover_device
 from tests.integration.dra.conftest import DRIVER, MLX_VF0, NODE_NAME, PF0_VF2, DraNode, vf_config
@@ -145,14 +147,17 @@ def test_agent_restart_between_prepare_and_unprepare_loses_nothing_and_double_us
     assert not (dra_node.cdi_dir / f"sriovkit-dra-{uid}.json").exists()
 
 
-def test_pf_link_down_is_unhealthy_through_the_health_stream_and_withdrawn_from_the_slice(dra_node):
+@pytest.mark.parametrize("health_api", ["v1beta1", "v1alpha1"])
+def test_pf_link_down_is_unhealthy_through_the_health_stream_and_withdrawn_from_the_slice(dra_node, health_api):
+    dra_node.kubelet.dra_health_apis = (health_api,)  # a 1.35+ kubelet, or a 1.34 one
     dra_node.start_agent()
-    dra_node.kubelet.wait_for_dra(DRIVER)
+    endpoint = dra_node.kubelet.wait_for_dra(DRIVER)
     dra_node.wait_published(ALL_DRA)
     mlx = [(POOL1, "0000-13-00-0"), (POOL1, "0000-13-00-1")]
     dra_node.kubelet.wait_for_dra_health(DRIVER, lambda h: all(h.get(d) == "HEALTHY" for d in mlx))
     set_operstate(dra_node.sysfs, "enp1s0f1", "down")
     health = dra_node.kubelet.wait_for_dra_health(DRIVER, lambda h: all(h.get(d) == "UNHEALTHY" for d in mlx))
+    assert endpoint.health_api == health_api
     assert health[(POOL0, "0000-11-00-2")] == "HEALTHY"
     dra_node.wait_published({POOL0: ["0000-11-00-2"], POOL1: []})
     set_operstate(dra_node.sysfs, "enp1s0f1", "up")

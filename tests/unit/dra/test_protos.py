@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sriovkit.kubeapi import dra_v1_pb2, dra_v1beta1_pb2, drahealth_v1alpha1_pb2
+from sriovkit.kubeapi import dra_v1_pb2, dra_v1beta1_pb2, drahealth_v1alpha1_pb2, drahealth_v1beta1_pb2
 
 
 @pytest.mark.parametrize(("module", "package"), [
@@ -37,3 +37,11 @@ def test_health_stream_is_the_kubelets():
         device=drahealth_v1alpha1_pb2.DeviceIdentifier(pool_name="p", device_name="d"),
         health=drahealth_v1alpha1_pb2.HEALTHY, last_updated_time=7)
     assert health.SerializeToString() == b"\x0a\x06\x0a\x01p\x12\x01d\x10\x01\x18\x07"
+
+
+def test_health_v1beta1_is_the_kubelets():
+    service = drahealth_v1beta1_pb2.DESCRIPTOR.services_by_name["DRAResourceHealth"]
+    assert service.full_name == "v1beta1.DRAResourceHealth"
+    fields = drahealth_v1beta1_pb2.DeviceHealth.DESCRIPTOR.fields_by_name
+    assert {n: f.number for n, f in fields.items()} == {
+        "device": 1, "health": 2, "last_updated_time": 3, "health_check_timeout_seconds": 4, "message": 5}

@@ -1,5 +1,5 @@
 """Regenerate the Python modules for the kubelet's gRPC APIs (device plugin, podresources, plugin
-registration, DRA plugin v1/v1beta1 and DRA health v1alpha1; and the CRI subset) from the .proto files.
+registration, DRA plugin v1/v1beta1 and DRA health v1alpha1/v1beta1; and the CRI subset) from the .proto files.
 
 Run from a checkout with the pinned grpcio-tools installed:
 
@@ -26,6 +26,7 @@ PROTOS = (
     "sriovkit/kubeapi/dra_v1.proto",
     "sriovkit/kubeapi/dra_v1beta1.proto",
     "sriovkit/kubeapi/drahealth_v1alpha1.proto",
+    "sriovkit/kubeapi/drahealth_v1beta1.proto",
 )
 
 

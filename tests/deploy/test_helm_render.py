@@ -70,7 +70,8 @@ def test_values_merge_and_set() -> None:
 def test_every_template_renders_to_yaml_objects() -> None:
     templates = {p.name for p in (CHART / "templates").glob("*.yaml")}
     rendered = {name.rsplit("/", 1)[1] for name, _ in render_chart(CHART, sets=(
-        "networkAttachmentDefinitions.create=true", "hotplug.enabled=true", "dra.enabled=true"))}
+        "networkAttachmentDefinitions.create=true", "hotplug.enabled=true", "dra.enabled=true",
+        "injector.enabled=true"))}
     assert rendered == templates
 
 

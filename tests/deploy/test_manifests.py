@@ -34,6 +34,7 @@ def test_rendered_chart_validates(all_on: bool) -> None:
     kinds = sorted(o["kind"] for o in objects)
     expected = ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "ServiceAccount"]  # RBAC: Events
     on = ["NetworkAttachmentDefinition", "DeviceClass"]  # example NADs, DRA DeviceClasses
+    on += ["Deployment", "MutatingWebhookConfiguration", "Service"]  # the resource injector
     assert sorted(set(kinds)) == sorted(expected + (on if all_on else []))
 
 

@@ -36,28 +36,22 @@ def node_event_body(node: str, event_type: str, reason: str, message: str) -> di
     }
 
 
-class NodeEvents:
-    """An agent component: `post()` queues, a thread creates the Events. `create` is given the body
-    (for tests); by default the `kubernetes` client built from `kubeconfig` (None: in-cluster)."""
+class EventQueue:
+    """A component: `submit(body)` queues an Event, a thread creates it with `create(body)`."""
 
-    def __init__(self, node: str, *, kubeconfig: str | None = None,
-                 create: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.node = node
-        self._kubeconfig = kubeconfig
+    def __init__(self, create: Callable[[dict[str, Any]], None]) -> None:
         self._create = create
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=_QUEUE_MAX)
         self._thread: threading.Thread | None = None
 
-    def post(self, event_type: str, reason: str, message: str) -> None:
+    def submit(self, body: dict[str, Any]) -> None:
         try:
-            self._queue.put_nowait(node_event_body(self.node, event_type, reason, message))
+            self._queue.put_nowait(body)
         except queue.Full:  # the API server is away for long: the log has it
-            log.warning("event dropped (queue full) reason=%s", reason)
+            log.warning("event dropped (queue full) reason=%s", body.get("reason"))
 
     def start(self) -> None:
-        if self._create is None:
-            self._create = client_create(self._kubeconfig)
-        self._thread = threading.Thread(target=self._run, name="node-events", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -66,16 +60,29 @@ class NodeEvents:
             self._thread.join(timeout=_REQUEST_TIMEOUT_S + 2)
 
     def _run(self) -> None:
-        assert self._create is not None
         while (body := self._queue.get()) is not None:
             try:
                 self._create(body)
             except Exception as exc:  # the API may refuse us (RBAC) or be away: say so, go on
-                log.warning("cannot post Event reason=%s on node %s: %s: %s", body["reason"], self.node,
-                            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                log.warning("cannot post Event reason=%s about %s: %s: %s", body.get("reason"),
+                            (body.get("involvedObject") or {}).get("name"), type(exc).__name__, first)
+
+
+class NodeEvents(EventQueue):
+    """Events about this node; `create` as `client_create` makes it."""
+
+    def __init__(self, node: str, *, create: Callable[[dict[str, Any]], None]) -> None:
+        super().__init__(create)
+        self.node = node
+
+    def post(self, event_type: str, reason: str, message: str) -> None:
+        self.submit(node_event_body(self.node, event_type, reason, message))
 
 
 def client_create(kubeconfig: str | None) -> Callable[[dict[str, Any]], None]:
+    """Creates an Event (in its own namespace) through the `kubernetes` client; raises the client's
+    configuration errors now, not at the first Event."""
     from kubernetes import client
 
     from sriovkit.hotplug.kube import api_client
@@ -83,6 +90,6 @@ def client_create(kubeconfig: str | None) -> Callable[[dict[str, Any]], None]:
     core = client.CoreV1Api(api_client(kubeconfig))
 
     def create(body: dict[str, Any]) -> None:
-        core.create_namespaced_event(NODE_EVENT_NAMESPACE, body, _request_timeout=_REQUEST_TIMEOUT_S)
+        core.create_namespaced_event(body["metadata"]["namespace"], body, _request_timeout=_REQUEST_TIMEOUT_S)
 
     return create

@@ -2,12 +2,13 @@
 
 The one fake in these tests (there is no API server on this machine): list and
 watch of pods (with `fieldSelector=spec.nodeName=...`) and of
-NetworkAttachmentDefinitions, with resourceVersions, `limit`/`continue` chunks,
-chunked watch streams, BOOKMARKs and `410 Expired` once history is compacted;
-JSON merge and strategic merge patches of pods; Event creation. For the DRA
-driver: resource.k8s.io/v1 ResourceSlices (list by `spec.nodeName` and
-`spec.driver`, create, replace with resourceVersion conflicts, delete) and
-ResourceClaims (get). Both talk to it through the real `kubernetes` client.
+NetworkAttachmentDefinitions (and get of one NAD, as the resource injector reads
+it), with resourceVersions, `limit`/`continue` chunks, chunked watch streams,
+BOOKMARKs and `410 Expired` once history is compacted; JSON merge and strategic
+merge patches of pods; Event creation. For the DRA driver: resource.k8s.io/v1
+ResourceSlices (list by `spec.nodeName` and `spec.driver`, create, replace with
+resourceVersion conflicts, delete) and ResourceClaims (get). Both talk to it
+through the real `kubernetes` client.
 """
 
 from __future__ import annotations
@@ -254,6 +255,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, self.fake.get(CLAIMS, parts[4], parts[6]))
             except KeyError:
                 self._status(404, "NotFound", f'resourceclaims.resource.k8s.io "{parts[6]}" not found')
+        elif len(parts) == 7 and parts[:4] == ["apis", "k8s.cni.cncf.io", "v1", "namespaces"] and parts[5] == NADS:
+            try:
+                self._send(200, self.fake.get(NADS, parts[4], parts[6]))
+            except KeyError:
+                self._status(404, "NotFound", f'{NADS}.k8s.cni.cncf.io "{parts[6]}" not found')
         else:
             self._status(404, "NotFound", f"the fake API does not serve {path}")
 

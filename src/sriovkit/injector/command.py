@@ -1,0 +1,108 @@
+"""`sriovctl injector`: the resource injector (a mutating admission webhook) until SIGTERM.
+
+Flags follow network-resources-injector's (`-port`, `-bind-address`, `-tls-cert-file`,
+`-tls-private-key-file`, `-honor-resources`, `-network-resource-name-keys`), as double-dash flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sriovkit.injector.review import EventSink
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("injector", help="run the resource injector: a mutating admission webhook adding the "
+                       "device requests of the networks a pod names")
+    p.add_argument("--tls-cert-file", required=True, help="the server certificate (PEM; reloaded on change)")
+    p.add_argument("--tls-private-key-file", "--tls-key-file", dest="tls_key_file", required=True,
+                   help="its private key (PEM)")
+    p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on")
+    p.add_argument("--port", type=int, default=8443, help="HTTPS port (POST /mutate; GET /healthz)")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: the pod's service account, in-cluster)")
+    p.add_argument("--honor-resources", action="store_true",
+                   help="add the networks' devices to what the first container already requests, instead of "
+                   "leaving a resource the pod requests as it is")
+    p.add_argument("--network-resource-name-keys", default="k8s.v1.cni.cncf.io/resourceName",
+                   help="NAD annotations naming the resource, ','-separated")
+    p.add_argument("--no-events", action="store_true", help="do not post Events (the log still says it)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=_injector)
+
+
+def _injector(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import ssl
+    import threading
+    from pathlib import Path
+
+    from sriovkit.errors import UserError
+    from sriovkit.injector.review import Reviewer
+    from sriovkit.injector.server import ReloadingTls, WebhookServer
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    problems = []
+    if not 0 < args.port < 65536:
+        problems.append(f"--port {args.port}: must be 1-65535")
+    keys = [k.strip() for k in args.network_resource_name_keys.split(",") if k.strip()]
+    if not keys:
+        problems.append("--network-resource-name-keys: give at least one annotation key")
+    for flag, path in (("--tls-cert-file", args.tls_cert_file), ("--tls-private-key-file", args.tls_key_file)):
+        if not Path(path).is_file():
+            problems.append(f"{flag} {path}: no such file")
+    if problems:
+        raise UserError(problems)
+    try:
+        tls = ReloadingTls(Path(args.tls_cert_file), Path(args.tls_key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(f"--tls-cert-file {args.tls_cert_file} / --tls-private-key-file {args.tls_key_file}: "
+                        f"cannot load: {exc}") from None
+    lookup, events, queue = _api(args)
+    reviewer = Reviewer(lookup, events=events, honor_existing=args.honor_resources, resource_name_keys=keys)
+    server = WebhookServer(f"{args.bind_address}:{args.port}", tls, reviewer)
+    stop = threading.Event()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda *_: stop.set())
+    if queue is not None:
+        queue.start()
+    try:
+        server.start()
+    except OSError as exc:
+        raise UserError(f"--bind-address {args.bind_address} --port {args.port}: cannot listen: "
+                        f"{exc.strerror or exc}") from None
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        server.stop()
+        if queue is not None:
+            queue.stop()
+    return 0
+
+
+def _api(args: argparse.Namespace) -> tuple[object, EventSink | None, object | None]:
+    from sriovkit.agent.events import EventQueue
+    from sriovkit.errors import UserError
+    from sriovkit.hotplug.kube import api_client
+    from sriovkit.injector.kube import NadReader, pod_event_body
+
+    try:
+        client = api_client(args.kubeconfig)
+    except Exception as exc:  # the client's config errors have no common base class
+        raise UserError(f"--kubeconfig {args.kubeconfig or '(in-cluster)'}: {exc}") from None
+    lookup = NadReader(client)
+    if args.no_events:
+        return lookup, None, None
+    from kubernetes import client as k8s
+
+    core = k8s.CoreV1Api(client)
+    queue = EventQueue(lambda body: core.create_namespaced_event(body["metadata"]["namespace"], body,
+                                                                 _request_timeout=10))
+
+    def sink(pod: dict, namespace: str, reason: str, message: str) -> None:  # type: ignore[type-arg]
+        queue.submit(pod_event_body(pod, namespace, reason, message))
+
+    return lookup, sink, queue

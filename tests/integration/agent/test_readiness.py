@@ -198,6 +198,7 @@ def test_unready_when_the_cni_socket_is_removed(agent: Agent) -> None:
 def test_metrics_carry_process_build_and_cni_error_series_without_created(agent: Agent) -> None:
     from sriovkit.shim.client import call_agent
 
+    assert _until(agent.ready)  # the CNI socket too
     reply, code = call_agent(str(agent.root / "run" / "cni.sock"),
                              {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "net1",
                               "CNI_NETNS": "/proc/self/ns/net", "CNI_ARGS": "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p"},

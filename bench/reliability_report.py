@@ -47,6 +47,7 @@ def plan(full: bool, race_cycles: int | None) -> list[tuple[str, Scenario]]:
         ("fuzz", lambda t: scenarios.fuzz_cni(t, 2000 if full else 300)),
         ("no-shell", lambda t: scenarios.no_shell_in_product()),
         ("modes", scenarios.modes),
+        ("dp-edges", scenarios.device_plugin_edges),
     ]
 
 

@@ -246,7 +246,7 @@ class DevicePluginManager:
 
     def _check_sockets(self) -> None:
         for server in self.servers.values():
-            if not server.socket_path.exists():
+            if not server.serving_at_its_path():
                 log.warning("socket removed, serving again resource=%s socket=%s", server.name, server.socket_path)
                 server.restart()
 

@@ -8,7 +8,6 @@ and does the socket and registration I/O.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -16,11 +15,12 @@ from collections.abc import Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 
-from sriovkit.deviceplugin import files
+from sriovkit import unixsocket
+from sriovkit.deviceplugin import files, requests
 from sriovkit.deviceplugin.api import deviceplugin_pb2 as pb
 from sriovkit.deviceplugin.api import deviceplugin_pb2_grpc as pb_grpc
 from sriovkit.deviceplugin.health import HEALTHY, UNHEALTHY
@@ -42,7 +42,9 @@ API_VERSION = "v1beta1"
 KUBELET_SOCKET = "kubelet.sock"
 DEVICE_PLUGIN_TYPE = "DevicePlugin"
 _REGISTER_TIMEOUT = 5.0
-_STREAM_WAKEUP = 0.5  # how often an idle ListAndWatch checks that its client is still there
+_STREAM_WAKEUP = 0.5
+# A kubelet request names at most a node's devices; 4 MiB (gRPC's default) is far more than that
+MAX_REQUEST_BYTES = 4 * 1024 * 1024  # how often an idle ListAndWatch checks that its client is still there
 
 
 class UnknownDeviceError(ValueError):
@@ -80,6 +82,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         self._version = 0
         self._stopping = False
         self._grpc: grpc.Server | None = None
+        self._socket_identity: unixsocket.SocketIdentity | None = None
         self._pool = pool
         self._health = dict(health)
         self._payloads: dict[str, DevicePayload] = {}
@@ -152,25 +155,38 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
         self.socket_dir.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dp"))
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dp"),
+                             options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)])
         pb_grpc.add_DevicePluginServicer_to_server(self, server)
         if self.watcher_mode:
             reg_grpc.add_RegistrationServicer_to_server(self, server)
-        try:
-            server.add_insecure_port(f"unix:{self.socket_path}")
-        except RuntimeError as exc:  # grpc's way to say bind failed (e.g. a path over 107 bytes)
-            raise OSError(f"cannot listen on {self.socket_path}: {exc}") from None
+
+        def listen(path: Path) -> None:
+            try:
+                server.add_insecure_port(f"unix:{path}")
+            except RuntimeError as exc:  # grpc's way to say bind failed (e.g. a path over 107 bytes)
+                raise OSError(f"cannot listen on {self.socket_path}: {exc}") from None
+            server.start()
+
         with self._cond:
             self._stopping = False
-        server.start()
+        try:
+            self._socket_identity = unixsocket.serve_at(self.socket_path, listen,
+                                                        f"device plugin socket of {self.name}")
+        except BaseException:
+            server.stop(0)
+            raise
         self._grpc = server
         self.registered_with = None
         self.watcher_registered = False
         self._write_files()
         log.info("device plugin serving resource=%s socket=%s devices=%d", self.name, self.socket_path,
                  len(self._devices))
+
+    def serving_at_its_path(self) -> bool:
+        """Whether the socket file at our path is still the one we placed (a kubelet restart
+        removes it)."""
+        return unixsocket.SocketIdentity.of(self.socket_path) == self._socket_identity
 
     def stop(self, *, remove_files: bool = True) -> None:
         with self._cond:
@@ -179,8 +195,8 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         if self._grpc is not None:
             self._grpc.stop(grace=0.5).wait(2)
             self._grpc = None
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
+        unixsocket.remove_if_ours(self.socket_path, self._socket_identity)  # never another agent's socket
+        self._socket_identity = None
         if remove_files:
             files.remove_device_info(self.out.devinfo_dir, self._pool.config)
             if self.out.cdi_dir is not None:
@@ -239,24 +255,35 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
     def GetPreferredAllocation(self, request: pb.PreferredAllocationRequest,
                                context: Any) -> pb.PreferredAllocationResponse:
         with self._cond:
+            known = set(self._devices)
             placements = {i: _placement(d) for i, d in self._devices.items() if self._health.get(i, True)}
             policy = self._pool.config.allocate_policy
-        responses = [
-            pb.ContainerPreferredAllocationResponse(deviceIDs=preferred_allocation(
-                list(req.available_deviceIDs), list(req.must_include_deviceIDs), req.allocation_size,
-                placements, policy))
-            for req in request.container_requests
-        ]
+        responses = []
+        for n, req in enumerate(request.container_requests):
+            available, must_include = list(req.available_deviceIDs), list(req.must_include_deviceIDs)
+            try:
+                requests.check_preferred(available, must_include, req.allocation_size, known, self.name, n)
+            except requests.DeviceRequestError as exc:
+                self._refuse(context, "preferred allocation", exc)
+            responses.append(pb.ContainerPreferredAllocationResponse(deviceIDs=preferred_allocation(
+                available, must_include, req.allocation_size, placements, policy)))
         return pb.PreferredAllocationResponse(container_responses=responses)
 
     def Allocate(self, request: pb.AllocateRequest, context: Any) -> pb.AllocateResponse:
+        containers = [list(req.devices_ids) for req in request.container_requests]
         try:
-            answers = [self.allocate(list(req.devices_ids)) for req in request.container_requests]
-        except UnknownDeviceError as exc:
-            log.warning("allocate refused resource=%s: %s", self.name, exc)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            raise  # abort raises; this keeps type checkers and readers honest
+            with self._cond:
+                known = set(self._devices)
+            requests.check_allocate(containers, known, self.name)
+            answers = [self.allocate(ids) for ids in containers]
+        except (UnknownDeviceError, requests.DeviceRequestError) as exc:
+            self._refuse(context, "allocate", exc)
         return pb.AllocateResponse(container_responses=[_to_message(a) for a in answers])
+
+    def _refuse(self, context: Any, what: str, exc: Exception) -> NoReturn:
+        log.warning("%s refused resource=%s: %s", what, self.name, exc)
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        raise exc  # abort raises; this keeps type checkers and readers honest
 
     def allocate(self, ids: Sequence[str]) -> ContainerAllocation:
         with self._cond:
@@ -272,9 +299,9 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
     def _payload_for(self, dev_id: str) -> DevicePayload:
         payload = self._payload(dev_id)
         if payload is None:
-            raise UnknownDeviceError(f"device {dev_id} is not in resource {self.name}")
+            raise UnknownDeviceError(f"device {requests.shown(dev_id)} is not in resource {self.name}")
         if not self._health.get(dev_id, True):
-            raise UnknownDeviceError(f"device {dev_id} of resource {self.name} is unhealthy")
+            raise UnknownDeviceError(f"device {requests.shown(dev_id)} of resource {self.name} is unhealthy")
         return payload
 
     def PreStartContainer(self, request: pb.PreStartContainerRequest,

@@ -12,6 +12,7 @@ from tests.reliability.scenarios.crash import (
     crash_del_at_every_step,
     kill_while_saving,
 )
+from tests.reliability.scenarios.deviceplugin_requests import device_plugin_edges
 from tests.reliability.scenarios.exposure import modes, no_shell_in_product, shell_uses
 from tests.reliability.scenarios.hostile import fuzz_cni
 from tests.reliability.scenarios.races import late_del_of_an_old_pod, races, same_vf_at_once
@@ -30,7 +31,8 @@ from tests.reliability.scenarios.rig import (
 
 __all__ = [
     "KILLED", "PLUGIN", "REPORTED", "Outcome", "agent_restart_with_pods", "crash_add_at_every_step",
-    "crash_agent_at_every_step", "crash_agent_in_del", "crash_del_at_every_step", "execute", "fuzz_cni",
+    "crash_agent_at_every_step", "crash_agent_in_del", "crash_del_at_every_step", "device_plugin_edges", "execute",
+    "fuzz_cni",
     "is_spec_error", "kill_while_saving", "kubelet_restart", "late_del_of_an_old_pod", "leak_report", "modes",
     "no_shell_in_product", "process_env", "races", "same_vf_at_once", "shell_uses", "shim_for",
 ]

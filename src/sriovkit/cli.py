@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-file", required=True, help="the device plugin's config.json")
     p.add_argument("--resource-prefix", default="intel.com", help="prefix for resources without one")
     p.add_argument("--explain", action="store_true", help="say for every device which pool took it, or why none")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse what upstream ignores (unknown fields, selectors that match nothing): for CI linting")
     _host_root_arg(p)
     _output_arg(p)
     p.set_defaults(func=_lazy("sriovkit.commands.inventory", "cmd_pools"))

@@ -5,9 +5,11 @@ A block's info string is a language and tags: ```json config.json```. Tags the t
 - ``yaml sim-host``: a simulated node spec (`sriovctl sim create --spec`); later examples in the
   same document run on the most recent one;
 - ``json config.json``: a device plugin config, followed by its expectation, the next fenced block:
-  ``json pools`` (exactly what `sriovctl pools -o json` prints, as JSON) or ``text errors`` (the
-  lines `sriovctl pools` prints, without the `sriovctl: ` prefix, exit status 2); optionally then
-  ``text explain``: exactly what `sriovctl pools --explain` prints;
+  ``json pools`` (exactly what `sriovctl pools -o json` prints, as JSON), ``text errors`` (the
+  lines `sriovctl pools` prints, without the `sriovctl: ` prefix, exit status 2; ``text errors
+  strict``: those of `sriovctl pools --strict`) or ``text warnings`` (the warnings `sriovctl pools`
+  prints, without the `sriovctl: warning: ` prefix, exit status 0); optionally then ``text explain``
+  (exactly what `sriovctl pools --explain` prints) or, after warnings, ``json pools``;
 - ``json netconf``: a sriov CNI config that sriovkit's CNI accepts;
 - ``yaml nad``: a NetworkAttachmentDefinition that validates;
 - ``yaml policy``: a node policy that `sriovctl provision --dry-run` accepts on the current host;
@@ -76,7 +78,8 @@ def config_examples() -> list[ConfigExample]:
                 host = block
             elif "config.json" in block.tags:
                 following = blocks[i + 1] if i + 1 < len(blocks) else block
-                after = blocks[i + 2] if i + 2 < len(blocks) and "explain" in blocks[i + 2].tags else None
+                after = blocks[i + 2] if i + 2 < len(blocks) and {"explain", "pools"} & set(blocks[i + 2].tags) \
+                    else None
                 examples.append(ConfigExample(block, following, host, after))
     return examples
 

@@ -65,16 +65,26 @@ def test_config_example_gives_the_documented_pools(example: ConfigExample, tmp_p
                                     "-o", "json"], capsys)
         assert (code, err) == (0, ""), f"{example.config.where}: {err}"
         assert json.loads(out) == json.loads(expect.text), f"{example.config.where}: pools differ from {expect.where}"
-        if example.explain is not None:
+        if example.explain is not None and "explain" in example.explain.tags:
             code, out, err = _sriovctl(["pools", "--host-root", str(host), "--config-file", "config.json",
                                         "--explain"], capsys)
             assert (code, out.rstrip("\n")) == (0, example.explain.text.rstrip("\n")), example.explain.where
     elif "errors" in expect.tags:
-        code, out, err = _sriovctl(["pools", "--host-root", str(host), "--config-file", "config.json"], capsys)
+        strict = ["--strict"] if "strict" in expect.tags else []
+        code, out, err = _sriovctl(["pools", "--host-root", str(host), "--config-file", "config.json", *strict],
+                                   capsys)
         assert code == 2
         assert [line.removeprefix("sriovctl: ") for line in err.splitlines()] == expect.text.splitlines()
+    elif "warnings" in expect.tags:
+        code, out, err = _sriovctl(["pools", "--host-root", str(host), "--config-file", "config.json",
+                                    "-o", "json"], capsys)
+        assert code == 0, f"{example.config.where}: {err}"
+        assert [line.removeprefix("sriovctl: warning: ") for line in err.splitlines()] == expect.text.splitlines()
+        if example.explain is not None and "pools" in example.explain.tags:
+            assert json.loads(out) == json.loads(example.explain.text), example.explain.where
     else:
-        pytest.fail(f"{example.config.where}: the next block must be ```json pools``` or ```text errors```")
+        pytest.fail(f"{example.config.where}: the next block must be ```json pools```, ```text errors``` or "
+                    "```text warnings```")
 
 
 @pytest.mark.parametrize("block", tagged("netconf"), ids=_ids(tagged("netconf")))

@@ -109,14 +109,50 @@ def run_cli(*args):
 def test_bad_config_exits_2_with_one_line_per_problem_and_no_traceback(host, tmp_path):
     cfg = write_config(tmp_path, {"resourceList": [{"resourceName": "a", "selectors": {"pfNames": ["eth0#5-2"],
                                                                                      "vendors": "8086"}}]})
-    proc = run_cli("pools", "--config-file", cfg, "--host-root", str(host))
+    proc = run_cli("pools", "--config-file", cfg, "--host-root", str(host), "--strict")
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [
-        f"sriovctl: {cfg}: resourceList[0].selectors.pfNames[0]: VF range '5-2' ends before it starts "
-        "(value: \"eth0#5-2\")",
         f"sriovctl: {cfg}: resourceList[0].selectors.vendors: must be a list of strings (value: \"8086\")",
     ]
+    bad = write_config(tmp_path, {"resourceList": [{"resourceName": "a.b"}, {"resourceName": "c", "deviceType": 1}]})
+    proc = run_cli("pools", "--config-file", bad, "--host-root", str(host))
+    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"sriovctl: {bad}: resourceList[1].deviceType: must be a string (value: 1)",
+    ]
+
+
+def test_what_upstream_ignores_is_a_warning_and_strict_refuses_it(host, tmp_path):
+    cfg = write_config(tmp_path, {"ResourceList": [
+        {"ResourceName": "a", "Selectors": {"Vendors": ["8086"], "pfNames": ["eth0#5-2"], "colour": "red"}},
+        {"resourceName": "b", "selectors": {"vendors": "8086"}}]})
+    proc = run_cli("pools", "--config-file", cfg, "--host-root", str(host), "--output", "json")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert list(json.loads(proc.stdout)) == ["intel.com/a"]
+    assert proc.stderr.splitlines() == [
+        f"sriovctl: warning: {cfg}: resourceList[0].Selectors.colour: unknown selector: ignored, as upstream ignores "
+        "it (value: \"red\")",
+        f"sriovctl: warning: {cfg}: resourceList[0].Selectors.pfNames[0]: VF range '5-2' ends before it starts: "
+        "matches no device, as upstream matches none (value: \"eth0#5-2\")",
+        f"sriovctl: warning: {cfg}: resourceList[1].selectors.vendors: must be a list of strings: resource skipped, "
+        "as upstream skips it (value: \"8086\")",
+    ]
+    strict = run_cli("pools", "--config-file", cfg, "--host-root", str(host), "--strict")
+    assert strict.returncode == 2 and strict.stdout == "" and len(strict.stderr.splitlines()) == 3
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{}", b'{"resourceList": [{"resourceName": "\xff"}]}',
+                                     b"[" * 5000 + b"]" * 5000, b'{"a":' * 2000 + b"1" + b"}" * 2000,
+                                     b'{"resourceList": [{"resourceName": "a", "excludeTopology": NaN}]}',
+                                     b"\x00", b""])
+def test_a_config_that_cannot_be_read_is_one_line_and_exit_2(host, tmp_path, content):
+    cfg = tmp_path / "config.json"
+    cfg.write_bytes(content)
+    proc = run_cli("pools", "--config-file", str(cfg), "--host-root", str(host))
+    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"sriovctl: {cfg}: "), lines
 
 
 def test_missing_host_root_is_a_clear_error(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +50,8 @@ def answered_code(stdout: bytes) -> int | None:
 
 def agent_cni_context(host_root: str | Path, *, state_dir: str = DEFAULT_STATE_DIR,
                       lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
-                      fault_hook: FaultHook | None = None) -> CniContext:
+                      fault_hook: FaultHook | None = None,
+                      on_config_warnings: Callable[[str, int], None] | None = None) -> CniContext:
     """The context every CNI call through this agent uses: one netlink implementation, kept warm.
 
     `fault_hook` is for reliability tests only and is dropped unless `host_root` is a simulated
@@ -59,4 +60,4 @@ def agent_cni_context(host_root: str | Path, *, state_dir: str = DEFAULT_STATE_D
 
     sysfs = Sysfs(Path(host_root))
     return CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), state_dir=state_dir, lock_timeout_s=lock_timeout_s,
-                      fault_hook=only_on_simulated(fault_hook, host_root))
+                      fault_hook=only_on_simulated(fault_hook, host_root), on_config_warnings=on_config_warnings)

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--pod-resources-socket", default=nodepaths.POD_RESOURCES_SOCKET,
                    help="the kubelet's podresources API: which VFs pods hold (never removed by --policy)")
     p.add_argument("--resource-prefix", default="intel.com", help="prefix for resources without one")
+    p.add_argument("--strict-config", action="store_true",
+                   help="refuse a config.json with what upstream ignores (unknown fields, selectors that match "
+                        "nothing) instead of warning")
     p.add_argument("--host-root", default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),
                    help="root of the node's filesystem: sysfs at ROOT/sys, procfs at ROOT/proc "
                    "(env SRIOVKIT_HOST_ROOT)")
@@ -160,6 +163,7 @@ def _agent(args: argparse.Namespace) -> int:
         # the agent shares the host's network namespace even when the host's files are mounted
         # elsewhere (/host in the DaemonSet); only a simulated host has no kernel links to watch
         netlink_events=not sim.is_simulated(args.host_root),
+        strict_config=args.strict_config,
     )
     hotplug = _hotplug_controller(args) if args.hotplug else None  # its flags checked before the node changes
     metrics = AgentMetrics()
@@ -221,7 +225,8 @@ def _add_cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: Ag
     if args.cni_max_concurrent < 1:
         raise UserError(f"--cni-max-concurrent {args.cni_max_concurrent}: must be at least 1")
     if args.cni_socket:
-        context = agent_cni_context(args.host_root, state_dir=args.cni_state_dir)
+        context = agent_cni_context(args.host_root, state_dir=args.cni_state_dir,
+                                    on_config_warnings=metrics.count_config_warnings)
         agent.add(CniSocketServer(args.cni_socket, CniService(context, metrics),
                                   max_concurrent=args.cni_max_concurrent))
     if args.metrics_address:

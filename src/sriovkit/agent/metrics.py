@@ -74,6 +74,9 @@ class AgentMetrics:
             registry=self.registry)
         ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes...
         Info("sriovkit_build", "The running sriovkit", registry=self.registry).info(_build_labels())
+        self.config_warnings = Counter(
+            "sriovkit_config_warnings", "Things upstream ignores silently (unknown fields, selectors that match "
+            "nothing) found in an input, by input (config.json, netconf)", ["input"], registry=self.registry)
 
     def observe_cni(self, command: str, code: int, seconds: float, error_code: int | None = None) -> None:
         """`code` is the exit status; `error_code` the CNI error code of a failure's answer."""
@@ -82,6 +85,9 @@ class AgentMetrics:
         if code != 0:
             self.cni_errors.labels(command=command or "unknown",
                                    code=str(error_code) if error_code is not None else "unknown").inc()
+
+    def count_config_warnings(self, source: str, count: int) -> None:
+        self.config_warnings.labels(source).inc(count)
 
     def config_loaded(self, *, ok: bool, reload: bool = True) -> None:
         """A config load: the first at start (`reload=False`) or a reload after the file changed."""

@@ -38,6 +38,8 @@ class CniContext:
     drivers: DriverBinder | None = None  # None: binder_for(sysfs) when a rebind is asked for
     netns_exists: Callable[[str], bool] = field(default=netns_exists)
     fault_hook: FaultHook | None = None  # tests only: see sriovkit.cni.faults (never set in production)
+    # told (input kind, count) of the netconf fields a call ignored as upstream does: the agent counts them
+    on_config_warnings: Callable[[str, int], None] | None = None
 
     @property
     def store(self) -> StateStore:

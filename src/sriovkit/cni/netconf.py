@@ -1,14 +1,15 @@
 """The network config on stdin: upstream sriov-cni's fields, meanings and defaults.
 
-A NetworkAttachmentDefinition written for upstream works unchanged: unknown
-fields are ignored as upstream ignores them, and the values upstream accepts
-are accepted here. What upstream rejects one error at a time is reported here
-all at once, each problem naming the field and the value.
+A NetworkAttachmentDefinition written for upstream works unchanged: the config is decoded as
+upstream's Go structs decode it (`sriovkit.gojson`: keys matched exactly, then case-insensitively,
+the last of duplicate keys winning; unknown fields ignored, and listed in `NetConf.warnings`).
+A wrong JSON type at a known field is refused, as Go refuses it. What upstream rejects one error
+at a time is reported here all at once, each problem naming the field and the value, and so is
+what cannot work on a VF (a zero, multicast or broadcast MAC; a rate the kernel's u32 cannot hold).
 
 Precedence as upstream: `runtimeConfig.mac` > `MAC` in CNI_ARGS > `mac`.
 The device is `deviceID` (what Multus fills in), else `pciBusID`, else
-`runtimeConfig.deviceID`. runtimeConfig keys are matched case-insensitively
-(containerd sends Go-style capitalised keys).
+`runtimeConfig.deviceID`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sriovkit import gojson
 from sriovkit.cni.spec import CniError, ErrorCode
 from sriovkit.netlink.model import LinkState, VlanProto
 
@@ -34,6 +36,37 @@ MAX_VLAN = 4094
 MAX_QOS = 7
 MIN_MTU = 68
 MAX_MTU = 65535
+MAX_RATE = (1 << 32) - 1  # IFLA_VF_RATE's min/max_tx_rate are u32 (Mbit/s)
+_BROADCAST = "ff:ff:ff:ff:ff:ff"
+_ZERO_MAC = "00:00:00:00:00:00"
+
+# upstream's types: containernetworking's types.NetConf embedded with sriov-cni's SriovNetConf,
+# plus sriovkit's own fields (pciBusID, driver; runtimeConfig.deviceID/CNIDeviceInfoFile)
+_S, _B, _INT = gojson.String(), gojson.Bool(), gojson.Ptr(gojson.Int())
+_F = gojson.Field
+_RUNTIME_CONFIG = gojson.struct(_F("mac", _S), _F("deviceID", _S), _F("CNIDeviceInfoFile", _S),
+                                unknown="")  # the runtime passes every capability it has
+_IPAM = gojson.struct(_F("type", _S), unknown="", keep_unknown=True)  # the rest is the IPAM plugin's
+_DNS = gojson.struct(*(_F(n, gojson.Slice(_S)) for n in ("nameservers", "search", "options")), _F("domain", _S))
+_GC_ATTACHMENT = gojson.struct(_F("containerID", _S), _F("ifname", _S))
+_VF_STATE = gojson.struct(*(_F(n, _S) for n in ("HostIFName", "AdminMAC", "EffectiveMAC")),
+                          *(_F(n, _B) for n in ("SpoofChk", "Trust")),
+                          *(_F(n, gojson.Int()) for n in ("Vlan", "VlanQoS", "VlanProto", "MinTxRate", "MaxTxRate",
+                                                          "MTU")),
+                          _F("LinkState", gojson.Int(32, signed=False)))
+_UPSTREAM_STATE = "upstream's own bookkeeping, not read from a NAD"
+NETCONF = gojson.struct(
+    _F("cniVersion", _S), _F("name", _S), _F("type", _S), _F("capabilities", gojson.Map(_B)), _F("ipam", _IPAM),
+    _F("dns", _DNS), _F("prevResult", gojson.Object()),
+    _F("cni.dev/valid-attachments", gojson.Slice(_GC_ATTACHMENT)),
+    _F("OrigVfState", _VF_STATE, note=_UPSTREAM_STATE), _F("Master", _S, note=_UPSTREAM_STATE),
+    _F("mac", _S), _F("mtu", _INT), _F("vlan", _INT), _F("vlanQoS", _INT), _F("vlanProto", gojson.Ptr(_S)),
+    _F("deviceID", _S), _F("VFID", gojson.Int(), note=_UPSTREAM_STATE),
+    _F("min_tx_rate", _INT), _F("max_tx_rate", _INT), _F("spoofchk", _S), _F("trust", _S), _F("link_state", _S),
+    _F("runtimeConfig", _RUNTIME_CONFIG), _F("logLevel", _S), _F("logFile", _S),
+    _F("pciBusID", _S), _F("driver", _S),
+    keep_unknown=True,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,32 +91,68 @@ class NetConf:
     log_file: str = ""
     device_info_file: str = ""
     driver: str | None = None  # sriovkit extension: bind the VF to this driver for the attachment
-    raw: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)  # as decoded: known fields under upstream's names
     prev_result: Mapping[str, Any] | None = None
+    warnings: tuple[str, ...] = ()  # what upstream ignores silently: unknown fields, its own bookkeeping
 
     @property
     def ipam_type(self) -> str:
         return str(self.ipam.get("type") or "")
 
 
-def decode(stdin: bytes) -> dict[str, Any]:
-    """The JSON object on stdin, or the spec's decode error."""
+def decode(stdin: bytes | str) -> gojson.Pairs:
+    """The JSON object on stdin as parsed (members in order, duplicates kept), or the spec's
+    decode error (code 6) for text that is not a JSON object Go would read."""
+    return _parse(stdin)
+
+
+def _parse(stdin: bytes | str) -> Any:
     try:
-        data = json.loads(stdin)
-    except (ValueError, UnicodeDecodeError) as exc:
+        tree = gojson.parse(stdin).value
+    except gojson.JsonSyntaxError as exc:
         raise CniError(ErrorCode.DECODE_FAILURE, "network config on stdin is not valid JSON", str(exc)) from None
-    if not isinstance(data, dict):
+    if not isinstance(tree, gojson.Pairs):
         raise CniError(ErrorCode.DECODE_FAILURE, "network config on stdin is not a JSON object",
-                       f"got {type(data).__name__}")
-    return data
+                       f"got {_json_kind(tree)}")
+    return tree
 
 
-def runtime_config(data: Mapping[str, Any]) -> dict[str, Any]:
-    """runtimeConfig with lower-cased keys (containerd capitalises them)."""
-    rc = data.get("runtimeConfig")
-    if not isinstance(rc, dict):
-        return {}
-    return {str(k).lower(): v for k, v in rc.items()}
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "a number"
+
+
+def read_version(stdin: bytes) -> str | None:
+    """`cniVersion` as upstream's version decoder reads it, or None when it cannot be read."""
+    try:
+        tree = gojson.parse(stdin).value
+    except gojson.JsonSyntaxError:
+        return None
+    if not isinstance(tree, gojson.Pairs):
+        return None
+    value, report = gojson.decode(_VERSION_ONLY, tree)
+    version = (value or {}).get("cniVersion")
+    return version if isinstance(version, str) and version and not report.problems else None
+
+
+_VERSION_ONLY = gojson.struct(gojson.Field("cniVersion", gojson.String()), unknown="")
+
+
+def canonical(data: Mapping[str, Any] | bytes | str) -> tuple[dict[str, Any], list[str], list[str]]:
+    """A netconf as upstream decodes it: (fields under their canonical names with unknown fields
+    kept, problems Go refuses, warnings for what it ignores)."""
+    tree = _parse(data) if isinstance(data, bytes | str) else gojson.as_tree(data)
+    value, report = gojson.decode(NETCONF, tree)
+    problems = [f"{p.path} {gojson.show(p.value)} {p.message}" for p in report.problems]
+    warnings = [f"{p.path}: {p.message}, ignored (value: {gojson.show(p.value)})" for p in report.notices]
+    return value or {}, problems, warnings
 
 
 def normalize_pci_address(value: str) -> str | None:
@@ -93,17 +162,17 @@ def normalize_pci_address(value: str) -> str | None:
     return v if _PCI_FULL.fullmatch(v) else None
 
 
-def parse_netconf(data: Mapping[str, Any], *, cni_args: Mapping[str, str] | None = None,
+def parse_netconf(data: Mapping[str, Any] | bytes | str, *, cni_args: Mapping[str, str] | None = None,
                   need_device: bool = True) -> NetConf:
     """Validate every field; raise one CniError listing every problem."""
-    problems: list[str] = []
+    data, problems, warnings = canonical(data)
     p = _Parser(data, problems)
-    rc = runtime_config(data)
+    rc = data.get("runtimeConfig") or {}
     version = p.string("cniVersion", required=True)
     name = p.string("name", required=True)
     device_id = _device_id(data, rc, problems, need_device)
     vlan, qos, proto = _vlan(p, problems)
-    rates = (p.integer("min_tx_rate", 0, None), p.integer("max_tx_rate", 0, None))
+    rates = (p.integer("min_tx_rate", 0, MAX_RATE), p.integer("max_tx_rate", 0, MAX_RATE))
     if rates[0] and rates[1] and rates[0] > rates[1]:
         problems.append(f"min_tx_rate {rates[0]} is above max_tx_rate {rates[1]}")
     conf = NetConf(
@@ -124,6 +193,7 @@ def parse_netconf(data: Mapping[str, Any], *, cni_args: Mapping[str, str] | None
         driver=_driver(p, problems),
         raw=data,
         prev_result=data.get("prevResult") if isinstance(data.get("prevResult"), dict) else None,
+        warnings=tuple(warnings),
     )
     if problems:
         raise CniError(ErrorCode.INVALID_CONFIG, "invalid network config", "; ".join(problems))
@@ -174,7 +244,7 @@ class _Parser:
 
 def _device_id(data: Mapping[str, Any], rc: Mapping[str, Any], problems: list[str], need: bool) -> str | None:
     given = [(k, v) for k, v in (("deviceID", data.get("deviceID")), ("pciBusID", data.get("pciBusID")),
-                                 ("runtimeConfig.deviceID", rc.get("deviceid"))) if v not in (None, "")]
+                                 ("runtimeConfig.deviceID", rc.get("deviceID"))) if v not in (None, "")]
     if not given:
         if need:
             problems.append("deviceID is required (the VF's PCI address, e.g. 0000:3b:02.4)")
@@ -223,8 +293,11 @@ def _mac(data: Mapping[str, Any], rc: Mapping[str, Any], cni_args: Mapping[str, 
             problems.append(f"{key} {json.dumps(value)} is not a MAC address (like 02:00:00:00:00:01)")
             return None
         mac = value.lower()
-        if int(mac[:2], 16) & 1:
-            problems.append(f"{key} {value} is a multicast address; a VF needs a unicast one")
+        if mac == _BROADCAST or int(mac[:2], 16) & 1:
+            problems.append(f"{key} {value} is a multicast or broadcast address; a VF needs a unicast one")
+            return None
+        if mac == _ZERO_MAC:
+            problems.append(f"{key} {value} is the zero address; a VF needs a unicast one")
             return None
         return mac
     return None
@@ -250,7 +323,7 @@ def _log_level(p: _Parser) -> str:
 
 
 def _device_info_file(rc: Mapping[str, Any], problems: list[str]) -> str:
-    value = rc.get("cnideviceinfofile")
+    value = rc.get("CNIDeviceInfoFile")
     if value in (None, ""):
         return ""
     if not isinstance(value, str) or not value.startswith("/") or "/../" in f"{value}/":

@@ -9,7 +9,6 @@ stdout with exit status 1.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -19,7 +18,7 @@ from sriovkit.cni.context import CniContext, context_from_env
 from sriovkit.cni.env import CniEnv, parse_env
 from sriovkit.cni.faults import FaultPoints
 from sriovkit.cni.log import EventLog
-from sriovkit.cni.netconf import NetConf, decode, parse_netconf
+from sriovkit.cni.netconf import NetConf, decode, parse_netconf, read_version
 from sriovkit.cni.spec import (
     LATEST_VERSION,
     CniError,
@@ -65,11 +64,7 @@ def run_cni(env: Mapping[str, str], stdin: bytes, context: CniContext) -> tuple[
 
 
 def _lenient_version(stdin: bytes) -> str:
-    try:
-        value = json.loads(stdin).get("cniVersion")
-    except (ValueError, AttributeError):
-        return LATEST_VERSION
-    return value if isinstance(value, str) and value else LATEST_VERSION
+    return read_version(stdin) or LATEST_VERSION
 
 
 def _parse_config(env: CniEnv, stdin: bytes, version: str) -> NetConf:
@@ -91,8 +86,8 @@ def _config_for_del(env: CniEnv, context: CniContext, problem: CniError) -> NetC
                      "problem=%s", env.container_id[:12], env.ifname, problem)
         return None
     try:
-        return parse_netconf(json.loads(record.config), cni_args=env.args, need_device=False)
-    except (CniError, ValueError):
+        return parse_netconf(record.config, cni_args=env.args, need_device=False)
+    except CniError:
         raise problem from None
 
 
@@ -124,7 +119,16 @@ def _dispatch(env: CniEnv, stdin: bytes, version: str, context: CniContext, log:
     log.bind(pci=conf.device_id or "")  # DEL, CHECK and GC without a deviceID learn it from the record
     call = Call(ctx=context, env=env, conf=conf, log=log, faults=FaultPoints(context.fault_hook))
     log.debug("called", netns=env.netns, network=conf.name, version=conf.cni_version)
+    _warn_ignored(conf, log, context)
     return _run_command(call)
+
+
+def _warn_ignored(conf: NetConf, log: EventLog, context: CniContext) -> None:
+    """What upstream ignores silently (unknown fields...): one warning line each, and counted."""
+    for warning in conf.warnings:
+        log.warning("netconf field ignored", network=conf.name, detail=warning)
+    if conf.warnings and context.on_config_warnings is not None:
+        context.on_config_warnings("netconf", len(conf.warnings))
 
 
 def _run_command(call: Call) -> Result | None:

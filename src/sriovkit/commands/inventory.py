@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,16 @@ def snapshot_of(host_root: str) -> HostSnapshot:
     return discover(sysfs)
 
 
-def pools_of(host_root: str, config_file: str, resource_prefix: str) -> tuple[HostSnapshot, PoolSet]:
+def pools_of(host_root: str, config_file: str, resource_prefix: str, *,
+             strict: bool = False) -> tuple[HostSnapshot, PoolSet]:
+    """The pools a config yields on a host; what upstream would ignore is warned about on stderr
+    (refused with `strict`)."""
     try:
-        resources = load_config_file(config_file, default_prefix=resource_prefix)
+        resources = load_config_file(config_file, default_prefix=resource_prefix, strict=strict)
     except ConfigError as exc:
         raise UserError(exc.problems) from None
+    for line in resources.warnings:
+        print(f"sriovctl: warning: {line}", file=sys.stderr)
     snapshot = snapshot_of(host_root)
     routed = default_route_netdevs(os.path.join(host_root, "proc"))
     return snapshot, build_pools(snapshot, resources, default_route_netdevs=routed)
@@ -76,7 +82,8 @@ def _device_json(d: PciDevice) -> dict[str, Any]:
 
 
 def cmd_pools(args: argparse.Namespace) -> int:
-    _, pool_set = pools_of(args.host_root, args.config_file, args.resource_prefix)
+    _, pool_set = pools_of(args.host_root, args.config_file, args.resource_prefix,
+                           strict=getattr(args, "strict", False))
     if args.explain:
         print(_explain(pool_set, as_json=args.output == "json"))
     elif args.output == "json":

@@ -69,6 +69,7 @@ class DevicePluginSettings:
     poll_interval: float = 0.25
     resync_interval: float = 30.0
     netlink_events: bool = False  # wake on kernel link events (real hosts)
+    strict_config: bool = False  # refuse what upstream ignores in config.json (unknown fields ...) instead of warning
 
 
 class DevicePluginManager:
@@ -235,7 +236,13 @@ class DevicePluginManager:
         return True
 
     def _load_config(self) -> ResourceList:
-        return load_config_file(self.settings.config_file, default_prefix=self.settings.resource_prefix)
+        resources = load_config_file(self.settings.config_file, default_prefix=self.settings.resource_prefix,
+                                     strict=self.settings.strict_config)
+        for line in resources.warnings:  # upstream runs on these silently: say so, once per load
+            log.warning("config: %s", line)
+        if resources.warnings and self.metrics is not None:
+            self.metrics.count_config_warnings("config.json", len(resources.warnings))
+        return resources
 
     def _check_links(self) -> bool:
         states = hl.read_link_states(self.settings.sysfs, self._link_up)

@@ -10,6 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("provision", help="create VFs and bind their drivers as a node policy says")
     p.add_argument("--policy", required=True, help="node policy file (YAML or JSON; see docs/provisioning.md)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument("--strict", action="store_true", help="refuse unknown fields in the policy instead of warning")
     p.add_argument("--allocated", action="append", default=[], metavar="PCI_ADDRESS",
                    help="a VF a pod holds (repeatable): never removed or rebound")
     p.add_argument("--host-root", default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),
@@ -34,7 +35,8 @@ def _provision(args: argparse.Namespace) -> int:
     if not os.path.isdir(sysfs.pci_devices):
         raise UserError(f"--host-root {args.host_root}: no PCI devices directory at {sysfs.pci_devices}")
     try:
-        policy = load_policy(args.policy)
+        policy = load_policy(args.policy, strict=args.strict,
+                             warn=lambda line: print(f"sriovctl: warning: {line}", file=sys.stderr))
     except PolicyError as exc:
         raise UserError(exc.problems) from None
     state = read_host_state(sysfs, os.path.join(args.host_root, "proc"))

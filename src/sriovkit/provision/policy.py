@@ -6,7 +6,8 @@ In the spirit of the SR-IOV network operator's SriovNetworkNodePolicy (camelCase
 
 from __future__ import annotations
 
-import json
+import logging
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from sriovkit import gojson
 from sriovkit.host.model import VFIO_DRIVER
 from sriovkit.resources.ranges import RangeError, parse_indexed_names
 
@@ -117,33 +119,85 @@ class Policy(_Model):
         return self
 
 
-def load_policy(path: str | Path) -> Policy:
+def load_policy(path: str | Path, *, strict: bool = False, warn: Callable[[str], None] | None = None) -> Policy:
     """Parse and validate a policy file (YAML, or JSON which YAML also reads)."""
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise PolicyError([f"{path}: cannot read: {exc.strerror}"]) from None
-    return parse_policy(text, str(path))
+    return parse_policy(raw, str(path), strict=strict, warn=warn)
 
 
-def parse_policy(text: str, source: str = "<policy>") -> Policy:
+def parse_policy(text: str | bytes, source: str = "<policy>", *, strict: bool = False,
+                 warn: Callable[[str], None] | None = None) -> Policy:
+    """A policy, read with the decoder every config shares (`sriovkit.gojson`: keys matched as Go
+    matches them, the last of duplicates winning). Unknown fields are warnings passed to `warn`
+    (default: logged), problems with `strict`."""
+    tree = _tree(text, source)
+    if not isinstance(tree, gojson.Pairs):
+        kind = "list" if isinstance(tree, list) else type(gojson.plain_or_text(tree)).__name__
+        raise PolicyError([f"{source}: expected a mapping with a 'policies' list, got {kind}"])
+    data, report = gojson.decode(_SCHEMA, tree)
+    problems = [p.line(source) for p in report.problems]
+    if strict:
+        problems += [p.line(source) for p in report.notices]
+    refused = {p.path for p in report.problems}  # a field Go refused is not "missing" as well
     try:
-        data: Any = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PolicyError([f"{source}: not valid {'JSON' if source.endswith('.json') else 'YAML'}: {first}"]) from None
-    if not isinstance(data, dict):
-        raise PolicyError([f"{source}: expected a mapping with a 'policies' list, got {type(data).__name__}"])
-    try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError([_problem(source, err) for err in exc.errors()]) from None
+        problems += [_problem(source, err) for err in exc.errors() if not _follows(_path(err["loc"]), refused)]
+    if problems:
+        raise PolicyError(problems)
+    for p in report.notices:
+        (warn or _log_warning)(gojson.Problem(p.path, f"{p.message}: ignored", p.value).line(source))
+    return policy
+
+
+def _log_warning(line: str) -> None:
+    logging.getLogger("sriovkit.provision").warning("policy: %s", line)
+
+
+def _tree(text: str | bytes, source: str) -> Any:
+    is_json = source.endswith(".json")
+    try:
+        if is_json:
+            return gojson.parse(text).value
+        raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        if gojson.nesting_depth(raw) > gojson.MAX_DEPTH:
+            raise gojson.JsonSyntaxError(f"nested more than the {gojson.MAX_DEPTH} levels accepted")
+        return gojson.as_tree(yaml.safe_load(raw))
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:  # JsonSyntaxError and TooLarge are ValueErrors
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, RecursionError):
+            first = "nested too deep"
+        raise PolicyError([f"{source}: not valid {'JSON' if is_json else 'YAML'}: {first}"]) from None
+
+
+_SCHEMA = gojson.schema_of(Policy)
+_PYDANTIC_WORDS = {
+    "greater_than_equal": lambda ctx: f"must be at least {ctx['ge']}",
+    "less_than_equal": lambda ctx: f"must be at most {ctx['le']}",
+    "string_too_short": lambda ctx: "must not be empty",
+    "missing": lambda ctx: "required",
+    "enum": lambda ctx: f"must be one of {ctx['expected'].replace(chr(39), '').replace(' or ', ', ')}",
+}
+
+
+def _follows(path: str, refused: set[str]) -> bool:
+    """Whether a pydantic error at `path` only follows from a value the decoder refused there or below."""
+    return any(r == path or r.startswith((f"{path}.", f"{path}[")) for r in refused)
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
 def _problem(source: str, err: Any) -> str:
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-    msg = str(err["msg"]).removeprefix("Value error, ")
+    """A pydantic error worded as every other config problem is."""
+    loc = _path(err["loc"])
+    words = _PYDANTIC_WORDS.get(err["type"])
+    msg = words(err.get("ctx") or {}) if words else str(err["msg"]).removeprefix("Value error, ")
     where = f"{source}: {loc}: " if loc else f"{source}: "
     value = err.get("input")
-    shown = "" if isinstance(value, dict) else f" (value: {json.dumps(value, default=str)})"
+    shown = "" if isinstance(value, dict) or err["type"] == "missing" else f" (value: {gojson.show(value)})"
     return f"{where}{msg}{shown}"

@@ -1,12 +1,14 @@
-"""The device plugin's ``config.json``, accepted as upstream writes it.
+"""The device plugin's ``config.json``, accepted as upstream accepts it.
 
-Parsing collects every problem before failing, and each problem is one line
-naming the file, the JSON path and the offending value.
+Decoded as upstream's Go structs decode it (`sriovkit.gojson`: keys matched as Go matches them,
+the last of duplicate keys winning, unknown keys ignored), then checked. What upstream refuses,
+and what cannot work, is a problem: parsing collects every one before failing, each one line
+naming the file, the JSON path and the offending value. What upstream silently ignores or never
+matches is a warning (`ResourceList.warnings`, same form), and a problem with ``strict=True``.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,11 +16,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sriovkit import gojson
+from sriovkit.gojson import Field, Slice, String
 from sriovkit.resources.ranges import RangeError, format_ranges, parse_indexed_names
 
 DEFAULT_RESOURCE_PREFIX = "intel.com"
 _E = TypeVar("_E", bound=StrEnum)
-_RESOURCE_NAME = re.compile(r"^[a-zA-Z0-9_]+$")
+_RESOURCE_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")  # upstream's utils.ValidResourceName
 # a DNS subdomain, as Kubernetes requires of an extended resource's prefix
 _PREFIX = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _HEX4 = re.compile(r"^[0-9a-fA-F]{4}$")
@@ -45,23 +49,34 @@ class AllocatePolicy(StrEnum):
     SPREAD = "spread"
 
 
-_GENERIC = {"vendors", "devices", "drivers", "pciAddresses"}
-_NETDEV = _GENERIC | {
-    "pfNames", "rootDevices", "linkTypes", "isRdma", "needVhostNet", "ddpProfiles", "vdpaType", "pKeys",
-    "acpiIndexes",
+# upstream's pkg/types selector structs, field for field (embedded structs promoted in order)
+def _strings(*names: str) -> tuple[Field, ...]:
+    return tuple(Field(n, Slice(String())) for n in names)
+
+
+_DEVICE_SELECTORS = _strings("vendors", "devices", "drivers")
+_PCI_SELECTORS = _strings("pciAddresses")
+_NET_SELECTORS = (*_strings("pfNames", "rootDevices", "linkTypes"), Field("isRdma", gojson.Bool()),
+                  *_strings("acpiIndexes"), Field("needVhostNet", gojson.Bool()))
+_SELECTOR_STRUCTS: dict[DeviceType, gojson.Struct] = {
+    DeviceType.NET_DEVICE: gojson.struct(*_DEVICE_SELECTORS, *_PCI_SELECTORS, *_NET_SELECTORS,
+                                         *_strings("ddpProfiles"), Field("vdpaType", String()), *_strings("pKeys")),
+    DeviceType.ACCELERATOR: gojson.struct(*_DEVICE_SELECTORS, *_PCI_SELECTORS),
+    DeviceType.AUX_NET_DEVICE: gojson.struct(*_DEVICE_SELECTORS, *_NET_SELECTORS, *_strings("auxTypes")),
 }
-_AUX = {"vendors", "devices", "drivers", "pfNames", "rootDevices", "linkTypes", "isRdma", "auxTypes"}
-SELECTOR_FIELDS: dict[DeviceType, set[str]] = {
-    DeviceType.NET_DEVICE: _NETDEV,
-    DeviceType.ACCELERATOR: _GENERIC,
-    DeviceType.AUX_NET_DEVICE: _AUX,
-}
-_LIST_FIELDS = {"vendors", "devices", "drivers", "pciAddresses", "pfNames", "rootDevices", "linkTypes",
-                "ddpProfiles", "pKeys", "acpiIndexes", "auxTypes"}
-_BOOL_FIELDS = {"isRdma", "needVhostNet"}
+SELECTOR_FIELDS: dict[DeviceType, set[str]] = {t: {f.name for f in s.fields} for t, s in _SELECTOR_STRUCTS.items()}
+# decoded by upstream for an auxNetDevice, but never applied to one
+_AUX_IGNORED = {"acpiIndexes", "needVhostNet"}
 _VDPA_TYPES = {"vhost", "virtio", "vduse"}
-_RESOURCE_FIELDS = {"resourceName", "resourcePrefix", "deviceType", "excludeTopology", "selectors",
-                    "additionalInfo", "allocatePolicy", "servedBy"}
+_RESOURCE = gojson.struct(
+    Field("resourcePrefix", String()), Field("resourceName", String()), Field("deviceType", String()),
+    Field("excludeTopology", gojson.Bool()), Field("selectors", gojson.Raw()),
+    Field("additionalInfo", gojson.Map(gojson.Map(String()))),
+    Field("SelectorObjs", Slice(gojson.Any_()), note="upstream fills it from selectors"),
+    Field("allocatePolicy", String()), Field("servedBy", String()),  # sriovkit's own
+)
+_CONFIG = gojson.struct(Field("resourceList", Slice(_RESOURCE)))
+_RESOURCE_FIELDS = {f.name for f in _RESOURCE.fields} - {"SelectorObjs"}
 
 
 class ConfigError(ValueError):
@@ -133,6 +148,8 @@ class ResourceConfig:
 class ResourceList:
     resources: tuple[ResourceConfig, ...]
     source: str = "<config>"
+    # what upstream accepts silently but is likely a mistake: one line each, as problems are
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
 
 # Selector attribute -> config key, for writing a resource list back as upstream's JSON
@@ -175,44 +192,53 @@ def _selector_json(selector: Selector) -> dict[str, Any]:
     return out
 
 
-def load_config_file(path: str | Path, *, default_prefix: str = DEFAULT_RESOURCE_PREFIX) -> ResourceList:
+def load_config_file(path: str | Path, *, default_prefix: str = DEFAULT_RESOURCE_PREFIX,
+                     strict: bool = False) -> ResourceList:
     """Read and validate a config file; raises `ConfigError` naming `path`."""
     source = str(path)
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
-    return parse_config_text(text, source=source, default_prefix=default_prefix)
+    return parse_config_text(raw, source=source, default_prefix=default_prefix, strict=strict)
 
 
-def parse_config_text(
-    text: str, *, source: str = "<config>", default_prefix: str = DEFAULT_RESOURCE_PREFIX
-) -> ResourceList:
+def parse_config_text(text: str | bytes, *, source: str = "<config>", default_prefix: str = DEFAULT_RESOURCE_PREFIX,
+                      strict: bool = False) -> ResourceList:
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError([f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]) from None
-    return parse_config(data, source=source, default_prefix=default_prefix)
+        parsed = gojson.parse(text)
+    except gojson.JsonSyntaxError as exc:
+        raise ConfigError([f"{source}: {exc}"]) from None
+    problems = _Problems(source, strict)
+    if parsed.replaced_bytes:
+        problems.notice("", f"{parsed.replaced_bytes} byte(s) of invalid UTF-8 in strings", gojson.NO_VALUE,
+                        "read as U+FFFD, as upstream reads them")
+    return _parse_tree(parsed.value, problems, default_prefix)
 
 
-def parse_config(data: Any, *, source: str = "<config>", default_prefix: str = DEFAULT_RESOURCE_PREFIX) -> ResourceList:
-    problems = _Problems(source)
-    if not isinstance(data, dict):
-        problems.add("", "must be a JSON object with a resourceList", data)
+def parse_config(data: Any, *, source: str = "<config>", default_prefix: str = DEFAULT_RESOURCE_PREFIX,
+                 strict: bool = False) -> ResourceList:
+    """An already-loaded document (dicts and lists), checked as `parse_config_text` checks text."""
+    return _parse_tree(gojson.as_tree(data), _Problems(source, strict), default_prefix)
+
+
+def _parse_tree(tree: Any, problems: _Problems, default_prefix: str) -> ResourceList:
+    if tree is not None and not isinstance(tree, gojson.Pairs):
+        problems.add("", "must be a JSON object with a resourceList", gojson.plain_or_text(tree))
         problems.raise_if_any()
-    for key in data:
-        if key != "resourceList":
-            problems.add(_member("", key), "unknown field", data[key])
-    raw_list = data.get("resourceList")
-    if not isinstance(raw_list, list):
-        problems.add("resourceList", "must be a list", raw_list)
+    data, report = gojson.decode(_CONFIG, tree)
+    problems.take(report)
+    if report.problems:  # upstream's json.Unmarshal failed: nothing else is checked
         problems.raise_if_any()
+    raw_list = (data or {}).get("resourceList")
+    if not raw_list:
+        problems.notice("resourceList", "no resources", raw_list, "nothing is advertised")
     if default_prefix and not _PREFIX.match(default_prefix):
         problems.add("(--resource-prefix)", "must be a DNS subdomain", default_prefix)
     resources: list[ResourceConfig] = []
     seen: dict[str, int] = {}
-    for i, raw in enumerate(raw_list):
-        resource = _parse_resource(raw, f"resourceList[{i}]", problems, default_prefix)
+    for i, raw in enumerate(raw_list or ()):
+        resource = _parse_resource(raw, f"resourceList[{i}]", _written(tree, i), problems, default_prefix)
         if resource is None:
             continue
         if resource.full_name in seen:
@@ -223,68 +249,85 @@ def parse_config(data: Any, *, source: str = "<config>", default_prefix: str = D
             seen[resource.full_name] = i
         resources.append(resource)
     problems.raise_if_any()
-    return ResourceList(tuple(resources), source)
+    return ResourceList(tuple(resources), problems.source, tuple(problems.warnings))
 
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_*:.-]+$")
+def _written(tree: Any, index: int) -> dict[str, str]:
+    """For resource `index`: canonical field name -> the key as the file spells it (last wins)."""
+    spelled: dict[str, str] = {}
+    for key, value in tree if isinstance(tree, gojson.Pairs) else ():
+        if _CONFIG.lookup(key) is not None and isinstance(value, list) and index < len(value):
+            item = value[index]
+            for rkey, _ in item if isinstance(item, gojson.Pairs) else ():
+                f = _RESOURCE.lookup(rkey)
+                if f is not None:
+                    spelled[f.name] = rkey
+    return spelled
 
 
-def _member(path: str, key: str) -> str:
-    """JSON path of `key` under `path`; odd keys (spaces, newlines) are quoted so
-    a problem always stays on one line."""
-    if _PLAIN_KEY.match(key):
-        return f"{path}.{key}" if path else key
-    return f"{path}[{json.dumps(key)}]"
+_IGNORED = "ignored, as upstream ignores it"
+_SKIPPED = "resource skipped, as upstream skips it"
+_NEVER = "matches no device, as upstream matches none"
 
 
 class _Problems:
-    def __init__(self, source: str) -> None:
+    """Problems (refused) and warnings (upstream accepts them): one line each. In strict mode
+    every warning is a problem too."""
+
+    def __init__(self, source: str, strict: bool) -> None:
         self.source = source
+        self.strict = strict
         self.lines: list[str] = []
+        self.warnings: list[str] = []
 
     def add(self, path: str, message: str, value: Any) -> None:
-        where = f"{self.source}: {path}: " if path else f"{self.source}: "
-        self.lines.append(f"{where}{message} (value: {_show(value)})")
+        self.lines.append(gojson.Problem(path, message, value).line(self.source))
+
+    def notice(self, path: str, message: str, value: Any, consequence: str = _IGNORED) -> None:
+        """What upstream lets through: a warning saying what comes of it, or (strict) a problem."""
+        if self.strict:
+            self.add(path, message, value)
+        else:
+            self.warnings.append(gojson.Problem(path, f"{message}: {consequence}", value).line(self.source))
+
+    def take(self, report: gojson.Report) -> None:
+        for p in report.problems:
+            self.add(p.path, p.message, p.value)
+        for p in report.notices:
+            self.notice(p.path, p.message, p.value)
 
     def raise_if_any(self) -> None:
         if self.lines:
             raise ConfigError(self.lines)
 
 
-def _show(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _parse_resource(raw: Any, path: str, problems: _Problems, default_prefix: str) -> ResourceConfig | None:
-    if not isinstance(raw, dict):
-        problems.add(path, "must be an object", raw)
-        return None
+def _parse_resource(raw: dict[str, Any], path: str, spelled: dict[str, str], problems: _Problems,
+                    default_prefix: str) -> ResourceConfig | None:
     before = len(problems.lines)
-    for key in raw:
-        if key not in _RESOURCE_FIELDS:
-            problems.add(_member(path, key), "unknown field", raw[key])
-    name = raw.get("resourceName")
-    if not isinstance(name, str) or not _RESOURCE_NAME.match(name):
-        problems.add(f"{path}.resourceName", "required; letters, digits and '_' only", name)
-    prefix = raw.get("resourcePrefix", default_prefix)
-    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
-        problems.add(f"{path}.resourcePrefix", "must be a DNS subdomain such as intel.com", prefix)
-    device_type = _enum(raw, "deviceType", DeviceType, DeviceType.NET_DEVICE, path, problems)
-    policy = _enum(raw, "allocatePolicy", AllocatePolicy, AllocatePolicy.PACKED, path, problems)
-    served_by = _enum(raw, "servedBy", ServedBy, ServedBy.DEVICE_PLUGIN, path, problems)
-    exclude = raw.get("excludeTopology", False)
-    if not isinstance(exclude, bool):
-        problems.add(f"{path}.excludeTopology", "must be true or false", exclude)
-    selectors = _parse_selectors(raw.get("selectors", {}), f"{path}.selectors", device_type, problems)
-    info = _parse_additional_info(raw.get("additionalInfo", {}), f"{path}.additionalInfo", problems)
-    if len(problems.lines) > before or not isinstance(name, str) or not isinstance(prefix, str):
+
+    def at(name: str) -> str:
+        return gojson.member(path, spelled.get(name, name))
+
+    name = raw.get("resourceName", "")
+    if not _RESOURCE_NAME.match(name):
+        problems.add(at("resourceName"), "required; letters, digits, '_' and '-' only", raw.get("resourceName"))
+    prefix = raw.get("resourcePrefix") or default_prefix
+    if not _PREFIX.match(prefix):
+        problems.add(at("resourcePrefix"), "must be a DNS subdomain such as intel.com", prefix)
+    device_type = _enum(raw, "deviceType", DeviceType, DeviceType.NET_DEVICE, at("deviceType"), problems)
+    policy = _enum(raw, "allocatePolicy", AllocatePolicy, AllocatePolicy.PACKED, at("allocatePolicy"), problems)
+    served_by = _enum(raw, "servedBy", ServedBy, ServedBy.DEVICE_PLUGIN, at("servedBy"), problems)
+    info = _parse_additional_info(raw.get("additionalInfo") or {}, at("additionalInfo"), problems)
+    if len(problems.lines) > before:
+        return None
+    selectors = _parse_selectors(raw.get("selectors"), at("selectors"), device_type, problems)
+    if selectors is None or len(problems.lines) > before:
         return None
     return ResourceConfig(
         resource_name=name,
         resource_prefix=prefix,
         device_type=device_type,
-        exclude_topology=exclude,
+        exclude_topology=raw.get("excludeTopology", False),
         selectors=selectors,
         additional_info=info,
         allocate_policy=policy,
@@ -293,48 +336,80 @@ def _parse_resource(raw: Any, path: str, problems: _Problems, default_prefix: st
 
 
 def _enum(raw: dict[str, Any], key: str, enum: type[_E], default: _E, path: str, problems: _Problems) -> _E:
-    value = raw.get(key, default)
+    value = raw.get(key) or default  # "" is upstream's unset
     try:
         return enum(value)
     except ValueError:
         allowed = ", ".join(e.value for e in enum)
-        problems.add(f"{path}.{key}", f"must be one of {allowed}", value)
+        problems.add(path, f"must be one of {allowed}", value)
         return default
 
 
-def _parse_selectors(raw: Any, path: str, device_type: DeviceType, problems: _Problems) -> tuple[Selector, ...]:
-    if isinstance(raw, dict):
-        return (_parse_selector(raw, path, device_type, problems),)
-    if isinstance(raw, list) and raw:
-        return tuple(_parse_selector(item, f"{path}[{i}]", device_type, problems) for i, item in enumerate(raw))
-    problems.add(path, "must be an object or a non-empty list of objects", raw)
-    return ()
+def _parse_selectors(raw: Any, path: str, device_type: DeviceType,
+                     problems: _Problems) -> tuple[Selector, ...] | None:
+    """Upstream's parseObjectOrSlice: one object or a non-empty list of them. Selectors Go cannot
+    decode make upstream skip the resource with a warning: so does this (a problem when strict)."""
+    schema = _SELECTOR_STRUCTS[device_type]
+    if raw is None:
+        return (Selector(),)
+    kind: gojson.GoType
+    if isinstance(raw, gojson.Pairs):
+        kind = gojson.Ptr(schema)
+    elif isinstance(raw, list) and raw:
+        kind = gojson.Slice(gojson.Ptr(schema))
+    else:
+        problems.notice(path, "must be an object or a non-empty list of objects", gojson.plain_or_text(raw), _SKIPPED)
+        return None
+    decoded, report = gojson.decode(kind, raw, path)
+    values = decoded if isinstance(decoded, list) else [decoded]
+    if report.problems:
+        for p in report.problems:
+            problems.notice(p.path, p.message, p.value, _SKIPPED)
+        return None
+    for i, value in enumerate(values):
+        if value is None:
+            problems.add(f"{path}[{i}]", "must be an object (upstream crashes on null)", None)
+            return None
+    for p in report.notices:
+        problems.notice(p.path, _why_ignored(p.path, device_type), p.value)
+    many = isinstance(decoded, list)
+    return tuple(_parse_selector(v, f"{path}[{i}]" if many else path, device_type, problems)
+                 for i, v in enumerate(values))
 
 
-def _parse_selector(raw: Any, path: str, device_type: DeviceType, problems: _Problems) -> Selector:
-    if not isinstance(raw, dict):
-        problems.add(path, "must be an object", raw)
-        return Selector()
-    allowed = SELECTOR_FIELDS[device_type]
+def _why_ignored(path: str, device_type: DeviceType) -> str:
+    key = path.rsplit(".", 1)[-1]
+    other = any(gojson.fold(key) in {gojson.fold(n) for n in fields} for fields in SELECTOR_FIELDS.values())
+    if other:
+        return f"not a selector of deviceType {device_type.value}"
+    return "unknown selector"
+
+
+def _parse_selector(raw: dict[str, Any], path: str, device_type: DeviceType, problems: _Problems) -> Selector:
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        field_path = _member(path, key)
-        if key not in allowed:
-            known = any(key in fields for fields in SELECTOR_FIELDS.values())
-            why = f"not a selector of deviceType {device_type.value}" if known else "unknown selector"
-            problems.add(field_path, why, value)
-        elif key in _BOOL_FIELDS:
-            if not isinstance(value, bool):
-                problems.add(field_path, "must be true or false", value)
-            values[key] = value is True
+        field_path = gojson.member(path, key)
+        if device_type is DeviceType.AUX_NET_DEVICE and key in _AUX_IGNORED and value:
+            problems.notice(field_path, "has no effect on an auxNetDevice", value,
+                            "upstream decodes it, never applies it")
         elif key == "vdpaType":
-            if not isinstance(value, str) or value not in _VDPA_TYPES:
-                problems.add(field_path, f"must be one of {', '.join(sorted(_VDPA_TYPES))}", value)
-            values[key] = value
-        elif not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            problems.add(field_path, "must be a list of strings", value)
-        else:
+            if value and value not in _VDPA_TYPES:
+                problems.notice(field_path, f"must be one of {', '.join(sorted(_VDPA_TYPES))}", value, _NEVER)
+            values[key] = value or None
+        elif isinstance(value, list):
             values[key] = _check_list(key, value, field_path, problems)
+        else:
+            values[key] = value
+    if device_type is DeviceType.AUX_NET_DEVICE:
+        types = values.get("auxTypes", ())
+        if not types:
+            problems.add(gojson.member(path, "auxTypes"), "required for an auxNetDevice (upstream: \"sf\")", None)
+        for i, t in enumerate(types):
+            if t != "sf":
+                problems.add(f"{gojson.member(path, 'auxTypes')}[{i}]", "only \"sf\" is supported, as upstream", t)
+    if values.get("isRdma") and values.get("vdpaType"):
+        problems.add(path, "isRdma and vdpaType exclude each other, as upstream", {"isRdma": True,
+                                                                                "vdpaType": values["vdpaType"]})
     return Selector(
         vendors=tuple(v.lower() for v in values.get("vendors", ())),
         devices=tuple(v.lower() for v in values.get("devices", ())),
@@ -344,20 +419,22 @@ def _parse_selector(raw: Any, path: str, device_type: DeviceType, problems: _Pro
         root_devices=tuple(values.get("rootDevices", ())),
         link_types=tuple(values.get("linkTypes", ())),
         is_rdma=values.get("isRdma", False),
-        need_vhost_net=values.get("needVhostNet", False),
+        need_vhost_net=values.get("needVhostNet", False) and device_type is not DeviceType.AUX_NET_DEVICE,
         ddp_profiles=tuple(values.get("ddpProfiles", ())),
         vdpa_type=values.get("vdpaType"),
         pkeys=tuple(v.lower() for v in values.get("pKeys", ())),
-        acpi_indexes=tuple(values.get("acpiIndexes", ())),
+        acpi_indexes=tuple(values.get("acpiIndexes", ())) if device_type is not DeviceType.AUX_NET_DEVICE else (),
         aux_types=tuple(values.get("auxTypes", ())),
     )
 
 
 def _check_list(key: str, value: list[str], path: str, problems: _Problems) -> tuple[Any, ...]:
+    """Entries in a form no device has match nothing, upstream as here: a warning, kept as written."""
     if key in ("vendors", "devices"):
         _each(value, path, problems, lambda v: bool(_HEX4.match(v)), "must be 4 hex digits")
     elif key == "pciAddresses":
-        _each(value, path, problems, lambda v: bool(_PCI_ADDRESS.match(v)), "must be a PCI address like 0000:3b:02.4")
+        _each(value, path, problems, lambda v: bool(_PCI_ADDRESS.match(v)),
+              "must be a PCI address like 0000:3b:02.4")
     elif key in ("pfNames", "rootDevices"):
         return _indexed_names(value, path, problems, addresses=key == "rootDevices")
     elif key == "linkTypes":
@@ -370,7 +447,7 @@ def _check_list(key: str, value: list[str], path: str, problems: _Problems) -> t
 def _each(values: Iterable[str], path: str, problems: _Problems, ok: Any, message: str) -> None:
     for i, v in enumerate(values):
         if not ok(v):
-            problems.add(f"{path}[{i}]", message, v)
+            problems.notice(f"{path}[{i}]", message, v, _NEVER)
 
 
 def _is_pkey(value: str) -> bool:
@@ -386,28 +463,24 @@ def _indexed_names(value: list[str], path: str, problems: _Problems, *, addresse
         try:
             name, indexes = parse_indexed_names(entry)
         except RangeError as exc:
-            problems.add(f"{path}[{i}]", str(exc), entry)
+            problems.notice(f"{path}[{i}]", str(exc), entry, _NEVER)
+            result.append(IndexedName(entry.partition("#")[0], frozenset()))  # selects no VF, as upstream
             continue
         if addresses and not _PCI_ADDRESS.match(name):
-            problems.add(f"{path}[{i}]", "must be a PCI address like 0000:3b:00.0, optionally with #ranges", entry)
-            continue
-        if not name:
-            problems.add(f"{path}[{i}]", "has no name before '#'", entry)
-            continue
+            problems.notice(f"{path}[{i}]", "must be a PCI address like 0000:3b:00.0, optionally with #ranges", entry,
+                            _NEVER)
+        elif not name:
+            problems.notice(f"{path}[{i}]", "has no name before '#'", entry, _NEVER)
         result.append(IndexedName(name.lower() if addresses else name, indexes))
     return tuple(result)
 
 
-def _parse_additional_info(raw: Any, path: str, problems: _Problems) -> dict[str, dict[str, str]]:
-    if not isinstance(raw, dict):
-        problems.add(path, "must be an object mapping a PCI address or '*' to an object of strings", raw)
-        return {}
+def _parse_additional_info(raw: dict[str, dict[str, str]], path: str,
+                           problems: _Problems) -> dict[str, dict[str, str]]:
     info: dict[str, dict[str, str]] = {}
     for key, value in raw.items():
         if key != "*" and not _PCI_ADDRESS.match(key):
-            problems.add(_member(path, key), "key must be a PCI address or '*'", key)
-        elif not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            problems.add(f"{path}.{key}", "must be an object of string values", value)
-        else:
-            info[key.lower() if key != "*" else key] = dict(value)
+            problems.notice(gojson.member(path, key), "key must be a PCI address or '*'", key, "applies to no device")
+            continue
+        info[key.lower() if key != "*" else key] = dict(value or {})
     return info

@@ -156,9 +156,10 @@ def error_reply(env: object, stdin: bytes, code: int, msg: str, details: str = "
     import json  # only on this rare path: it costs the common path ~3 ms
 
     version = "1.1.0"
-    try:  # noqa: SIM105 - contextlib would cost the shim an import
-        version = json.loads(stdin).get("cniVersion") or version
-    except (ValueError, AttributeError):
+    try:
+        given = json.loads(stdin).get("cniVersion")
+        version = given if isinstance(given, str) and given else version
+    except (ValueError, AttributeError, RecursionError):  # whatever the bytes: deep nesting included
         pass
     body: dict[str, object] = {"cniVersion": version, "code": code, "msg": msg}
     if details:

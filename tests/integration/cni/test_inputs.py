@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,3 +51,52 @@ def test_ipam_type_with_a_path_rejected(node: Node, netns: NetnsFactory) -> None
 def test_config_that_is_not_an_object_rejected(node: Node, netns: NetnsFactory) -> None:
     raw, code = run_cni(node.env("ADD", netns()), b'["not", "an", "object"]', node.ctx)
     assert code == 1 and json.loads(raw)["code"] == ErrorCode.DECODE_FAILURE
+
+
+DEEP = b'{"cniVersion": "1.0.0", "name": "n", "x": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+UNDECODABLE = [DEEP, b"[" * 100_000, b'{"cniVersion": "1.0.0", "name": "n", "vlan": NaN}', b"\xff\xfe{}",
+               b'{"cniVersion": "1.0.0", "name": "n"} trailing']
+
+
+@pytest.mark.parametrize("stdin", UNDECODABLE, ids=["deep-1000", "deep-100000", "nan", "utf16-bom", "trailing"])
+@pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK", "STATUS", "GC"])
+def test_undecodable_stdin_answers_the_spec_error_and_changes_nothing(node: Node, netns: NetnsFactory,
+                                                                      command: str, stdin: bytes) -> None:
+    before = node.views()
+    raw, code = run_cni(node.env(command, netns()), stdin, node.ctx)
+    if command == "DEL":  # nothing attached: DEL of an unusable config succeeds, so the runtime can move on
+        assert (raw, code) == (b"", 0)
+    else:
+        out = json.loads(raw)
+        assert code == 1 and out["code"] == ErrorCode.DECODE_FAILURE and out["msg"], out
+    assert node.views() == before and not node.state_dir.exists()
+
+
+@pytest.mark.parametrize("stdin", UNDECODABLE, ids=["deep-1000", "deep-100000", "nan", "utf16-bom", "trailing"])
+def test_version_answers_whatever_stdin_holds(node: Node, stdin: bytes) -> None:
+    raw, code = run_cni({"CNI_COMMAND": "VERSION"}, stdin, node.ctx)
+    assert code == 0 and "supportedVersions" in json.loads(raw)
+
+
+def test_case_varied_netconf_is_applied_as_upstream_applies_it(node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    conf = {"CNIVersion": "1.0.0", "Name": "n", "Type": "sriov", "DeviceID": node.vf(1), "Vlan": 100,
+            "VlanQoS": 2, "SpoofChk": "off"}
+    out, code = node.run("ADD", conf, pod)
+    assert code == 0, out
+    settings = node.ctx.netlink.vf_settings(node.pf, 1)
+    assert (settings.vlan, settings.qos, settings.spoofchk) == (100, 2, False)
+    assert node.run("DEL", conf, pod) == (None, 0)
+    assert node.ctx.netlink.vf_settings(node.pf, 1).vlan != 100
+
+
+@pytest.mark.parametrize(("field", "value"), [("min_tx_rate", 2 ** 32), ("max_tx_rate", 2 ** 64),
+                                              ("mac", "00:00:00:00:00:00"), ("mac", "ff:ff:ff:ff:ff:ff"),
+                                              ("runtimeConfig", "x"), ("vlan", 1.0), ("vlan", True)])
+def test_values_that_cannot_work_are_refused_before_the_vf_moves(node: Node, netns: NetnsFactory, field: str,
+                                                                 value: Any) -> None:
+    pod = netns()
+    before = node.views()
+    out, code = node.run("ADD", node.conf(2, **{field: value}), pod)
+    assert code == 1 and out["code"] == ErrorCode.INVALID_CONFIG and field in out["details"], out
+    assert node.views() == before and pod_link(pod, "net1") is None

@@ -121,3 +121,73 @@ def test_cni_args() -> None:
     with pytest.raises(CniError) as err:
         parse_cni_args("IgnoreUnknown")
     assert err.value.code == ErrorCode.INVALID_ENV
+
+
+@pytest.mark.parametrize(("extra", "check"), [
+    ({"Vlan": 100, "VLANQOS": 3, "VlanProto": "802.1ad"}, lambda c: (c.vlan, c.vlan_qos, c.vlan_proto) ==
+     (100, 3, VlanProto.DOT1AD)),
+    ({"MAC": "02:00:00:00:00:07", "SpoofChk": "off", "Link_State": "enable"},
+     lambda c: (c.mac, c.spoofchk, c.link_state) == ("02:00:00:00:00:07", False, LinkState.ENABLE)),
+    ({"MIN_TX_RATE": 10, "Max_Tx_Rate": 4294967295, "MTU": 9000}, lambda c: (c.min_tx_rate, c.max_tx_rate, c.mtu)
+     == (10, 4294967295, 9000)),
+    ({"IPAM": {"Type": "host-local", "subnet": "10.0.0.0/24"}}, lambda c: c.ipam_type == "host-local"
+     and c.ipam["subnet"] == "10.0.0.0/24"),
+    ({"RuntimeConfig": {"MAC": "02:00:00:00:00:08"}}, lambda c: c.mac == "02:00:00:00:00:08"),
+    ({"vlan": -0}, lambda c: c.vlan == 0),
+])
+def test_keys_match_case_insensitively_as_upstream_decodes_them(extra: dict[str, Any], check: Any) -> None:
+    assert check(parse_netconf(conf(**extra)))
+
+
+def test_the_last_of_a_key_given_twice_wins_and_null_clears_it() -> None:
+    assert parse_netconf(b'{"cniVersion":"1.0.0","name":"n","deviceID":"0000:3b:02.4","vlan":5,"Vlan":6}').vlan == 6
+    c = parse_netconf(b'{"cniVersion":"1.0.0","name":"n","deviceID":"0000:3b:02.4","vlan":5,"vlan":null}')
+    assert c.vlan is None
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    ({"runtimeConfig": "x"}, 'runtimeConfig "x" must be an object'),
+    ({"runtimeConfig": ["x"]}, "runtimeConfig"),
+    ({"runtimeConfig": {"mac": 5}}, "runtimeConfig.mac 5 must be a string"),
+    ({"ipam": {"type": 5}}, "ipam.type 5 must be a string"),
+    ({"dns": {"nameservers": "8.8.8.8"}}, "dns.nameservers"),
+    ({"capabilities": {"mac": "yes"}}, "capabilities.mac"),
+    ({"prevResult": []}, "prevResult"),
+    ({"vlan": 1.0}, "vlan 1.0 must be an integer"),
+    ({"vlan": 1e2}, "must be an integer"),
+    ({"mtu": 1500.5}, "mtu 1500.5 must be an integer"),
+    ({"min_tx_rate": 2 ** 32}, "min_tx_rate 4294967296 invalid: value must be in the range 0-4294967295"),
+    ({"max_tx_rate": 2 ** 64}, "max_tx_rate 18446744073709551616 must be an integer"),
+    ({"max_tx_rate": -(2 ** 63) - 1}, "max_tx_rate"),
+    ({"vlan": 2 ** 63}, "vlan"),
+    ({"vlanQoS": True, "vlan": 1}, "vlanQoS true must be an integer"),
+    ({"spoofchk": True}, "spoofchk true must be a string"),
+    ({"trust": 1}, "trust 1 must be a string"),
+    ({"deviceID": 3}, "deviceID 3 must be a string"),
+    ({"mac": "00:00:00:00:00:00"}, "zero address"),
+    ({"mac": "ff:ff:ff:ff:ff:ff"}, "broadcast"),
+    ({"mac": "33:33:00:00:00:01"}, "multicast"),
+    ({"runtimeConfig": {"mac": "00:00:00:00:00:00"}}, "runtimeConfig.mac 00:00:00:00:00:00 is the zero address"),
+    ({"OrigVfState": {"Vlan": "x"}}, "OrigVfState.Vlan"),
+    ({"cni.dev/valid-attachments": [{"containerID": 5}]}, "cni.dev/valid-attachments[0].containerID 5"),
+])
+def test_wrong_types_and_values_that_cannot_work_are_refused(extra: dict[str, Any], needle: str) -> None:
+    assert needle in problems(conf(**extra))
+
+
+def test_unknown_fields_are_listed_as_warnings() -> None:
+    c = parse_netconf(conf(master="eth1", colour={"r": 1}, Vlan=7))
+    assert c.vlan == 7
+    assert c.warnings == ('master: upstream\'s own bookkeeping, not read from a NAD, ignored (value: "eth1")',
+                          'colour: unknown field, ignored (value: {"r": 1})')
+    assert parse_netconf(conf(runtimeConfig={"portMappings": [], "ips": ["10.0.0.1/24"]})).warnings == ()
+
+
+@pytest.mark.parametrize("stdin", [b"[" * 1000 + b"]" * 1000, b'{"a":' * 5000 + b"1" + b"}" * 5000,
+                                   b'{"cniVersion":"1.0.0","name":"n","vlan":NaN}', b'{"a":Infinity}',
+                                   b'\xef\xbb\xbf{"cniVersion":"1.0.0"}', b'{"cniVersion":"1.0.0"} {}', b"null",
+                                   b'"x"', b"[" * 200000])
+def test_undecodable_stdin_is_a_decoding_failure(stdin: bytes) -> None:
+    with pytest.raises(CniError) as err:
+        decode(stdin)
+    assert err.value.code == ErrorCode.DECODE_FAILURE and "\n" not in err.value.details

@@ -48,9 +48,9 @@ def test_json_policy_parses():
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("policies:\n  - {name: a, nicSelector: {pfNames: [eth0]}, numVfs: -1}",
-     "policy.yaml: policies[0].numVfs: Input should be greater than or equal to 0 (value: -1)"),
+     "policy.yaml: policies[0].numVfs: must be at least 0 (value: -1)"),
     ("policies:\n  - {name: a, nicSelector: {pfNames: [eth0]}, numVfs: 2, deviceType: dpdk}",
-     "policy.yaml: policies[0].deviceType: Input should be 'netdevice' or 'vfio-pci' (value: \"dpdk\")"),
+     "policy.yaml: policies[0].deviceType: must be one of netdevice, vfio-pci (value: \"dpdk\")"),
     ("policies:\n  - {name: a, nicSelector: {pfNames: ['eth0#3-1']}, numVfs: 2}",
      "policy.yaml: policies[0].nicSelector.pfNames: 'eth0#3-1': VF range '3-1' ends before it starts "
      "(value: [\"eth0#3-1\"])"),
@@ -58,10 +58,19 @@ def test_json_policy_parses():
      "policy.yaml: policies[0].nicSelector: give at least one of pfNames, rootDevices, vendor, deviceID"),
     ("policies:\n  - {name: a, nicSelector: {vendor: intel}, numVfs: 2}",
      "policy.yaml: policies[0].nicSelector.vendor: must be 4 hex digits, got 'intel' (value: \"intel\")"),
-    ("policies:\n  - {name: a, nicSelector: {pfNames: [eth0]}, numVfs: 2, spoofChk: 'on'}",
-     "policy.yaml: policies[0].spoofChk: Extra inputs are not permitted (value: \"on\")"),
+    ("policies:\n  - {name: a, nicSelector: {pfNames: [eth0]}, numVfs: 2.0}",
+     "policy.yaml: policies[0].numVfs: must be an integer of 64 bits (value: 2.0)"),
+    ("policies:\n  - {name: a, nicSelector: {pfNames: [eth0]}, numVfs: true}",
+     "policy.yaml: policies[0].numVfs: must be an integer of 64 bits (value: true)"),
+    ("policies:\n  - {name: a, nicSelector: {pfNames: eth0}, numVfs: 2}",
+     "policy.yaml: policies[0].nicSelector.pfNames: must be a list of strings (value: \"eth0\")"),
+    ("policies:\n  - {name: a, nicSelector: {pfNames: [eth0]}, numVfs: 99999999999999999999}",
+     "policy.yaml: policies[0].numVfs: must be an integer of 64 bits (value: 99999999999999999999)"),
+    ("policies:\n  - {name: a, nicSelector: {pfNames: [eth0]}, numVfs: 5000}",
+     "policy.yaml: policies[0].numVfs: must be at most 4096 (value: 5000)"),
+    ("policies: " + "[" * 300 + "]" * 300, "policy.yaml: not valid YAML: nested more than the 256 levels accepted"),
     ("policies:\n  - {name: a, nicSelector: {pfNames: [eth0]}, numVfs: 2, mtu: 20}",
-     "policy.yaml: policies[0].mtu: Input should be greater than or equal to 68 (value: 20)"),
+     "policy.yaml: policies[0].mtu: must be at least 68 (value: 20)"),
     ("- just a list", "policy.yaml: expected a mapping with a 'policies' list, got list"),
 ])
 def test_each_problem_is_one_line_naming_file_field_and_value(text, expected):

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sriovkit import gojson
 from sriovkit.cni.spec import CniError, ErrorCode, Result, best_common_version, parse_result
 
 IPAM_TIMEOUT_S = 60.0
@@ -115,8 +116,8 @@ def _parse_output(plugin: str, command: str, code: int, stdout: bytes, stderr: b
     text = stdout.strip()
     data: Any = {}
     if text:
-        try:
-            data = json.loads(text)
+        try:  # the plugin's output, read as any JSON we read: deep nesting or NaN is no result
+            data = gojson.plain(gojson.parse(text).value)
         except ValueError:
             data = None
     if code != 0:

@@ -59,6 +59,7 @@ NETCONF = gojson.struct(
     _F("cniVersion", _S), _F("name", _S), _F("type", _S), _F("capabilities", gojson.Map(_B)), _F("ipam", _IPAM),
     _F("dns", _DNS), _F("prevResult", gojson.Object()),
     _F("cni.dev/valid-attachments", gojson.Slice(_GC_ATTACHMENT)),
+    _F("cni.dev/attachments", gojson.Slice(_GC_ATTACHMENT)),  # the name libcni also sends (cni#1101)
     _F("OrigVfState", _VF_STATE, note=_UPSTREAM_STATE), _F("Master", _S, note=_UPSTREAM_STATE),
     _F("mac", _S), _F("mtu", _INT), _F("vlan", _INT), _F("vlanQoS", _INT), _F("vlanProto", gojson.Ptr(_S)),
     _F("deviceID", _S), _F("VFID", gojson.Int(), note=_UPSTREAM_STATE),

@@ -6,12 +6,12 @@ The stubs are generated from `sriovkit/kubeapi/cri.proto`, the subset of runtime
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
+from sriovkit import gojson
 from sriovkit.kubeapi import cri_pb2 as pb
 from sriovkit.kubeapi import cri_pb2_grpc as pb_grpc
 
@@ -66,8 +66,8 @@ def netns_path(info: dict[str, str], *, pod: str) -> str:
     if not raw:
         raise CriError(f"pod {pod}: the runtime's sandbox status has no verbose info")
     try:
-        spec = json.loads(raw).get("runtimeSpec") or {}
-    except (json.JSONDecodeError, AttributeError):
+        spec = gojson.plain(gojson.parse(raw).value).get("runtimeSpec") or {}
+    except (ValueError, AttributeError):
         raise CriError(f"pod {pod}: the runtime's sandbox info is not JSON") from None
     for namespace in (spec.get("linux") or {}).get("namespaces") or []:
         if namespace.get("type") == "network":

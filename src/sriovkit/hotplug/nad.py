@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sriovkit import gojson
 from sriovkit.hotplug.networks import RESOURCE_NAME_ANNOTATION
 
 NAD_GROUP = "k8s.cni.cncf.io"
@@ -52,9 +53,9 @@ def parse_nad(obj: Mapping[str, Any]) -> NetworkDefinition:
     if not isinstance(raw, str) or not raw.strip():
         raise NetworkDefinitionError(f"{where}: spec.config is empty; a hot-plug needs the CNI config in it")
     try:
-        config = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise NetworkDefinitionError(f"{where}: spec.config is not JSON ({exc.msg} at {exc.pos}): {raw!r}") from None
+        config = gojson.plain(gojson.parse(raw).value)
+    except ValueError as exc:  # JsonSyntaxError (nesting, NaN, syntax), or a number no float64 holds
+        raise NetworkDefinitionError(f"{where}: spec.config is not JSON ({exc}): {gojson.show(raw)}") from None
     if not isinstance(config, dict):
         raise NetworkDefinitionError(f"{where}: spec.config must be a JSON object: {raw!r}")
     resource = (meta.get("annotations") or {}).get(RESOURCE_NAME_ANNOTATION) or None

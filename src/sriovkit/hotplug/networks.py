@@ -9,22 +9,24 @@ named are called `net1`, `net2`... by position, as Multus names them.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sriovkit import gojson
+
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
 NETWORK_STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status"
 RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
+log = logging.getLogger("sriovkit.hotplug")
 
 # Linux interface names: at most 15 bytes, no '/', no whitespace, not '.' or '..'
 _IFNAME = re.compile(r"^[^/\s:]{1,15}$")
 # DNS-1123 label (namespaces) and subdomain (object names)
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_SELECTION_KEYS = frozenset({"name", "namespace", "interface", "mac", "ips", "default-route",
-                             "cni-args", "portMappings", "bandwidth", "infiniband-guid", "ipam-claim-reference"})
 
 
 class NetworkAnnotationError(ValueError):
@@ -57,12 +59,15 @@ def parse_networks(value: str, *, pod: str, default_namespace: str) -> list[Netw
     where = f"pod {pod}: annotation {NETWORKS_ANNOTATION}"
     if text.startswith("["):
         try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise NetworkAnnotationError(f"{where}: invalid JSON ({exc.msg} at {exc.pos}): {value!r}") from None
-        if not isinstance(items, list):
-            raise NetworkAnnotationError(f"{where}: expected a JSON list: {value!r}")
-        return [_from_json(item, where, default_namespace) for item in items]
+            tree = gojson.parse(text).value
+        except gojson.JsonSyntaxError as exc:
+            raise NetworkAnnotationError(f"{where}: {exc}: {gojson.show(value)}") from None
+        items, report = gojson.decode(_SELECTIONS, tree)
+        if report.problems:
+            raise NetworkAnnotationError(f"{where}: {report.problems[0].line('')[2:]}")
+        for notice in report.notices:  # Multus ignores them: say so, and go on as it does
+            log.warning("%s: %s", where, notice.line("")[2:])
+        return [_from_json(item, where, default_namespace) for item in items or ()]
     return [_from_text(item.strip(), where, default_namespace) for item in text.split(",")]
 
 
@@ -74,26 +79,24 @@ def _from_text(item: str, where: str, default_namespace: str) -> NetworkSelectio
     return _checked(NetworkSelection(namespace or default_namespace, bare, interface or None), where, item)
 
 
-def _from_json(item: Any, where: str, default_namespace: str) -> NetworkSelection:
-    if not isinstance(item, dict):
-        raise NetworkAnnotationError(f"{where}: list item is not an object: {json.dumps(item)}")
+# Multus' NetworkSelectionElement, decoded as its Go code decodes it (keys folded, unknown ignored)
+_F, _S = gojson.Field, gojson.String()
+_SELECTIONS = gojson.Slice(gojson.Ptr(gojson.struct(
+    _F("name", _S), _F("namespace", _S), _F("ips", gojson.Slice(_S)), _F("mac", _S), _F("infiniband-guid", _S),
+    _F("interface", _S), _F("interfaceRequest", _S), _F("portMappings", gojson.Slice(gojson.Any_())),
+    _F("bandwidth", gojson.Object()), _F("deviceID", _S), _F("cni-args", gojson.Object()),
+    _F("default-route", gojson.Slice(_S)), _F("ipam-claim-reference", _S))))
+
+
+def _from_json(item: dict[str, Any] | None, where: str, default_namespace: str) -> NetworkSelection:
+    if item is None:
+        raise NetworkAnnotationError(f"{where}: list item is null")
     shown = json.dumps(item, sort_keys=True)
-    unknown = sorted(set(item) - _SELECTION_KEYS)
-    if unknown:
-        raise NetworkAnnotationError(f"{where}: unknown field {unknown[0]!r} in {shown}")
-    for key in ("name", "namespace", "interface", "mac"):
-        if key in item and not isinstance(item[key], str):
-            raise NetworkAnnotationError(f"{where}: field {key!r} must be a string in {shown}")
-    for key in ("ips", "default-route"):
-        if key in item and not (isinstance(item[key], list) and all(isinstance(v, str) for v in item[key])):
-            raise NetworkAnnotationError(f"{where}: field {key!r} must be a list of strings in {shown}")
-    if "cni-args" in item and not isinstance(item["cni-args"], dict):
-        raise NetworkAnnotationError(f"{where}: field 'cni-args' must be an object in {shown}")
     selection = NetworkSelection(
         namespace=item.get("namespace") or default_namespace, name=item.get("name", ""),
-        interface=item.get("interface") or None, mac=item.get("mac") or None,
-        ips=tuple(item.get("ips", ())), default_route=tuple(item.get("default-route", ())),
-        cni_args=dict(item.get("cni-args", {})))
+        interface=item.get("interface") or item.get("interfaceRequest") or None, mac=item.get("mac") or None,
+        ips=tuple(item.get("ips") or ()), default_route=tuple(item.get("default-route") or ()),
+        cni_args=dict(item.get("cni-args") or {}))
     return _checked(selection, where, shown)
 
 

@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sriovkit import gojson
 from sriovkit.hotplug.networks import NETWORK_STATUS_ANNOTATION
 
 DEVICE_INFO_VERSION = "1.1.0"
@@ -58,8 +59,8 @@ def read_network_status(annotations: Mapping[str, str] | None) -> list[dict[str,
     if not raw:
         return []
     try:
-        entries = json.loads(raw)
-    except json.JSONDecodeError:
+        entries = gojson.plain(gojson.parse(raw).value)
+    except ValueError:  # JsonSyntaxError, or a number no float64 holds
         return []
     return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 

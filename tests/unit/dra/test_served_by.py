@@ -19,12 +19,24 @@ def test_default_is_the_device_plugin_and_round_trips():
     assert "servedBy" not in to_config_json(resources)["resourceList"][0]
 
 
-@pytest.mark.parametrize("value", ["DRA", "kubelet", 1, None, ""])
+@pytest.mark.parametrize("value", ["DRA", "kubelet"])
 def test_bad_served_by_is_one_line_naming_field_and_value(value):
     with pytest.raises(ConfigError) as exc:
         parse_config({"resourceList": [{"resourceName": "a", "servedBy": value}]}, source="c.json")
     assert exc.value.problems == [
         f'c.json: resourceList[0].servedBy: must be one of devicePlugin, dra, none (value: {_json(value)})']
+
+
+def test_served_by_decodes_as_every_string_field():
+    """null and "" are a Go string's unset (the default), another JSON type is refused."""
+    for unset in (None, ""):
+        [r] = parse_config({"resourceList": [{"resourceName": "a", "servedBy": unset}]}).resources
+        assert r.served_by is ServedBy.DEVICE_PLUGIN
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"resourceList": [{"resourceName": "a", "servedBy": 1}]}, source="c.json")
+    assert exc.value.problems == ["c.json: resourceList[0].servedBy: must be a string (value: 1)"]
+    [r] = parse_config({"resourceList": [{"resourceName": "a", "ServedBy": "dra"}]}).resources
+    assert r.served_by is ServedBy.DRA
 
 
 def _json(value):

@@ -47,6 +47,9 @@ def test_conflist_keeps_its_plugins_and_defaults():
     ({"plugins": []}, "non-empty list"),
     ({"plugins": [{"vlan": 1}]}, "plugins[0] needs a string 'type'"),
     ({"type": "../../bin/sh"}, "not a plain binary name"),
+    ('{"type": "sriov", "x": ' + "[" * 1000 + "]" * 1000 + "}", "nested 1001 levels deep"),
+    ('{"type": "sriov", "vlan": NaN}', "NaN"),
+    ('{"type": "sriov", "x": 1e400}', "float64"),
 ])
 def test_bad_nads_name_the_nad_and_field(config, words):
     with pytest.raises(NetworkDefinitionError) as info:
@@ -109,6 +112,7 @@ def test_status_updates_keep_the_default_network_and_replace_by_interface():
 def test_unreadable_network_status_reads_as_empty():
     assert read_network_status({"k8s.v1.cni.cncf.io/network-status": "{"}) == []
     assert read_network_status({"k8s.v1.cni.cncf.io/network-status": '{"a": 1}'}) == []
+    assert read_network_status({"k8s.v1.cni.cncf.io/network-status": "[" * 5000 + "]" * 5000}) == []
     assert read_network_status(None) == []
 
 

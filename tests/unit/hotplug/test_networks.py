@@ -33,10 +33,13 @@ def test_empty_annotation_is_no_network():
 @pytest.mark.parametrize(("value", "words"), [
     ("[{", "invalid JSON"),
     ('{"name": "a"}', "is not a valid object name"),  # not a list: read as names, as Multus does
-    ('["a"]', "not an object"),
-    ('[{"name": "a", "colour": 1}]', "unknown field 'colour'"),
-    ('[{"name": 5}]', "'name' must be a string"),
-    ('[{"name": "a", "ips": "10.0.0.1"}]', "'ips' must be a list of strings"),
+    ('["a"]', "[0]: must be an object"),
+    ('[{"name": 5}]', "[0].name: must be a string"),
+    ('[{"name": "a", "ips": "10.0.0.1"}]', "[0].ips: must be a list of strings"),
+    ('[{"name": "a", "cni-args": []}]', "[0].cni-args: must be an object"),
+    ("[" * 1000 + "]" * 1000, "nested 1000 levels deep"),
+    ('[{"name": "a", "mac": NaN}]', "NaN"),
+    ("[null]", "null"),
     ("a,,b", "empty item"),
     ("Bad_Name", "network name 'Bad_Name'"),
     ("a@has/slash", "interface 'has/slash'"),
@@ -75,3 +78,11 @@ def test_kept_names_do_not_shift_when_an_earlier_network_goes():
 def test_one_interface_twice_is_an_error():
     with pytest.raises(NetworkAnnotationError, match="interface 'eth1' requested twice"):
         name_interfaces(parse("a@eth1,b@eth1"), pod="ns1/vm")
+
+
+def test_json_selections_are_read_as_multus_reads_them():
+    """Multus decodes the annotation with Go's encoding/json: keys folded, unknown fields ignored."""
+    [got] = parse('[{"Name": "a", "NAMESPACE": "ns2", "Interface": "net7", "colour": 1, "name": "b"}]')
+    assert (got.namespace, got.name, got.interface) == ("ns2", "b", "net7")
+    [old] = parse('[{"name": "a", "interfaceRequest": "net3"}]')  # Multus' pre-3.2 spelling
+    assert old.interface == "net3"

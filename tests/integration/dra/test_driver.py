@@ -136,7 +136,7 @@ def test_agent_restart_between_prepare_and_unprepare_loses_nothing_and_double_us
     assert discover_device(dra_node.sysfs, PF0_VF2).driver == "vfio-pci"  # a stopping agent keeps claims
 
     dra_node.start_agent()
-    dra_node.kubelet.wait_for(lambda k: k.dra_drivers.get(DRIVER) not in (None, first), timeout=5)
+    assert dra_node.kubelet.wait_for(lambda k: k.dra_drivers.get(DRIVER) not in (None, first), timeout=5)
     other = dra_node.claim([("vf", "0000-11-00-2")])
     refused = dra_node.kubelet.prepare_claims(DRIVER, [other])[other[1]]
     assert f"device 0000-11-00-2 is already prepared for claim {uid}" in refused.error
@@ -203,3 +203,33 @@ def test_a_rebound_vf_stays_in_its_dra_pool_unchanged_and_joins_no_device_plugin
     manager.poll_once(elapsed=manager.settings.resync_interval)
     assert sorted(manager.pools()["intel.com/dpdk"].device_ids) == ["0000:11:00.3"]
     assert dra_node.slices() == before
+
+
+def _interrupt_after_bind(node: DraNode, uid: str) -> None:
+    """What an agent killed between binding the driver and finishing leaves: the journal entry
+    not complete, the VF rebound, no CDI spec yet."""
+    path = node.state_dir / "checkpoint.json"
+    data = json.loads(path.read_text())
+    data["claims"][uid]["complete"] = False
+    path.write_text(json.dumps(data))
+    (node.cdi_dir / f"sriovkit-dra-{uid}.json").unlink()
+
+
+def test_an_interrupted_prepare_is_undone_by_unprepare_or_redone_by_prepare(dra_node):
+    dra_node.start_agent()
+    first = dra_node.kubelet.wait_for_dra(DRIVER)
+    ns, uid, name = dra_node.claim([("vf", "0000-11-00-2")], [vf_config(driver="vfio-pci")])
+    assert dra_node.kubelet.prepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
+    dra_node.stop_agent()
+    _interrupt_after_bind(dra_node, uid)
+    dra_node.start_agent()
+    assert dra_node.kubelet.wait_for(lambda k: k.dra_drivers.get(DRIVER) not in (None, first))
+    # the kubelet retries prepare: undone, then prepared anew (CDI spec back, still vfio-pci)
+    assert dra_node.kubelet.prepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
+    assert (dra_node.cdi_dir / f"sriovkit-dra-{uid}.json").exists()
+    assert discover_device(dra_node.sysfs, PF0_VF2).driver == "vfio-pci"
+    _interrupt_after_bind(dra_node, uid)
+    # or the pod is gone and the kubelet unprepares: the VF gets its driver back
+    assert dra_node.kubelet.unprepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
+    assert discover_device(dra_node.sysfs, PF0_VF2).driver == "iavf"
+    assert json.loads((dra_node.state_dir / "checkpoint.json").read_text())["claims"] == {}

@@ -4,7 +4,10 @@ What runs is the product, not a mock-up: a simulated node whose 2 PFs x 4 VFs ar
 peers on a Linux bridge per PF, playing the NIC's embedded switch), the node agent (a device plugin
 per pool, the CNI socket, metrics), the kubelet simulator speaking the real device-plugin and
 podresources gRPC APIs, two "pods" (network namespaces) that each get a VF from the pool, and CNI
-ADD/DEL through the installed `sriov` shim with the config Multus would delegate. Everything made
+ADD/DEL through the installed `sriov` shim with the config Multus would delegate. A third PF's VFs
+are served through DRA by the same agent: ResourceSlices published to an API server stand-in
+through the real `kubernetes` client, and a claim prepared and unprepared by the kubelet simulator
+over the kubelet's DRA gRPC API. Everything made
 is registered for teardown the moment it exists, so Ctrl-C or SIGTERM at any point still leaves no
 interface, namespace, socket or file behind; the last line says what (if anything) was left.
 """
@@ -30,6 +33,9 @@ from typing import Any
 NETNS_DIR = "/var/run/netns"
 RESOURCE_NAME = "sriov_demo"
 RESOURCE = f"intel.com/{RESOURCE_NAME}"
+DRA_RESOURCE_NAME = "sriov_dra"
+DRA_DRIVER = "sriovnetwork.k8snetworkplumbingwg.io"
+NODE_NAME = "demo-node"
 SUBNET = "10.56.217.0/24"
 VLAN = 100
 
@@ -94,7 +100,8 @@ class _Flow:
     def __init__(self, tmp: Path, tag: str, stack: ExitStack, say: Callable[[str], None], made: set[str]) -> None:
         self.tmp, self.tag, self.stack, self.say, self.made = tmp, tag, stack, say, made
         self.root = tmp / "node"
-        self.pfs = [f"dm{tag}p0", f"dm{tag}p1"]
+        self.pfs = [f"dm{tag}p0", f"dm{tag}p1"]  # the device plugin's
+        self.dra_pf = f"dm{tag}p2"  # served through DRA
 
     def run(self) -> None:
         self.make_node()
@@ -112,6 +119,7 @@ class _Flow:
             self.cni(shim, "DEL", pod)
             kubelet.release(pod.name)
         self.show_returned(pods)
+        self.dra_claim(kubelet)
         self.show_metrics()
 
     # -- steps --------------------------------------------------------------------------------
@@ -122,11 +130,13 @@ class _Flow:
         from sriovkit.host.simnet import attach_veths
         from sriovkit.host.sysfs import Sysfs
 
-        self.heading("1. A simulated node: 2 PFs x 4 VFs; each VF a real veth, each PF a bridge (its embedded switch)")
+        self.heading("1. A simulated node: 2 PFs x 4 VFs (+ 1 PF x 2 VFs for DRA); each VF a real veth, each PF a "
+                     "bridge (its embedded switch)")
         pf = {"numVfs": 4, "totalVfs": 8, "vendor": "8086", "device": "1592", "vfDevice": "1889", "driver": "ice",
               "vfDriver": "iavf"}
-        self.host = sim.create(self.root, {"pfs": [{**pf, "name": name, "numaNode": n}
-                                                   for n, name in enumerate(self.pfs)]})
+        pfs = [{**pf, "name": name, "numaNode": n} for n, name in enumerate(self.pfs)]
+        pfs.append({**pf, "name": self.dra_pf, "numVfs": 2, "numaNode": 0})
+        self.host = sim.create(self.root, {"pfs": pfs})
         network = attach_veths(self.host)
         self.stack.callback(network.destroy)
         self.made.update(network.bridges, *((p.netdev, p.peer) for p in network.ports))
@@ -135,7 +145,8 @@ class _Flow:
     def start_kubelet(self) -> Any:
         from sriovkit.kubesim import Kubelet
 
-        kubelet = Kubelet(self.tmp / "device-plugins", pod_resources_socket=self.tmp / "pod-resources.sock")
+        kubelet = Kubelet(self.tmp / "device-plugins", pod_resources_socket=self.tmp / "pod-resources.sock",
+                          plugins_registry_dir=self.tmp / "plugins_registry", watch_interval=0.05)
         kubelet.start()
         self.stack.callback(kubelet.stop)
         return kubelet
@@ -151,7 +162,9 @@ class _Flow:
         self.heading("2. The node agent registers a device plugin per pool with the kubelet (simulator)")
         config = self.tmp / "config.json"
         config.write_text(json.dumps({"resourceList": [
-            {"resourceName": RESOURCE_NAME, "selectors": {"drivers": ["iavf"], "pfNames": self.pfs}}]}, indent=2))
+            {"resourceName": RESOURCE_NAME, "selectors": {"drivers": ["iavf"], "pfNames": self.pfs}},
+            {"resourceName": DRA_RESOURCE_NAME, "servedBy": "dra", "selectors": {"pfNames": [self.dra_pf]}}]},
+            indent=2))
         self.say(f"config.json: {json.dumps(json.loads(config.read_text()))}")
         metrics = AgentMetrics()
         agent = NodeAgent(DevicePluginSettings(
@@ -164,6 +177,7 @@ class _Flow:
         agent.add(CniSocketServer(self.cni_socket, CniService(self.context, metrics)))
         self.metrics_server = MetricsServer("127.0.0.1:0", metrics, agent.healthy)
         agent.add(self.metrics_server)
+        agent.add(self._dra_driver(agent))
         started = time.monotonic()
         agent.start()
         self.stack.callback(agent.stop)
@@ -171,6 +185,65 @@ class _Flow:
         healthy = sum(1 for d in devices.values() if d.healthy)
         self.say(f"kubelet sees {RESOURCE}: {len(devices)} devices, {healthy} healthy "
                  f"(registered {kubelet.registrations[0].at - started:.2f} s after the agent started)")
+
+    def _dra_driver(self, agent: Any) -> Any:
+        from sriovkit.dra.driver import DraDriver, DraSettings
+        from sriovkit.dra.kube import KubernetesDraApi
+        from sriovkit.kubesim.apiserver import FakeKubeApi
+
+        self.api = FakeKubeApi()
+        self.api.start()
+        self.stack.callback(self.api.stop)
+        kubeconfig = self.api.write_kubeconfig(self.tmp / "kubeconfig")
+        self.dra = DraSettings(node_name=NODE_NAME, driver_name=DRA_DRIVER,
+                               plugins_registry_dir=self.tmp / "plugins_registry",
+                               plugins_dir=self.tmp / "plugins", state_dir=self.tmp / "dra-state",
+                               cdi_dir=self.tmp / "cdi", devinfo_dir=self.tmp / "devinfo")
+        return DraDriver(self.dra, agent.device_plugins, KubernetesDraApi(kubeconfig=str(kubeconfig)))
+
+    def dra_claim(self, kubelet: Any) -> None:
+        from sriovkit.kubesim.apiserver import CLAIMS, SLICES
+
+        self.heading(f"6. DRA: intel.com/{DRA_RESOURCE_NAME} (\"servedBy\": \"dra\") as ResourceSlices, and a claim "
+                     "the kubelet prepares")
+        endpoint = kubelet.wait_for_dra(DRA_DRIVER, timeout=10)
+        self.say(f"kubelet: DRA driver {DRA_DRIVER} registered ({endpoint.version}) at {endpoint.socket_path}")
+        slices = self.api.wait_for(lambda api: [o for (k, _, _), o in api.objects.items()
+                                                if k == SLICES and o["spec"]["devices"]], timeout=10)
+        for item in slices:
+            spec = item["spec"]
+            first = spec["devices"][0]["attributes"]
+            self.say(f"ResourceSlice {item['metadata']['name']}: pool {spec['pool']['name']}, devices "
+                     + ", ".join(d["name"] for d in spec["devices"])
+                     + f" (PFName {first[f'{DRA_DRIVER}/PFName']['string']}, "
+                       f"resourceName {first['k8s.cni.cncf.io/resourceName']['string']})")
+        device, pool = slices[0]["spec"]["devices"][0]["name"], slices[0]["spec"]["pool"]["name"]
+        uid = secrets.token_hex(4) + "-demo-claim"
+        self.api.put(CLAIMS, {
+            "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+            "metadata": {"namespace": "default", "name": "demo-claim", "uid": uid},
+            "status": {"allocation": {"devices": {
+                "results": [{"request": "vf", "driver": DRA_DRIVER, "pool": pool, "device": device}],
+                "config": [{"source": "FromClaim", "requests": ["vf"], "opaque": {"driver": DRA_DRIVER, "parameters": {
+                    "apiVersion": f"{DRA_DRIVER}/v1alpha1", "kind": "VfConfig", "netAttachDefName": "sriov-dra"}}}]}},
+                "reservedFor": [{"resource": "pods", "name": "pod-c", "uid": "pod-c-uid"}]}})
+        self.say(f"claim default/demo-claim: allocated {pool}/{device} (the scheduler's part, played by the demo)")
+        claim = [("default", uid, "demo-claim")]
+        answer = kubelet.prepare_claims(DRA_DRIVER, claim)[uid]
+        self.stack.callback(kubelet.unprepare_claims, DRA_DRIVER, claim)  # undone even if interrupted
+        if answer.error:
+            raise RuntimeError(f"NodePrepareResources failed: {answer.error}")
+        ids = [i for d in answer.devices for i in d.cdi_device_ids]
+        spec_file = self.dra.cdi_dir / f"sriovkit-dra-{uid}.json"
+        env = [e for d in json.loads(spec_file.read_text())["devices"] for e in d["containerEdits"].get("env", [])]
+        devinfo = sorted(p.name for p in self.dra.devinfo_dir.glob(f"intel.com-{DRA_RESOURCE_NAME}-*"))
+        self.say(f"NodePrepareResources: CDI devices {', '.join(ids)}")
+        self.say(f"  container env (CDI spec {spec_file.name}): {'; '.join(sorted(env))}")
+        self.say(f"  Multus device-info: {', '.join(devinfo)}")
+        gone = kubelet.unprepare_claims(DRA_DRIVER, claim)[uid]
+        left = spec_file.exists() or any(self.dra.devinfo_dir.glob(f"intel.com-{DRA_RESOURCE_NAME}-*"))
+        self.say(f"NodeUnprepareResources: {gone.error or 'ok'}; CDI spec and device-info "
+                 f"{'still there' if left else 'removed'}")
 
     def install_shim(self) -> Path:
         from sriovkit.shim.install import ShimSettings, install_shim
@@ -269,7 +342,7 @@ class _Flow:
         with urllib.request.urlopen(url, timeout=5) as reply:
             lines = reply.read().decode().splitlines()
         wanted = ("sriovkit_cni_operations_total", "sriovkit_device_allocations_total", "sriovkit_pool_devices")
-        self.heading(f"6. Agent metrics ({url}, excerpt)")
+        self.heading(f"7. Agent metrics ({url}, excerpt)")
         self.say("\n".join(line for line in lines if line.startswith(wanted)))
 
     # -- helpers ------------------------------------------------------------------------------

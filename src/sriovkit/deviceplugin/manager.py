@@ -100,6 +100,7 @@ class DevicePluginManager:
         self.on_change: Callable[[], None] | None = None  # called after pools or health changed
         # device ID -> resource holding it whatever its selectors say (the DRA driver's prepared claims)
         self.pinned: Callable[[], Mapping[str, str]] | None = None
+        self._warned_dra: list[str] = []
         # the config file on disk was rejected (the previous config keeps running): why, for /readyz
         self.config_problem: str | None = None
         self.on_reload_failure: Callable[[str], None] | None = None  # called with the one-line problem
@@ -328,7 +329,17 @@ class DevicePluginManager:
         self._link_up = hl.read_link_states(sysfs, netdevs)
         pools = pool_set.by_name()
         self.other_pools = {n: p for n, p in pools.items() if p.config.served_by is not ServedBy.DEVICE_PLUGIN}
+        self._warn_unserved_dra()
         self._apply({n: p for n, p in pools.items() if n not in self.other_pools})
+
+    def _warn_unserved_dra(self) -> None:
+        # servedBy dra without a DRA driver attached (the agent runs without --dra): say so once
+        unserved = sorted(n for n, p in self.other_pools.items()
+                          if p.config.served_by is ServedBy.DRA and self.pinned is None)
+        if unserved and unserved != self._warned_dra:
+            log.warning("resources %s say servedBy dra but the agent runs without --dra: nothing offers them",
+                        ",".join(unserved))
+        self._warned_dra = unserved
 
     def _apply(self, pools: dict[str, ResourcePool]) -> None:
         """Start, stop or update only the servers whose pools changed."""

@@ -64,6 +64,8 @@ class DraDriver:
                           if api is not None else None)
         self._stopping = threading.Event()
         self._watch: threading.Thread | None = None
+        # set now, before the agent starts the manager: its first pools already keep held VFs
+        manager.pinned = self._pinned
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -75,7 +77,6 @@ class DraDriver:
             self.refresh()
 
         self.manager.on_change = on_change
-        self.manager.pinned = self._pinned
         self.manager.poll_once(elapsed=self.manager.settings.resync_interval)  # pools with the claims pinned
         self.refresh()
         self.server.start()
@@ -100,6 +101,20 @@ class DraDriver:
                 log.warning("DRA sockets removed, serving again")
                 self.server.stop()
                 self.server.start()
+
+    def readiness_problems(self) -> list[str]:
+        """For /readyz: the kubelet has not accepted the driver, or the slices are not published."""
+        name, server = self.settings.driver_name, self.server
+        problems = []
+        if server.registered is None:
+            problems.append(f"DRA driver {name}: not registered with the kubelet yet ({server.registration_path})")
+        elif not server.registered:
+            problems.append(f"DRA driver {name}: the kubelet refused the registration: {server.registration_error}")
+        if self.publisher is not None and self.publisher.last_error is not None:
+            problems.append(f"DRA driver {name}: ResourceSlices not published: {self.publisher.last_error}")
+        elif self.publisher is not None and self.publisher.syncs == 0:
+            problems.append(f"DRA driver {name}: ResourceSlices not published yet")
+        return problems
 
     # -- state -----------------------------------------------------------------------------
     def refresh(self) -> None:

@@ -48,6 +48,8 @@ def test_agent_with_dra_serves_claims_and_cleans_up(dra_node):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+    assert "components=DevicePluginManager" in err and "DraDriver" in err
+    assert "servedBy dra but the agent runs without --dra" not in err
     assert not (dra_node.root / "reg" / f"{DRIVER}-reg.sock").exists()
     assert not (dra_node.root / "plugins" / DRIVER / "dra.sock").exists()
     # the RBAC the deployment grants (agent-needs.yaml, dra.rbac + the agent's own) covers every call

@@ -233,3 +233,33 @@ def test_an_interrupted_prepare_is_undone_by_unprepare_or_redone_by_prepare(dra_
     assert dra_node.kubelet.unprepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
     assert discover_device(dra_node.sysfs, PF0_VF2).driver == "iavf"
     assert json.loads((dra_node.state_dir / "checkpoint.json").read_text())["claims"] == {}
+
+
+def test_readiness_says_what_keeps_the_driver_unusable(dra_node):
+    dra_node.api.fail_next["POST resourceslices"] = 1000  # the API server refuses every create
+    driver = dra_node.start_agent()
+    dra_node.kubelet.wait_for_dra(DRIVER)
+    assert dra_node.kubelet.wait_for(lambda _: driver.server.registered is True)
+    assert dra_node.api.wait_for(lambda _: driver.publisher.last_error is not None)
+    (problem,) = driver.readiness_problems()
+    assert problem.startswith(f"DRA driver {DRIVER}: ResourceSlices not published: create resourceslice ")
+    assert "500" in problem
+    dra_node.api.fail_next.clear()  # the API server is back: the backoff retries and publishes
+    dra_node.wait_published(ALL_DRA, timeout=15)
+    assert dra_node.api.wait_for(lambda _: driver.readiness_problems() == [])
+
+
+def test_dra_resources_without_a_dra_driver_are_offered_by_nothing_and_say_so(dra_node, caplog):
+    from sriovkit.deviceplugin.manager import DevicePluginManager, DevicePluginSettings
+
+    manager = DevicePluginManager(DevicePluginSettings(
+        config_file=dra_node.root / "config.json", sysfs=dra_node.sysfs, proc_root=str(dra_node.root / "proc"),
+        device_plugin_dir=dra_node.root / "dp", devinfo_dir=dra_node.devinfo_dir, poll_interval=0.05))
+    with caplog.at_level("WARNING"):
+        manager.start()
+    try:
+        assert set(manager.pools()) == {"intel.com/net"}
+        assert [r.getMessage() for r in caplog.records if "servedBy dra" in r.getMessage()] == [
+            "resources intel.com/vfs say servedBy dra but the agent runs without --dra: nothing offers them"]
+    finally:
+        manager.stop()

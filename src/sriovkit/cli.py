@@ -33,6 +33,7 @@ def _output_arg(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sriovctl", description="SR-IOV networking for Kubernetes")
+    parser.add_argument("--version", action="version", version=f"sriovctl {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("discover", help="show PFs and VFs found in sysfs")
@@ -64,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     for register in _extra_commands():
         register(sub)
     return parser
+
+
+def _version() -> str:
+    from sriovkit import __version__
+
+    return __version__
 
 
 def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:

@@ -132,10 +132,16 @@ def cmd_sim_create(args: argparse.Namespace) -> int:
         raise UserError(f"--spec {args.spec}: cannot read: {exc.strerror}") from None
     except sim.SimSpecError as exc:
         raise UserError(str(exc).splitlines()) from None
+    if sim.is_simulated(args.dir):
+        raise UserError(f"{args.dir}: already a simulated host; remove it first (sriovctl sim destroy {args.dir}) "
+                        "or choose another directory")
     try:
         host = sim.SimulatedHost(args.dir, spec).create()
     except sim.SimSpecError as exc:
         raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"{args.dir}: cannot create the simulated host: "
+                        f"{exc.filename}: {exc.strerror or exc}") from None
     count = sum(1 for _ in host.devices())
     print(f"simulated host at {args.dir}: {len(spec.pfs)} PFs, {count - len(spec.pfs)} VFs")
     if getattr(args, "veth", False):

@@ -26,9 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def add_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, in_agent: bool = False) -> None:
     """The controller's flags. `in_agent`: for `sriovctl agent --hotplug`, which has its own --host-root
-    and --pod-resources-socket (same meaning, so not added twice) and where a bare --state-dir or
-    --resync-seconds would be ambiguous (they become --hotplug-state-dir, --hotplug-resync-seconds)."""
-    prefix = "--hotplug-" if in_agent else "--"
+    and --pod-resources-socket (same meaning, so not added twice). The controller's state dir and
+    resync are --hotplug-state-dir and --hotplug-resync-seconds everywhere (a bare --state-dir would
+    be ambiguous beside the agent's --cni-state-dir); `sriovctl hotplug` also takes the first
+    spellings, --state-dir and --resync-seconds."""
     p.add_argument("--kubeconfig", help="kubeconfig file (default: the pod's service account, in-cluster)")
     p.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
                    help="this node's name: only its pods are watched (env NODE_NAME)")
@@ -38,16 +39,16 @@ def add_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, in_ag
     if not in_agent:
         p.add_argument("--pod-resources-socket", default=nodepaths.POD_RESOURCES_SOCKET,
                        help="the kubelet's podresources socket (devices of NADs with a resourceName)")
-    p.add_argument(f"{prefix}state-dir", dest="state_dir", default="/var/lib/sriovkit/hotplug",
-                   help="the controller's record of attachments")
+    p.add_argument("--hotplug-state-dir", *(() if in_agent else ("--state-dir",)), dest="state_dir",
+                   metavar="DIR", default="/var/lib/sriovkit/hotplug", help="the controller's record of attachments")
     p.add_argument("--kubelet-root", default="/var/lib/kubelet", help="the kubelet's root (pods' emptyDir volumes)")
     p.add_argument("--ovs-run-dir", default="/var/run/openvswitch", help="where vhost_sockets/<uid> mounts go")
     p.add_argument("--no-vhostuser", action="store_true", help="do not bind-mount vhost-user socket directories")
     if not in_agent:
         p.add_argument("--host-root", default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),
                        help="node filesystem root passed to the sriov plugin as SRIOVKIT_HOST_ROOT")
-    p.add_argument(f"{prefix}resync-seconds", dest="resync_seconds", type=float, default=60.0,
-                   help="how often every pod is looked at again")
+    p.add_argument("--hotplug-resync-seconds", *(() if in_agent else ("--resync-seconds",)), dest="resync_seconds",
+                   metavar="SECONDS", type=float, default=60.0, help="how often every pod is looked at again")
 
 
 def controller_from_args(args: argparse.Namespace, *, in_agent: bool = False) -> HotplugController:
@@ -71,7 +72,7 @@ def controller_from_args(args: argparse.Namespace, *, in_agent: bool = False) ->
     bin_dirs = in_bin_dir(args.cni_bin_dir)
     problems += [f"--cni-bin-dir: {d} is not a directory" for d in bin_dirs if not os.path.isdir(d)]
     if args.resync_seconds <= 0:
-        flag = "--hotplug-resync-seconds" if in_agent else "--resync-seconds"
+        flag = "--hotplug-resync-seconds" if in_agent else "--resync-seconds"  # as sriovctl hotplug first named it
         problems.append(f"{flag} {args.resync_seconds}: must be positive")
     if problems:
         raise UserError(problems)

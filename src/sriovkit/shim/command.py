@@ -7,8 +7,12 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("install-cni", help="install the `sriov` CNI executable into a CNI bin directory")
-    p.add_argument("--dest", default="/opt/cni/bin", help="CNI bin directory (default /opt/cni/bin)")
-    p.add_argument("--agent-socket", default="/run/sriovkit/cni.sock", help="the agent's CNI socket")
+    # one name per concept across subcommands (the agent's and hot-plug's); the first spellings stay as aliases
+    p.add_argument("--cni-bin-dir", "--dest", dest="dest", metavar="DIR", default="/opt/cni/bin",
+                   help="CNI bin directory (default /opt/cni/bin; alias --dest)")
+    p.add_argument("--cni-socket", "--agent-socket", dest="agent_socket", metavar="PATH",
+                   default="/run/sriovkit/cni.sock",
+                   help="the agent's --cni-socket (alias --agent-socket)")
     p.add_argument("--python-shim", action="store_true",
                    help="install the Python shim (needs --python on the host) instead of the static native one")
     p.add_argument("--binary", default=None,
@@ -22,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-fallback", action="store_true", help="fail with a CNI error when the agent is down")
     p.add_argument("--log-file", default="", help="where the shim logs fallbacks (default: stderr)")
     p.add_argument("--host-root", default="", help="the agent's --host-root, used by the fallback path (default: /)")
-    p.add_argument("--state-dir", default="",
-                   help="the agent's --cni-state-dir, used by the fallback path (default: /var/lib/cni/sriov)")
+    p.add_argument("--cni-state-dir", "--state-dir", dest="state_dir", metavar="DIR", default="",
+                   help="the agent's --cni-state-dir, used by the fallback path (default: /var/lib/cni/sriov; "
+                   "alias --state-dir)")
     p.add_argument("--connect-timeout", type=float, default=2.0,
                    help="seconds to connect and for the agent to take the call (default 2)")
     p.add_argument("--reply-timeout", type=float, default=300.0,

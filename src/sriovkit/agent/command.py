@@ -142,9 +142,10 @@ def _agent(args: argparse.Namespace) -> int:
     from sriovkit.errors import UserError
     from sriovkit.host import sim
     from sriovkit.host.sysfs import Sysfs
-    from sriovkit.resources.config import ConfigError
+    from sriovkit.resources.config import ConfigError, check_resource_prefix
 
     _setup_logging(args.log_level)
+    check_resource_prefix("--resource-prefix", args.resource_prefix)
     if bool(args.config_file) == bool(args.policy):
         raise UserError("give one of --config-file (pools) and --policy (VFs and pools)")
     sysfs = Sysfs(Path(args.host_root))
@@ -240,11 +241,16 @@ def _add_cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: Ag
 def _add_node_events(agent: NodeAgent, args: argparse.Namespace) -> None:
     """Where the agent can reach the API server (--kubeconfig, or a pod's service account) and knows
     its node, a config reload that fails is also an Event on the Node (`kubectl describe node`)."""
+    import logging
+
     from sriovkit.agent.events import NodeEvents, client_create
     from sriovkit.errors import UserError
-    from sriovkit.hotplug.kube import in_cluster
+    from sriovkit.hotplug.kube import KUBE_EXTRA_HINT, have_client, in_cluster
 
     if not args.node_name or not (args.kubeconfig or in_cluster(os.environ)):
+        return
+    if not have_client():  # optional: the log and /readyz still say it
+        logging.getLogger(__name__).warning("no Events on the Node: %s", KUBE_EXTRA_HINT)
         return
     try:
         create = client_create(args.kubeconfig)

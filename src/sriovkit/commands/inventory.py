@@ -15,7 +15,7 @@ from sriovkit.host.discover import discover
 from sriovkit.host.model import HostSnapshot, PciDevice
 from sriovkit.host.routes import default_route_netdevs
 from sriovkit.host.sysfs import Sysfs
-from sriovkit.output import format_table
+from sriovkit.output import format_table, summarize_ids
 from sriovkit.resources.config import ConfigError, load_config_file
 from sriovkit.resources.pools import PoolSet, build_pools
 
@@ -52,13 +52,15 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 
 def device_table(snapshot: HostSnapshot) -> str:
-    rows = [_device_row(d) for d in snapshot if d.is_sriov_pf or d.is_vf or d.netdevs]
+    # every device the JSON lists: a NIC bound to vfio-pci or to no driver has no interface, and is
+    # exactly the one an operator looks for when a pool comes up short
+    rows = [_device_row(d) for d in snapshot]
     return format_table(["PCI ADDRESS", "ROLE", "VENDOR:DEVICE", "DRIVER", "INTERFACE", "PF", "VF", "NUMA",
                          "LINK", "VFS"], rows)
 
 
 def _device_row(d: PciDevice) -> list[Any]:
-    role = "PF" if d.is_sriov_pf else ("VF" if d.is_vf else "NIC")
+    role = "PF" if d.is_sriov_pf else ("VF" if d.is_vf else ("NIC" if d.class_code.startswith("02") else "DEV"))
     vfs = f"{d.num_vfs}/{d.total_vfs}" if d.is_sriov_pf else None
     return [d.pci_address, role, f"{d.vendor}:{d.device}", d.driver, ",".join(d.netdevs), d.pf_netdev,
             d.vf_index, d.numa_node, d.link_type, vfs]
@@ -82,6 +84,9 @@ def _device_json(d: PciDevice) -> dict[str, Any]:
 
 
 def cmd_pools(args: argparse.Namespace) -> int:
+    from sriovkit.resources.config import check_resource_prefix
+
+    check_resource_prefix("--resource-prefix", args.resource_prefix)
     _, pool_set = pools_of(args.host_root, args.config_file, args.resource_prefix,
                            strict=getattr(args, "strict", False))
     if args.explain:
@@ -94,7 +99,7 @@ def cmd_pools(args: argparse.Namespace) -> int:
 
 
 def pools_table(pool_set: PoolSet) -> str:
-    rows = [[p.name, p.config.device_type.value, len(p.devices), ", ".join(sorted(p.device_ids)) or "(empty)"]
+    rows = [[p.name, p.config.device_type.value, len(p.devices), summarize_ids(list(p.device_ids)) or "(empty)"]
             for p in pool_set.pools]
     return format_table(["RESOURCE", "TYPE", "COUNT", "DEVICES"], rows)
 

@@ -57,6 +57,9 @@ def controller_from_args(args: argparse.Namespace, *, in_agent: bool = False) ->
     from pathlib import Path
 
     from sriovkit.errors import UserError
+    from sriovkit.hotplug.kube import require_client
+
+    require_client("--hotplug" if in_agent else "sriovctl hotplug")
     from sriovkit.hotplug.cniexec import CniRuntime, in_bin_dir
     from sriovkit.hotplug.controller import HotplugController, HotplugSettings
     from sriovkit.hotplug.cri import CriClient

@@ -38,6 +38,24 @@ class ClusterApi(Protocol):
     def stop(self) -> None: ...
 
 
+KUBE_EXTRA_HINT = "the kubernetes client is not installed: pip install 'sriovkit[kube]'"
+
+
+def have_client() -> bool:
+    """Whether the `kubernetes` package (the `kube` extra) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("kubernetes") is not None
+
+
+def require_client(what: str) -> None:
+    """A one-line UserError naming `what` needs the client, when the `kube` extra is missing."""
+    if not have_client():
+        from sriovkit.errors import UserError
+
+        raise UserError(f"{what}: {KUBE_EXTRA_HINT}")
+
+
 def api_client(kubeconfig: str | None = None) -> Any:
     """A `kubernetes.client.ApiClient` for `kubeconfig`, else the pod's service account (in-cluster).
     Loads the configuration only (no requests); raises the client's own errors when it cannot."""

@@ -86,7 +86,9 @@ def _injector(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> tuple[object, EventSink | None, object | None]:
     from sriovkit.agent.events import EventQueue
     from sriovkit.errors import UserError
-    from sriovkit.hotplug.kube import api_client
+    from sriovkit.hotplug.kube import api_client, require_client
+
+    require_client("sriovctl injector")
     from sriovkit.injector.kube import NadReader, pod_event_body
 
     try:

@@ -484,3 +484,12 @@ def _parse_additional_info(raw: dict[str, dict[str, str]], path: str,
             continue
         info[key.lower() if key != "*" else key] = dict(value or {})
     return info
+
+
+def check_resource_prefix(flag: str, value: str) -> None:
+    """A `--resource-prefix` flag checked once, as a flag (the config's resources that take it as their
+    default would each repeat the complaint under a field they do not have)."""
+    if value and not _PREFIX.match(value):
+        from sriovkit.errors import UserError
+
+        raise UserError(f"{flag} {value!r}: must be a DNS subdomain such as intel.com")

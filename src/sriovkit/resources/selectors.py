@@ -59,7 +59,13 @@ def _listed(field: str, wanted: tuple[str, ...], value: str | None) -> Reason | 
 
 
 def _not_in(field: str, value: str | None, wanted: tuple[str, ...]) -> str:
-    return f"{field}: {value or '(none)'} not in {list(wanted)}"
+    return f"{field}: {value or '(none)'} is not {alternatives(wanted)}"
+
+
+def alternatives(values: tuple[str, ...] | list[str]) -> str:
+    """`a`, `a or b`, `a, b or c`: a selector's values as the operator wrote them, no Python syntax."""
+    items = [str(v) for v in values]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 def _text(text: str) -> str:
@@ -108,7 +114,7 @@ def _root_devices(s: Selector, d: Device, _: bool) -> Reason | None:
 
 def _not_covered(field: str, name: str, vf_index: int | None, entries: tuple[IndexedName, ...]) -> str:
     where = name + (f"#{vf_index}" if vf_index is not None else "")
-    return f"{field}: {where} not covered by {[str(e) for e in entries]}"
+    return f"{field}: {where} is not covered by {alternatives([str(e) for e in entries])}"
 
 
 def _link_types(s: Selector, d: Device, _: bool) -> Reason | None:
@@ -144,7 +150,7 @@ def _pkeys(s: Selector, d: Device, _: bool) -> Reason | None:
     have = d.pkeys if isinstance(d, PciDevice) else ()
     if any(p in s.pkeys for p in have):
         return None
-    return Reason(_text, f"pKeys: {list(have) or '(none)'} has none of {list(s.pkeys)}")
+    return Reason(_text, f"pKeys: {', '.join(have) or '(none)'} has none of {alternatives(s.pkeys)}")
 
 
 def _acpi_indexes(s: Selector, d: Device, _: bool) -> Reason | None:

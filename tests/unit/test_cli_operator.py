@@ -119,3 +119,18 @@ def test_a_bad_resource_prefix_is_one_line_naming_the_flag(tmp_path: Path, comma
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == ["sriovctl: --resource-prefix 'Not_A.Prefix': must be a DNS subdomain such as "
                                         "intel.com"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["injector", "--tls-cert-file", "{cert}", "--tls-private-key-file", "{cert}"],
+    ["hotplug", "--node-name", "n", "--cni-bin-dir", "{dir}"],
+])
+def test_without_the_kube_extra_the_commands_needing_it_say_so(tmp_path: Path, argv: list[str]) -> None:
+    (tmp_path / "cert").write_text("x")
+    args = [a.format(cert=tmp_path / "cert", dir=tmp_path) for a in argv]
+    code = ("import sys; sys.modules['kubernetes'] = None  # as if the kube extra were not installed\n"
+            "from sriovkit.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert "pip install 'sriovkit[kube]'" in line

@@ -45,7 +45,10 @@ def have_client() -> bool:
     """Whether the `kubernetes` package (the `kube` extra) is installed."""
     import importlib.util
 
-    return importlib.util.find_spec("kubernetes") is not None
+    try:
+        return importlib.util.find_spec("kubernetes") is not None
+    except (ImportError, ValueError):  # ValueError: blocked (sys.modules entry None)
+        return False
 
 
 def require_client(what: str) -> None:

@@ -43,7 +43,10 @@ def _injector(args: argparse.Namespace) -> int:
     from sriovkit.injector.review import Reviewer
     from sriovkit.injector.server import ReloadingTls, WebhookServer
 
+    from sriovkit.hotplug.kube import require_client
+
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    require_client("sriovctl injector")
     problems = []
     if not 0 < args.port < 65536:
         problems.append(f"--port {args.port}: must be 1-65535")
@@ -86,9 +89,7 @@ def _injector(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> tuple[object, EventSink | None, object | None]:
     from sriovkit.agent.events import EventQueue
     from sriovkit.errors import UserError
-    from sriovkit.hotplug.kube import api_client, require_client
-
-    require_client("sriovctl injector")
+    from sriovkit.hotplug.kube import api_client
     from sriovkit.injector.kube import NadReader, pod_event_body
 
     try:

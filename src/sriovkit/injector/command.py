@@ -40,10 +40,9 @@ def _injector(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sriovkit.errors import UserError
+    from sriovkit.hotplug.kube import require_client
     from sriovkit.injector.review import Reviewer
     from sriovkit.injector.server import ReloadingTls, WebhookServer
-
-    from sriovkit.hotplug.kube import require_client
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     require_client("sriovctl injector")

@@ -165,17 +165,17 @@ def test_rejected_reload_is_unready_counted_and_an_event_on_the_node(site, agent
     root, _, api = site
     assert _until(agent.ready)
     assert agent.metric("sriovkit_config_last_reload_successful") == 1
-    (root / "config.json").write_text('{"resourceList": [{"resourceName": "net", "selectors": {"drivers": 5}}]}')
+    (root / "config.json").write_text('{"resourceList": [{"resourceName": "net!", "selectors": {}}]}')
     body = _until(agent.unready)
     assert f"config {root / 'config.json'}: rejected, the previous config is running" in body
-    assert "drivers" in body
+    assert "resourceName" in body
     assert agent.get("/healthz")[0] == 200
     assert agent.metric('sriovkit_config_reloads_total{result="failure"}') == 1
     assert agent.metric("sriovkit_config_last_reload_successful") == 0
     event = api.wait_for(lambda fake: fake.events and fake.events[-1])
     assert event["involvedObject"] == {"apiVersion": "v1", "kind": "Node", "name": NODE, "uid": NODE}
     assert event["type"] == "Warning" and event["reason"] == "ConfigReloadFailed"
-    assert event["metadata"]["namespace"] == "default" and "drivers" in event["message"]
+    assert event["metadata"]["namespace"] == "default" and "resourceName" in event["message"]
     # the previous pools are still served
     assert agent.metric('sriovkit_resource_registered{resource="intel.com/dpdk"}') == 1
     before = agent.metric("sriovkit_config_last_reload_success_timestamp_seconds")

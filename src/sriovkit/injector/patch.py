@@ -13,7 +13,6 @@ app-netutil read their network-status.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +29,6 @@ from sriovkit.hotplug.networks import (
 DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
 PODNETINFO_VOLUME = "podnetinfo"
 PODNETINFO_PATH = "/etc/podnetinfo"
-# the keys Multus reads from a JSON network selection; Go's encoding/json matches them case-insensitively
-_SELECTION_KEYS = ("name", "namespace", "interface", "mac", "ips", "default-route", "cni-args",
-                   "portMappings", "bandwidth", "infiniband-guid", "ipam-claim-reference")
 
 Obj = dict[str, Any]
 Op = dict[str, Any]
@@ -59,38 +55,11 @@ def requested_networks(pod: Obj, namespace: str) -> list[NetworkSelection]:
     for key in (DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION):
         value = annotations.get(key)
         if isinstance(value, str) and value.strip():
-            found = parse_networks(_lenient(value), pod=who, default_namespace=namespace)
+            found = parse_networks(value, pod=who, default_namespace=namespace)  # keys as Multus reads them
             if key == DEFAULT_NETWORK_ANNOTATION:
                 found = found[:1]  # one default network, as the injector reads it
             selections += found
     return selections
-
-
-def _lenient(value: str) -> str:
-    """A JSON list as Go's encoding/json reads it into Multus' selection: keys matched exactly, else
-    case-insensitively; unknown keys ignored. The comma list is returned as it is."""
-    text = value.strip()
-    if not text.startswith("["):
-        return value
-    try:
-        items = json.loads(text)
-    except ValueError:
-        return value  # parse_networks says what is wrong with it
-    if not isinstance(items, list):
-        return value
-    return json.dumps([_known_keys(item) if isinstance(item, dict) else item for item in items])
-
-
-def _known_keys(item: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in _SELECTION_KEYS:
-        if key in item:
-            out[key] = item[key]
-            continue
-        folded = [k for k in item if k.lower() == key.lower()]
-        if folded:
-            out[key] = item[folded[0]]
-    return out
 
 
 def pod_name(pod: Obj) -> str:

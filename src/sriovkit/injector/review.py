@@ -67,7 +67,7 @@ class Reviewer:
 def _decode(body: bytes) -> Obj:
     try:
         review = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # whatever the bytes: a deep document is no review either
         raise BadReview(f"body is not JSON: {exc}") from None
     if not isinstance(review, dict) or review.get("kind") != "AdmissionReview":
         raise BadReview("body is not an AdmissionReview")

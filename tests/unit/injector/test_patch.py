@@ -156,7 +156,8 @@ def test_an_unreadable_nad_admits_unchanged() -> None:
     assert outcome.patch == [] and outcome.reason == "NADUnreadable" and "503" in (outcome.problem or "")
 
 
-@pytest.mark.parametrize("networks", ["a/b/c", "UPPER", "[{", '[{"name": 5}]', "ns/", "sriov-a,,sriov-b"])
+@pytest.mark.parametrize("networks", ["a/b/c", "UPPER", "[{", '[{"name": 5}]', "ns/", "sriov-a,,sriov-b",
+                                      "[" * 1000 + "]" * 1000, '[{"name": "sriov-a", "ips": NaN}]', "[null]"])
 def test_an_unreadable_annotation_admits_unchanged(networks: str) -> None:
     outcome = inject(pod(networks), "default", lookup)
     assert outcome.patch == [] and outcome.reason == "InvalidNetworkAnnotation"

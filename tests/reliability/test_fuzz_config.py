@@ -1,5 +1,8 @@
 """Hostile config.json: whatever the input, parsing answers with pools or with
-ConfigError lines naming the file; it never raises anything else."""
+ConfigError lines naming the file; it never raises anything else. Inputs are text, random JSON
+values, and documents shaped like config.json (tests/reliability/jsonfuzz.py) with mistakes at
+every level: case-varied and duplicate keys, wrong JSON types, huge and non-finite numbers,
+deep nesting, bytes that are not UTF-8."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from sriovkit.host.discover import discover
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.resources.config import ConfigError, parse_config, parse_config_text
 from sriovkit.resources.pools import build_pools
+from tests.reliability import jsonfuzz as jf
 
 SOURCE = "/etc/pcidp/config.json"
 SELECTOR_KEYS = ["vendors", "devices", "drivers", "pciAddresses", "pfNames", "rootDevices", "linkTypes", "isRdma",
@@ -83,6 +87,79 @@ def test_json_round_trip_is_stable(data):
 
 
 
+
+
+_STRINGS = st.lists(st.sampled_from(["8086", "15b3", "154c", "iavf", "vfio-pci", "0000:11:00.1", "eth0", "eth0#0-1",
+                                      "ib0", "0000:10:00.0#1", "ether", "infiniband", "sf", "101", "0x8001"]),
+                    max_size=3)
+SELECTOR_SCHEMA: jf.Schema = {
+    key: _STRINGS for key in ("vendors", "devices", "drivers", "pciAddresses", "pfNames", "rootDevices", "linkTypes",
+                              "ddpProfiles", "pKeys", "acpiIndexes", "auxTypes")
+} | {"isRdma": st.booleans(), "needVhostNet": st.booleans(), "vdpaType": st.sampled_from(["vhost", "virtio", ""])}
+RESOURCE_SCHEMA: jf.Schema = {
+    "resourceName": st.sampled_from(["a", "b-c", "net_1", "x"]),
+    "resourcePrefix": st.sampled_from(["intel.com", "example.org", ""]),
+    "deviceType": st.sampled_from(["netDevice", "accelerator", "auxNetDevice", ""]),
+    "excludeTopology": st.booleans(),
+    "allocatePolicy": st.sampled_from(["packed", "spread"]),
+    "selectors": SELECTOR_SCHEMA,
+    "additionalInfo": st.dictionaries(st.sampled_from(["*", "0000:11:00.0"]),
+                                      st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2),
+                                      max_size=2).map(lambda d: jf.Obj((k, jf.Obj(v.items())) for k, v in d.items())),
+}
+CONFIG_SCHEMA: jf.Schema = {"resourceList": [RESOURCE_SCHEMA]}
+shaped_configs = jf.document(CONFIG_SCHEMA)
+
+
+def check_lines(lines, kind):
+    for line in lines:
+        assert line.startswith(f"{SOURCE}: "), f"{kind} does not name the file: {line!r}"
+        assert "\n" not in line and "Traceback" not in line, f"{kind} is not one line: {line!r}"
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=jf.hostile_bytes(shaped_configs), strict=st.booleans())
+def test_shaped_hostile_bytes_answer_pools_or_one_line_per_problem(raw, strict, fuzz_snapshot):
+    try:
+        parsed = parse_config_text(raw, source=SOURCE, strict=strict)
+    except ConfigError as exc:
+        assert exc.problems
+        check_lines(exc.problems, "a problem")
+        return
+    check_lines(parsed.warnings, "a warning")
+    assert not (strict and parsed.warnings), "strict mode turns every warning into a problem"
+    build_pools(fuzz_snapshot, parsed)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_case_varied_copy_gives_the_same_pools(data, fuzz_snapshot):
+    """Issue 16: upstream matches keys as Go does, so respelling every key changes nothing."""
+    doc = data.draw(jf.document(CONFIG_SCHEMA, mistakes=False))
+    varied = jf.case_varied(doc, CONFIG_SCHEMA, data.draw)
+    try:
+        original = parse_config_text(jf.emit(doc), source=SOURCE)
+    except ConfigError as exc:
+        with pytest.raises(ConfigError) as again:
+            parse_config_text(jf.emit(varied), source=SOURCE)
+        assert len(again.value.problems) == len(exc.problems)
+        return
+    copy = parse_config_text(jf.emit(varied), source=SOURCE)
+    assert copy == original
+    assert build_pools(fuzz_snapshot, copy).as_ids() == build_pools(fuzz_snapshot, original).as_ids()
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_the_last_of_a_duplicated_key_wins(data):
+    doc = data.draw(jf.document(CONFIG_SCHEMA, mistakes=False))
+    name = data.draw(st.sampled_from(["first", "second"]))
+    resource = jf.Obj([("resourceName", "first"), (data.draw(jf.spelling("resourceName")), "second")])
+    if name == "first":
+        resource.reverse()
+    doc = jf.Obj([("resourceList", [resource])])
+    [parsed] = parse_config_text(jf.emit(doc), source=SOURCE).resources
+    assert parsed.resource_name == name
 
 
 @pytest.fixture(scope="module")

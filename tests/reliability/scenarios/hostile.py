@@ -10,6 +10,7 @@ from typing import Any
 
 from sriovkit.cni.plugin import run_cni
 from tests.integration.cni.conftest import Node
+from tests.reliability import jsonfuzz
 from tests.reliability.scenarios.rig import (
     Outcome,
     answer,
@@ -63,7 +64,10 @@ def _fuzz_strategies(node: Node, pod: str) -> Any:
                   "logLevel": scalars, "logFile": log_files,
                   "prevResult": st.one_of(st.none(), st.just({"cniVersion": "1.0.0"}))})
     plausible = _plausible_conf(node, scalars, ipam, runtime, log_files)
-    stdin = st.one_of(plausible, plausible, plausible, conf.map(lambda c: json.dumps(c).encode()),
+    # shaped like a netconf, with mistakes at every level: case-varied and duplicate keys, wrong
+    # types, huge and non-finite numbers, deep nesting, bytes that are not UTF-8
+    shaped = jsonfuzz.hostile_bytes(jsonfuzz.document(jsonfuzz.netconf_schema(devices)))
+    stdin = st.one_of(plausible, plausible, plausible, shaped, shaped, conf.map(lambda c: json.dumps(c).encode()),
                       st.binary(max_size=64),
                       st.sampled_from([b"", b"null", b"[]", b'"x"', b"{", b"\xff\xfe{}", b'{"cniVersion": 1}']))
     optional_env = {"CNI_PATH": st.sampled_from(["/usr/lib/cni", "", "/nonexistent", "relative"]),

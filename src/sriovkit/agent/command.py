@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from sriovkit.agent.metrics import AgentMetrics
     from sriovkit.agent.node import Component, NodeAgent
     from sriovkit.host.sysfs import Sysfs
+    from sriovkit.provision.reconcile import PolicyReconciler
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -169,12 +170,14 @@ def _agent(args: argparse.Namespace) -> int:
     hotplug = _hotplug_controller(args) if args.hotplug else None  # its flags checked before the node changes
     metrics = AgentMetrics()
     agent = NodeAgent(settings, metrics=metrics)
+    reconciler = None
     if args.policy:
-        agent.add(_policy_reconciler(args, sysfs, before_apply=agent.device_plugins.poll_once))
+        reconciler = _policy_reconciler(args, sysfs, before_apply=agent.device_plugins.poll_once)
+        agent.add(reconciler)
     if args.dra:
         agent.add(_dra_driver(args, agent))  # after the device plugin: it reads its pools
     _add_cni_and_metrics(agent, args, metrics)
-    _add_node_events(agent, args)
+    _add_node_events(agent, args, reconciler)
     if hotplug is not None:
         agent.add(hotplug)  # after the CNI socket: a hot-plugged `sriov` network is served through it
     try:
@@ -193,7 +196,8 @@ def _hotplug_controller(args: argparse.Namespace) -> Component:
     return controller_from_args(args, in_agent=True)
 
 
-def _policy_reconciler(args: argparse.Namespace, sysfs: Sysfs, *, before_apply: Callable[[], None]) -> Component:
+def _policy_reconciler(args: argparse.Namespace, sysfs: Sysfs, *,
+                       before_apply: Callable[[], None]) -> PolicyReconciler:
     """Provision once now (the device plugin starts on the pools this publishes), then on change."""
     from pathlib import Path
 
@@ -238,7 +242,7 @@ def _add_cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: Ag
 
 
 
-def _add_node_events(agent: NodeAgent, args: argparse.Namespace) -> None:
+def _add_node_events(agent: NodeAgent, args: argparse.Namespace, reconciler: PolicyReconciler | None) -> None:
     """Where the agent can reach the API server (--kubeconfig, or a pod's service account) and knows
     its node, a config reload that fails is also an Event on the Node (`kubectl describe node`)."""
     import logging
@@ -262,6 +266,9 @@ def _add_node_events(agent: NodeAgent, args: argparse.Namespace) -> None:
         "Warning", "ConfigReloadFailed",
         f"sriovkit agent: {agent.device_plugins.settings.config_file} rejected, the previous config keeps "
         f"running: {problems}")
+    if reconciler is not None:  # with --policy: a policy the node cannot be made to match
+        reconciler.on_failure = lambda problem: events.post(
+            "Warning", "PolicyNotApplied", f"sriovkit agent: policy {args.policy} not applied: {problem}")
 
 
 def _kubesim(args: argparse.Namespace) -> int:

@@ -57,6 +57,21 @@ class PolicyReconciler:
         self._stamp: FileStamp | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self.problem: str | None = None  # why the node does not match the policy now (None: it does)
+        self.on_failure: Callable[[str], None] | None = None  # told each new problem (an Event on the Node)
+
+    def readiness_problems(self) -> list[str]:
+        """For /readyz: the policy on disk is not what the node runs."""
+        return [] if self.problem is None else [f"policy {self.settings.policy_file}: not applied: {self.problem}"]
+
+    def _note(self, ok: bool, problem: str = "") -> bool:
+        if ok:
+            self.problem = None
+        elif problem != self.problem:
+            self.problem = problem
+            if self.on_failure is not None:
+                self.on_failure(problem)
+        return ok
 
     # -- one pass -----------------------------------------------------------------------------
     def reconcile(self) -> bool:
@@ -67,7 +82,7 @@ class PolicyReconciler:
         except PolicyError as exc:
             for line in exc.problems:
                 log.error("policy not applied: %s", line)
-            return False
+            return self._note(False, "; ".join(exc.problems))
         state = read_host_state(self.settings.sysfs, self.settings.proc_root)
         try:
             held = set(self.in_use())
@@ -77,7 +92,7 @@ class PolicyReconciler:
             if self.published is None:  # first run: every pool registered, none offering a device yet
                 resources = self._resources(policy, state.snapshot)
                 self._publish(withhold(resources, frozenset(r.full_name for r in resources.resources)))
-            return False
+            return self._note(False, f"cannot tell which VFs pods hold: {exc}")
         try:
             steps = plan(policy, state, allocated=held)
         except PlanRefused as exc:
@@ -85,11 +100,11 @@ class PolicyReconciler:
                 log.error("policy not applied, nothing changed: %s: %s", self.settings.policy_file, line)
             if self.published is None:  # first run: the pools as the host is, rather than none
                 self._publish(self._resources(policy, state.snapshot))
-            return False
+            return self._note(False, "; ".join(exc.problems))
         if steps:
             return self._apply(policy, state.snapshot, steps)
         self._publish(self._resources(policy, state.snapshot))
-        return True
+        return self._note(True)
 
     def _apply(self, policy: Policy, before: HostSnapshot, steps: Plan) -> bool:
         pending = pools_pending(policy, before, steps, default_prefix=self.settings.resource_prefix)
@@ -103,10 +118,11 @@ class PolicyReconciler:
         except ApplyError as exc:
             log.error("policy %s: %s", self.settings.policy_file, exc)
             ok = False
+            self._note(False, str(exc))
         after = read_host_state(self.settings.sysfs, self.settings.proc_root).snapshot
         resources = self._resources(policy, after)
         self._publish(resources if ok else withhold(resources, pending))
-        return ok
+        return self._note(True) if ok else False
 
     def _resources(self, policy: Policy, snapshot: HostSnapshot) -> ResourceList:
         return resources_from_policy(policy, snapshot, default_prefix=self.settings.resource_prefix,

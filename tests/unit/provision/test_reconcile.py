@@ -135,3 +135,25 @@ def test_the_watch_reconciles_when_the_file_changes(loop: Loop) -> None:
         assert loop.pools() == want
     finally:
         loop.reconciler.stop()
+
+
+def test_a_policy_not_applied_is_a_readiness_problem_told_once(loop: Loop) -> None:
+    told: list[str] = []
+    loop.reconciler.on_failure = told.append
+    loop.write(TWO_NET)
+    assert loop.reconciler.reconcile() and loop.reconciler.readiness_problems() == []
+    loop.write({"policies": [{"name": "net", "resourceName": "net", "nicSelector": {"pfNames": ["ens1f0"]},
+                              "numVfs": "many"}]})
+    assert not loop.reconciler.reconcile()
+    (problem,) = loop.reconciler.readiness_problems()
+    assert problem.startswith(f"policy {loop.policy}: not applied: ") and "numVfs" in problem
+    assert not loop.reconciler.reconcile()  # the same problem again: not told again
+    assert len(told) == 1 and "numVfs" in told[0]
+    loop.held = {loop.vf(0)}  # a pod holds a VF the next policy would remove: refused, a new problem
+    loop.write({"policies": [{"name": "net", "resourceName": "net", "nicSelector": {"pfNames": ["ens1f0"]},
+                              "numVfs": 0}]})
+    assert not loop.reconciler.reconcile()
+    assert len(told) == 2 and loop.reconciler.readiness_problems()
+    loop.held = set()
+    loop.write(TWO_NET)
+    assert loop.reconciler.reconcile() and loop.reconciler.readiness_problems() == []

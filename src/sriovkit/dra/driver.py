@@ -100,7 +100,10 @@ class DraDriver:
             if not self.server.sockets_present():
                 log.warning("DRA sockets removed, serving again")
                 self.server.stop()
-                self.server.start()
+                try:
+                    self.server.start()
+                except OSError as exc:  # e.g. another process now serves there: never taken over
+                    log.error("DRA driver cannot serve again: %s; retrying", exc)
 
     def readiness_problems(self) -> list[str]:
         """For /readyz: the kubelet has not accepted the driver, or the slices are not published."""

@@ -10,9 +10,7 @@ the claims that failed.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +22,7 @@ from typing import Any
 
 import grpc
 
+from sriovkit import unixsocket
 from sriovkit.dra.claimconfig import ClaimError
 from sriovkit.dra.kube import ApiError
 from sriovkit.dra.prepare import PreparedDevice
@@ -64,6 +63,17 @@ class ClaimHandler:
                  unprepare: Callable[[str], object]) -> None:
         self.prepare = prepare  # (namespace, name, uid)
         self.unprepare = unprepare
+
+
+def _listener(server: grpc.Server, final: Path) -> Callable[[Path], None]:
+    def listen(path: Path) -> None:
+        try:
+            server.add_insecure_port(f"unix:{path}")
+        except RuntimeError as exc:  # grpc's way to say bind failed (e.g. a path over 107 bytes)
+            raise OSError(f"cannot listen on {final}: {exc}") from None
+        server.start()
+
+    return listen
 
 
 def _answer_errors(what: str, uid: str, action: Callable[[], Any]) -> tuple[Any, str]:
@@ -136,43 +146,58 @@ class DraPluginServer(health_grpc.DRAResourceHealthServicer, reg_grpc.Registrati
         self.health = health
         self.registered: bool | None = None  # what the kubelet last said
         self.registration_error = ""
-        self._server: grpc.Server | None = None
+        self._servers: list[grpc.Server] = []
+        self._identities: list[unixsocket.SocketIdentity | None] = [None, None]
         self._cond = threading.Condition()
         self._health_version = 0
         self._stopping = False
 
     def start(self) -> None:
-        for path in (self.registration_path, self.socket_path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="dra"))
-        dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(_V1(dra_v1_pb2, self.handler), server)
-        dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(_V1beta1(dra_v1beta1_pb2, self.handler), server)
-        health_grpc.add_DRAResourceHealthServicer_to_server(self, server)
-        health_beta_grpc.add_DRAResourceHealthServicer_to_server(_HealthV1beta1(self), server)
-        server.add_insecure_port(f"unix:{self.socket_path}")
-        reg_grpc.add_RegistrationServicer_to_server(self, server)
-        server.add_insecure_port(f"unix:{self.registration_path}")
-        server.start()
-        for path in (self.registration_path, self.socket_path):
-            os.chmod(path, 0o600)
-        self._server = server
+        """dra.sock first, the registration socket last: once the plugin watcher sees the latter,
+        the kubelet can call the former. Both 0600 from the first instant, never over another
+        process's live socket (sriovkit.unixsocket)."""
+        dra = grpc.server(futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="dra"))
+        dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(_V1(dra_v1_pb2, self.handler), dra)
+        dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(_V1beta1(dra_v1beta1_pb2, self.handler), dra)
+        health_grpc.add_DRAResourceHealthServicer_to_server(self, dra)
+        health_beta_grpc.add_DRAResourceHealthServicer_to_server(_HealthV1beta1(self), dra)
+        reg = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="dra-reg"))
+        reg_grpc.add_RegistrationServicer_to_server(self, reg)
+        with self._cond:
+            self._stopping = False
+        self.registered, self.registration_error = None, ""
+        try:
+            self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+            self._identities[0] = unixsocket.serve_at(self.socket_path, _listener(dra, self.socket_path),
+                                                      f"DRA socket of {self.driver}")
+            self._servers.append(dra)
+            self.registration_path.parent.mkdir(parents=True, exist_ok=True)
+            self._identities[1] = unixsocket.serve_at(self.registration_path, _listener(reg, self.registration_path),
+                                                      f"DRA registration socket of {self.driver}")
+            self._servers.append(reg)
+        except BaseException:
+            dra.stop(0)
+            reg.stop(0)
+            self.stop()
+            raise
         log.info("DRA driver %s serving %s, registration %s", self.driver, self.socket_path, self.registration_path)
 
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._server is not None:
-            self._server.stop(grace=0.5).wait(2)
-            self._server = None
-        for path in (self.registration_path, self.socket_path):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        for server in reversed(self._servers):  # registration first: the kubelet stops seeing us
+            server.stop(grace=0.5).wait(2)
+        self._servers.clear()
+        for path, identity in zip((self.socket_path, self.registration_path), self._identities, strict=True):
+            unixsocket.remove_if_ours(path, identity)  # never another process's socket
+        self._identities = [None, None]
 
     def sockets_present(self) -> bool:
-        return self.registration_path.exists() and self.socket_path.exists()
+        """Whether both socket files are still the ones we placed (someone may have removed them)."""
+        return all(identity is not None and unixsocket.SocketIdentity.of(path) == identity
+                   for path, identity in zip((self.socket_path, self.registration_path), self._identities,
+                                             strict=True))
 
     # -- registration ----------------------------------------------------------------------
     def GetInfo(self, request: reg_pb.InfoRequest, context: Any) -> reg_pb.PluginInfo:

@@ -80,7 +80,11 @@ class DraNode:
                                        state_dir=self.state_dir, cdi_dir=self.cdi_dir,
                                        devinfo_dir=self.devinfo_dir, socket_check_s=0.1),
                            manager, KubernetesDraApi(kubeconfig=str(self.kubeconfig)))
-        driver.start()
+        try:
+            driver.start()
+        except BaseException:
+            manager.stop()
+            raise
         self.running.append((manager, driver))
         return driver
 

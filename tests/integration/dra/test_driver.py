@@ -263,3 +263,43 @@ def test_dra_resources_without_a_dra_driver_are_offered_by_nothing_and_say_so(dr
             "resources intel.com/vfs say servedBy dra but the agent runs without --dra: nothing offers them"]
     finally:
         manager.stop()
+
+
+def test_kubelet_restart_and_a_removed_socket_bring_a_new_registration(dra_node):
+    dra_node.start_agent()
+    first = dra_node.kubelet.wait_for_dra(DRIVER)
+    ns, uid, name = dra_node.claim([("vf", "0000-13-00-1")])
+    assert dra_node.kubelet.prepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
+    dra_node.kubelet.restart()  # the plugin watcher looks at the registry again: the driver registers anew
+    assert dra_node.kubelet.wait_for(lambda k: k.dra_drivers.get(DRIVER) not in (None, first))
+    second = dra_node.kubelet.dra_drivers[DRIVER]
+    again = dra_node.kubelet.prepare_claims(DRIVER, [(ns, uid, name)])[uid]  # the kubelet re-prepares after restart
+    assert again.error == "" and again.devices[0].device_name == "0000-13-00-1"
+    (dra_node.root / "reg" / f"{DRIVER}-reg.sock").unlink()  # someone removed our socket: served again
+    assert dra_node.kubelet.wait_for(lambda k: k.dra_drivers.get(DRIVER) not in (None, second), timeout=10)
+    assert (dra_node.root / "plugins" / DRIVER / "dra.sock").exists()
+    assert dra_node.kubelet.unprepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
+
+
+def test_a_live_socket_of_another_process_is_refused_and_left_alone(dra_node):
+    import socket as sk
+
+    from sriovkit.unixsocket import SocketInUseError
+
+    path = dra_node.root / "plugins" / DRIVER / "dra.sock"
+    path.parent.mkdir(parents=True)
+    other = sk.socket(sk.AF_UNIX, sk.SOCK_STREAM)
+    other.bind(str(path))
+    other.listen()
+    try:
+        with pytest.raises(SocketInUseError, match="another process is serving on this socket"):
+            dra_node.start_agent()
+        assert path.exists() and not (dra_node.root / "reg" / f"{DRIVER}-reg.sock").exists()
+    finally:
+        other.close()
+
+
+def test_sockets_are_0600(dra_node):
+    dra_node.start_agent()
+    for path in (dra_node.root / "plugins" / DRIVER / "dra.sock", dra_node.root / "reg" / f"{DRIVER}-reg.sock"):
+        assert (path.stat().st_mode & 0o777) == 0o600

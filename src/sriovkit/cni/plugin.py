@@ -73,7 +73,7 @@ def _parse_config(env: CniEnv, stdin: bytes, version: str) -> NetConf:
     return parse_netconf(data, cni_args=env.args, need_device=env.command == "ADD")
 
 
-def _config_for_del(env: CniEnv, context: CniContext, problem: CniError) -> NetConf | None:
+def _config_for_del(env: CniEnv, context: CniContext, problem: CniError, log: EventLog) -> NetConf | None:
     """A DEL whose config is unusable: with nothing attached there is nothing to do, and failing
     would keep the runtime from ever removing the pod (its ADD failed on the same config). With a
     record, the config ADD accepted is used instead."""
@@ -82,8 +82,7 @@ def _config_for_del(env: CniEnv, context: CniContext, problem: CniError) -> NetC
     except ForeignRecord:
         record = None  # another attachment's file: nothing of this one is attached
     if record is None:
-        _log.warning("DEL with an unusable config and nothing attached: success container=%s ifname=%s "
-                     "problem=%s", env.container_id[:12], env.ifname, problem)
+        log.warning("DEL with an unusable config and nothing attached: success", problem=str(problem))
         return None
     try:
         return parse_netconf(record.config, cni_args=env.args, need_device=False)
@@ -111,7 +110,7 @@ def _dispatch(env: CniEnv, stdin: bytes, version: str, context: CniContext, log:
     except CniError as exc:
         if env.command != "DEL":
             raise
-        recovered = _config_for_del(env, context, exc)
+        recovered = _config_for_del(env, context, exc, log)
         if recovered is None:
             return None
         conf = recovered

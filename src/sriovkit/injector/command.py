@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="its private key (PEM)")
     p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on")
     p.add_argument("--port", type=int, default=8443, help="HTTPS port (POST /mutate; GET /healthz)")
+    p.add_argument("--address", help="HOST:PORT instead of --bind-address and --port")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: the pod's service account, in-cluster)")
     p.add_argument("--honor-resources", action="store_true",
                    help="add the networks' devices to what the first container already requests, instead of "
@@ -47,6 +48,12 @@ def _injector(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     require_client("sriovctl injector")
     problems = []
+    if args.address:
+        host, sep, port = args.address.rpartition(":")
+        if not sep or not port.isdigit():
+            problems.append(f"--address {args.address}: must be HOST:PORT, e.g. 0.0.0.0:8443")
+        else:
+            args.bind_address, args.port = host.strip("[]") or "0.0.0.0", int(port)
     if not 0 < args.port < 65536:
         problems.append(f"--port {args.port}: must be 1-65535")
     keys = [k.strip() for k in args.network_resource_name_keys.split(",") if k.strip()]

@@ -5,7 +5,8 @@ As network-resources-injector does: for every network the pod names in
 `k8s.v1.cni.cncf.io/resourceName` is requested once more (a network named twice, twice), in the
 requests and the limits of the first container. A resource the pod already requests in any
 container is left as the pod wrote it; with `honor_existing`, the networks' count is added to
-what the first container already asks for. Then, when any resource was needed, the downward-API
+what the first container already asks for (its request and limit set to the same total, as
+Kubernetes requires of an extended resource). Then, when any resource was needed, the downward-API
 volume `podnetinfo` (the pod's `labels` and `annotations`, each when the pod has some) is added
 and mounted read-only at `/etc/podnetinfo` in every container: that is where the SR-IOV apps and
 app-netutil read their network-status.
@@ -120,12 +121,14 @@ def resource_patch(pod: Obj, counts: Mapping[str, int], *, honor_existing: bool 
                 for resource in list(wanted):
                     if resource in (held.get(kind) or {}):
                         del wanted[resource]
-    for kind in ("requests", "limits"):
-        existing = resources.get(kind) or {}
+    held = {kind: resources.get(kind) or {} for kind in ("requests", "limits")}
+    for kind, existing in held.items():
         if not existing:
             ops.append({"op": "add", "path": f"/spec/containers/0/resources/{kind}", "value": {}})
         for resource, count in sorted(wanted.items()):
-            total = count + (_devices(existing.get(resource)) if honor_existing else 0)
+            # an extended resource's request must equal its limit: both get the same total
+            base = max(_devices(held["requests"].get(resource)), _devices(held["limits"].get(resource)))
+            total = count + (base if honor_existing else 0)
             ops.append({"op": "add", "path": f"/spec/containers/0/resources/{kind}/{_pointer(resource)}",
                         "value": str(total)})
     return ops

@@ -103,7 +103,7 @@ def injector(api: FakeKubeApi, tmp_path: Path) -> Iterator[Injector]:
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "sriovkit", "injector", "--tls-cert-file", str(cert), "--tls-private-key-file",
-         str(key), "--bind-address", "127.0.0.1", "--port", str(port),
+         str(key), "--address", f"127.0.0.1:{port}",
          "--kubeconfig", str(api.write_kubeconfig(tmp_path / "kubeconfig"))],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     served = Injector(port, cert, proc)
@@ -191,6 +191,15 @@ def test_tls_is_required_and_a_rotated_certificate_is_served(injector: Injector,
         "request": {"uid": "u", "kind": {"kind": "Pod"}, "operation": "CREATE", "namespace": "default",
                     "object": pod("sriov-net")}}).encode(), ca=new_cert)
     assert status == 200 and answer["response"]["allowed"] is True
+
+
+@pytest.mark.parametrize("flags", [["--address", "nowhere"], ["--port", "70000"], ["--network-resource-name-keys", ","]])
+def test_bad_flags_are_one_line(tmp_path: Path, flags: list[str]) -> None:
+    cert, key = make_cert(tmp_path, "c")
+    proc = subprocess.run([sys.executable, "-m", "sriovkit", "injector", "--tls-cert-file", str(cert),
+                           "--tls-private-key-file", str(key), *flags], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and flags[0] in proc.stderr
 
 
 def test_bad_tls_files_are_one_line(tmp_path: Path) -> None:

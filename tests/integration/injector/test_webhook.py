@@ -193,7 +193,8 @@ def test_tls_is_required_and_a_rotated_certificate_is_served(injector: Injector,
     assert status == 200 and answer["response"]["allowed"] is True
 
 
-@pytest.mark.parametrize("flags", [["--address", "nowhere"], ["--port", "70000"], ["--network-resource-name-keys", ","]])
+@pytest.mark.parametrize("flags", [["--address", "nowhere"], ["--port", "70000"],
+                                   ["--network-resource-name-keys", ","]])
 def test_bad_flags_are_one_line(tmp_path: Path, flags: list[str]) -> None:
     cert, key = make_cert(tmp_path, "c")
     proc = subprocess.run([sys.executable, "-m", "sriovkit", "injector", "--tls-cert-file", str(cert),

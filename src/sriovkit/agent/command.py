@@ -211,10 +211,11 @@ def _policy_reconciler(args: argparse.Namespace, sysfs: Sysfs, *,
     except PolicyError as exc:
         raise UserError(exc.problems) from None
     socket = Path(args.pod_resources_socket) if args.pod_resources_socket else None
+    dra_state = Path(args.dra_state_dir) if args.dra else None  # VFs of prepared DRA claims stay too
     reconciler = PolicyReconciler(
         PolicySettings(policy_file=Path(args.policy), pools_file=Path(args.policy_pools_file), sysfs=sysfs,
                        proc_root=os.path.join(args.host_root, "proc"), resource_prefix=args.resource_prefix),
-        in_use=lambda: devices_in_use(socket, args.cni_state_dir))
+        in_use=lambda: devices_in_use(socket, args.cni_state_dir, dra_state_dir=dra_state))
     reconciler.reconcile()
     # from now on pools are being served: let the device plugin withdraw them before VFs change
     reconciler.before_apply = before_apply

@@ -2,7 +2,8 @@
 
 Two sources, because each misses a moment the other sees: the kubelet's podresources API knows a
 VF from the instant the device plugin allocated it (before any CNI call), and the CNI's records
-know a VF attached to a pod even while the kubelet is restarting.
+know a VF attached to a pod even while the kubelet is restarting. With the DRA driver, a third:
+its checkpoint of prepared claims (podresources names DRA devices by pool and name, not address).
 """
 
 from __future__ import annotations
@@ -20,11 +21,16 @@ class InUseUnknown(RuntimeError):
     """The kubelet is there but did not say which devices pods hold."""
 
 
-def devices_in_use(pod_resources_socket: Path | None, cni_state_dir: str) -> set[str]:
+def devices_in_use(pod_resources_socket: Path | None, cni_state_dir: str, *,
+                   dra_state_dir: Path | None = None) -> set[str]:
     """PCI addresses (device IDs) held by pods. A kubelet socket that does not exist means no kubelet
     runs (nothing it assigned can be in use beyond what the CNI attached); one that does not answer
     raises `InUseUnknown`, so callers do not act on a guess."""
     held = {record.pci_address for record in StateStore(cni_state_dir).records(pending=True)}
+    if dra_state_dir is not None:
+        from sriovkit.dra.checkpoint import Checkpoint
+
+        held |= Checkpoint(dra_state_dir).held_vfs()
     if pod_resources_socket is not None and pod_resources_socket.exists():
         held |= _assigned_by_kubelet(pod_resources_socket)
     return held

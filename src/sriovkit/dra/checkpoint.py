@@ -50,6 +50,10 @@ class Checkpoint:
                 claims[uid] = record
             write_json_atomic(self.path, {"version": VERSION, "claims": claims})
 
+    def held_vfs(self) -> set[str]:
+        """Every VF a claim holds (prepared or being prepared)."""
+        return {str(d.get("pci")) for rec in self.claims().values() for d in rec.get("devices", []) if d.get("pci")}
+
     def holders(self, pci_address: str) -> list[str]:
         """UIDs of the claims (prepared or being prepared) that hold this VF."""
         return [uid for uid, rec in self.claims().items()

@@ -34,3 +34,13 @@ def test_unknown_version_or_garbage_reads_as_empty(tmp_path):
     assert Checkpoint(tmp_path).claims() == {}
     (tmp_path / "checkpoint.json").write_text("[]")
     assert Checkpoint(tmp_path).claims() == {}
+
+
+def test_vfs_of_prepared_claims_are_in_use_for_provisioning(tmp_path):
+    from sriovkit.agent.in_use import devices_in_use
+
+    Checkpoint(tmp_path / "dra").put("u1", {"complete": True, "devices": [{"pci": "0000:11:00.2"}]})
+    Checkpoint(tmp_path / "dra").put("u2", {"complete": False, "devices": [{"pci": "0000:13:00.0"}]})
+    cni_state = str(tmp_path / "cni")
+    assert devices_in_use(None, cni_state) == set()
+    assert devices_in_use(None, cni_state, dra_state_dir=tmp_path / "dra") == {"0000:11:00.2", "0000:13:00.0"}

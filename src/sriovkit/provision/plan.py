@@ -21,6 +21,7 @@ from enum import StrEnum
 from sriovkit.host.model import USERSPACE_DRIVERS, VFIO_DRIVER, HostSnapshot, PciDevice
 from sriovkit.provision.policy import DeviceType, NicSelector, NodePolicy, Policy
 from sriovkit.resources.ranges import parse_indexed_names
+from sriovkit.resources.selectors import alternatives
 
 KERNEL_DEFAULT = "(kernel default)"
 
@@ -246,9 +247,9 @@ def _vf_list(pf: PciDevice, addresses: list[str]) -> str:
 def _selector_text(selector: NicSelector) -> str:
     parts = []
     if selector.pf_names:
-        parts.append(f"pfNames={list(selector.pf_names)}")
+        parts.append(f"pfNames={alternatives(list(selector.pf_names))}")  # as written, no Python list syntax
     if selector.root_devices:
-        parts.append(f"rootDevices={list(selector.root_devices)}")
+        parts.append(f"rootDevices={alternatives(list(selector.root_devices))}")
     if selector.vendor:
         parts.append(f"vendor={selector.vendor}")
     if selector.device_id:

@@ -97,7 +97,7 @@ def test_count_above_totalvfs_is_refused(node):
 def test_unknown_pf_is_refused_naming_what_is_there(node):
     n = node(PF)
     [problem] = refusal(policy(rule(pf_names=("eth9",))), n.state())
-    assert problem.startswith("policy p: nicSelector pfNames=['eth9'] matches no SR-IOV PF")
+    assert problem.startswith("policy p: nicSelector pfNames=eth9 matches no SR-IOV PF")
     assert "ens1f0 0000:10:00.0 8086:10c9" in problem
 
 

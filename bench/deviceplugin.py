@@ -1,23 +1,24 @@
-"""The device plugin under the kubelet stand-in, on simulated hosts of 1024 and 4096 VFs.
+"""The device plugin under the kubelet stand-in, beside upstream's, on simulated hosts of 1024 and 4096 VFs.
 
-For each size, `sriovctl agent` runs as its own process against `sriovkit.kubesim`
-(in this process) over real unix sockets, and the bench prints:
+For each size, `sriovctl agent` and upstream's sriovdp (bench/peers: built from pinned sources,
+run on the same simulated host in a private mount and network namespace) each run as their own
+process against `sriovkit.kubesim` (in this process) over real unix sockets, in interleaved
+rounds (the machine is shared and noisy: medians over rounds). Per plugin and size:
 
-- first registration: from spawning the agent process (interpreter start and
-  imports included) to the kubelet's first Register; all pools: until every
-  pool's first ListAndWatch list arrived;
-- Allocate latency p50/p99 over N calls from a Python gRPC client (1 device each);
-- health change: a PF's operstate written "down"/"up" to the kubelet seeing
-  the VFs' new health in ListAndWatch (median and max over M flips);
-- the agent's resident memory once settled.
+- first registration: from spawning the process (interpreter start and imports included) to
+  the kubelet's first Register; all pools: until every pool's first ListAndWatch list arrived;
+- Allocate mean / p50 / p99 over N calls from the same Python gRPC client (1 device each);
+- resident memory when the kubelet saw the first registration, and settled (after the calls);
+- sriovkit only: health change, a PF's operstate written "down"/"up" to the kubelet seeing
+  the VFs' new health in ListAndWatch (median and max over M flips).
 
-Reference: the Go plugin on a 1024-VF simulated host here registered 2.4 s after
-start and answered Allocate in about 0.4 ms from a Python gRPC client.
+    .venv/bin/python bench/deviceplugin.py [--sizes 1024 4096] [--rounds 3] [--calls 1000] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -27,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -38,6 +41,9 @@ from sriovkit.host import sim
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
 from sriovkit.output import format_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import upstream
 
 VFS_PER_PF = 128
 RESOURCES = [
@@ -99,52 +105,155 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(num_vfs: int, calls: int, flips: int) -> list[str]:
+@dataclass
+class Run:
+    """One plugin process's figures on one host."""
+
+    first_s: float
+    all_pools_s: float
+    alloc: list[float]
+    rss_registered: float
+    rss_settled: float
+    health: list[float] = field(default_factory=list)
+
+
+def run_plugin(cmd: list[str], kubelet: Kubelet, num_vfs: int, calls: int,
+               health: Callable[[], list[float]] | None = None) -> Run:
+    """Start `cmd` (a device plugin for RESOURCES), measure it, stop it."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if not kubelet.wait_for(lambda k: bool(k.registrations), timeout=120):
+            raise RuntimeError(f"no registration from {cmd[0]} (exit {proc.poll()})")
+        rss_registered = rss_mib(proc.pid)
+        first = kubelet.registrations[0].at - t0
+        kubelet.wait_for_devices("intel.com/net", num_vfs * 120 // 128, timeout=120)
+        kubelet.wait_for_devices("intel.com/dpdk", num_vfs // 16, timeout=120)
+        all_pools = time.monotonic() - t0
+        socket = next(r.endpoint for r in kubelet.registrations if r.resource == "intel.com/net")
+        net_ids = sorted(kubelet.resources()["intel.com/net"])
+        alloc = allocate_latencies(Path(socket), net_ids, calls)
+        flips = health() if health is not None else []
+        time.sleep(0.5)
+        return Run(first, all_pools, alloc, rss_registered, rss_mib(proc.pid), flips)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def measure(num_vfs: int, args: argparse.Namespace, upstream_bin: Path | None) -> dict[str, list[Run]]:
     root = Path(tempfile.mkdtemp(prefix="dpb", dir="/tmp"))
-    kubelet = Kubelet(root / "dp")
-    proc = None
+    runs: dict[str, list[Run]] = {"sriovkit": [], "upstream": []}
     try:
         build_host(root / "host", num_vfs)
-        (root / "config.json").write_text(json.dumps({"resourceList": RESOURCES}))
-        kubelet.start()
-        cmd = [sys.executable, "-m", "sriovkit", "agent", "--config-file", str(root / "config.json"),
-               "--host-root", str(root / "host"), "--device-plugin-dir", str(root / "dp"),
-               "--devinfo-dir", str(root / "devinfo"), "--log-level", "warning"]
-        t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
-        kubelet.wait_for(lambda k: bool(k.registrations), timeout=60)
-        first = kubelet.registrations[0].at - t0
-        kubelet.wait_for_devices("intel.com/net", num_vfs * 120 // 128, timeout=60)
-        kubelet.wait_for_devices("intel.com/dpdk", num_vfs // 16, timeout=60)
-        all_pools = time.monotonic() - t0
-        net_ids = sorted(kubelet.resources()["intel.com/net"])
-        alloc = allocate_latencies(root / "dp" / "intel.com_net.sock", net_ids, calls)
-        health = health_latencies(kubelet, Sysfs(root / "host"), flips)
-        time.sleep(0.5)
-        rss = rss_mib(proc.pid)
-        return [str(num_vfs), f"{first:.2f}", f"{all_pools:.2f}", f"{percentile(alloc, 0.5) * 1000:.2f}",
-                f"{percentile(alloc, 0.99) * 1000:.2f}", f"{statistics.median(health) * 1000:.0f}",
-                f"{max(health) * 1000:.0f}", f"{rss:.0f}"]
+        config = root / "config.json"
+        config.write_text(json.dumps({"resourceList": RESOURCES}))
+        ours = [sys.executable, "-m", "sriovkit", "agent", "--config-file", str(config),
+                "--host-root", str(root / "host"), "--device-plugin-dir", str(root / "dp"),
+                "--devinfo-dir", str(root / "devinfo"), "--cni-socket", str(root / "cni" / "cni.sock"),
+                "--cni-state-dir", str(root / "cni-state"), "--metrics-address", "127.0.0.1:0",
+                "--log-level", "warning"]
+        with contextlib.ExitStack() as stack:
+            theirs = None
+            if upstream_bin is not None:
+                netns_path = stack.enter_context(upstream.veth_namespace(root / "host"))
+                theirs = upstream.device_plugin_command(upstream_bin, netns_path=netns_path,
+                                                        host_root=root / "host", device_plugin_dir=root / "dp",
+                                                        config_file=config)
+            for r in range(args.rounds):
+                order = [("sriovkit", ours), ("upstream", theirs)]
+                for name, cmd in order if r % 2 == 0 else order[::-1]:
+                    if cmd is None:
+                        continue
+                    kubelet = Kubelet(root / "dp")
+                    kubelet.start()
+                    try:
+                        health = None
+                        if name == "sriovkit" and r == 0 and args.flips:
+                            health = lambda k=kubelet: health_latencies(k, Sysfs(root / "host"), args.flips)  # noqa: E731
+                        runs[name].append(run_plugin(cmd, kubelet, num_vfs, args.calls, health))
+                    finally:
+                        kubelet.stop()
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=20)
-        kubelet.stop()
         shutil.rmtree(root, ignore_errors=True)
+    return runs
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summary(runs: list[Run]) -> dict[str, float]:
+    """Medians over rounds of each figure (Allocate: of each round's mean, p50, p99)."""
+    return {
+        "first_s": med([r.first_s for r in runs]),
+        "all_pools_s": med([r.all_pools_s for r in runs]),
+        "alloc_mean_ms": med([statistics.fmean(r.alloc) * 1e3 for r in runs]),
+        "alloc_p50_ms": med([percentile(r.alloc, 0.5) * 1e3 for r in runs]),
+        "alloc_p99_ms": med([percentile(r.alloc, 0.99) * 1e3 for r in runs]),
+        "rss_registered": med([r.rss_registered for r in runs]),
+        "rss_settled": med([r.rss_settled for r in runs]),
+    }
+
+
+def figures(results: dict[int, dict[str, list[Run]]]) -> list[dict[str, object]]:
+    """The rows of `./dev bench`'s table: figure, sriovkit, upstream (None when it did not run), unit."""
+    rows: list[dict[str, object]] = []
+    for size, runs in results.items():
+        ours, theirs = summary(runs["sriovkit"]), summary(runs["upstream"]) if runs["upstream"] else None
+        rows.append({"figure": f"first registration, {size} VFs", "unit": "s",
+                     "sriovkit": ours["first_s"], "upstream": theirs and theirs["first_s"]})
+        if size == min(results):
+            rows.append({"figure": f"Allocate mean, same client, {size} VFs", "unit": "ms",
+                         "sriovkit": ours["alloc_mean_ms"], "upstream": theirs and theirs["alloc_mean_ms"]})
+            for key, label in (("rss_registered", "at registration"), ("rss_settled", "settled")):
+                rows.append({"figure": f"RSS {label}, {size} VFs", "unit": "MiB",
+                             "sriovkit": ours[key], "upstream": theirs and theirs[key]})
+    return rows
+
+
+def detail(results: dict[int, dict[str, list[Run]]]) -> str:
+    header = ["VFs", "plugin", "rounds", "first reg s", "all pools s", "Alloc mean ms", "Alloc p50 ms",
+              "Alloc p99 ms", "RSS reg MiB", "RSS settled MiB", "health p50/max ms"]
+    rows = []
+    for size, runs in results.items():
+        for name, rs in runs.items():
+            if not rs:
+                continue
+            s = summary(rs)
+            flips = [h for r in rs for h in r.health]
+            health = f"{statistics.median(flips) * 1e3:.0f}/{max(flips) * 1e3:.0f}" if flips else ""
+            rows.append([size, name, len(rs), f"{s['first_s']:.2f}", f"{s['all_pools_s']:.2f}",
+                         f"{s['alloc_mean_ms']:.3f}", f"{s['alloc_p50_ms']:.3f}", f"{s['alloc_p99_ms']:.3f}",
+                         f"{s['rss_registered']:.1f}", f"{s['rss_settled']:.1f}", health])
+    return format_table(header, rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="*", default=[1024, 4096])
-    parser.add_argument("--calls", type=int, default=1000, help="Allocate calls per size")
-    parser.add_argument("--flips", type=int, default=10, help="PF link down/up changes per size")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs of each plugin per size")
+    parser.add_argument("--calls", type=int, default=1000, help="Allocate calls per run")
+    parser.add_argument("--flips", type=int, default=10, help="PF link down/up changes (sriovkit, first round)")
+    parser.add_argument("--no-upstream", action="store_true", help="sriovkit only")
+    parser.add_argument("--json", help="also write the figures here (for bench/table.py)")
     args = parser.parse_args()
-    rows = [measure(n, args.calls, args.flips) for n in args.sizes]
-    header = ["VFs", "first reg s", "all pools s", "Allocate p50 ms", "Allocate p99 ms", "health p50 ms",
-              "health max ms", "agent RSS MiB"]
-    print(format_table(header, rows))
-    print(f"(machine: {os.cpu_count()} CPUs; Go plugin reference at 1024 VFs: first registration 2.4 s, "
-          "Allocate ~0.4 ms)")
+    upstream_bin, why = (None, "--no-upstream") if args.no_upstream else upstream.peer_binary("deviceplugin")
+    if upstream_bin is not None:
+        why = upstream.ensure_pci_ids()
+        upstream_bin = None if why else upstream_bin
+    if upstream_bin is None:
+        print(f"(upstream device plugin not run: {why})")
+    results = {n: measure(n, args, upstream_bin) for n in args.sizes}
+    print(detail(results))
+    print(f"(machine: {os.cpu_count()} CPUs, shared and noisy; medians over {args.rounds} interleaved rounds; "
+          "upstream: sriov-network-device-plugin built by bench/peers/build.sh)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures(results)))
 
 
 if __name__ == "__main__":

@@ -264,6 +264,7 @@ class SimulatedHost:
         self._write(path / "subsystem_device", "0x0000")
         self._write(path / "numa_node", str(numa))
         self._write_uevent(path, address, vendor, device, class_code, driver)
+        self._write(path / "modalias", _modalias(vendor, device, class_code))
         os.symlink(f"../../../devices/pci0000:00/{address}", self.root / "sys/bus/pci/devices" / address)
         if driver is not None:
             self._link_driver(path, address, driver)
@@ -386,6 +387,13 @@ def destroy(root: str | Path) -> None:
     if not (path / _MARKER).exists():
         raise SimSpecError(f"{path}: not a simulated host (no {_MARKER}); refusing to delete it")
     shutil.rmtree(path)
+
+
+def _modalias(vendor: str, device: str, class_code: str) -> str:
+    """The kernel's `modalias` of a PCI function (what ghw-based tools read to find devices)."""
+    c = class_code.upper()
+    return (f"pci:v0000{vendor.upper()}d0000{device.upper()}sv0000{vendor.upper()}sd00000000"
+            f"bc{c[0:2]}sc{c[2:4]}i{c[4:6]}")
 
 
 def _has_netdev(driver: str | None) -> bool:

@@ -39,6 +39,7 @@ _RECORD = "simnet.json"
 # pci address -> {"netns": path, "name": name}: where a function's interface is while
 # away from the host namespace, as far as moves and renames through the switch tell.
 _AWAY = "away.json"
+_RECORD_BATCH = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +175,15 @@ class SimNetwork:
                 _call(f"create bridge {bridge}", lambda b=bridge: self._add_bridge(ipr, b))
                 self.bridges.append(bridge)
                 self._save()
-            for port in ports:
+            for start in range(0, len(ports), _RECORD_BATCH):
+                batch = ports[start:start + _RECORD_BATCH]
                 # Recorded first: the peer's hashed name is ours alone, so deleting it is always safe.
-                self.ports.append(port)
+                # In batches: one rewrite of the record per pair made creation quadratic (minutes at 4096).
+                self.ports.extend(batch)
                 self._save()
-                what = f"create veth {port.netdev} for {port.pci_address}"
-                _call(what, lambda p=port: self._add_pair(ipr, p, p.netdev))
+                for port in batch:
+                    what = f"create veth {port.netdev} for {port.pci_address}"
+                    _call(what, lambda p=port: self._add_pair(ipr, p, p.netdev))
 
     def _add_bridge(self, ipr: IPRoute, name: str) -> None:
         ipr.link("add", ifname=name, kind="bridge")

@@ -56,8 +56,8 @@ def agent_cni_context(host_root: str | Path, *, state_dir: str = DEFAULT_STATE_D
 
     `fault_hook` is for reliability tests only and is dropped unless `host_root` is a simulated
     host (sriovkit.cni.faults); `sriovctl agent` never passes one."""
-    from sriovkit.netlink.select import netlink_for
+    from sriovkit.netlink.select import LazyNetlink
 
     sysfs = Sysfs(Path(host_root))
-    return CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), state_dir=state_dir, lock_timeout_s=lock_timeout_s,
+    return CniContext(sysfs=sysfs, netlink=LazyNetlink(sysfs), state_dir=state_dir, lock_timeout_s=lock_timeout_s,
                       fault_hook=only_on_simulated(fault_hook, host_root), on_config_warnings=on_config_warnings)

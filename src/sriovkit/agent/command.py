@@ -141,7 +141,7 @@ def _agent(args: argparse.Namespace) -> int:
     from sriovkit.agent.node import NodeAgent
     from sriovkit.deviceplugin.manager import DevicePluginSettings
     from sriovkit.errors import UserError
-    from sriovkit.host import sim
+    from sriovkit.host.simmarker import is_simulated
     from sriovkit.host.sysfs import Sysfs
     from sriovkit.resources.config import ConfigError, check_resource_prefix
 
@@ -164,7 +164,7 @@ def _agent(args: argparse.Namespace) -> int:
         cdi_dir=Path(args.cdi_dir),
         # the agent shares the host's network namespace even when the host's files are mounted
         # elsewhere (/host in the DaemonSet); only a simulated host has no kernel links to watch
-        netlink_events=not sim.is_simulated(args.host_root),
+        netlink_events=not is_simulated(args.host_root),
         strict_config=args.strict_config,
     )
     hotplug = _hotplug_controller(args) if args.hotplug else None  # its flags checked before the node changes
@@ -246,13 +246,15 @@ def _add_cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: Ag
 def _add_node_events(agent: NodeAgent, args: argparse.Namespace, reconciler: PolicyReconciler | None) -> None:
     """Where the agent can reach the API server (--kubeconfig, or a pod's service account) and knows
     its node, a config reload that fails is also an Event on the Node (`kubectl describe node`)."""
+    if not args.node_name or not (args.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST")):
+        return  # checked before importing: an agent that posts no events loads no client modules
     import logging
 
     from sriovkit.agent.events import NodeEvents, client_create
     from sriovkit.errors import UserError
     from sriovkit.hotplug.kube import KUBE_EXTRA_HINT, have_client, in_cluster
 
-    if not args.node_name or not (args.kubeconfig or in_cluster(os.environ)):
+    if not (args.kubeconfig or in_cluster(os.environ)):
         return
     if not have_client():  # optional: the log and /readyz still say it
         logging.getLogger(__name__).warning("no Events on the Node: %s", KUBE_EXTRA_HINT)

@@ -25,10 +25,11 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Mapping
-from pathlib import Path
+
+from sriovkit.host.simmarker import SIM_MARKER as SIM_MARKER  # what `sriovkit.host.sim` writes
+from sriovkit.host.simmarker import is_simulated
 
 ENV_KILL_AFTER = "SRIOVKIT_FAULT_KILL_AFTER"
-SIM_MARKER = ".sriovkit-sim"  # what `sriovkit.host.sim` writes at the root of a simulated host
 
 FaultHook = Callable[[str, int], None]  # (label, occurrence from 1)
 
@@ -51,7 +52,7 @@ class FaultPoints:
 
 
 def is_simulated_root(root: str | os.PathLike[str]) -> bool:
-    return os.path.isfile(Path(root) / SIM_MARKER)
+    return is_simulated(root)
 
 
 def parse_kill_spec(spec: str) -> tuple[str, int]:

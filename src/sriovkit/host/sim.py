@@ -26,8 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from sriovkit.host.model import VFIO_DRIVER
+from sriovkit.host.simmarker import SIM_MARKER
+from sriovkit.host.simmarker import is_simulated as is_simulated
 
-_MARKER = ".sriovkit-sim"
+_MARKER = SIM_MARKER
 _DEV_LINK_BASE = os.path.join("sys", "devices", "pci0000:00")
 _ARPHRD = {"ether": 1, "infiniband": 32}
 VfSettingName = Literal["mac", "vlan", "vlanProto", "spoofchk", "trust", "linkState", "minTxRate", "maxTxRate"]
@@ -372,11 +374,6 @@ def open_existing(root: str | Path) -> SimulatedHost:
     host = SimulatedHost(root, SimSpec.model_validate_json(marker.read_text()))
     host._iommu_next = 10 + sum(1 for _ in host.devices())
     return host
-
-
-def is_simulated(root: str | Path) -> bool:
-    """Whether `root` is a tree this simulator made (a real host root never is)."""
-    return (Path(root) / _MARKER).exists()
 
 
 def destroy(root: str | Path) -> None:

@@ -6,20 +6,19 @@ that never touch netlink (or fail validation first) skip its ~0.1-0.2 s import.
 
 from __future__ import annotations
 
-import os
+import threading
+from typing import Any
 
+from sriovkit.host.simmarker import is_simulated
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.port import Netlink
-
-# sim.py's marker; checked before importing sim (pydantic, yaml: ~0.1 s) on a real node.
-_SIM_MARKER = ".sriovkit-sim"
 
 
 def netlink_for(sysfs: Sysfs) -> Netlink:
     """`SimulatedSwitchNetlink` over the kernel for a simulated host root, else `KernelNetlink`."""
     kernel = KernelNetlink(sysfs)
-    if not os.path.exists(os.path.join(sysfs.root, _SIM_MARKER)):
+    if not is_simulated(sysfs.root):  # before importing sim (pydantic, yaml: ~0.1 s, ~20 MiB)
         return kernel
     from sriovkit.host import sim
     from sriovkit.netlink.simswitch import SimulatedSwitchNetlink
@@ -30,3 +29,29 @@ def netlink_for(sysfs: Sysfs) -> Netlink:
         return kernel
 
     return SimulatedSwitchNetlink(host, kernel)
+
+
+class LazyNetlink:
+    """`netlink_for(sysfs)`, built on first use (thread-safe).
+
+    The agent's CNI context holds one: an agent that has served no CNI call yet has loaded
+    neither pyroute2 nor, on a simulated host, the simulator (pydantic, yaml: ~20 MiB)."""
+
+    def __init__(self, sysfs: Sysfs) -> None:
+        self._sysfs = sysfs
+        self._impl: Netlink | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Netlink:
+        if self._impl is None:
+            with self._lock:
+                if self._impl is None:
+                    self._impl = netlink_for(self._sysfs)
+        return self._impl
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+    def close(self) -> None:
+        if self._impl is not None:
+            self._impl.close()

@@ -1,0 +1,16 @@
+"""Whether a host root is a simulated host: the one marker check, without loading the simulator.
+
+`sriovkit.host.sim` (pydantic, yaml) writes the marker; the agent, the CNI and netlink selection
+only ask whether it is there, which on a real node it never is.
+"""
+
+from __future__ import annotations
+
+import os
+
+SIM_MARKER = ".sriovkit-sim"
+
+
+def is_simulated(root: str | os.PathLike[str]) -> bool:
+    """Whether `root` is a tree the simulator made (a real host root never is)."""
+    return os.path.isfile(os.path.join(root, SIM_MARKER))

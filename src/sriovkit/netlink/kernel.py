@@ -56,7 +56,11 @@ class KernelNetlink:
     @contextmanager
     def _route(self, netns: str | None) -> Iterator[IPRoute]:
         if netns is None:
-            yield self._host()
+            ipr = self._host()
+            try:
+                yield ipr
+            finally:
+                discard_stray_messages(ipr)
             return
         ipr = _open(netns)
         try:
@@ -267,6 +271,24 @@ def pad_vlan_info() -> None:
     info = ifinfmsg.vflist.vfinfo.vf_vlist.ivvi
     if not any(name == "__pad" for name, _ in info.fields):
         info.fields = (*info.fields, ("__pad", "2x"))
+
+
+def discard_stray_messages(ipr: IPRoute) -> int:
+    """Drop what arrived on `ipr` that no request of ours will read; returns how many.
+
+    pyroute2 0.9 sends a "get" with NLM_F_ACK, stops reading at the reply, and files the kernel's
+    ACK that follows under "no request" (its root queue), which only a broadcast listener would
+    read. On a socket kept for the agent's lifetime that is one message per lookup, kept for ever:
+    the agent's memory grew with every CNI call. Our sockets subscribe to no broadcast group, so
+    anything there is a stray reply."""
+    queue = getattr(getattr(getattr(ipr, "asyncore", None), "local", None), "msg_queue", None)
+    root = getattr(queue, "root", None)
+    dropped = 0
+    while root is not None and not root.empty():
+        root.get_nowait()
+        root.task_done()
+        dropped += 1
+    return dropped
 
 
 def _open(netns: str | None) -> IPRoute:

@@ -48,6 +48,9 @@ def plan(full: bool, race_cycles: int | None) -> list[tuple[str, Scenario]]:
         ("no-shell", lambda t: scenarios.no_shell_in_product()),
         ("modes", scenarios.modes),
         ("dp-edges", scenarios.device_plugin_edges),
+        ("stall", lambda t: scenarios.socket_attacks(t, full=full)),
+        ("soak", lambda t: scenarios.soak(t, 20000 if full else 2000, window=1000 if full else 200, warmup=5)),
+        ("second-agent", scenarios.second_agent),
     ]
 
 

@@ -18,7 +18,7 @@ import shutil
 import socket
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,21 +96,38 @@ def remove_stale(path: Path, what: str) -> None:
 
 
 def serve_at(path: Path, bind: Callable[[Path], None], what: str) -> SocketIdentity:
-    """Make `path` a 0600 socket bound by `bind(private_path)` (which must listen before it
+    """Make `path` a 0600 socket bound by `bind(private_path)` (which must be listening when it
     returns), whatever the umask; refuse a live socket or other file at `path` (SocketInUseError).
     Returns the identity to pass to `remove_if_ours` when the server stops."""
-    remove_stale(path, what)
-    with _private_dir(path.parent) as private:
-        staged = private / "s"
+    return serve_at_all([path], lambda staged: bind(staged[0]), what)[0]
+
+
+def serve_at_all(paths: Sequence[Path], bind: Callable[[list[Path]], None], what: str) -> list[SocketIdentity]:
+    """`serve_at` for one server listening on several paths: all are checked before any changes."""
+    for path in paths:
+        check_free(path, what)
+    for path in paths:
+        remove_stale(path, what)
+    placed: list[Path] = []
+    with contextlib.ExitStack() as stack:
+        staged = [stack.enter_context(_private_dir(path.parent)) / "s" for path in paths]
         bind(staged)
-        os.chmod(staged, SOCKET_MODE)  # nobody but us can reach it yet: the directory is 0700
         try:
-            os.link(staged, path)
-        except FileExistsError:  # appeared since we looked: someone else's, leave it
-            raise SocketInUseError(path, f"{what}: another process created this socket meanwhile") from None
-    identity = SocketIdentity.of(path)
-    assert identity is not None
-    return identity
+            for path, private in zip(paths, staged, strict=True):
+                os.chmod(private, SOCKET_MODE)  # nobody but us can reach it yet: its directory is 0700
+                try:
+                    os.link(private, path)
+                except FileExistsError:  # appeared since we looked: someone else's, leave it
+                    raise SocketInUseError(path, f"{what}: another process created this socket meanwhile") from None
+                placed.append(path)
+        except BaseException:
+            for path in placed:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise
+    identities = [SocketIdentity.of(path) for path in paths]
+    assert all(i is not None for i in identities)
+    return [i for i in identities if i is not None]
 
 
 def remove_if_ours(path: Path, identity: SocketIdentity | None) -> bool:

@@ -170,13 +170,23 @@ def _agent(args: argparse.Namespace) -> int:
     hotplug = _hotplug_controller(args) if args.hotplug else None  # its flags checked before the node changes
     metrics = AgentMetrics()
     agent = NodeAgent(settings, metrics=metrics)
+    listeners = _cni_and_metrics(agent, args, metrics)
+    dra = _dra_driver(args, agent) if args.dra else None
+    try:
+        # another agent's sockets and port, before this one changes anything (VFs included)
+        agent.check_conflicts([*listeners, *([dra] if dra is not None else [])])
+    except ConfigError:
+        pass  # reported below, where the agent starts
+    except OSError as exc:
+        raise UserError(_start_failure(exc)) from None
     reconciler = None
     if args.policy:
         reconciler = _policy_reconciler(args, sysfs, before_apply=agent.device_plugins.poll_once)
         agent.add(reconciler)
-    if args.dra:
-        agent.add(_dra_driver(args, agent))  # after the device plugin: it reads its pools
-    _add_cni_and_metrics(agent, args, metrics)
+    if dra is not None:
+        agent.add(dra)  # after the device plugin: it reads its pools
+    for listener in listeners:
+        agent.add(listener)
     _add_node_events(agent, args, reconciler)
     if hotplug is not None:
         agent.add(hotplug)  # after the CNI socket: a hot-plugged `sriov` network is served through it
@@ -185,9 +195,17 @@ def _agent(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise UserError(exc.problems) from None
     except OSError as exc:  # e.g. a socket directory we may not write
-        where = f"{exc.filename}: " if exc.filename else ""
-        raise UserError(f"cannot start the agent: {where}{exc.strerror or exc}") from None
+        raise UserError(_start_failure(exc)) from None
     return 0
+
+
+def _start_failure(exc: OSError) -> str:
+    from sriovkit.unixsocket import SocketInUseError
+
+    if isinstance(exc, SocketInUseError):
+        return f"cannot start the agent: {exc}"
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"cannot start the agent: {where}{exc.strerror or exc}"
 
 
 def _hotplug_controller(args: argparse.Namespace) -> Component:
@@ -222,25 +240,26 @@ def _policy_reconciler(args: argparse.Namespace, sysfs: Sysfs, *,
     return reconciler
 
 
-def _add_cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentMetrics) -> None:
+def _cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentMetrics) -> list[Component]:
+    """The CNI socket server and the metrics endpoint the flags ask for, built (nothing bound yet)."""
     from sriovkit.agent.cni_service import CniService, agent_cni_context
     from sriovkit.agent.metrics import MetricsServer
     from sriovkit.errors import UserError
     from sriovkit.shim.server import CniSocketServer
 
+    listeners: list[Component] = []
     if args.cni_max_concurrent < 1:
         raise UserError(f"--cni-max-concurrent {args.cni_max_concurrent}: must be at least 1")
     if args.cni_socket:
-        context = agent_cni_context(args.host_root, state_dir=args.cni_state_dir,
-                                    on_config_warnings=metrics.count_config_warnings)
-        agent.add(CniSocketServer(args.cni_socket, CniService(context, metrics),
-                                  max_concurrent=args.cni_max_concurrent))
+        context = agent_cni_context(args.host_root, state_dir=args.cni_state_dir)
+        listeners.append(CniSocketServer(args.cni_socket, CniService(context, metrics),
+                                         max_concurrent=args.cni_max_concurrent))
     if args.metrics_address:
         _, sep, port = args.metrics_address.rpartition(":")
         if not sep or not port.isdigit() or int(port) > 65535:
             raise UserError(f"--metrics-address {args.metrics_address}: must be HOST:PORT, e.g. 127.0.0.1:9808")
-        agent.add(MetricsServer(args.metrics_address, metrics, agent.healthy, agent.readiness_problems))
-
+        listeners.append(MetricsServer(args.metrics_address, metrics, agent.healthy, agent.readiness_problems))
+    return listeners
 
 
 def _add_node_events(agent: NodeAgent, args: argparse.Namespace, reconciler: PolicyReconciler | None) -> None:

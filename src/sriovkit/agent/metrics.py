@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -163,6 +164,16 @@ class MetricsServer:
     def port(self) -> int:
         assert self._httpd is not None
         return int(self._httpd.server_address[1])
+
+    def check_conflicts(self) -> None:
+        """Before anything starts: OSError (EADDRINUSE) when another process listens on our address."""
+        host, _, port = self.address.rpartition(":")
+        try:
+            probe = socket.create_server((host.strip("[]") or "127.0.0.1", int(port)))
+        except OSError as exc:
+            raise OSError(exc.errno, f"--metrics-address {self.address}: {exc.strerror} (is another agent "
+                          "running?)") from None
+        probe.close()
 
     def start(self) -> None:
         host, _, port = self.address.rpartition(":")

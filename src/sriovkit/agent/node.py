@@ -36,14 +36,28 @@ class NodeAgent:
         self.device_plugins = DevicePluginManager(device_plugins, metrics=metrics)
         self.components: list[Component] = [self.device_plugins, *components]
         self._started: list[Component] = []
+        self._checked = False  # check_conflicts() done (the command does it before provisioning)
         self._done = threading.Event()
 
     def add(self, component: Component) -> None:
         """Add a component (e.g. `CniSocketServer`, `MetricsServer`) before `start()`."""
         self.components.append(component)
 
+    def check_conflicts(self, extra: Sequence[object] = ()) -> None:
+        """Raise (OSError) when another process holds what a component would listen on: a live
+        socket (another agent), a port. Changes nothing: called before anything starts, so a second
+        agent never disturbs the first."""
+        for component in [*self.components, *extra]:
+            check = getattr(component, "check_conflicts", None)
+            if check is not None:
+                check()
+        self._checked = True
+
     def start(self) -> None:
-        """Start every component; if one fails, stop those already started and re-raise."""
+        """Start every component; if one fails, stop those already started and re-raise. Nothing
+        starts when another process holds a socket or port of ours (`check_conflicts`)."""
+        if not self._checked:
+            self.check_conflicts()
         for component in self.components:
             try:
                 component.start()

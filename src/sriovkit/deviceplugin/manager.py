@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from sriovkit import unixsocket
 from sriovkit.deviceplugin import health as hl
 from sriovkit.deviceplugin.payload import RDMA_CM, HostDevNodes
-from sriovkit.deviceplugin.server import KUBELET_SOCKET, PoolServer, ServerFiles, kubelet_identity
+from sriovkit.deviceplugin.server import KUBELET_SOCKET, PoolServer, ServerFiles, kubelet_identity, socket_name
 from sriovkit.filestamp import FileStamp
 from sriovkit.host.discover import discover
 from sriovkit.host.model import HostSnapshot
@@ -139,6 +140,20 @@ class DevicePluginManager:
         if self.settings.netlink_events:
             self._link_events = hl.KernelLinkEvents(self._wake)
             self._link_events.start()
+
+    def check_conflicts(self) -> None:
+        """Before anything starts: raise SocketInUseError when another process serves on the socket
+        of a pool we would serve (another agent). Changes nothing; a config that does not load is
+        left for `start` to report."""
+        try:  # quietly: start() loads it again and says what it warns about
+            resources = load_config_file(self.settings.config_file, default_prefix=self.settings.resource_prefix,
+                                         strict=self.settings.strict_config)
+        except ConfigError:
+            return
+        pools = build_pools(discover(self.settings.sysfs), resources,
+                            default_route_netdevs=default_route_netdevs(self.settings.proc_root))
+        for pool in pools.pools:
+            unixsocket.check_free(self.socket_dir / socket_name(pool.name), f"device plugin socket of {pool.name}")
 
     def stop(self) -> None:
         self._stopping.set()

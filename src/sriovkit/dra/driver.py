@@ -86,6 +86,10 @@ class DraDriver:
         self._watch = threading.Thread(target=self._watch_sockets, name="dra-sockets", daemon=True)
         self._watch.start()
 
+    def check_conflicts(self) -> None:
+        """Before anything starts: refuse (SocketInUseError) when another process serves our sockets."""
+        self.server.check_conflicts()
+
     def stop(self) -> None:
         self._stopping.set()
         if self._watch is not None:

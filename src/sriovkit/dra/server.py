@@ -182,6 +182,11 @@ class DraPluginServer(health_grpc.DRAResourceHealthServicer, reg_grpc.Registrati
             raise
         log.info("DRA driver %s serving %s, registration %s", self.driver, self.socket_path, self.registration_path)
 
+    def check_conflicts(self) -> None:
+        """Raise SocketInUseError when another process serves on our sockets; changes nothing."""
+        for path in (self.registration_path, self.socket_path):
+            unixsocket.check_free(path, f"DRA driver {self.driver}")
+
     def stop(self) -> None:
         with self._cond:
             self._stopping = True

@@ -45,6 +45,12 @@ REPLY_TIMEOUT = 300.0
 
 MAX_FRAME = 16 * 1024 * 1024
 MAX_STDIN = 4 * 1024 * 1024
+# What a CNI call's environment can hold. The shim forwards only CNI_* and SRIOVKIT_* variables:
+# the spec's six, CNI_ARGS (pod name, namespace, UID, IgnoreUnknown...) and our few overrides, a
+# few KB in all. Linux caps one variable at 128 KiB (MAX_ARG_STRLEN); no runtime sends more than
+# a handful of them. The agent refuses larger blocks from their length alone.
+MAX_ENV_BYTES = 256 * 1024
+MAX_ENV_VARS = 64
 ENV_PREFIXES = ("CNI_", "SRIOVKIT_")
 # CNI spec error codes used by the shim itself
 CODE_IO_FAILURE = 5  # "failed to decode content" family: we use it for oversized input
@@ -54,6 +60,10 @@ SIOCOUTQ = 0x5411  # linux/sockios.h (= TIOCOUTQ)
 
 class AgentUnreachable(Exception):
     """Nothing was sent: it is safe to run the operation elsewhere."""
+
+
+class EnvBlockError(ValueError):
+    """An env block beyond what a CNI call can carry, or not KEY=VALUE entries."""
 
 
 class AgentNotTaking(Exception):
@@ -68,12 +78,24 @@ def encode_request(env: dict[str, str], stdin: bytes) -> bytes:
 
 def decode_request(read: Reader) -> tuple[dict[str, str], bytes]:
     """`read(n)` returns exactly n bytes; gives (env dict, stdin bytes)."""
+    env = decode_env_block(_read_block(read, MAX_ENV_BYTES))
+    return env, _read_block(read, MAX_STDIN)
+
+
+def decode_env_block(block: bytes) -> dict[str, str]:
+    """"KEY=VALUE\\0" entries as a dict; EnvBlockError beyond MAX_ENV_BYTES or MAX_ENV_VARS (counted
+    before anything is split, so a block of a million tiny variables costs nothing)."""
+    if len(block) > MAX_ENV_BYTES:
+        raise EnvBlockError(f"CNI environment block of {len(block)} bytes exceeds {MAX_ENV_BYTES}")
+    count = block.count(b"\0") + (0 if block.endswith(b"\0") or not block else 1)
+    if count > MAX_ENV_VARS:
+        raise EnvBlockError(f"CNI environment of {count} variables exceeds the {MAX_ENV_VARS} a CNI call can carry")
     env: dict[str, str] = {}
-    for item in _read_block(read).split(b"\0"):
+    for item in block.split(b"\0"):
         if item:
             key, _, value = item.decode("utf-8", "surrogateescape").partition("=")
             env[key] = value
-    return env, _read_block(read)
+    return env
 
 
 def encode_reply(stdout: bytes, code: int) -> bytes:
@@ -87,10 +109,10 @@ def decode_reply(read: Reader) -> tuple[bytes, int]:
     return read(length), code
 
 
-def _read_block(read: Reader) -> bytes:
+def _read_block(read: Reader, limit: int = MAX_FRAME) -> bytes:
     (length,) = struct.unpack(">I", read(4))
-    if length > MAX_FRAME:
-        raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+    if length > limit:
+        raise ValueError(f"frame of {length} bytes exceeds {limit}")
     return read(length)
 
 
@@ -128,6 +150,14 @@ def call_agent(path: str, env: dict[str, str], stdin: bytes, connect_timeout: fl
             sock.sendall(encode_request(env, stdin))
         except TimeoutError:
             raise AgentNotTaking(f"{path}: the agent did not take the call within {connect_timeout:g}s") from None
+        except (BrokenPipeError, ConnectionResetError):
+            # the agent refused the call before reading all of it (busy, or a frame beyond its
+            # limits) and said why: that answer is the reply
+            sock.settimeout(connect_timeout)
+            try:
+                return decode_reply(exact_reader(sock))
+            except (OSError, ValueError, struct.error):
+                raise AgentNotTaking(f"{path}: the agent closed the connection before taking the call") from None
         if not _wait_taken(sock, time.monotonic() + connect_timeout):
             raise AgentNotTaking(f"{path}: the agent did not take the call within {connect_timeout:g}s")
         sock.settimeout(reply_timeout)

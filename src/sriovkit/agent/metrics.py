@@ -156,7 +156,7 @@ class MetricsServer:
         self.address = address
         self.metrics = metrics
         self.healthy = healthy
-        self.ready = ready or (lambda: [] if healthy() else ["not started"])
+        self.ready = ready  # None: the NodeAgent it is added to fills in its own (NodeAgent.add)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -177,7 +177,8 @@ class MetricsServer:
 
     def start(self) -> None:
         host, _, port = self.address.rpartition(":")
-        handler = _make_handler(self.metrics, self.healthy, self.ready)
+        ready = self.ready or (lambda: [] if self.healthy() else ["agent: not running"])
+        handler = _make_handler(self.metrics, self.healthy, ready)
         self._httpd = ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics", daemon=True)

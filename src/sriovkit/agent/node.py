@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Protocol
 
-from sriovkit.agent.metrics import AgentMetrics
+from sriovkit.agent.metrics import AgentMetrics, MetricsServer
 from sriovkit.deviceplugin.manager import DevicePluginManager, DevicePluginSettings
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,10 @@ class NodeAgent:
         self._done = threading.Event()
 
     def add(self, component: Component) -> None:
-        """Add a component (e.g. `CniSocketServer`, `MetricsServer`) before `start()`."""
+        """Add a component (e.g. `CniSocketServer`, `MetricsServer`) before `start()`. A metrics
+        endpoint given no readiness check answers /readyz from this agent's components."""
+        if isinstance(component, MetricsServer) and component.ready is None:
+            component.ready = self.readiness_problems
         self.components.append(component)
 
     def check_conflicts(self, extra: Sequence[object] = ()) -> None:

@@ -168,11 +168,37 @@ def test_sriovctl_agent_bad_flag_is_one_line(site, flag, value):
 def test_sriovctl_agent_bad_config_is_one_line_per_problem(site):
     root, _ = site
     bad = root / "bad.json"
-    bad.write_text('{"resourceList": [{"resourceName": "x", "selectors": {"colour": 1}}]}')
+    # what upstream rejects too (an unknown field is only a warning, as upstream ignores it)
+    bad.write_text('{"resourceList": [{"resourceName": "x!", "selectors": {"colour": 1}}]}')
     proc = subprocess.run([sys.executable, "-m", "sriovkit", "agent", "--config-file", str(bad),
-                           "--host-root", str(root / "host"), "--device-plugin-dir", str(root / "dp")],
+                           "--host-root", str(root / "host"), "--device-plugin-dir", str(root / "dp"),
+                           "--cni-socket", "", "--metrics-address", ""],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines and all(line.startswith("sriovctl: ") for line in lines)
-    assert "colour" in lines[-1] and "Traceback" not in proc.stderr
+    assert "resourceName" in lines[-1] and "Traceback" not in proc.stderr
+
+
+def test_metrics_endpoint_added_to_an_agent_answers_readyz_from_it(site):
+    root, kubelet = site
+    metrics = AgentMetrics()
+    agent = NodeAgent(settings(root), metrics=metrics)
+    from sriovkit.agent.metrics import MetricsServer
+
+    server = MetricsServer("127.0.0.1:0", metrics, agent.healthy)  # no readiness check given
+    agent.add(server)
+    agent.start()
+    try:
+        kubelet.wait_for_devices("intel.com/net", 2)
+        deadline = time.monotonic() + 10
+        while _get(f"http://127.0.0.1:{server.port}/readyz")[0] != 200:
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.05)
+        kubelet.stop()
+        while _get(f"http://127.0.0.1:{server.port}/readyz")[0] != 503:
+            assert time.monotonic() < deadline + 10, "still ready with the kubelet gone"
+            time.sleep(0.05)
+        assert _get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200
+    finally:
+        agent.stop()

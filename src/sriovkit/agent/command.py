@@ -120,11 +120,15 @@ def _dra_driver(args: argparse.Namespace, agent: NodeAgent) -> Component:
         api = KubernetesDraApi(kubeconfig=args.kubeconfig)
     except Exception as exc:  # the client's config errors have no common base class
         raise UserError(f"--kubeconfig {args.kubeconfig or '(in-cluster)'}: {exc}") from None
+    from sriovkit.cni.faults import hook_from_env
+
     settings = DraSettings(node_name=args.node_name, driver_name=args.dra_driver_name,
                            plugins_registry_dir=Path(args.plugins_registry_dir),
                            plugins_dir=Path(args.dra_plugins_dir), state_dir=Path(args.dra_state_dir),
                            cdi_dir=Path(args.cdi_dir), devinfo_dir=Path(args.devinfo_dir),
-                           taint_unhealthy=args.dra_taint_unhealthy)
+                           taint_unhealthy=args.dra_taint_unhealthy,
+                           # crash tests only: honoured on a simulated host, never on a real node's /
+                           fault_hook=hook_from_env(os.environ, args.host_root))
     return DraDriver(settings, agent.device_plugins, api)
 
 

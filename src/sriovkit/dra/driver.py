@@ -19,6 +19,7 @@ from typing import Any
 
 from sriovkit import nodepaths
 from sriovkit.cni.context import binder_for
+from sriovkit.cni.faults import FaultHook
 from sriovkit.deviceplugin.manager import DevicePluginManager
 from sriovkit.dra.checkpoint import Checkpoint
 from sriovkit.dra.inventory import DraDevice, dra_devices, served_by
@@ -43,6 +44,7 @@ class DraSettings:
     devinfo_dir: Path = Path(nodepaths.DEVINFO_DIR)
     taint_unhealthy: bool = False  # withdraw unhealthy VFs (default) or publish them with a taint
     socket_check_s: float = 1.0
+    fault_hook: FaultHook | None = None  # tests only (sriovkit.cni.faults); never set on a real node
 
 
 class DraDriver:
@@ -54,7 +56,8 @@ class DraDriver:
         self._devices: dict[tuple[str, str], DraDevice] = {}
         sysfs = manager.settings.sysfs
         self.preparer = ClaimPreparer(
-            PrepareSettings(settings.driver_name, settings.cdi_dir, settings.devinfo_dir, sysfs),
+            PrepareSettings(settings.driver_name, settings.cdi_dir, settings.devinfo_dir, sysfs,
+                            fault_hook=settings.fault_hook),
             Checkpoint(settings.state_dir), binder_for(sysfs), self.devices)
         self.server = DraPluginServer(settings.driver_name, registry_dir=settings.plugins_registry_dir,
                                       plugins_dir=settings.plugins_dir,

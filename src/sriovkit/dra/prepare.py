@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sriovkit.cni.context import DriverBinder
+from sriovkit.cni.faults import FaultHook, FaultPoints
 from sriovkit.deviceplugin import files
 from sriovkit.deviceplugin.payload import (
     CDI_VERSION,
@@ -62,6 +63,8 @@ class PrepareSettings:
     cdi_dir: Path
     devinfo_dir: Path
     sysfs: Sysfs
+    # tests only (sriovkit.cni.faults): stop dead after a step; never set on a real node
+    fault_hook: FaultHook | None = None
 
 
 def cdi_kind(driver_name: str) -> str:
@@ -97,15 +100,18 @@ class ClaimPreparer:
                 self._undo(record)
                 self.checkpoint.delete(uid)
             record = self._plan(uid, claim)
+            faults = FaultPoints(self.settings.fault_hook)
             self.checkpoint.put(uid, record)  # before the first change: a crash leaves what to undo
+            faults.reached("dra journal")
             try:
-                self._apply(record)
+                self._apply(record, faults)
             except BaseException:
                 self._undo(record)
                 self.checkpoint.delete(uid)
                 raise
             record["complete"] = True
             self.checkpoint.put(uid, record)
+            faults.reached("dra complete")
             log.info("claim %s/%s prepared uid=%s devices=%s", record["namespace"], record["name"], uid,
                      ",".join(d["device"] for d in record["devices"]))
             return _answer(record)
@@ -148,13 +154,14 @@ class ClaimPreparer:
                 "config": alloc.config.to_json(), "cdi_ids": cdi_ids,
                 "devinfo": str(self.settings.devinfo_dir / device_info_file_name(offered.resource, pci))}
 
-    def _apply(self, record: Record) -> None:
+    def _apply(self, record: Record, faults: FaultPoints) -> None:
         sysfs = self.settings.sysfs
         for dev in record["devices"]:
             if dev["bound_driver"] is not None or _rebinds_default(dev):
                 self.binder.bind_driver(dev["pci"], dev["bound_driver"])
                 log.info("VF %s bound to %s (was %s)", dev["pci"], dev["bound_driver"] or "its default driver",
                          dev["original_driver"])
+                faults.reached("dra bind")
         inventory = {d.facts.pci_address: d for d in self.inventory().values()}
         host = HostDevNodes(vhost_net=os.path.exists(sysfs.dev_path("/dev/vhost-net")),
                             rdma_cm=os.path.exists(sysfs.dev_path(RDMA_CM)))
@@ -165,7 +172,9 @@ class ClaimPreparer:
             payload = claim_payload(vf, resource, host, vhost=bool(dev["config"].get("addVhostMount")))
             payloads.append((dev, vf, payload, resource))
             files.write_device_info(self.settings.devinfo_dir, resource, [(vf, payload)])
+            faults.reached("dra device info")
         files.write_json_atomic(Path(record["cdi_spec"]), self._cdi_spec(record, payloads))
+        faults.reached("dra cdi spec")
 
     def _cdi_spec(self, record: Record, payloads: list[tuple[dict[str, Any], PciDevice, DevicePayload,
                                                                 ResourceConfig]]) -> dict[str, Any]:
@@ -197,22 +206,26 @@ class ClaimPreparer:
             record = self.checkpoint.get(uid)
             if record is None:
                 return False
-            self._undo(record, strict=True)
+            self._undo(record, strict=True, faults=FaultPoints(self.settings.fault_hook))
             self.checkpoint.delete(uid)
             log.info("claim %s/%s unprepared uid=%s", record.get("namespace"), record.get("name"), uid)
             return True
 
-    def _undo(self, record: Record, *, strict: bool = False) -> None:
+    def _undo(self, record: Record, *, strict: bool = False, faults: FaultPoints | None = None) -> None:
         """Every step attempted; with `strict`, the first failure is raised afterwards (the record
         stays for the kubelet's retry). Removing what is already gone is not a failure."""
+        faults = faults or FaultPoints()
         errors: list[str] = []
         with contextlib.suppress(FileNotFoundError):
             os.unlink(record.get("cdi_spec", ""))
+        faults.reached("dra remove cdi spec")
         for dev in reversed(record.get("devices", [])):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(dev["devinfo"])
+            faults.reached("dra remove device info")
             try:
                 self._restore_driver(dev)
+                faults.reached("dra restore driver")
             except OSError as exc:
                 errors.append(f"VF {dev['pci']}: restoring driver {dev['original_driver']}: {exc.strerror or exc}")
                 log.error("%s", errors[-1])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -64,6 +65,17 @@ class DraNode:
     @property
     def state_dir(self) -> Path:
         return self.root / "state"
+
+    def agent_cmd(self, *extra: str) -> list[str]:
+        """`sriovctl agent` as a process on this node (add --dra and its flags in `extra`)."""
+        return [sys.executable, "-m", "sriovkit", "agent", "--config-file", str(self.root / "config.json"),
+                "--host-root", str(self.host.root), "--device-plugin-dir", str(self.root / "dp"),
+                "--devinfo-dir", str(self.devinfo_dir), "--cni-socket", "", "--metrics-address", "",
+                "--cdi-dir", str(self.cdi_dir), "--plugins-registry-dir", str(self.root / "reg"),
+                "--dra-plugins-dir", str(self.root / "plugins"), "--dra-state-dir", str(self.state_dir), *extra]
+
+    def dra_agent_cmd(self) -> list[str]:
+        return self.agent_cmd("--dra", "--node-name", NODE_NAME, "--kubeconfig", str(self.kubeconfig))
 
     def write_config(self, resources: list[dict[str, Any]]) -> None:
         (self.root / "config.json").write_text(json.dumps({"resourceList": resources}))

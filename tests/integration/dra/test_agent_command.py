@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import yaml
 
 from sriovkit.deviceplugin.health import set_operstate
 from sriovkit.host.discover import discover_device
-from tests.integration.dra.conftest import DRIVER, NODE_NAME, PF0_VF2, DraNode, vf_config
+from tests.integration.dra.conftest import DRIVER, NODE_NAME, PF0_VF2, vf_config
 from tests.integration.hotplug.kubeapi_fake import rbac_verb
 
 AGENT_NEEDS = Path(__file__).resolve().parents[3] / "deploy" / "agent-needs.yaml"
@@ -21,16 +20,8 @@ AGENT_NEEDS = Path(__file__).resolve().parents[3] / "deploy" / "agent-needs.yaml
 POOL0 = f"{NODE_NAME}/0000-10-00-0"
 
 
-def agent_cmd(node: DraNode, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "sriovkit", "agent", "--config-file", str(node.root / "config.json"),
-            "--host-root", str(node.host.root), "--device-plugin-dir", str(node.root / "dp"),
-            "--devinfo-dir", str(node.devinfo_dir), "--cni-socket", "", "--metrics-address", "",
-            "--cdi-dir", str(node.cdi_dir), "--plugins-registry-dir", str(node.root / "reg"),
-            "--dra-plugins-dir", str(node.root / "plugins"), "--dra-state-dir", str(node.state_dir), *extra]
-
-
 def test_agent_with_dra_serves_claims_and_cleans_up(dra_node):
-    cmd = agent_cmd(dra_node, "--dra", "--node-name", NODE_NAME, "--kubeconfig", str(dra_node.kubeconfig))
+    cmd = dra_node.dra_agent_cmd()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         dra_node.kubelet.wait_for_dra(DRIVER, timeout=20)
@@ -72,7 +63,7 @@ def test_bad_dra_flags_are_one_line_each(dra_node, extra, expected, monkeypatch)
     monkeypatch.delenv("NODE_NAME", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     extra = [str(dra_node.kubeconfig) if e == "KUBECONFIG" else e for e in extra]
-    proc = subprocess.run(agent_cmd(dra_node, *extra), capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(dra_node.agent_cmd(*extra), capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert expected in proc.stderr and "Traceback" not in proc.stderr
     assert all(line.startswith("sriovctl: ") for line in proc.stderr.strip().splitlines())

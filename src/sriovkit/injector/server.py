@@ -97,6 +97,9 @@ def _make_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:
     class Http(BaseHTTPRequestHandler):
         timeout = _CONNECTION_TIMEOUT_S
         protocol_version = "HTTP/1.1"  # the API server keeps connections to webhooks open
+        # headers and body go out as two writes: with Nagle on, the second waits for the client's
+        # delayed ACK (~40 ms per review on a kept-alive connection)
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:
             if self.path.split("?")[0] in ("/healthz", "/readyz"):

@@ -87,7 +87,7 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
 # nothing heavy at module level (the CLI must start fast).
 _COMMAND_MODULES: tuple[str, ...] = (
     "sriovkit.shim.command", "sriovkit.provision.command", "sriovkit.agent.command", "sriovkit.commands.demo",
-    "sriovkit.hotplug.command", "sriovkit.commands.status", "sriovkit.injector.command",
+    "sriovkit.hotplug.command", "sriovkit.commands.status", "sriovkit.injector.command", "sriovkit.dra.command",
 )
 
 

@@ -3,8 +3,10 @@ server, prepares a claim, and removes its sockets on SIGTERM; bad flags are one 
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,20 @@ def test_bad_dra_flags_are_one_line_each(dra_node, extra, expected, monkeypatch)
     assert proc.returncode == 2
     assert expected in proc.stderr and "Traceback" not in proc.stderr
     assert all(line.startswith("sriovctl: ") for line in proc.stderr.strip().splitlines())
+
+
+def test_sriovctl_claims_shows_who_holds_which_vf(dra_node):
+    dra_node.start_agent()
+    dra_node.kubelet.wait_for_dra(DRIVER)
+    ns, uid, name = dra_node.claim([("vf", "0000-11-00-2")], [vf_config(driver="vfio-pci")], name="web")
+    assert dra_node.kubelet.prepare_claims(DRIVER, [(ns, uid, name)])[uid].error == ""
+    cmd = [sys.executable, "-m", "sriovkit", "claims", "--dra-state-dir", str(dra_node.state_dir)]
+    table = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+    assert "default/web" in table and PF0_VF2 in table and "vfio-pci (was iavf)" in table and "prepared" in table
+    rows = json.loads(subprocess.run([*cmd, "-o", "json"], capture_output=True, text=True, timeout=30,
+                                     check=True).stdout)
+    assert [(r["claim"], r["uid"], r["pciAddress"], r["device"]) for r in rows] == [
+        ("default/web", uid, PF0_VF2, "0000-11-00-2")]
+    missing = subprocess.run([*cmd[:-1], str(dra_node.root / "nowhere")], capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 2 and missing.stderr.startswith("sriovctl: --dra-state-dir ")
+    assert "Traceback" not in missing.stderr

@@ -216,6 +216,7 @@ def _field_selector(selector: str) -> dict[str, str] | None:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeKubeApi
     protocol_version = "HTTP/1.1"  # keep-alive and chunked watch streams, as the API server
+    disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait between them
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass

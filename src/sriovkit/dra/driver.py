@@ -84,6 +84,9 @@ class DraDriver:
         self.refresh()
         self.server.start()
         if self.publisher is not None:
+            # a kubelet that (re)started deletes its node's ResourceSlices of drivers it does not
+            # know yet: publish again as soon as it knows us, not at the next resync
+            self.server.on_registered = self.publisher.trigger
             self.publisher.start()
         self._stopping.clear()
         self._watch = threading.Thread(target=self._watch_sockets, name="dra-sockets", daemon=True)

@@ -23,7 +23,7 @@ _BACKOFF_MAX_S = 30.0
 
 class SlicePublisher:
     def __init__(self, api: DraApi, node_name: str, driver: str, desired: Callable[[dict[str, int]], list[Obj]], *,
-                 resync_s: float = 60.0) -> None:
+                 resync_s: float = 30.0) -> None:
         self.api = api
         self.node_name = node_name
         self.driver = driver

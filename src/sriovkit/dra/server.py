@@ -145,6 +145,7 @@ class DraPluginServer(health_grpc.DRAResourceHealthServicer, reg_grpc.Registrati
         self.handler = handler
         self.health = health
         self.registered: bool | None = None  # what the kubelet last said
+        self.on_registered: Callable[[], None] | None = None
         self.registration_error = ""
         self._servers: list[grpc.Server] = []
         self._identities: list[unixsocket.SocketIdentity | None] = [None, None]
@@ -214,6 +215,8 @@ class DraPluginServer(health_grpc.DRAResourceHealthServicer, reg_grpc.Registrati
         self.registered, self.registration_error = request.plugin_registered, request.error
         if request.plugin_registered:
             log.info("DRA driver %s registered with the kubelet", self.driver)
+            if self.on_registered is not None:
+                self.on_registered()
         else:
             log.error("the kubelet refused DRA driver %s: %s", self.driver, request.error)
         return reg_pb.RegistrationStatusResponse()

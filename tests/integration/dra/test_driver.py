@@ -303,3 +303,18 @@ def test_sockets_are_0600(dra_node):
     dra_node.start_agent()
     for path in (dra_node.root / "plugins" / DRIVER / "dra.sock", dra_node.root / "reg" / f"{DRIVER}-reg.sock"):
         assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_slices_deleted_by_a_restarting_kubelet_come_back_when_it_registers_the_driver(dra_node):
+    from sriovkit.kubesim.apiserver import SLICES
+
+    dra_node.start_agent()
+    first = dra_node.kubelet.wait_for_dra(DRIVER)
+    dra_node.wait_published(ALL_DRA)
+    # what a kubelet does at start for drivers not registered (yet): wipe the node's slices
+    for s in dra_node.slices():
+        dra_node.api.delete(SLICES, "", s["metadata"]["name"])
+    assert dra_node.published() == {}
+    dra_node.kubelet.restart()
+    assert dra_node.kubelet.wait_for(lambda k: k.dra_drivers.get(DRIVER) not in (None, first))
+    dra_node.wait_published(ALL_DRA, timeout=5)  # well before the 30 s resync

@@ -74,7 +74,7 @@ func callAgent(path string, env map[string]string, stdin []byte, connectTimeout,
 	// fallback, since the request still sits in its queue (the agent skips a call whose caller
 	// has left, sriovkit.shim.server).
 	taken := time.Now().Add(connectTimeout)
-	if err := sendAll(fd, encodeRequest(env, stdin), taken); err != nil || !waitTaken(fd, taken) {
+	if err := sendAll(fd, encodeRequest(env, stdin), rootRights(), taken); err != nil || !waitTaken(fd, taken) {
 		return nil, 0, errNotTaken{fmt.Sprintf("%s: the agent did not take the call within %gs", path,
 			connectTimeout.Seconds())}
 	}
@@ -125,19 +125,35 @@ func connect(fd int, path string, deadline time.Time) error {
 	}
 }
 
-func sendAll(fd int, buf []byte, deadline time.Time) error {
+// rootRights: a descriptor of our root directory to send along (SCM_RIGHTS), through which an
+// agent whose pod lacks the host's /var/run/netns and /opt/cni/bin reaches the paths we pass it
+// (sriovkit.shim.callerroot); nil where "/" cannot be opened. The agent closes what it does not keep.
+func rootRights() []byte {
+	root, err := syscall.Open("/", syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	return syscall.UnixRights(root) // closed when the process exits, right after the call
+}
+
+// sendAll sends buf; oob (the root descriptor) goes with the first 4 bytes only.
+func sendAll(fd int, buf, oob []byte, deadline time.Time) error {
 	for len(buf) > 0 {
 		if err := setTimeout(fd, syscall.SO_SNDTIMEO, deadline); err != nil {
 			return err
 		}
-		n, err := syscall.SendmsgN(fd, buf, nil, nil, syscall.MSG_NOSIGNAL)
+		chunk := buf
+		if oob != nil {
+			chunk = buf[:4]
+		}
+		n, err := syscall.SendmsgN(fd, chunk, oob, nil, syscall.MSG_NOSIGNAL)
 		if err == syscall.EINTR {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		buf = buf[n:]
+		buf, oob = buf[n:], nil
 	}
 	return nil
 }

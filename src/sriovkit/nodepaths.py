@@ -18,5 +18,8 @@ DEVINFO_DIR = "/var/run/k8s.cni.cncf.io/devinfo/dp"  # Multus' device-info files
 UPSTREAM_AGENT_DIR = f"{KUBELET_PLUGINS_DIR}/sriovkit"
 UPSTREAM_CNI_SOCKET = f"{UPSTREAM_AGENT_DIR}/cni.sock"
 UPSTREAM_CNI_STATE_DIR = f"{UPSTREAM_AGENT_DIR}/cni-state"
+# in the agent's own filesystem: the shims' root (sriovkit.shim.callerroot), since upstream's
+# device-plugin pod has neither the host's /var/run/netns nor /opt/cni/bin
+UPSTREAM_CALLER_ROOT_LINK = "/run/sriovkit/caller-root"
 UPSTREAM_CONFIG_FILE = "/etc/pcidp/config.json"  # the device plugin's --config-file default
 UPSTREAM_CNI_BIN_MOUNT = "/host/opt/cni/bin"  # where upstream's CNI DaemonSet mounts the host's /opt/cni/bin

@@ -10,6 +10,7 @@ paths act on the same node and answer with the same bytes.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,11 +33,23 @@ class CniService:
 
     def __call__(self, env: Mapping[str, str], stdin: bytes) -> tuple[bytes, int]:
         start = time.monotonic()
-        stdout, code = run_cni(env, stdin, self.context)
+        stdout, code = run_cni(through_caller_root(env, self.context), stdin, self.context)
         if self.metrics is not None:
             self.metrics.observe_cni(env.get("CNI_COMMAND", ""), code, time.monotonic() - start,
                                      error_code=answered_code(stdout) if code else None)
         return stdout, code
+
+
+def through_caller_root(env: Mapping[str, str], context: CniContext) -> Mapping[str, str]:
+    """The runtime's CNI_NETNS and CNI_PATH as this agent reaches them (unchanged without a caller root)."""
+    if not context.caller_root:
+        return env
+    changed = dict(env)
+    if env.get("CNI_NETNS"):
+        changed["CNI_NETNS"] = context.caller_path(env["CNI_NETNS"])
+    if env.get("CNI_PATH"):
+        changed["CNI_PATH"] = os.pathsep.join(context.caller_path(p) for p in env["CNI_PATH"].split(os.pathsep))
+    return changed
 
 
 def answered_code(stdout: bytes) -> int | None:
@@ -51,7 +64,8 @@ def answered_code(stdout: bytes) -> int | None:
 def agent_cni_context(host_root: str | Path, *, state_dir: str = DEFAULT_STATE_DIR,
                       lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
                       fault_hook: FaultHook | None = None,
-                      on_config_warnings: Callable[[str, int], None] | None = None) -> CniContext:
+                      on_config_warnings: Callable[[str, int], None] | None = None,
+                      caller_root: str = "") -> CniContext:
     """The context every CNI call through this agent uses: one netlink implementation, kept warm.
 
     `fault_hook` is for reliability tests only and is dropped unless `host_root` is a simulated
@@ -60,4 +74,5 @@ def agent_cni_context(host_root: str | Path, *, state_dir: str = DEFAULT_STATE_D
 
     sysfs = Sysfs(Path(host_root))
     return CniContext(sysfs=sysfs, netlink=LazyNetlink(sysfs), state_dir=state_dir, lock_timeout_s=lock_timeout_s,
-                      fault_hook=only_on_simulated(fault_hook, host_root), on_config_warnings=on_config_warnings)
+                      fault_hook=only_on_simulated(fault_hook, host_root), on_config_warnings=on_config_warnings,
+                      caller_root=caller_root)

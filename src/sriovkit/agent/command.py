@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--cni-state-dir", default=nodepaths.CNI_STATE_DIR,
                    help="where CNI attachment records and per-VF locks live (shared with the shim's fallback)")
     p.add_argument("--cni-max-concurrent", type=int, default=16, help="CNI operations served at once")
+    p.add_argument("--cni-caller-root-link", default="",
+                   help="reach CNI_NETNS, CNI_PATH (IPAM plugins) and device-info files through the root directory "
+                   "each shim sends, linked at this path in the agent's own filesystem: for a pod without the "
+                   "host's /var/run/netns and /opt/cni/bin (upstream's device-plugin DaemonSet); '' = paths as given")
     p.add_argument("--metrics-address", default="127.0.0.1:9808",
                    help="HOST:PORT of /metrics, /healthz (alive) and /readyz (config loaded, pools registered, "
                    "CNI socket serving) (default loopback; '' = no endpoint)")
@@ -255,9 +259,15 @@ def _cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentM
     if args.cni_max_concurrent < 1:
         raise UserError(f"--cni-max-concurrent {args.cni_max_concurrent}: must be at least 1")
     if args.cni_socket:
-        context = agent_cni_context(args.host_root, state_dir=args.cni_state_dir)
+        from sriovkit.shim.callerroot import CallerRoot
+
+        link = args.cni_caller_root_link
+        if link and not os.path.isabs(link):
+            raise UserError(f"--cni-caller-root-link {link}: must be an absolute path")
+        context = agent_cni_context(args.host_root, state_dir=args.cni_state_dir, caller_root=link)
         listeners.append(CniSocketServer(args.cni_socket, CniService(context, metrics),
-                                         max_concurrent=args.cni_max_concurrent))
+                                         max_concurrent=args.cni_max_concurrent,
+                                         caller_root=CallerRoot(link) if link else None))
     if args.metrics_address:
         _, sep, port = args.metrics_address.rpartition(":")
         if not sep or not port.isdigit() or int(port) > 65535:

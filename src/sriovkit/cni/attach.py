@@ -42,7 +42,7 @@ def ipam_call(call: Call, config: dict[str, Any] | None = None, *, container_id:
     return IpamCall(plugin=plugin, search_path=env.path,
                     container_id=container_id or env.container_id, netns=env.netns if netns is None else netns,
                     ifname=ifname or env.ifname, cni_args=env.raw_args,
-                    config=config if config is not None else dict(call.conf.raw))
+                    config=config if config is not None else dict(call.conf.raw), caller_root=call.ctx.caller_root)
 
 
 def attach(call: Call) -> Result:
@@ -148,7 +148,7 @@ def _run_steps(call: Call, steps: Steps, device: Device, record: AttachmentRecor
     if call.conf.ipam_type:
         _run_ipam(call, steps, device, record, result)
     if call.conf.device_info_file:
-        path = call.conf.device_info_file
+        path = call.ctx.caller_path(call.conf.device_info_file)
         pf_address = _pf_address(call, device)
         steps.run("write device info", lambda: write_device_info(path, device_info(device.pci_address, pf_address)),
                   lambda: remove_device_info(path), point="write device info")

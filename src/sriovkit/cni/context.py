@@ -40,6 +40,18 @@ class CniContext:
     fault_hook: FaultHook | None = None  # tests only: see sriovkit.cni.faults (never set in production)
     # told (input kind, count) of the netconf fields a call ignored as upstream does: the agent counts them
     on_config_warnings: Callable[[str, int], None] | None = None
+    # Where the runtime's filesystem is seen from here, for an agent whose pod lacks the host's
+    # /var/run/netns and /opt/cni/bin ("" = as given; sriovkit.shim.callerroot). The agent prefixes
+    # CNI_NETNS and CNI_PATH with it; IPAM plugins run chrooted into it, device-info files go under it.
+    caller_root: str = ""
+
+    def caller_path(self, path: str) -> str:
+        """`path` as the runtime gave it, reached from this process."""
+        if not self.caller_root or not path.startswith("/"):
+            return path
+        from sriovkit.shim.callerroot import resolve_in
+
+        return resolve_in(self.caller_root, path)
 
     @property
     def store(self) -> StateStore:

@@ -81,7 +81,7 @@ def release(call: Call, record: AttachmentRecord, *, only_if_unchanged: bool = F
         if current.mode != "userspace":
             _return_netdev(call, current)
         _restore_driver(call, current)
-        _do(call, "remove device info", lambda: remove_device_info(current.device_info_file),
+        _do(call, "remove device info", lambda: remove_device_info(call.ctx.caller_path(current.device_info_file)),
             point="remove device info")
         store.delete(current.container_id, current.ifname)
         call.faults.reached("state removed")

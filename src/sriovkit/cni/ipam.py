@@ -35,6 +35,7 @@ class IpamCall:
     ifname: str
     cni_args: str
     config: Mapping[str, Any]  # the whole network config, as the plugin received it
+    caller_root: str = ""  # CniContext.caller_root: run the plugin chrooted there, paths without it
 
 
 class IpamError(CniError):
@@ -92,20 +93,30 @@ def _exec_versioned(call: IpamCall, command: str) -> dict[str, Any]:
     return _exec(call, command, {**call.config, "cniVersion": version})
 
 
+def _in_caller_root(root: str, path: str) -> str:
+    return (path[len(root):] or "/") if root and path.startswith(f"{root}/") else path
+
+
 def _exec(call: IpamCall, command: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    binary = find_plugin(call.plugin, call.search_path)
+    root = call.caller_root
+    binary = _in_caller_root(root, find_plugin(call.plugin, call.search_path))
     env = {
         "CNI_COMMAND": command,
         "CNI_CONTAINERID": call.container_id,
-        "CNI_NETNS": call.netns,
+        "CNI_NETNS": _in_caller_root(root, call.netns),
         "CNI_IFNAME": call.ifname,
         "CNI_ARGS": call.cni_args,
-        "CNI_PATH": os.pathsep.join(call.search_path),
+        "CNI_PATH": os.pathsep.join(_in_caller_root(root, p) for p in call.search_path),
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
     }
+
+    def enter_caller_root() -> None:  # in the child, before exec: the plugin sees the host's files
+        os.chroot(root)
+        os.chdir("/")
+
     try:
         proc = subprocess.run([binary], input=json.dumps(config).encode(), env=env, capture_output=True,
-                              timeout=IPAM_TIMEOUT_S, check=False)
+                              timeout=IPAM_TIMEOUT_S, check=False, preexec_fn=enter_caller_root if root else None)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise IpamError(ErrorCode.IPAM_FAILED, f"IPAM plugin {call.plugin} {command} could not run",
                         str(exc)) from None

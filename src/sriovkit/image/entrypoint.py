@@ -56,7 +56,7 @@ def agent_argv(args: DevicePluginArgs) -> list[str]:
     """`sriovctl agent` for upstream's device-plugin pod: its mounts, its defaults."""
     argv = ["agent", f"--config-file={args.config_file}", f"--resource-prefix={args.resource_prefix}",
             f"--cni-socket={nodepaths.UPSTREAM_CNI_SOCKET}", f"--cni-state-dir={nodepaths.UPSTREAM_CNI_STATE_DIR}",
-            f"--log-level={args.log_level}"]
+            f"--cni-caller-root-link={nodepaths.UPSTREAM_CALLER_ROOT_LINK}", f"--log-level={args.log_level}"]
     return [*argv, "--use-cdi"] if args.use_cdi else argv
 
 

@@ -147,7 +147,7 @@ def call_agent(path: str, env: dict[str, str], stdin: bytes, connect_timeout: fl
         # Until the agent has read the whole request nothing was acted on: bound that by the
         # connect timeout, then wait for the answer as long as an operation may take.
         try:
-            sock.sendall(encode_request(env, stdin))
+            _send_with_root(sock, encode_request(env, stdin))
         except TimeoutError:
             raise AgentNotTaking(f"{path}: the agent did not take the call within {connect_timeout:g}s") from None
         except (BrokenPipeError, ConnectionResetError):
@@ -164,6 +164,22 @@ def call_agent(path: str, env: dict[str, str], stdin: bytes, connect_timeout: fl
         return decode_reply(exact_reader(sock))
     finally:
         sock.close()
+
+
+def _send_with_root(sock: _socket.socket, data: bytes) -> None:
+    """Send `data`, the first bytes with a descriptor of our root directory (SCM_RIGHTS): an agent
+    whose pod lacks the host's /var/run/netns and /opt/cni/bin reaches the paths we pass through it
+    (sriovkit.shim.callerroot). An agent that does not want it closes it."""
+    try:
+        root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        sock.sendall(data)
+        return
+    try:
+        sent = sock.sendmsg([data[:4]], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", root))])
+    finally:
+        os.close(root)
+    sock.sendall(data[sent:])
 
 
 def _wait_taken(sock: _socket.socket, deadline: float) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import resource
 import select
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sriovkit import unixsocket
+from sriovkit.shim.callerroot import CallerRoot
 from sriovkit.shim.client import (
     CODE_IO_FAILURE,
     CODE_TRY_AGAIN,
@@ -59,6 +61,7 @@ _CHUNK = 64 * 1024
 # A call's stdin is copied and decoded while it runs: it weighs this many times its size in the
 # budget, so the budget bounds what calls cost, not only what they send.
 STDIN_WEIGHT = 16
+MAX_FDS = 4  # a shim sends one descriptor (its root directory) with the request; more are closed
 
 
 @dataclass(eq=False)
@@ -72,6 +75,7 @@ class _Request:
     filled: int = 0
     env_block: bytes | None = None
     reserved: int = 0
+    fds: list[int] = field(default_factory=list)  # sent along (SCM_RIGHTS): ours to close or hand on
 
     def want(self) -> int:
         return 4 - len(self.header) if self.body is None else len(self.body) - self.filled
@@ -83,6 +87,7 @@ class _Call:
     env: dict[str, str]
     stdin: bytes
     reserved: int
+    fds: tuple[int, ...] = ()
 
 
 class CniSocketServer:
@@ -90,7 +95,7 @@ class CniSocketServer:
 
     def __init__(self, path: str | Path, handler: CniHandler, *, max_concurrent: int = 16,
                  request_timeout: float = 10.0, max_connections: int = 1024, max_queued: int | None = None,
-                 max_buffered: int = 80 * 1024 * 1024) -> None:
+                 max_buffered: int = 80 * 1024 * 1024, caller_root: CallerRoot | None = None) -> None:
         self.path = Path(path)
         self.handler = handler
         self.max_concurrent = max_concurrent
@@ -98,6 +103,7 @@ class CniSocketServer:
         self.max_connections = max_connections
         self.max_queued = max_queued if max_queued is not None else 4 * max_concurrent
         self.max_buffered = max(max_buffered, MAX_ENV_BYTES + STDIN_WEIGHT * MAX_STDIN)
+        self.caller_root = caller_root  # None: the root descriptor a shim sends is closed unused
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._workers: list[threading.Thread] = []
@@ -152,6 +158,8 @@ class CniSocketServer:
         for worker in self._workers:
             worker.join()
         self._workers = []
+        if self.caller_root is not None:
+            self.caller_root.close()
         unixsocket.remove_if_ours(self.path, self._identity)  # never another agent's socket
 
     def readiness_problems(self) -> list[str]:
@@ -204,7 +212,7 @@ class CniSocketServer:
     def _read_some(self, sel: selectors.BaseSelector, request: _Request) -> None:
         try:
             if request.body is None:
-                chunk = request.conn.recv(request.want())
+                chunk = _recv_keeping_fds(request.conn, request.want(), request.fds)
                 if not chunk:
                     self._forget(sel, request)
                     return
@@ -251,9 +259,10 @@ class CniSocketServer:
         except EnvBlockError as exc:
             self._answer_now(request.conn, CODE_INVALID_ENV, str(exc))
             self._release(request.reserved)
+            _close_all(request.fds)
             return
-        call = _Call(request.conn, env, bytes(request.body), request.reserved)
-        request.body = None
+        call = _Call(request.conn, env, bytes(request.body), request.reserved, tuple(request.fds))
+        request.body, request.fds = None, []
         try:
             self._calls.put_nowait(call)
             self._ensure_worker()
@@ -263,6 +272,7 @@ class CniSocketServer:
                         env.get("CNI_COMMAND"), env.get("CNI_CONTAINERID", "")[:12])
             self._answer_now(request.conn, CODE_TRY_AGAIN, "sriovkit agent busy: try again", env, call.stdin)
             self._release(call.reserved)
+            _close_all(call.fds)
 
     def _reserve(self, sel: selectors.BaseSelector, request: _Request, length: int) -> bool:
         """Room for `length` more buffered bytes, made by dropping the oldest unfinished reads."""
@@ -305,6 +315,7 @@ class CniSocketServer:
         self._reading.pop(request.conn, None)
         self._release(request.reserved)
         request.reserved, request.body = 0, None
+        _close_all(request.fds)
         request.conn.close()
 
     @staticmethod
@@ -339,6 +350,11 @@ class CniSocketServer:
 
     def _serve(self, call: _Call) -> None:
         env, stdin = call.env, call.stdin
+        for fd in call.fds:  # before the call: it reaches the caller's paths through the newest root
+            if self.caller_root is not None:
+                self.caller_root.adopt(fd)
+            else:
+                os.close(fd)
         with call.conn as conn:
             if _caller_gone(conn):
                 # it waited for us to read its request and gave up (the shim's answer was "try
@@ -355,6 +371,25 @@ class CniSocketServer:
             conn.settimeout(_REPLY_SEND_TIMEOUT_S)
             with contextlib.suppress(OSError):
                 conn.sendall(encode_reply(stdout, code))
+
+
+def _recv_keeping_fds(conn: socket.socket, size: int, fds: list[int]) -> bytes:
+    """recv(size), appending descriptors sent along (SCM_RIGHTS) to `fds` (a plain recv would
+    have the kernel close them)."""
+    data, ancillary, _, _ = conn.recvmsg(size, socket.CMSG_SPACE(MAX_FDS * 4), socket.MSG_CMSG_CLOEXEC)
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds.extend(struct.unpack(f"{usable // 4}i", payload[:usable]))
+    return data
+
+
+def _close_all(fds: list[int] | tuple[int, ...]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    if isinstance(fds, list):
+        fds.clear()
 
 
 def _caller_gone(conn: socket.socket) -> bool:

@@ -8,7 +8,7 @@ import pytest
 from sriovkit.errors import UserError
 from sriovkit.image.entrypoint import agent_argv
 from sriovkit.image.upstream_args import DevicePluginArgs, log_directory, parse_device_plugin_args
-from sriovkit.nodepaths import UPSTREAM_CNI_SOCKET, UPSTREAM_CNI_STATE_DIR
+from sriovkit.nodepaths import UPSTREAM_CALLER_ROOT_LINK, UPSTREAM_CNI_SOCKET, UPSTREAM_CNI_STATE_DIR
 
 
 def test_upstreams_daemonset_args_with_upstreams_defaults():
@@ -17,7 +17,7 @@ def test_upstreams_daemonset_args_with_upstreams_defaults():
     assert args.log_dir == "sriovdp" and args.log_level == "debug" and not args.use_cdi
     assert agent_argv(args) == ["agent", "--config-file=/etc/pcidp/config.json", "--resource-prefix=intel.com",
                                 f"--cni-socket={UPSTREAM_CNI_SOCKET}", f"--cni-state-dir={UPSTREAM_CNI_STATE_DIR}",
-                                "--log-level=debug"]
+                                f"--cni-caller-root-link={UPSTREAM_CALLER_ROOT_LINK}", "--log-level=debug"]
 
 
 @pytest.mark.parametrize("argv", [

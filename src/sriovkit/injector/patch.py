@@ -9,7 +9,8 @@ what the first container already asks for (its request and limit set to the same
 Kubernetes requires of an extended resource). Then, when any resource was needed, the downward-API
 volume `podnetinfo` (the pod's `labels` and `annotations`, each when the pod has some) is added
 and mounted read-only at `/etc/podnetinfo` in every container: that is where the SR-IOV apps and
-app-netutil read their network-status.
+app-netutil read their network-status. A NAD's `k8s.v1.cni.cncf.io/nodeSelector` ("label=value")
+is merged into the pod's nodeSelector.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sriovkit.hotplug.networks import (
 )
 
 DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
+NODE_SELECTOR_ANNOTATION = "k8s.v1.cni.cncf.io/nodeSelector"  # on a NAD: "label=value" (or "label")
 PODNETINFO_VOLUME = "podnetinfo"
 PODNETINFO_PATH = "/etc/podnetinfo"
 
@@ -82,6 +84,7 @@ def inject(pod: Obj, namespace: str, lookup: NadLookup, *, honor_existing: bool 
         return Injection(problem=f"pod {namespace}/{pod_name(pod)} has no containers; no resources injected",
                          reason="NoContainers")
     counts: Counter[str] = Counter()
+    node_selector: dict[str, str] = {}
     for selection in selections:
         try:
             nad = lookup(selection.namespace, selection.name)
@@ -97,10 +100,21 @@ def inject(pod: Obj, namespace: str, lookup: NadLookup, *, honor_existing: bool 
             resource = annotations.get(key)
             if isinstance(resource, str) and resource.strip():
                 counts[resource.strip()] += 1
-    if not counts:
-        return Injection()
-    patch = resource_patch(pod, dict(counts), honor_existing=honor_existing)
-    patch += podnetinfo_patch(pod)
+        wanted = annotations.get(NODE_SELECTOR_ANNOTATION)
+        if isinstance(wanted, str) and wanted.strip():
+            label, _, value = wanted.partition("=")
+            if "=" in value:
+                return Injection(problem=f"NetworkAttachmentDefinition {selection.network}: annotation "
+                                 f"{NODE_SELECTOR_ANNOTATION} {wanted!r} has more than one label; no resources "
+                                 "injected", reason="InvalidNodeSelector")
+            node_selector[label.strip()] = value.strip()
+    patch: list[Op] = []
+    if counts:
+        patch = resource_patch(pod, dict(counts), honor_existing=honor_existing)
+        patch += podnetinfo_patch(pod)
+    if node_selector:  # the nodes where the NAD's network exists, as network-resources-injector adds them
+        merged = {**((pod.get("spec") or {}).get("nodeSelector") or {}), **node_selector}
+        patch.append({"op": "add", "path": "/spec/nodeSelector", "value": merged})
     return Injection(patch=patch, resources=dict(counts))
 
 

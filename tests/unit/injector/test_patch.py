@@ -179,3 +179,23 @@ def test_a_pod_without_resources_key_gets_one() -> None:
     p = pod("sriov-a")
     assert "resources" not in p["spec"]["containers"][0]
     assert resources(apply(p, inject(p, "default", lookup).patch)) == {"requests": {NET: "1"}, "limits": {NET: "1"}}
+
+
+def test_a_nads_node_selector_is_merged_into_the_pods() -> None:
+    NADS[("default", "pinned")] = nad("default", "pinned", NET)
+    NADS[("default", "pinned")]["metadata"]["annotations"]["k8s.v1.cni.cncf.io/nodeSelector"] = "sriov = yes"
+    NADS[("default", "labelled")] = nad("default", "labelled", None)
+    NADS[("default", "labelled")]["metadata"]["annotations"]["k8s.v1.cni.cncf.io/nodeSelector"] = "rack-a"
+    try:
+        p = pod("pinned, labelled")
+        p["spec"]["nodeSelector"] = {"kubernetes.io/os": "linux", "sriov": "no"}
+        result = apply(p, inject(p, "default", lookup).patch)
+        assert result["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux", "sriov": "yes", "rack-a": ""}
+        assert resources(result)["limits"] == {NET: "1"}
+        only_selector = apply(pod("labelled"), inject(pod("labelled"), "default", lookup).patch)
+        assert only_selector["spec"]["nodeSelector"] == {"rack-a": ""} and "volumes" not in only_selector["spec"]
+        NADS[("default", "labelled")]["metadata"]["annotations"]["k8s.v1.cni.cncf.io/nodeSelector"] = "a=b=c"
+        outcome = inject(pod("pinned, labelled"), "default", lookup)
+        assert outcome.patch == [] and outcome.reason == "InvalidNodeSelector"
+    finally:
+        del NADS[("default", "pinned")], NADS[("default", "labelled")]

@@ -24,14 +24,21 @@ from collections.abc import Sequence
 
 from sriovkit import nodepaths
 from sriovkit.errors import UserError
-from sriovkit.image.upstream_args import DevicePluginArgs, log_directory, parse_device_plugin_args
+from sriovkit.image.upstream_args import (
+    CniInstallerArgs,
+    DevicePluginArgs,
+    is_cni_installer_args,
+    log_directory,
+    parse_cni_installer_args,
+    parse_device_plugin_args,
+)
 
 ENV_CNI_BIN_DIR = "SRIOVKIT_CNI_BIN_DIR"  # where the CNI role installs (default /host/opt/cni/bin)
 LOG_FILE_NAME = "sriovkit-agent.log"
 USAGE = """\
 sriovkit image: with no arguments, installs the sriov CNI executable into /host/opt/cni/bin and sleeps
-(upstream's sriov-cni DaemonSet); with the device plugin's flags, runs the node agent (upstream's
-device-plugin DaemonSet):
+(upstream's sriov-cni DaemonSet; its flags --cni-bin-dir=D, --sriov-bin-file=F, --no-sleep work too);
+with the device plugin's flags, runs the node agent (upstream's device-plugin DaemonSet):
   --config-file=F       default /etc/pcidp/config.json
   --resource-prefix=P   default intel.com
   --use-cdi             hand devices over as CDI devices
@@ -41,14 +48,20 @@ device-plugin DaemonSet):
 anything else is exec'd as a command (sriovctl ...)."""
 
 
-def install_cni_and_wait(dest: str, stop: threading.Event) -> int:
+def install_cni_and_wait(args: CniInstallerArgs, stop: threading.Event) -> int:
+    """Upstream's sriov-cni image: the binary into --cni-bin-dir, then sleep (unless --no-sleep)."""
     from sriovkit.shim.install import ShimSettings, install_shim
 
-    path = install_shim(dest, ShimSettings(agent_socket=nodepaths.UPSTREAM_CNI_SOCKET,
-                                           state_dir=nodepaths.UPSTREAM_CNI_STATE_DIR, native=True))
-    print(f"sriovkit: installed {path} (native, agent socket {nodepaths.UPSTREAM_CNI_SOCKET}); "
-          "sleeping until SIGTERM", flush=True)
-    stop.wait()
+    if not os.path.isdir(args.cni_bin_dir):
+        raise UserError(f"--cni-bin-dir {args.cni_bin_dir}: not a directory (upstream's sriov-cni DaemonSet "
+                        "mounts the host's /opt/cni/bin there)")
+    path = install_shim(args.cni_bin_dir, ShimSettings(agent_socket=nodepaths.UPSTREAM_CNI_SOCKET,
+                                                       state_dir=nodepaths.UPSTREAM_CNI_STATE_DIR, native=True),
+                        binary=args.sriov_bin_file or None)
+    print(f"sriovkit: installed {path} (native, agent socket {nodepaths.UPSTREAM_CNI_SOCKET})"
+          + ("" if args.no_sleep else "; sleeping until SIGTERM"), flush=True)
+    if not args.no_sleep:
+        stop.wait()
     return 0
 
 
@@ -100,11 +113,17 @@ def run_device_plugin(argv: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        if not args:
+        if is_cni_installer_args(args):
+            installer = parse_cni_installer_args(args)
+            if installer.help:
+                print(USAGE)
+                return 0
+            if not args and ENV_CNI_BIN_DIR in os.environ:
+                installer = CniInstallerArgs(cni_bin_dir=os.environ[ENV_CNI_BIN_DIR])
             stop = threading.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
-            return install_cni_and_wait(os.environ.get(ENV_CNI_BIN_DIR, nodepaths.UPSTREAM_CNI_BIN_MOUNT), stop)
+            return install_cni_and_wait(installer, stop)
         if args[0].startswith("-"):
             return run_device_plugin(args)
     except UserError as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sriovkit.errors import UserError
-from sriovkit.nodepaths import UPSTREAM_CONFIG_FILE
+from sriovkit.nodepaths import UPSTREAM_CNI_BIN_MOUNT, UPSTREAM_CONFIG_FILE
 
 _VALUE_FLAGS = frozenset({"config-file", "resource-prefix", "log-dir", "log_dir", "log-level", "v", "log-max-size",
                           "log-max-files", "log-max-age", "log_file", "log-file", "stderrthreshold", "vmodule",
@@ -23,6 +23,12 @@ _BOOL_FLAGS = frozenset({"use-cdi", "logtostderr", "alsologtostderr", "h", "help
 _NO_EFFECT = frozenset({"log-max-age", "log_file", "log-file", "stderrthreshold", "vmodule", "log_backtrace_at",
                         "logtostderr", "alsologtostderr"})
 _LEVEL_NAMES = ("debug", "info", "warning", "error")
+_DP_FLAGS_HELP = ("the device plugin's flags: --config-file, --resource-prefix, --use-cdi, --log-dir, --log-level, "
+                  "--log-max-size, --log-max-files, --log-max-age")
+# upstream's sriov-cni image: its entrypoint copies --sriov-bin-file into --cni-bin-dir, then sleeps
+_CNI_VALUE_FLAGS = frozenset({"cni-bin-dir", "sriov-bin-file"})
+_CNI_BOOL_FLAGS = frozenset({"no-sleep", "h", "help"})
+_CNI_FLAGS_HELP = "the sriov-cni image's flags: --cni-bin-dir, --sriov-bin-file, --no-sleep"
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})  # what Go's strconv.ParseBool takes
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
@@ -40,7 +46,8 @@ class DevicePluginArgs:
     ignored: list[str] = field(default_factory=list)  # flags accepted without an effect, for one log line
 
 
-def _split(argv: list[str]) -> list[tuple[str, str]]:
+def _split(argv: list[str], value_flags: frozenset[str] = _VALUE_FLAGS, bool_flags: frozenset[str] = _BOOL_FLAGS,
+           known: str = _DP_FLAGS_HELP) -> list[tuple[str, str]]:
     """(flag name, value) pairs in Go's `flag` syntax; bool flags get "true" unless `=value` is given."""
     pairs: list[tuple[str, str]] = []
     i = 0
@@ -53,11 +60,11 @@ def _split(argv: list[str]) -> list[tuple[str, str]]:
             name, eq, value = name.partition("=")
         if not name or name.startswith("-"):
             raise UserError(f"bad flag syntax: {arg}")
-        if name in _BOOL_FLAGS:
+        if name in bool_flags:
             if eq and value not in _TRUE | _FALSE:
                 raise UserError(f"invalid boolean value {value!r} for -{name}")
             pairs.append((name, "false" if eq and value in _FALSE else "true"))
-        elif name in _VALUE_FLAGS:
+        elif name in value_flags:
             if not eq:
                 i += 1
                 if i >= len(argv):
@@ -65,8 +72,7 @@ def _split(argv: list[str]) -> list[tuple[str, str]]:
                 value = argv[i]
             pairs.append((name, value))
         else:
-            raise UserError(f"unknown flag {arg} (the device plugin's flags: --config-file, --resource-prefix, "
-                            "--use-cdi, --log-dir, --log-level, --log-max-size, --log-max-files, --log-max-age)")
+            raise UserError(f"unknown flag {arg} ({known})")
         i += 1
     return pairs
 
@@ -136,3 +142,34 @@ def log_directory(log_dir: str) -> tuple[str, str]:
     if ".." in path.split("/") or not (path == "/var/log" or path.startswith("/var/log/")):
         return DEFAULT_LOG_DIR, f"--log-dir {log_dir!r} is not under /var/log; logging to {DEFAULT_LOG_DIR}"
     return path, ""
+
+
+@dataclass(frozen=True, slots=True)
+class CniInstallerArgs:
+    cni_bin_dir: str = UPSTREAM_CNI_BIN_MOUNT
+    sriov_bin_file: str = ""  # "" = the image's own native binary
+    no_sleep: bool = False
+    help: bool = False
+
+
+def is_cni_installer_args(argv: list[str]) -> bool:
+    """Whether these are upstream's sriov-cni image's arguments (none, or any of its own flags)."""
+    names = {a.lstrip("-").partition("=")[0] for a in argv if a.startswith("-")}
+    return not argv or bool(names & (_CNI_VALUE_FLAGS | {"no-sleep"}))
+
+
+def parse_cni_installer_args(argv: list[str]) -> CniInstallerArgs:
+    values: dict[str, object] = {}
+    for name, value in _split(argv, _CNI_VALUE_FLAGS, _CNI_BOOL_FLAGS, _CNI_FLAGS_HELP):
+        if name == "cni-bin-dir":
+            values["cni_bin_dir"] = value
+        elif name == "sriov-bin-file":
+            values["sriov_bin_file"] = value
+        elif name == "no-sleep":
+            values["no_sleep"] = value == "true"
+        else:
+            values["help"] = value == "true"
+    for key in ("cni_bin_dir", "sriov_bin_file"):
+        if values.get(key) == "":
+            raise UserError(f"--{key.replace('_', '-')}: must not be empty")
+    return CniInstallerArgs(**values)  # type: ignore[arg-type]

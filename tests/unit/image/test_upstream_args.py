@@ -7,7 +7,14 @@ import pytest
 
 from sriovkit.errors import UserError
 from sriovkit.image.entrypoint import agent_argv
-from sriovkit.image.upstream_args import DevicePluginArgs, log_directory, parse_device_plugin_args
+from sriovkit.image.upstream_args import (
+    CniInstallerArgs,
+    DevicePluginArgs,
+    is_cni_installer_args,
+    log_directory,
+    parse_cni_installer_args,
+    parse_device_plugin_args,
+)
 from sriovkit.nodepaths import UPSTREAM_CALLER_ROOT_LINK, UPSTREAM_CNI_SOCKET, UPSTREAM_CNI_STATE_DIR
 
 
@@ -79,3 +86,33 @@ def test_log_dir_as_upstreams_old_and_new_entrypoints_take_it(value, expected):
 
 def test_defaults_are_upstreams():
     assert parse_device_plugin_args([]) == DevicePluginArgs()
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    ([], CniInstallerArgs()),
+    (["--cni-bin-dir=/host/opt/cni/bin", "--no-sleep"], CniInstallerArgs(no_sleep=True)),
+    (["-cni-bin-dir", "/x", "--sriov-bin-file=/usr/bin/sriov"], CniInstallerArgs("/x", "/usr/bin/sriov")),
+])
+def test_upstreams_cni_image_arguments(argv, expected):
+    assert is_cni_installer_args(argv) and parse_cni_installer_args(argv) == expected
+
+
+def test_the_two_roles_are_told_apart_by_their_flags():
+    assert not is_cni_installer_args(["--log-level=10"]) and not is_cni_installer_args(["--use-cdi"])
+    with pytest.raises(UserError, match="unknown flag --log-level=10 .the sriov-cni image's flags"):
+        parse_cni_installer_args(["--no-sleep", "--log-level=10"])
+
+
+def test_the_cni_role_installs_and_with_no_sleep_returns(tmp_path, capsys):
+    from sriovkit.image.entrypoint import main
+    from sriovkit.shim.install import native_shim_binary
+
+    assert main([f"--cni-bin-dir={tmp_path}", "--no-sleep"]) == 0
+    installed = (tmp_path / "sriov").read_bytes()
+    assert installed[:4] == b"\x7fELF" and f"agent_socket={UPSTREAM_CNI_SOCKET}\n".encode() in installed
+    assert main([f"--cni-bin-dir={tmp_path}", f"--sriov-bin-file={native_shim_binary()}", "--no-sleep"]) == 0
+    capsys.readouterr()
+    assert main([f"--cni-bin-dir={tmp_path / 'nope'}", "--no-sleep"]) == 2
+    assert main([f"--cni-bin-dir={tmp_path}", f"--sriov-bin-file={tmp_path / 'nope'}", "--no-sleep"]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and "not a directory" in errors[0] and "nope" in errors[1]

@@ -7,10 +7,15 @@ host-local IPAM, so every kind of step is in the numbers):
 - in-process: `run_cni` called directly (the agent's work without exec and socket);
 - standalone: ``python -m sriovkit.cni.plugin`` exec'd per call (the shim's fallback path);
 - shim start-up alone: the shim exec'd against an agent that answers at once, next to a bare
-  ``python3 -I -S -c pass``, so the shim's own overhead is the difference.
-Prints p50, p99 and max per path and command.
+  ``python3 -I -S -c pass``, so the shim's own overhead is the difference;
+- the floor, measured in the same run: the bare kernel work of the same ADD/DEL done by a minimal
+  pyroute2 loop (a host socket kept, one socket into the pod namespace per operation; look up,
+  move + rename, MAC, up, address; on DEL down, move back under the old name, MAC back) plus one
+  exec of host-local each. The PF-side VF settings have no kernel counterpart on a veth (the
+  simulated switch keeps them in a file), so the floor leaves them out: a slight advantage to it.
+Prints p50, p99 and max per path and command, and ADD/DEL p50 through the agent over the floor.
 
-    .venv/bin/python bench/cni_latency.py [--cycles 200] [--standalone 20] [--startup 100]
+    .venv/bin/python bench/cni_latency.py [--cycles 200] [--standalone 20] [--startup 100] [--json FILE]
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import json
 import os
 import secrets
+import socket
 import statistics
 import subprocess
 import sys
@@ -36,8 +42,9 @@ from sriovkit.cni.plugin import run_cni
 from sriovkit.host import sim
 from sriovkit.host.simnet import attach_veths
 from sriovkit.host.sysfs import Sysfs
+from sriovkit.netlink.netns import socket_in_netns
 from sriovkit.netlink.select import netlink_for
-from sriovkit.shim.install import ShimSettings, install_shim
+from sriovkit.shim.install import ShimSettings, install_shim, native_shim_binary
 from sriovkit.shim.server import CniSocketServer
 
 Runner = Callable[[dict[str, str], bytes], tuple[bytes, int]]
@@ -69,6 +76,7 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=200, help="ADD+DEL cycles through the agent and in-process")
     parser.add_argument("--standalone", type=int, default=20, help="cycles through a plugin subprocess")
     parser.add_argument("--startup", type=int, default=100, help="shim start-up samples")
+    parser.add_argument("--json", help="also write the figures here (for bench/table.py)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cni-bench-") as tmp:
         root = Path(tmp)
@@ -98,13 +106,25 @@ def run_bench(args: argparse.Namespace, host: sim.SimulatedHost, root: Path, net
     socket_path = root / "agent" / "cni.sock"
     agent = CniSocketServer(socket_path, CniService(agent_cni_context(host.root, state_dir=state_dir)))
     agent.start()
+    via_agent: dict[str, list[float]] = {"ADD": [], "DEL": []}
+    floor_times: dict[str, list[float]] = {"ADD": [], "DEL": []}
+    floor = KernelFloor(host.vf_netdev_name(0, 0), netns, conf["ipam"], env)
     try:
-        times: dict[str, list[float]] = {"ADD": [], "DEL": []}
-        for _ in range(args.cycles):
-            cycle(lambda e, s: _exec([str(shim)], e, s, {}), env, stdin, times)
-        report("shim->agent", times)
+        for _ in range(args.cycles):  # interleaved: the machine is noisy
+            cycle(lambda e, s: _exec([str(shim)], e, s, {}), env, stdin, via_agent)
+            floor.cycle(floor_times)
+        report("shim->agent", via_agent)
+        report("floor", floor_times)
     finally:
         agent.stop()
+        floor.close()
+    ratios = {c: statistics.median(via_agent[c]) / statistics.median(floor_times[c]) for c in via_agent}
+    print(f"through the agent over the floor (p50): ADD {ratios['ADD']:.2f}x, DEL {ratios['DEL']:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps([
+            {"figure": f"CNI {c} p50 on the host, shim -> agent vs kernel+IPAM floor", "unit": "ms",
+             "sriovkit": statistics.median(via_agent[c]) * 1e3, "floor": statistics.median(floor_times[c]) * 1e3}
+            for c in ("ADD", "DEL")]))
     times = {"ADD": [], "DEL": []}
     for _ in range(args.cycles):
         cycle(lambda e, s: run_cni(e, s, ctx), env, stdin, times)
@@ -121,12 +141,78 @@ def run_bench(args: argparse.Namespace, host: sim.SimulatedHost, root: Path, net
         shim_startup(shim, socket_path, args.startup)
 
 
+class KernelFloor:
+    """The kernel's and host-local's share of one ADD and one DEL, done by the shortest loop."""
+
+    def __init__(self, vf: str, netns: str, ipam: dict[str, Any], env: dict[str, str]) -> None:
+        from pyroute2 import IPRoute
+
+        self.vf, self.netns, self.env = vf, netns, env
+        self.ipam_conf = json.dumps({"cniVersion": "1.0.0", "name": "floor", "ipam": {**ipam, "dataDir":
+                                     ipam["dataDir"] + "-floor"}}).encode()
+        self.host = IPRoute()
+        self.mac = self.host.link("get", index=self.host.link_lookup(ifname=vf)[0])[0].get_attr("IFLA_ADDRESS")
+
+    def _pod(self) -> Any:
+        from pyroute2 import IPRoute
+
+        return IPRoute(use_socket=socket_in_netns(self.netns, socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
+
+    def _host_local(self, command: str) -> dict[str, Any]:
+        env = {**self.env, "CNI_CONTAINERID": "floor", "CNI_COMMAND": command, "CNI_IFNAME": "net9"}
+        p = subprocess.run(["/usr/lib/cni/host-local"], input=self.ipam_conf, env=env, capture_output=True,
+                           check=True)
+        return json.loads(p.stdout) if p.stdout.strip() else {}
+
+    def cycle(self, times: dict[str, list[float]]) -> None:
+        t0 = time.perf_counter()
+        index = self.host.link_lookup(ifname=self.vf)[0]
+        self.host.link("get", index=index)
+        fd = os.open(self.netns, os.O_RDONLY)
+        try:
+            self.host.link("set", index=index, net_ns_fd=fd, ifname="net1")
+        finally:
+            os.close(fd)
+        pod = self._pod()
+        try:
+            pod_index = pod.link_lookup(ifname="net1")[0]
+            pod.link("set", index=pod_index, address="02:00:00:00:be:02")
+            pod.link("set", index=pod_index, state="up")
+            address = self._host_local("ADD")["ips"][0]["address"]
+            ip, _, prefix = address.partition("/")
+            pod.addr("add", index=pod_index, address=ip, prefixlen=int(prefix))
+        finally:
+            pod.close()
+        times["ADD"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        self._host_local("DEL")
+        pod = self._pod()
+        try:
+            pod_index = pod.link_lookup(ifname="net1")[0]
+            pod.link("set", index=pod_index, state="down")
+            fd = os.open("/proc/self/ns/net", os.O_RDONLY)
+            try:
+                pod.link("set", index=pod_index, net_ns_fd=fd, ifname=self.vf)
+            finally:
+                os.close(fd)
+        finally:
+            pod.close()
+        self.host.link("set", index=self.host.link_lookup(ifname=self.vf)[0], address=self.mac)
+        times["DEL"].append(time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self.host.close()
+
+
 def _install_shim(root: Path, host: sim.SimulatedHost, state_dir: str) -> Path:
+    """The native shim where it is built (what `sriovctl install-cni` installs), else the Python one."""
     bin_dir = root / "bin"
     bin_dir.mkdir()
     interpreter = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+    native = native_shim_binary().is_file()
+    print(f"(shim: {'native' if native else 'Python'})")
     return install_shim(bin_dir, ShimSettings(agent_socket=str(root / "agent" / "cni.sock"), interpreter=interpreter,
-                                              host_root=str(host.root), state_dir=state_dir))
+                                              host_root=str(host.root), state_dir=state_dir, native=native))
 
 
 def _exec(argv: list[str], env: dict[str, str], stdin: bytes, extra: dict[str, str]) -> tuple[bytes, int]:

@@ -30,7 +30,6 @@ from sriovkit.cni.netdevmac import set_netdev_mac
 from sriovkit.cni.spec import CniError, ErrorCode, Interface, Result
 from sriovkit.cni.state import AttachmentRecord, ForeignRecord, OriginalState
 from sriovkit.cni.steps import Call, Steps
-from sriovkit.host.discover import discover_device
 from sriovkit.netlink.model import ZERO_MAC, VfSettings
 
 
@@ -149,7 +148,7 @@ def _run_steps(call: Call, steps: Steps, device: Device, record: AttachmentRecor
         _run_ipam(call, steps, device, record, result)
     if call.conf.device_info_file:
         path = call.ctx.caller_path(call.conf.device_info_file)
-        pf_address = _pf_address(call, device)
+        pf_address = device.pf_address  # None for a PF passed through
         steps.run("write device info", lambda: write_device_info(path, device_info(device.pci_address, pf_address)),
                   lambda: remove_device_info(path), point="write device info")
     return result
@@ -237,12 +236,6 @@ def _run_ipam(call: Call, steps: Steps, device: Device, record: AttachmentRecord
 
 def _family(cidr: str) -> int:
     return 6 if ":" in cidr else 4
-
-
-def _pf_address(call: Call, device: Device) -> str | None:
-    if device.mode is Mode.PF:
-        return None
-    return discover_device(call.ctx.sysfs, device.pci_address).pf_address
 
 
 def original_vf_settings(record: AttachmentRecord) -> VfSettings | None:

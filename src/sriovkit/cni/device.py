@@ -26,6 +26,7 @@ class Device:
     netdev: str | None  # the interface in the host namespace (None in userspace mode)
     pf_netdev: str | None = None  # VFs only: the PF whose embedded switch holds the settings
     vf_index: int | None = None
+    pf_address: str | None = None  # VFs only: read with the rest, so ADD walks sysfs once
 
 
 def resolve_device(sysfs: Sysfs, pci_address: str, host_netdev: str | None, *,
@@ -51,4 +52,4 @@ def resolve_device(sysfs: Sysfs, pci_address: str, host_netdev: str | None, *,
         raise CniError(ErrorCode.DEVICE_UNUSABLE, f"deviceID {pci_address} has no network interface in the host",
                        f"driver {dev.driver or 'none'}; it may be attached to another pod already")
     return Device(pci_address, Mode.USERSPACE if userspace else Mode.NETDEV, dev.driver,
-                  None if userspace else host_netdev, dev.pf_netdev, dev.vf_index)
+                  None if userspace else host_netdev, dev.pf_netdev, dev.vf_index, dev.pf_address)

@@ -119,7 +119,8 @@ def _dispatch(env: CniEnv, stdin: bytes, version: str, context: CniContext, log:
     call = Call(ctx=context, env=env, conf=conf, log=log, faults=FaultPoints(context.fault_hook))
     log.debug("called", netns=env.netns, network=conf.name, version=conf.cni_version)
     _warn_ignored(conf, log, context)
-    return _run_command(call)
+    with context.netlink.operation():  # one socket per pod namespace for the whole call
+        return _run_command(call)
 
 
 def _warn_ignored(conf: NetConf, log: EventLog, context: CniContext) -> None:

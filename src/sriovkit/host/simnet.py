@@ -165,7 +165,7 @@ class SimNetwork:
                 away.pop(port.pci_address, None)
                 revived.append(name)
             if revived:
-                write_json_atomic(away_path, away)
+                write_json_atomic(away_path, away, durable=False)
         return revived
 
     # -- building -------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def note_away(host: SimulatedHost, pci_address: str, netns: str, name: str) -> N
     path = host.root / "eswitch" / _AWAY
     away = read_json(path)
     away[pci_address] = {"netns": netns, "name": name}
-    write_json_atomic(path, away)
+    write_json_atomic(path, away, durable=False)
 
 
 def clear_away(host: SimulatedHost, pci_address: str) -> None:
@@ -238,7 +238,7 @@ def clear_away(host: SimulatedHost, pci_address: str) -> None:
     path = host.root / "eswitch" / _AWAY
     away = read_json(path)
     if away.pop(pci_address, None) is not None:
-        write_json_atomic(path, away)
+        write_json_atomic(path, away, durable=False)
 
 
 def away_pci(host: SimulatedHost, netns: str, name: str) -> str | None:

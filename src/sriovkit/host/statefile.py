@@ -37,16 +37,22 @@ def read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Replace `path` with `data`: tmp file, fsync, rename, fsync the directory."""
+def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = True) -> None:
+    """Replace `path` with `data`: tmp file, fsync, rename, fsync the directory.
+
+    `durable=False` skips both fsyncs (still atomic for readers, but not across a power loss):
+    for state that a reboot makes meaningless anyway, such as a simulated host's switch."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps(data, sort_keys=True))
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(dir_fd)

@@ -54,7 +54,34 @@ class KernelNetlink:
         return ipr
 
     @contextmanager
+    def operation(self) -> Iterator[None]:
+        """One CNI operation on this thread: a socket into each pod namespace it touches is opened
+        once and closed at the end, not per call (each costs a thread entering the namespace and
+        pyroute2's set-up). Nested operations share the outermost one's sockets."""
+        if getattr(self._local, "netns_sockets", None) is not None:
+            yield
+            return
+        sockets: dict[str, IPRoute] = {}
+        self._local.netns_sockets = sockets
+        try:
+            yield
+        finally:
+            self._local.netns_sockets = None
+            for ipr in sockets.values():
+                ipr.close()
+
+    @contextmanager
     def _route(self, netns: str | None) -> Iterator[IPRoute]:
+        kept = getattr(self._local, "netns_sockets", None) if netns is not None else None
+        if kept is not None and netns is not None:
+            ipr = kept.get(netns)
+            if ipr is None:
+                ipr = kept[netns] = _open(netns)
+            try:
+                yield ipr
+            finally:
+                discard_stray_messages(ipr)
+            return
         if netns is None:
             ipr = self._host()
             try:

@@ -10,6 +10,7 @@ example ``/var/run/netns/cni-...``); ``None`` is the caller's own namespace
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from sriovkit.netlink.model import LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
@@ -74,6 +75,10 @@ class Netlink(Protocol):
 
     # -- which interface a PCI function has in the host namespace -------------------
     def device_netdev(self, pci_address: str) -> str | None: ...
+
+    def operation(self) -> AbstractContextManager[None]:
+        """Around one CNI operation: sockets into a pod's namespace are kept for its duration."""
+        ...
 
     def close(self) -> None: ...
 

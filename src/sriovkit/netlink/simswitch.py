@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ class SimulatedSwitchNetlink:
             current = _encode(_decode(vf_index, state.get(str(vf_index))))
             current.update(changes)
             state[str(vf_index)] = current
-            write_json_atomic(path, state)
+            write_json_atomic(path, state, durable=False)  # a NIC keeps these in RAM too
 
     def _pf(self, pf: str) -> SimPF:
         number = self.host.pf_number(pf)
@@ -206,6 +207,9 @@ class SimulatedSwitchNetlink:
 
     def close(self) -> None:
         self._links.close()
+
+    def operation(self) -> AbstractContextManager[None]:
+        return self._links.operation()
 
     def _pci_of(self, name: str, netns: str | None) -> str | None:
         """Which function's interface `name` is: the tree for the host, else the away record."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NameInUseError, NamespaceError
@@ -44,7 +46,9 @@ def veth() -> Iterator[str]:
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=peer)
         if found:
-            ipr.link("del", index=found[0])
+            # the kernel may be deleting the pair already (its other end's namespace went)
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=found[0])
 
 
 def test_move_into_netns_with_rename_and_back_under_the_original_name(

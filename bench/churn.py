@@ -1,0 +1,194 @@
+"""Pod churn (root): 64 pods attach at once through the agent on a 64-VF simulated node, then detach.
+
+Each pod is a network namespace; its ADD (then its DEL) is one exec of the installed shim
+(native where built) against an agent CNI socket (`CniSocketServer` + `CniService`, as
+`sriovctl agent` runs them), all pods' calls started together. Config: a VLAN, spoofchk off and
+host-local IPAM, so every kind of step is in the numbers. For each concurrency limit of the
+agent (`--cni-max-concurrent`), prints total time for all ADDs and all DELs, p50/p99 per pod,
+errors, and what was left behind (records, interfaces not back in the host). Next to it the
+kernel floor, measured in the same run: the same 64 moves into the pods' namespaces (and back)
+done serially by a minimal pyroute2 loop.
+
+    .venv/bin/python bench/churn.py [--pods 64] [--limits 4 8 16 32] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2 import netns as pyroute2_netns
+
+from sriovkit.agent.cni_service import CniService, agent_cni_context
+from sriovkit.host import sim
+from sriovkit.host.simnet import attach_veths
+from sriovkit.netlink.netns import socket_in_netns
+from sriovkit.output import format_table
+from sriovkit.shim.server import CniSocketServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cni_latency import _exec, _install_shim, percentile
+
+
+def pod_env(i: int, netns: str) -> dict[str, str]:
+    return {"CNI_CONTAINERID": f"churn{i}", "CNI_NETNS": netns, "CNI_IFNAME": "net1", "CNI_PATH": "/usr/lib/cni"}
+
+
+def all_at_once(shim: Path, command: str, calls: list[tuple[dict[str, str], bytes]]) -> tuple[float, list[float],
+                                                                                            list[str]]:
+    """Start every call together; (total s, per-call s, error outputs)."""
+    times: list[float] = [0.0] * len(calls)
+    errors: list[str] = []
+    start = threading.Barrier(len(calls) + 1)
+
+    def one(k: int, env: dict[str, str], stdin: bytes) -> None:
+        start.wait()
+        t0 = time.perf_counter()
+        out, code = _exec([str(shim)], {**env, "CNI_COMMAND": command}, stdin, {})
+        times[k] = time.perf_counter() - t0
+        if code != 0:
+            errors.append(out.decode(errors="replace")[:200])
+
+    threads = [threading.Thread(target=one, args=(k, e, s)) for k, (e, s) in enumerate(calls)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0, times, errors
+
+
+def serial_moves(vfs: list[str], namespaces: list[str]) -> tuple[float, float]:
+    """The kernel floor: each VF moved into its pod's namespace (renamed), then all back."""
+    host = IPRoute()
+    try:
+        t0 = time.perf_counter()
+        for vf, ns in zip(vfs, namespaces, strict=True):
+            fd = os.open(ns, os.O_RDONLY)
+            try:
+                host.link("set", index=host.link_lookup(ifname=vf)[0], net_ns_fd=fd, ifname="net1")
+            finally:
+                os.close(fd)
+        attach = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for vf, ns in zip(vfs, namespaces, strict=True):
+            with IPRoute(use_socket=socket_in_netns(ns, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)) as pod:
+                fd = os.open("/proc/self/ns/net", os.O_RDONLY)
+                try:
+                    pod.link("set", index=pod.link_lookup(ifname="net1")[0], net_ns_fd=fd, ifname=vf)
+                finally:
+                    os.close(fd)
+        return attach, time.perf_counter() - t0
+    finally:
+        host.close()
+
+
+def leftovers(state_dir: Path, vfs: list[str]) -> list[str]:
+    left = [f"record {p.name}" for p in state_dir.glob("*.json")] if state_dir.exists() else []
+    with IPRoute() as ipr:
+        left += [f"{vf} not back in the host" for vf in vfs if not ipr.link_lookup(ifname=vf)]
+    return left
+
+
+def run_limit(limit: int, shim: Path, host: sim.SimulatedHost, root: Path, calls: list[tuple[dict[str, str], bytes]],
+              vfs: list[str]) -> dict[str, Any]:
+    state_dir = root / f"state-{limit}"
+    server = CniSocketServer(root / "agent" / "cni.sock",
+                             CniService(agent_cni_context(host.root, state_dir=str(state_dir))), max_concurrent=limit)
+    server.start()
+    try:
+        add_total, add, add_errors = all_at_once(shim, "ADD", calls)
+        del_total, dels, del_errors = all_at_once(shim, "DEL", calls)
+        for env, stdin in calls:  # what a refused DEL left, given back as the kubelet's retry would
+            _exec([str(shim)], {**env, "CNI_COMMAND": "DEL"}, stdin, {})
+    finally:
+        server.stop()
+    return {"limit": limit, "add_total": add_total, "add": add, "del_total": del_total, "del": dels,
+            "errors": add_errors + del_errors, "left": leftovers(state_dir, vfs)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pods", type=int, default=64)
+    parser.add_argument("--limits", type=int, nargs="*", default=[4, 8, 16, 32],
+                        help="the agent's CNI concurrency limits to try")
+    parser.add_argument("--json", help="also write the figures here (for bench/table.py)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="churn-") as tmp:
+        root = Path(tmp)
+        pf = f"ch{secrets.token_hex(3)}"
+        host = sim.create(root / "host", {"pfs": [{"name": pf, "numVfs": args.pods, "totalVfs": max(args.pods, 8)}]})
+        names = [f"churn-{secrets.token_hex(4)}" for _ in range(args.pods)]
+        for name in names:
+            pyroute2_netns.create(name)
+        namespaces = [f"/var/run/netns/{n}" for n in names]
+        try:
+            with attach_veths(host):
+                results, floor = measure(args, host, root, namespaces)
+        finally:
+            for name in names:
+                pyroute2_netns.remove(name)
+    report(results, floor, args)
+
+
+def measure(args: argparse.Namespace, host: sim.SimulatedHost, root: Path,
+            namespaces: list[str]) -> tuple[list[dict[str, Any]], list[tuple[float, float]]]:
+    shim = _install_shim(root, host, str(root / "state"))
+    vfs = [host.vf_netdev_name(0, i) for i in range(args.pods)]
+    calls = []
+    for i, ns in enumerate(namespaces):
+        conf = {"cniVersion": "1.0.0", "name": "churn", "type": "sriov", "deviceID": host.vf_address(0, i),
+                "vlan": 100, "spoofchk": "off",
+                "ipam": {"type": "host-local", "subnet": "10.124.0.0/16", "dataDir": str(root / "ipam")}}
+        calls.append((pod_env(i, ns), json.dumps(conf).encode()))
+    results, floor = [], []
+    for limit in args.limits:  # each limit next to a floor run: the machine is noisy
+        results.append(run_limit(limit, shim, host, root, calls, vfs))
+        if results[-1]["errors"] or results[-1]["left"]:
+            print(f"limit {limit}: errors {results[-1]['errors'][:3]}, left {results[-1]['left'][:3]}")
+        floor.append(serial_moves(vfs, namespaces))
+    return results, floor
+
+
+def report(results: list[dict[str, Any]], floor: list[tuple[float, float]], args: argparse.Namespace) -> None:
+    rows = []
+    for r in results:
+        rows.append([r["limit"], f"{r['add_total']:.2f}", f"{statistics.median(r['add']) * 1e3:.0f}",
+                     f"{percentile(r['add'], 0.99) * 1e3:.0f}", f"{r['del_total']:.2f}",
+                     f"{statistics.median(r['del']) * 1e3:.0f}", f"{percentile(r['del'], 0.99) * 1e3:.0f}",
+                     len(r["errors"]), len(r["left"])])
+    print(format_table(["limit", "ADD total s", "ADD p50 ms", "ADD p99 ms", "DEL total s", "DEL p50 ms",
+                        "DEL p99 ms", "errors", "left"], rows))
+    attach_floor = statistics.median(f[0] for f in floor)
+    detach_floor = statistics.median(f[1] for f in floor)
+    print(f"kernel floor, {args.pods} moves done serially: into the pods {attach_floor:.2f} s, "
+          f"back {detach_floor:.2f} s (median of {len(floor)})")
+    for r in results:
+        for line in (r["errors"] + r["left"])[:3]:
+            print(f"  limit {r['limit']}: {line}")
+    clean = [r for r in results if not r["errors"] and not r["left"]] or results  # a refused call is no gain
+    best = min(clean, key=lambda r: r["add_total"] + r["del_total"])
+    print(f"best limit here: {best['limit']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([
+            {"figure": f"{args.pods} pods attach at once, total (limit {best['limit']}) vs serial moves",
+             "unit": "s", "sriovkit": best["add_total"], "floor": attach_floor},
+            {"figure": f"{args.pods} pods detach at once, total (limit {best['limit']}) vs serial moves",
+             "unit": "s", "sriovkit": best["del_total"], "floor": detach_floor},
+        ]))
+
+
+if __name__ == "__main__":
+    main()

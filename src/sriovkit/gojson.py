@@ -4,7 +4,7 @@ Every input sriovkit shares with a Go component (the device plugin's config.json
 netconfs, runtimeConfig) is decoded here, so they all accept what upstream accepts:
 
 - object keys match a struct field exactly first, else case-insensitively with Go's folding
-  (ASCII case, plus the three non-ASCII runes that fold onto ASCII: U+0131, U+017F, U+212A);
+  (ASCII case, plus the two non-ASCII runes that fold onto ASCII: U+017F and U+212A);
 - a key given twice: the last one wins, and a struct, slice element or map given twice is
   decoded into what the first one left (Go merges);
 - unknown keys are ignored (reported as notices, so callers can warn, or refuse in strict mode);
@@ -38,8 +38,8 @@ _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _BRACKET_DELTA = {"[": 1, "{": 1, "]": -1, "}": -1}
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_*:./-]+$")
-# runes outside ASCII that Go's key folding maps onto an ASCII letter (unicode.SimpleFold + ToUpper)
-_NON_ASCII_FOLDS = str.maketrans({"\u0131": "I", "\u017f": "S", "\u212a": "K"})
+# the runes outside ASCII whose Go fold set's smallest rune is an ASCII letter (encoding/json's foldRune)
+_NON_ASCII_FOLDS = str.maketrans({"\u017f": "S", "\u212a": "K"})
 _HUGE_DIGITS = 40  # longer integer literals are kept as text: Python caps int() at 4300 digits
 
 
@@ -131,8 +131,12 @@ def _integer(literal: str) -> int | Number:
 
 
 def fold(name: str) -> str:
-    """A key as Go's encoding/json folds it to match a field case-insensitively."""
-    return name.translate(_NON_ASCII_FOLDS).upper() if not name.isascii() else name.upper()
+    """A key as Go's encoding/json folds it to match a field case-insensitively: ASCII letters to
+    upper case, U+017F and U+212A to S and K (the smallest rune of their fold sets); every other
+    non-ASCII rune stays itself (Python's upper() would turn U+0131 into I, which Go does not)."""
+    if name.isascii():
+        return name.upper()
+    return "".join(c.upper() if c.isascii() else c for c in name.translate(_NON_ASCII_FOLDS))
 
 
 def member(path: str, key: str) -> str:

@@ -107,13 +107,18 @@ def wrong_type_of(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 # -- keys --------------------------------------------------------------------------------------
-_GO_FOLDS = {"s": "\u017f", "S": "\u017f", "k": "\u212a", "K": "\u212a", "i": "\u0131", "I": "\u0131"}
+_GO_FOLDS = {"s": "\u017f", "S": "\u017f", "k": "\u212a", "K": "\u212a"}  # the only non-ASCII runes Go folds to ASCII
+
+
+_NOT_FOLDS = {"i": "\u0131", "I": "\u0130", "f": "\ufb00"}
 
 
 @st.composite
-def spelling(draw: Any, key: str) -> str:
-    """`key` as written, or in another case Go still matches (its non-ASCII folds included)."""
-    how = draw(st.sampled_from(["exact", "exact", "upper", "lower", "title", "random", "go-fold"]))
+def spelling(draw: Any, key: str, matching: bool = True) -> str:
+    """`key` as written, or in another case Go still matches (its non-ASCII folds included); not
+    `matching`: also look-alikes Go does not match (dotless i, ligatures), which are unknown keys."""
+    ways = ["exact", "exact", "upper", "lower", "title", "random", "go-fold"] + ([] if matching else ["not-a-fold"])
+    how = draw(st.sampled_from(ways))
     if how == "exact":
         return key
     if how == "upper":
@@ -124,6 +129,8 @@ def spelling(draw: Any, key: str) -> str:
         return key[:1].upper() + key[1:]
     if how == "go-fold":
         return "".join(_GO_FOLDS.get(c, c) if draw(st.booleans()) else c for c in key)
+    if how == "not-a-fold" and _NOT_FOLDS.keys() & set(key):  # looks alike, Go does not match it: an unknown key
+        return "".join(_NOT_FOLDS.get(c, c) for c in key)
     return "".join(c.upper() if draw(st.booleans()) else c.lower() for c in key)
 
 
@@ -154,10 +161,10 @@ def document(draw: Any, schema: Schema, *, mistakes: bool = True) -> Obj:
             value = draw(st.one_of(valid_value(spec), valid_value(spec), wrong_type_of(valid_value(spec))))
         else:
             value = draw(valid_value(spec))
-        spelled = draw(spelling(key)) if mistakes else key
+        spelled = draw(spelling(key, matching=False)) if mistakes else key
         pairs.append((spelled, value))
         if mistakes and draw(st.integers(0, 9)) == 0:  # the same key again, maybe spelled otherwise
-            pairs.append((draw(spelling(key)), draw(st.one_of(valid_value(spec), any_json()))))
+            pairs.append((draw(spelling(key, matching=False)), draw(st.one_of(valid_value(spec), any_json()))))
     if mistakes and draw(st.integers(0, 4)) == 0:
         pairs.append((draw(st.one_of(st.text(max_size=8), st.sampled_from(BAD_STRINGS).map(Raw))), draw(any_json())))
     return pairs

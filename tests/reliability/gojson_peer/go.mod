@@ -1,0 +1,3 @@
+module sriovkit.test/gojsonpeer
+
+go 1.22

@@ -180,6 +180,29 @@ def test_sriovctl_agent_bad_config_is_one_line_per_problem(site):
     assert "resourceName" in lines[-1] and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(("content", "strict", "words"), [
+    (b"[" * 1000 + b"]" * 1000, False, "nested 1000 levels deep"),
+    (b'{"resourceList": [{"resourceName": "a"}], "x": ' + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b"}", False,
+     "nested"),
+    (b"\xff\xfe{\x00}", False, "invalid JSON"),
+    (b'{"resourceList": [{"resourceName": "a", "excludeTopology": NaN}]}', False, "NaN"),
+    (b'{"resourceList": [{"resourceName": "a", "excludeTopology": 1}]}', False, "excludeTopology: must be true"),
+    (b'{"ResourceList": [{"ResourceName": "a", "Selectors": {"colour": 1}}]}', True, "colour: unknown selector"),
+])
+def test_sriovctl_agent_unreadable_config_is_one_line_exit_2(site, content, strict, words):
+    root, _ = site
+    bad = root / "bad.json"
+    bad.write_bytes(content)
+    proc = subprocess.run([sys.executable, "-m", "sriovkit", "agent", "--config-file", str(bad),
+                           "--host-root", str(root / "host"), "--device-plugin-dir", str(root / "dp"),
+                           "--cni-socket", "", "--metrics-address", "", *(["--strict-config"] if strict else [])],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines and all(line.startswith(f"sriovctl: {bad}: ") for line in lines), lines
+    assert words in proc.stderr
+
+
 def test_metrics_endpoint_added_to_an_agent_answers_readyz_from_it(site):
     root, kubelet = site
     metrics = AgentMetrics()

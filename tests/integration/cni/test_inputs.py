@@ -100,3 +100,19 @@ def test_values_that_cannot_work_are_refused_before_the_vf_moves(node: Node, net
     out, code = node.run("ADD", node.conf(2, **{field: value}), pod)
     assert code == 1 and out["code"] == ErrorCode.INVALID_CONFIG and field in out["details"], out
     assert node.views() == before and pod_link(pod, "net1") is None
+
+
+def test_ignored_netconf_fields_are_logged_and_counted(node: Node, netns: NetnsFactory, tmp_path: Path) -> None:
+    import dataclasses
+
+    counted: list[tuple[str, int]] = []
+    ctx = dataclasses.replace(node.ctx, on_config_warnings=lambda kind, n: counted.append((kind, n)))
+    pod, log = netns(), tmp_path / "cni.log"
+    conf = {**node.conf(3), "Colour": "red", "vlan": 7, "logFile": str(log)}
+    raw, code = run_cni(node.env("ADD", pod), json.dumps(conf).encode(), ctx)
+    assert code == 0, raw
+    assert counted == [("netconf", 1)]
+    assert 'Colour: unknown field, ignored (value: \\"red\\")' in log.read_text()
+    assert node.ctx.netlink.vf_settings(node.pf, 3).vlan == 7
+    raw, code = run_cni(node.env("DEL", pod), json.dumps(conf).encode(), ctx)
+    assert (raw, code) == (b"", 0)

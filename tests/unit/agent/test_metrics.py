@@ -72,3 +72,12 @@ def test_default_address_is_loopback():
     from sriovkit.agent.metrics import DEFAULT_METRICS_ADDRESS
 
     assert DEFAULT_METRICS_ADDRESS.startswith("127.0.0.1:")
+
+
+def test_config_warnings_are_counted_by_input(served):
+    metrics, server, _ = served
+    metrics.count_config_warnings("config.json", 2)
+    metrics.count_config_warnings("netconf", 1)
+    _, body = get(server, "/metrics")
+    assert 'sriovkit_config_warnings_total{input="config.json"} 2.0' in body
+    assert 'sriovkit_config_warnings_total{input="netconf"} 1.0' in body

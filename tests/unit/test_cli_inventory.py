@@ -174,6 +174,21 @@ def test_sim_spec_errors_name_file_and_field(tmp_path):
     assert not (tmp_path / "h").exists()
 
 
+@pytest.mark.parametrize(("name", "content"), [
+    ("deep.json", b"[" * 2000 + b"]" * 2000), ("deep.yaml", b"pfs:" + b" [" * 2000), ("nan.json", b'{"pfs": NaN}'),
+    ("bytes.json", b"\xff\xfe"), ("missing.json", None),
+])
+def test_sim_spec_that_cannot_be_read_is_one_line(tmp_path, name, content):
+    spec = tmp_path / name
+    if content is not None:
+        spec.write_bytes(content)
+    proc = run_cli("sim", "create", str(tmp_path / "h"), "--spec", str(spec))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"sriovctl: {spec}: ")
+    assert not (tmp_path / "h").exists()
+
+
 def test_sim_destroy(host, capsys):
     assert main(["sim", "destroy", str(host)]) == 0
     assert not host.exists()

@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from sriovkit import gojson
 from sriovkit.host.model import VFIO_DRIVER
 from sriovkit.host.simmarker import SIM_MARKER
 from sriovkit.host.simmarker import is_simulated as is_simulated
@@ -87,12 +88,20 @@ class SimSpec(_Model):
 
 
 def load_spec(path: str | Path) -> SimSpec:
-    text = Path(path).read_text()
     try:
-        data = yaml.safe_load(text) if str(path).endswith((".yaml", ".yml")) else json.loads(text)
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise SimSpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        if str(path).endswith((".yaml", ".yml")):
+            data = yaml.safe_load(raw.decode("utf-8", "replace"))
+        else:  # read as every JSON input is (sriovkit.gojson): deep nesting, NaN, bad bytes are one clear error
+            data = gojson.plain(gojson.parse(raw).value)
         return SimSpec.model_validate(data)
     except (ValueError, yaml.YAMLError) as exc:
         raise SimSpecError(_spec_error_text(path, exc)) from None
+    except RecursionError:  # YAML nested deeper than its parser recurses
+        raise SimSpecError(f"{path}: nested too deep") from None
 
 
 def _spec_error_text(path: str | Path, exc: Exception) -> str:

@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="the kubelet's podresources API: which VFs pods hold (never removed by --policy)")
     p.add_argument("--resource-prefix", default="intel.com", help="prefix for resources without one")
     p.add_argument("--strict-config", action="store_true",
-                   help="refuse a config.json with what upstream ignores (unknown fields, selectors that match "
-                        "nothing) instead of warning")
+                   help="refuse a config.json (or --policy) with what upstream ignores (unknown fields, selectors "
+                        "that match nothing) instead of warning")
     p.add_argument("--host-root", default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),
                    help="root of the node's filesystem: sysfs at ROOT/sys, procfs at ROOT/proc "
                    "(env SRIOVKIT_HOST_ROOT)")
@@ -240,7 +240,8 @@ def _policy_reconciler(args: argparse.Namespace, sysfs: Sysfs, *,
     dra_state = Path(args.dra_state_dir) if args.dra else None  # VFs of prepared DRA claims stay too
     reconciler = PolicyReconciler(
         PolicySettings(policy_file=Path(args.policy), pools_file=Path(args.policy_pools_file), sysfs=sysfs,
-                       proc_root=os.path.join(args.host_root, "proc"), resource_prefix=args.resource_prefix),
+                       proc_root=os.path.join(args.host_root, "proc"), resource_prefix=args.resource_prefix,
+                       strict=args.strict_config),
         in_use=lambda: devices_in_use(socket, args.cni_state_dir, dra_state_dir=dra_state))
     reconciler.reconcile()
     # from now on pools are being served: let the device plugin withdraw them before VFs change

@@ -41,6 +41,7 @@ class PolicySettings:
     proc_root: str = "/proc"
     resource_prefix: str = DEFAULT_RESOURCE_PREFIX
     poll_interval: float = 1.0
+    strict: bool = False  # refuse a policy with unknown fields instead of warning
 
 
 class PolicyReconciler:
@@ -78,7 +79,7 @@ class PolicyReconciler:
         """Make the node match the policy; True when it does afterwards."""
         self._stamp = FileStamp.of(self.settings.policy_file)
         try:
-            policy = load_policy(self.settings.policy_file)
+            policy = load_policy(self.settings.policy_file, strict=self.settings.strict)
         except PolicyError as exc:
             for line in exc.problems:
                 log.error("policy not applied: %s", line)

@@ -49,7 +49,7 @@ def plan(full: bool, race_cycles: int | None) -> list[tuple[str, Scenario]]:
         ("modes", scenarios.modes),
         ("dp-edges", scenarios.device_plugin_edges),
         ("stall", lambda t: scenarios.socket_attacks(t, full=full)),
-        ("soak", lambda t: scenarios.soak(t, 20000 if full else 2000, window=1000 if full else 200, warmup=5)),
+        ("soak", lambda t: scenarios.memory_soak(t, 20000 if full else 2000, window=1000 if full else 200, warmup=5)),
         ("second-agent", scenarios.second_agent),
     ]
 

@@ -29,14 +29,35 @@ from tests.reliability.scenarios.rig import (
     shim_for,
 )
 from tests.reliability.scenarios.second_agent import second_agent
-from tests.reliability.scenarios.soak import soak
+from tests.reliability.scenarios.soak import memory_soak
 from tests.reliability.scenarios.stall import socket_attacks
 
 __all__ = [
-    "KILLED", "PLUGIN", "REPORTED", "Outcome", "agent_restart_with_pods", "crash_add_at_every_step",
-    "crash_agent_at_every_step", "crash_agent_in_del", "crash_del_at_every_step", "device_plugin_edges", "execute",
+    "KILLED",
+    "PLUGIN",
+    "REPORTED",
+    "Outcome",
+    "agent_restart_with_pods",
+    "crash_add_at_every_step",
+    "crash_agent_at_every_step",
+    "crash_agent_in_del",
+    "crash_del_at_every_step",
+    "device_plugin_edges",
+    "execute",
     "fuzz_cni",
-    "is_spec_error", "kill_while_saving", "kubelet_restart", "late_del_of_an_old_pod", "leak_report", "modes",
-    "no_shell_in_product", "process_env", "races", "same_vf_at_once", "second_agent", "shell_uses", "shim_for",
-    "soak", "socket_attacks",
+    "is_spec_error",
+    "kill_while_saving",
+    "kubelet_restart",
+    "late_del_of_an_old_pod",
+    "leak_report",
+    "memory_soak",
+    "modes",
+    "no_shell_in_product",
+    "process_env",
+    "races",
+    "same_vf_at_once",
+    "second_agent",
+    "shell_uses",
+    "shim_for",
+    "socket_attacks",
 ]

@@ -123,7 +123,7 @@ def growth_verdict(samples: list[Sample], warmup: int) -> str | None:
     return "; ".join(problems) or None
 
 
-def soak(tmp: Path, calls: int, *, window: int = 500, warmup: int = 2) -> Outcome:
+def memory_soak(tmp: Path, calls: int, *, window: int = 500, warmup: int = 2) -> Outcome:
     """The reliability row: `calls` CNI calls through one agent; a failure when its RSS grows
     without levelling off or threads/fds grow; leaks as for every scenario."""
     out = Outcome(f"soak: agent memory over {calls} CNI calls, a fresh netns per pod")

@@ -471,6 +471,9 @@ def _indexed_names(value: list[str], path: str, problems: _Problems, *, addresse
                             _NEVER)
         elif not name:
             problems.notice(f"{path}[{i}]", "has no name before '#'", entry, _NEVER)
+        if any(r.name.lower() == name.lower() for r in result):
+            problems.notice(f"{path}[{i}]", f"{name} is named by an earlier entry", entry,
+                            "never applies: upstream uses the first entry for a PF only")
         result.append(IndexedName(name.lower() if addresses else name, indexes))
     return tuple(result)
 

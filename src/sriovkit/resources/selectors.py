@@ -89,7 +89,13 @@ def _pci_addresses(s: Selector, d: Device, _: bool) -> Reason | None:
 
 
 def _matches_indexed(entries: tuple[IndexedName, ...], name: str | None, vf_index: int | None) -> bool:
-    return any(e.name == name and e.covers(vf_index) for e in entries)
+    """As upstream's getItem + isSelected: the first entry naming the PF (case-insensitively)
+    decides; a later entry for the same PF is never looked at."""
+    if name is None:
+        return False
+    wanted = name.lower()
+    entry = next((e for e in entries if e.name.lower() == wanted), None)
+    return entry is not None and entry.covers(vf_index)
 
 
 def _pf_names(s: Selector, d: Device, _: bool) -> Reason | None:

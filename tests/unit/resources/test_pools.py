@@ -185,3 +185,16 @@ def test_pools_are_deterministic_and_sorted(make_host):
     host, snap = make_host({"name": "eth0", "numVfs": 12})
     got = ids(pools(snap, res({})))
     assert got == sorted(got) and len(got) == 12
+
+
+def test_pf_entries_match_as_upstream_matches_them(two_vendors):
+    """Upstream's getItem: the PF's name compared case-insensitively, and the first entry naming
+    the PF decides (a later one for the same PF never applies, which is warned about)."""
+    host, snap = two_vendors
+    assert ids(pools(snap, res({"pfNames": ["ETH0#1"]}))) == vfs(host, 0, 1)
+    cfg = parse_config({"resourceList": [res({"pfNames": ["eth0#0", "Eth0#1-2", "ens2"]})]}, source="c.json")
+    assert ids(build_pools(snap, cfg)) == vfs(host, 0, 0) + vfs(host, 1, 0, 1)
+    assert cfg.warnings == ('c.json: resourceList[0].selectors.pfNames[1]: Eth0 is named by an earlier entry: never '
+                            'applies: upstream uses the first entry for a PF only (value: "Eth0#1-2")',)
+    root = host.pf_address(0).upper()
+    assert ids(pools(snap, res({"rootDevices": [f"{root}#2"]}))) == vfs(host, 0, 2)

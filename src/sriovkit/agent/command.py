@@ -147,6 +147,7 @@ def _agent(args: argparse.Namespace) -> int:
 
     from sriovkit.agent.metrics import AgentMetrics
     from sriovkit.agent.node import NodeAgent
+    from sriovkit.cni.pools import pools_path
     from sriovkit.deviceplugin.manager import DevicePluginSettings
     from sriovkit.errors import UserError
     from sriovkit.host.simmarker import is_simulated
@@ -174,6 +175,7 @@ def _agent(args: argparse.Namespace) -> int:
         # elsewhere (/host in the DaemonSet); only a simulated host has no kernel links to watch
         netlink_events=not is_simulated(args.host_root),
         strict_config=args.strict_config,
+        pools_file=pools_path(args.cni_state_dir),  # the CNI never picks a pooled VF itself (cni.pick)
     )
     hotplug = _hotplug_controller(args) if args.hotplug else None  # its flags checked before the node changes
     metrics = AgentMetrics()

@@ -27,6 +27,7 @@ from sriovkit.cni.device import Device, Mode, resolve_device
 from sriovkit.cni.deviceinfo import device_info, remove_device_info, write_device_info
 from sriovkit.cni.ipam import IpamCall, ipam_add, ipam_del
 from sriovkit.cni.netdevmac import set_netdev_mac
+from sriovkit.cni.pick import locked_device
 from sriovkit.cni.spec import CniError, ErrorCode, Interface, Result
 from sriovkit.cni.state import AttachmentRecord, ForeignRecord, OriginalState
 from sriovkit.cni.steps import Call, Steps
@@ -46,11 +47,10 @@ def ipam_call(call: Call, config: dict[str, Any] | None = None, *, container_id:
 
 def attach(call: Call) -> Result:
     conf, env, store = call.conf, call.env, call.ctx.store
-    assert conf.device_id is not None  # parse_netconf(need_device=True) guarantees it
-    pci = conf.device_id
-    call.log.bind(pci=pci)
     timeout = call.ctx.lock_timeout_s
-    with store.attachment_lock(env.container_id, env.ifname, timeout), store.lock(pci, timeout):
+    # the VF is deviceID, or one picked from the seeds' PF (if0/master): locked either way
+    with store.attachment_lock(env.container_id, env.ifname, timeout), locked_device(call) as pci:
+        call.log.bind(pci=pci)
         call.faults.reached("lock taken")
         _refuse_if_taken(call, pci)
         device = resolve_device(call.ctx.sysfs, pci, call.ctx.netlink.device_netdev(pci), want_driver=conf.driver)

@@ -9,12 +9,17 @@ what cannot work on a VF (a zero, multicast or broadcast MAC; a rate the kernel'
 
 Precedence as upstream: `runtimeConfig.mac` > `MAC` in CNI_ARGS > `mac`.
 The device is `deviceID` (what Multus fills in), else `pciBusID`, else
-`runtimeConfig.deviceID`.
+`runtimeConfig.deviceID`; without any of them, the seeds' PF (`if0`, or `master`): the plugin then
+picks a free VF of it (`sriovkit.cni.pick`). The seeds' other fields: `if0name` (the pod-side name,
+overriding CNI_IFNAME), `l2enable` (no IPAM), `dpdk` (`dpdk_driver` bound for the attachment,
+`kernel_driver` expected back after it, `dpdk_tool` ignored: we bind through sysfs) and `cniDir`
+(where each attachment's record is published per network namespace).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,12 +60,17 @@ _VF_STATE = gojson.struct(*(_F(n, _S) for n in ("HostIFName", "AdminMAC", "Effec
                                                           "MTU")),
                           _F("LinkState", gojson.Int(32, signed=False)))
 _UPSTREAM_STATE = "upstream's own bookkeeping, not read from a NAD"
+_DPDK = gojson.struct(_F("kernel_driver", _S), _F("dpdk_driver", _S), _F("dpdk_tool", _S))
+DEFAULT_CNI_DIR = "/var/lib/cni/sriov"  # the seeds' default for cniDir
 NETCONF = gojson.struct(
     _F("cniVersion", _S), _F("name", _S), _F("type", _S), _F("capabilities", gojson.Map(_B)), _F("ipam", _IPAM),
     _F("dns", _DNS), _F("prevResult", gojson.Object()),
     _F("cni.dev/valid-attachments", gojson.Slice(_GC_ATTACHMENT)),
     _F("cni.dev/attachments", gojson.Slice(_GC_ATTACHMENT)),  # the name libcni also sends (cni#1101)
-    _F("OrigVfState", _VF_STATE, note=_UPSTREAM_STATE), _F("Master", _S, note=_UPSTREAM_STATE),
+    _F("OrigVfState", _VF_STATE, note=_UPSTREAM_STATE),
+    # `Master` is upstream's bookkeeping too (it derives it from deviceID, which wins here as well),
+    # but the seeds' plugin read it as the PF to pick a VF from, as it read `if0`
+    _F("Master", _S), _F("if0", _S), _F("if0name", _S), _F("l2enable", _B), _F("dpdk", _DPDK), _F("cniDir", _S),
     _F("mac", _S), _F("mtu", _INT), _F("vlan", _INT), _F("vlanQoS", _INT), _F("vlanProto", gojson.Ptr(_S)),
     _F("deviceID", _S), _F("VFID", gojson.Int(), note=_UPSTREAM_STATE),
     _F("min_tx_rate", _INT), _F("max_tx_rate", _INT), _F("spoofchk", _S), _F("trust", _S), _F("link_state", _S),
@@ -92,6 +102,11 @@ class NetConf:
     log_file: str = ""
     device_info_file: str = ""
     driver: str | None = None  # sriovkit extension: bind the VF to this driver for the attachment
+    pf: str | None = None  # seeds: the PF to pick a free VF from when no deviceID is given
+    pod_ifname: str | None = None  # seeds' if0name: the pod-side name instead of CNI_IFNAME
+    l2enable: bool = False  # seeds: no IPAM, the interface is only brought up
+    kernel_driver: str | None = None  # seeds' dpdk.kernel_driver: the driver the VF is expected back on
+    cni_dir: str = DEFAULT_CNI_DIR  # seeds: <cniDir>/<netns name>/<ifname>.json per attachment
     raw: Mapping[str, Any] = field(default_factory=dict)  # as decoded: known fields under upstream's names
     prev_result: Mapping[str, Any] | None = None
     warnings: tuple[str, ...] = ()  # what upstream ignores silently: unknown fields, its own bookkeeping
@@ -171,7 +186,12 @@ def parse_netconf(data: Mapping[str, Any] | bytes | str, *, cni_args: Mapping[st
     rc = data.get("runtimeConfig") or {}
     version = p.string("cniVersion", required=True)
     name = p.string("name", required=True)
-    device_id = _device_id(data, rc, problems, need_device)
+    pf = _pf(data, problems)
+    device_id = _device_id(data, rc, problems, need_device and pf is None)
+    if device_id is not None and pf is not None:
+        warnings.append(f"{_pf_key(data)} {json.dumps(pf)}: deviceID {device_id} given too, which wins; ignored")
+        pf = None
+    dpdk = _dpdk(data, problems, warnings)
     vlan, qos, proto = _vlan(p, problems)
     rates = (p.integer("min_tx_rate", 0, MAX_RATE), p.integer("max_tx_rate", 0, MAX_RATE))
     if rates[0] and rates[1] and rates[0] > rates[1]:
@@ -191,7 +211,12 @@ def parse_netconf(data: Mapping[str, Any] | bytes | str, *, cni_args: Mapping[st
         log_level=_log_level(p),
         log_file=p.string("logFile") or "",
         device_info_file=_device_info_file(rc, problems),
-        driver=_driver(p, problems),
+        driver=_driver(p, problems, dpdk.get("dpdk_driver")),
+        pf=pf,
+        pod_ifname=_pod_ifname(data, problems),
+        l2enable=bool(data.get("l2enable")),
+        kernel_driver=dpdk.get("kernel_driver"),
+        cni_dir=_cni_dir(data, problems),
         raw=data,
         prev_result=data.get("prevResult") if isinstance(data.get("prevResult"), dict) else None,
         warnings=tuple(warnings),
@@ -333,12 +358,75 @@ def _device_info_file(rc: Mapping[str, Any], problems: list[str]) -> str:
     return value
 
 
-def _driver(p: _Parser, problems: list[str]) -> str | None:
+def _driver(p: _Parser, problems: list[str], dpdk_driver: str | None) -> str | None:
     value = p.string("driver")
     if value is not None and not _DRIVER.fullmatch(value):
         problems.append(f"driver {json.dumps(value)} is not a driver name")
         return None
+    if value is not None and dpdk_driver is not None and value != dpdk_driver:
+        problems.append(f"driver {json.dumps(value)} and dpdk.dpdk_driver {json.dumps(dpdk_driver)} disagree")
+        return None
+    return value or dpdk_driver
+
+
+def valid_ifname(value: Any) -> bool:
+    from sriovkit.cni.env import valid_ifname as valid  # env imports this module
+
+    return isinstance(value, str) and valid(value)
+
+
+def _pf_key(data: Mapping[str, Any]) -> str:
+    return "if0" if data.get("if0") else "master"
+
+
+def _pf(data: Mapping[str, Any], problems: list[str]) -> str | None:
+    """The seeds' PF, `if0` before `master` (its later spelling): an interface name in the host."""
+    given = {k: v for k in ("if0", "Master") if (v := data.get(k)) not in (None, "")}
+    if len(set(given.values())) > 1:
+        problems.append(f"if0 {json.dumps(given['if0'])} and master {json.dumps(given['Master'])} name different PFs")
+        return None
+    value = next(iter(given.values()), None)
+    if value is not None and not valid_ifname(value):
+        problems.append(f"{_pf_key(data)} {json.dumps(value)} is not an interface name")
+        return None
     return value
+
+
+def _pod_ifname(data: Mapping[str, Any], problems: list[str]) -> str | None:
+    value = data.get("if0name")
+    if value in (None, ""):
+        return None
+    if not valid_ifname(value):
+        problems.append(f"if0name {json.dumps(value)} must be 1-15 letters, digits, '_', '.', '-', '@'")
+        return None
+    return str(value)
+
+
+def _dpdk(data: Mapping[str, Any], problems: list[str], warnings: list[str]) -> dict[str, str]:
+    block = data.get("dpdk") or {}
+    out: dict[str, str] = {}
+    for key in ("kernel_driver", "dpdk_driver"):
+        value = block.get(key)
+        if value in (None, ""):
+            continue
+        if not _DRIVER.fullmatch(value):
+            problems.append(f"dpdk.{key} {json.dumps(value)} is not a driver name")
+        else:
+            out[key] = value
+    if block.get("dpdk_tool"):
+        warnings.append(f"dpdk.dpdk_tool {json.dumps(block['dpdk_tool'])}: drivers are bound through sysfs, "
+                        "no tool is run; ignored")
+    return out
+
+
+def _cni_dir(data: Mapping[str, Any], problems: list[str]) -> str:
+    value = data.get("cniDir")
+    if value in (None, ""):
+        return DEFAULT_CNI_DIR
+    if not value.startswith("/") or ".." in value.split("/") or "\0" in value:
+        problems.append(f"cniDir {json.dumps(value)} must be an absolute path without '..'")
+        return DEFAULT_CNI_DIR
+    return os.path.normpath(value)
 
 
 def parse_cni_args(text: str) -> dict[str, str]:

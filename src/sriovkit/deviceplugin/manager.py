@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from sriovkit import unixsocket
+from sriovkit.cni.pools import publish_pools, withdraw_pools
 from sriovkit.deviceplugin import health as hl
 from sriovkit.deviceplugin.payload import RDMA_CM, HostDevNodes
 from sriovkit.deviceplugin.server import KUBELET_SOCKET, PoolServer, ServerFiles, kubelet_identity, socket_name
@@ -71,6 +72,7 @@ class DevicePluginSettings:
     resync_interval: float = 30.0
     netlink_events: bool = False  # wake on kernel link events (real hosts)
     strict_config: bool = False  # refuse what upstream ignores in config.json (unknown fields ...) instead of warning
+    pools_file: Path | None = None  # publish every pool's devices here for the CNI's own picks (sriovkit.cni.pools)
 
 
 class DevicePluginManager:
@@ -164,6 +166,8 @@ class DevicePluginManager:
             self._thread.join(timeout=5)
         with self._lock:
             self._stop_servers()
+        if self.settings.pools_file is not None:
+            withdraw_pools(self.settings.pools_file)
 
     def _stop_servers(self) -> None:
         for server in self.servers.values():
@@ -345,6 +349,9 @@ class DevicePluginManager:
         pools = pool_set.by_name()
         self.other_pools = {n: p for n, p in pools.items() if p.config.served_by is not ServedBy.DEVICE_PLUGIN}
         self._warn_unserved_dra()
+        if self.settings.pools_file is not None:  # before any server offers them, so no pick races a pool
+            publish_pools(self.settings.pools_file, {n: p.device_ids for n, p in pools.items()
+                                                     if p.config.served_by is not ServedBy.NONE})
         self._apply({n: p for n, p in pools.items() if n not in self.other_pools})
 
     def _warn_unserved_dra(self) -> None:

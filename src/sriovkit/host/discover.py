@@ -93,6 +93,14 @@ def discover_device(sysfs: Sysfs, pci_address: str) -> PciDevice:
     return PciDevice(**kwargs)
 
 
+def virtfns(sysfs: Sysfs, pf_address: str) -> list[tuple[int, str]]:
+    """A PF's VFs as (index, PCI address), lowest index first."""
+    path = sysfs.pci_device_dir(pf_address)
+    found = [(int(m.group(1)), vf) for name in list_dir(path)
+             if (m := _VIRTFN.match(name)) and (vf := link_name(os.path.join(path, name))) is not None]
+    return sorted(found)
+
+
 def _read_ids(path: str) -> _Ids:
     uevent = read_text(os.path.join(path, "uevent"))
     ids = _Ids()

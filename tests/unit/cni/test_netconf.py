@@ -178,8 +178,10 @@ def test_wrong_types_and_values_that_cannot_work_are_refused(extra: dict[str, An
 def test_unknown_fields_are_listed_as_warnings() -> None:
     c = parse_netconf(conf(master="eth1", colour={"r": 1}, Vlan=7))
     assert c.vlan == 7
-    assert c.warnings == ('master: upstream\'s own bookkeeping, not read from a NAD, ignored (value: "eth1")',
-                          'colour: unknown field, ignored (value: {"r": 1})')
+    # master names the seeds' PF, which deviceID overrides (upstream derives its Master from deviceID)
+    assert c.pf is None
+    assert c.warnings == ('colour: unknown field, ignored (value: {"r": 1})',
+                          f'master "eth1": deviceID {c.device_id} given too, which wins; ignored')
     assert parse_netconf(conf(runtimeConfig={"portMappings": [], "ips": ["10.0.0.1/24"]})).warnings == ()
 
 

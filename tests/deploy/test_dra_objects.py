@@ -48,3 +48,16 @@ def test_names_are_what_the_api_server_accepts():
             for name in device["attributes"]:
                 domain, _, ident = name.partition("/")
                 assert _DNS_SUBDOMAIN.match(domain) and _C_IDENTIFIER.match(ident), name
+
+
+@pytest.mark.parametrize(("taint", "per_slice"), [(False, 128), (True, 64)])
+def test_a_pf_with_more_vfs_than_a_slice_holds_is_one_pool_of_several_slices(taint, per_slice):
+    many = [facts("0000:3b:00.0", f"0000:3c:{i // 8:02x}.{i % 8}", i) for i in range(200)]
+    slices = build_slices("worker-0", DRIVER, many, {}, taint_unhealthy=taint)
+    assert [len(s["spec"]["devices"]) for s in slices] == [per_slice] * (200 // per_slice) + [200 % per_slice]
+    assert {s["spec"]["pool"]["resourceSliceCount"] for s in slices} == {len(slices)}
+    assert len({s["metadata"]["name"] for s in slices}) == len(slices)
+    assert sorted(d["name"] for s in slices for d in s["spec"]["devices"]) == sorted(
+        f.pci_address.replace(":", "-").replace(".", "-") for f in many)
+    problems = [p for i, s in enumerate(slices) for p in validate.object_problems(s, f"slice[{i}]", KUBERNETES_VERSION)]
+    assert problems == []

@@ -68,23 +68,38 @@ class SlicePublisher:
                 self.last_error = str(exc)
 
     def sync_once(self) -> None:
+        """A pool whose slices changed in any way (a device, a slice more or less) is rewritten
+        whole with its generation bumped: the scheduler ignores slices of an older generation."""
         existing = {s["metadata"]["name"]: s for s in self.api.list_slices(self.node_name, self.driver)}
-        generations = {s["spec"]["pool"]["name"]: int(s["spec"]["pool"].get("generation", 0))
-                       for s in existing.values()}
+        old_pools: dict[str, dict[str, Obj]] = {}
+        for name, obj in existing.items():
+            old_pools.setdefault(obj["spec"]["pool"]["name"], {})[name] = obj
+        generations = {pool: max(int(o["spec"]["pool"].get("generation", 0)) for o in objs.values())
+                       for pool, objs in old_pools.items()}
+        new_pools: dict[str, dict[str, Obj]] = {}
         for body in self.desired(generations):
-            name = body["metadata"]["name"]
-            old = existing.pop(name, None)
-            if old is None:
-                self.api.create_slice(body)
-                log.info("ResourceSlice created name=%s devices=%d", name, len(body["spec"]["devices"]))
-            elif _content(old) != _content(body):
-                body["spec"]["pool"]["generation"] = generations.get(body["spec"]["pool"]["name"], 0) + 1
-                body["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
-                self.api.replace_slice(name, body)
-                log.info("ResourceSlice updated name=%s devices=%d", name, len(body["spec"]["devices"]))
+            new_pools.setdefault(body["spec"]["pool"]["name"], {})[body["metadata"]["name"]] = body
+        for pool, bodies in new_pools.items():
+            old = old_pools.get(pool, {})
+            unchanged = set(bodies) == set(old) and all(_content(old[n]) == _content(b) for n, b in bodies.items()) \
+                and len({int(o["spec"]["pool"].get("generation", 0)) for o in old.values()}) == 1
+            if unchanged:
+                continue
+            generation = generations.get(pool, 0) + 1 if old else 1
+            for name, body in bodies.items():
+                body["spec"]["pool"]["generation"] = generation
+                if name in existing:
+                    body["metadata"]["resourceVersion"] = existing[name]["metadata"].get("resourceVersion")
+                    self.api.replace_slice(name, body)
+                    log.info("ResourceSlice updated name=%s devices=%d", name, len(body["spec"]["devices"]))
+                else:
+                    self.api.create_slice(body)
+                    log.info("ResourceSlice created name=%s devices=%d", name, len(body["spec"]["devices"]))
+        wanted = {name for bodies in new_pools.values() for name in bodies}
         for name in existing:
-            self.api.delete_slice(name)
-            log.info("ResourceSlice deleted name=%s", name)
+            if name not in wanted:
+                self.api.delete_slice(name)
+                log.info("ResourceSlice deleted name=%s", name)
         self.last_error = None
         with self._synced:
             self.syncs += 1

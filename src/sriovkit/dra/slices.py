@@ -21,6 +21,8 @@ DRANET_PREFIX = "dra.net"
 UNHEALTHY_TAINT = "unhealthy"  # key under the driver's prefix; value says why
 _LINK_TYPES = {"ether": "ethernet", "infiniband": "infiniband"}
 _MAX_NAME = 253
+MAX_DEVICES_PER_SLICE = 128  # the API's limit per ResourceSlice
+MAX_DEVICES_WITH_TAINTS = 64  # ... when devices have taints
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,21 +127,34 @@ def slice_name(node_name: str, driver: str, pf_pci_address: str) -> str:
 def build_slices(node_name: str, driver: str, devices: Iterable[VfFacts], health: Mapping[str, bool], *,
                  generations: Mapping[str, int] | None = None,
                  taint_unhealthy: bool = False) -> list[dict[str, object]]:
-    """One ResourceSlice per PF pool, devices in name order. `health` is keyed by PCI address
-    (absent: healthy); `generations` by pool name (absent: 1)."""
+    """The ResourceSlices of every PF pool, devices in name order: one slice per pool, or several
+    (``resourceSliceCount``) when a PF has more VFs than the API allows in one slice (128; 64 when
+    devices may carry taints). `health` is keyed by PCI address (absent: healthy); `generations`
+    by pool name (absent: 1), the same for every slice of a pool."""
     by_pf: dict[str, list[VfFacts]] = {}
     for facts in devices:
         by_pf.setdefault(facts.pf_pci_address, []).append(facts)
+    limit = MAX_DEVICES_WITH_TAINTS if taint_unhealthy else MAX_DEVICES_PER_SLICE
     slices = []
     for pf_address in sorted(by_pf):
         pool = pool_name(node_name, pf_address)
         entries = [slice_device(f, driver, healthy=health.get(f.pci_address, True), taint_unhealthy=taint_unhealthy)
                    for f in sorted(by_pf[pf_address], key=lambda f: f.pci_address)]
-        slices.append({
-            "apiVersion": API_VERSION, "kind": "ResourceSlice",
-            "metadata": {"name": slice_name(node_name, driver, pf_address)},
-            "spec": {"driver": driver, "nodeName": node_name,
-                     "pool": {"name": pool, "generation": (generations or {}).get(pool, 1), "resourceSliceCount": 1},
-                     "devices": [e for e in entries if e is not None]},
-        })
+        offered = [e for e in entries if e is not None]
+        chunks = [offered[i:i + limit] for i in range(0, len(offered), limit)] or [[]]
+        base = slice_name(node_name, driver, pf_address)
+        for i, chunk in enumerate(chunks):
+            slices.append({
+                "apiVersion": API_VERSION, "kind": "ResourceSlice",
+                "metadata": {"name": base if i == 0 else _numbered(base, i)},
+                "spec": {"driver": driver, "nodeName": node_name,
+                         "pool": {"name": pool, "generation": (generations or {}).get(pool, 1),
+                                  "resourceSliceCount": len(chunks)},
+                         "devices": chunk},
+            })
     return slices
+
+
+def _numbered(name: str, i: int) -> str:
+    suffix = f"-{i}"
+    return name[:_MAX_NAME - len(suffix)] + suffix

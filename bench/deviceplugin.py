@@ -145,9 +145,25 @@ def run_plugin(cmd: list[str], kubelet: Kubelet, num_vfs: int, calls: int,
             proc.wait()
 
 
+def run_bare(socket: Path, ids: list[str], calls: int) -> Run:
+    """bench/peers/bare_grpc.py on `socket`: the Allocate floor of any Python plugin here."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "peers" / "bare_grpc.py"),
+                             str(socket)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not socket.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rss = rss_mib(proc.pid)
+        alloc = allocate_latencies(socket, ids, calls)
+        return Run(0.0, 0.0, alloc, rss, rss_mib(proc.pid))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 def measure(num_vfs: int, args: argparse.Namespace, upstream_bin: Path | None) -> dict[str, list[Run]]:
     root = Path(tempfile.mkdtemp(prefix="dpb", dir="/tmp"))
-    runs: dict[str, list[Run]] = {"sriovkit": [], "upstream": []}
+    runs: dict[str, list[Run]] = {"sriovkit": [], "upstream": [], "bare grpc": []}
     try:
         build_host(root / "host", num_vfs)
         config = root / "config.json"
@@ -178,6 +194,8 @@ def measure(num_vfs: int, args: argparse.Namespace, upstream_bin: Path | None) -
                         runs[name].append(run_plugin(cmd, kubelet, num_vfs, args.calls, health))
                     finally:
                         kubelet.stop()
+                ids = [f"0000:11:{d:02x}.{f}" for d in range(1, 16) for f in range(8)]
+                runs["bare grpc"].append(run_bare(root / f"bare-{r}.sock", ids, args.calls))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return runs
@@ -205,14 +223,19 @@ def figures(results: dict[int, dict[str, list[Run]]]) -> list[dict[str, object]]
     rows: list[dict[str, object]] = []
     for size, runs in results.items():
         ours, theirs = summary(runs["sriovkit"]), summary(runs["upstream"]) if runs["upstream"] else None
+        bare = summary(runs["bare grpc"])
         rows.append({"figure": f"first registration, {size} VFs", "unit": "s",
                      "sriovkit": ours["first_s"], "upstream": theirs and theirs["first_s"]})
         if size == min(results):
             rows.append({"figure": f"Allocate mean, same client, {size} VFs", "unit": "ms",
                          "sriovkit": ours["alloc_mean_ms"], "upstream": theirs and theirs["alloc_mean_ms"]})
+            rows.append({"figure": "  floor: bare Python grpc server, fixed answer, same client", "unit": "ms",
+                         "sriovkit": bare["alloc_mean_ms"], "upstream": theirs and theirs["alloc_mean_ms"]})
             for key, label in (("rss_registered", "at registration"), ("rss_settled", "settled")):
                 rows.append({"figure": f"RSS {label}, {size} VFs", "unit": "MiB",
                              "sriovkit": ours[key], "upstream": theirs and theirs[key]})
+            rows.append({"figure": "  floor: bare Python grpc server (interpreter + grpcio)", "unit": "MiB",
+                         "sriovkit": bare["rss_settled"], "upstream": theirs and theirs["rss_settled"]})
     return rows
 
 

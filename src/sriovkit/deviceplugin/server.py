@@ -87,6 +87,8 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         self._health = dict(health)
         self._payloads: dict[str, DevicePayload] = {}
         self._devices: dict[str, Device] = {}
+        self._devinfo_written: set[str] = set()  # IDs whose device-info file is current
+        self._prewriter: threading.Thread | None = None
         self._index(pool)
 
     # -- state ---------------------------------------------------------------------
@@ -107,6 +109,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         # change on a 4096-device pool must not redo selector matching for all
         self._devices = {device_id(d): d for d in pool.devices}
         self._payloads = {}
+        self._devinfo_written = set()
 
     def publish(self, pool: ResourcePool, health: dict[str, bool], *, host: HostDevNodes | None = None) -> None:
         """New devices or health: every ListAndWatch stream sends the new list."""
@@ -134,12 +137,40 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
 
     def _write_files(self) -> None:
         files.remove_device_info(self.out.devinfo_dir, self._pool.config, keep=self._devices)
+        self._prewrite_device_info()
         if self.out.cdi_dir is not None:
             with self._cond:
                 payloads = [p for i in self._devices if (p := self._payload(i)) is not None]
             files.write_cdi_spec(self.out.cdi_dir, self._pool.config, payloads)
         if self.metrics is not None:
             self.metrics.set_pool(self.name, self.health())
+
+    def _prewrite_device_info(self) -> None:
+        """Write every device's device-info file now, on a thread of its own, as upstream writes
+        them all when it starts: Allocate, on the pod start path, then finds them written. A
+        device Allocate asks for before the thread reached it is written by Allocate itself."""
+        if self._prewriter is not None and self._prewriter.is_alive():
+            self._prewriter.join()  # a new index: its devices are written by a new pass
+        self._prewriter = threading.Thread(target=self._write_pending_device_info, name="devinfo", daemon=True)
+        self._prewriter.start()
+
+    def _write_pending_device_info(self, ids: Sequence[str] | None = None) -> None:
+        """Write the files of `ids` (default: all devices) not known to be current; a file removed
+        behind our back is written again."""
+        with self._cond:
+            written, config, wanted = self._devinfo_written, self._pool.config, list(ids or self._devices)
+        directory = self.out.devinfo_dir
+        for start in range(0, len(wanted), 64):  # the lock is held per batch, never for a whole pool
+            with self._cond:
+                if self._stopping or written is not self._devinfo_written:
+                    return  # stopping, or re-indexed: the new index has its own pass
+                todo = [(i, self._devices[i], self._payload(i)) for i in wanted[start:start + 64]
+                        if i in self._devices and not (i in written and (directory / files.device_info_file_name(
+                            config, i)).exists())]
+            if todo:
+                files.write_device_info(directory, config, [(dev, payload) for _, dev, payload in todo])
+                with self._cond:
+                    written.update(i for i, _, _ in todo)
 
     def _list_response(self) -> pb.ListAndWatchResponse:
         exclude_topology = self._pool.config.exclude_topology
@@ -192,6 +223,8 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        if self._prewriter is not None:
+            self._prewriter.join()  # before the files are removed: none written after
         if self._grpc is not None:
             self._grpc.stop(grace=0.5).wait(2)
             self._grpc = None
@@ -273,7 +306,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         containers = [list(req.devices_ids) for req in request.container_requests]
         try:
             with self._cond:
-                known = set(self._devices)
+                known = self._devices  # replaced, never changed in place: no copy per call
             requests.check_allocate(containers, known, self.name)
             answers = [self.allocate(ids) for ids in containers]
         except (UnknownDeviceError, requests.DeviceRequestError) as exc:
@@ -288,9 +321,8 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
     def allocate(self, ids: Sequence[str]) -> ContainerAllocation:
         with self._cond:
             payloads = [self._payload_for(i) for i in ids]
-            devices = [self._devices[i] for i in ids]
             config = self._pool.config
-        files.write_device_info(self.out.devinfo_dir, config, zip(devices, payloads, strict=True))
+        self._write_pending_device_info(ids)  # written ahead already, unless asked for first
         if self.metrics is not None:
             self.metrics.allocations.labels(resource=self.name).inc(len(ids))
         log.info("allocate resource=%s devices=%s", self.name, ",".join(ids))

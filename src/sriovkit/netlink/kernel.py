@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -107,10 +110,10 @@ class KernelNetlink:
                 raise from_errno(exc.errno or 0, what) from None
 
     def _index(self, ipr: IPRoute, name: str, netns: str | None) -> int:
-        found = ipr.link_lookup(ifname=name)
-        if not found:
+        found = _ifindex(ipr, name)
+        if found is None:
             raise LinkNotFoundError(f"interface {name}", f"not found in {_where(netns)}")
-        return int(found[0])
+        return found
 
     def close(self) -> None:
         with self._opened_lock:
@@ -161,8 +164,8 @@ class KernelNetlink:
     # -- links --------------------------------------------------------------------------
     def find_link(self, name: str, netns: str | None = None) -> LinkInfo | None:
         def get(ipr: IPRoute) -> LinkInfo | None:
-            found = ipr.link_lookup(ifname=name)
-            return _link_info(ipr.link("get", index=found[0])[0]) if found else None
+            found = _ifindex(ipr, name)
+            return _link_info(ipr.link("get", index=found)[0]) if found is not None else None
 
         return self._call(f"look up {name} in {_where(netns)}", netns, get)
 
@@ -177,7 +180,7 @@ class KernelNetlink:
         # up front, and undo such a half move if the name is taken meanwhile.
         new_taken, old_name_was_there = self._call(
             f"look up {new_name} in {_where(dst_netns)}", dst_netns,
-            lambda ipr: (bool(ipr.link_lookup(ifname=new_name)), bool(ipr.link_lookup(ifname=name))))
+            lambda ipr: (_ifindex(ipr, new_name) is not None, _ifindex(ipr, name) is not None))
         if new_taken:
             raise NameInUseError(what, f"{new_name} already exists in {_where(dst_netns)}")
         try:
@@ -316,6 +319,27 @@ def discard_stray_messages(ipr: IPRoute) -> int:
         root.task_done()
         dropped += 1
     return dropped
+
+
+SIOCGIFINDEX = 0x8933
+_IFNAMSIZ = 16
+
+
+def _ifindex(ipr: IPRoute, name: str) -> int | None:
+    """The index of interface `name` in the namespace of `ipr`'s socket, None if there is none.
+
+    One ioctl (SIOCGIFINDEX is answered for any socket, in the socket's namespace), where a
+    netlink get costs a round trip plus pyroute2 decoding every attribute (1-6 ms here)."""
+    raw = name.encode()
+    if not raw or len(raw) >= _IFNAMSIZ or b"\0" in raw:
+        return None  # no interface can have this name
+    try:
+        answer = fcntl.ioctl(ipr.fileno(), SIOCGIFINDEX, struct.pack("16si", raw, 0))
+    except OSError as exc:
+        if exc.errno == errno.ENODEV:
+            return None
+        raise
+    return int(struct.unpack("16si", answer)[1])
 
 
 def _open(netns: str | None) -> IPRoute:

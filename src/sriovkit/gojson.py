@@ -255,12 +255,17 @@ class Problem:
     path: str
     message: str
     value: Any
+    consequence: str = ""  # for a notice: what comes of it ("ignored", "the last one is used")
 
     def line(self, source: str) -> str:
         where = f"{source}: {self.path}: " if self.path else f"{source}: "
         if self.value is NO_VALUE:
             return f"{where}{self.message}"
         return f"{where}{self.message} (value: {show(self.value)})"
+
+
+IGNORED = "ignored, as upstream ignores it"
+LAST_WINS = "the last one is used, as upstream uses it"
 
 
 @dataclass(slots=True)
@@ -273,8 +278,8 @@ class Report:
     def problem(self, path: str, message: str, value: Any) -> None:
         self.problems.append(Problem(path, message, value))
 
-    def notice(self, path: str, message: str, value: Any) -> None:
-        self.notices.append(Problem(path, message, value))
+    def notice(self, path: str, message: str, value: Any, consequence: str = IGNORED) -> None:
+        self.notices.append(Problem(path, message, value, consequence))
 
 
 class GoType:
@@ -487,9 +492,15 @@ class Struct(GoType):
         if not isinstance(value, Pairs):
             return self.refuse(value, path, report)
         out: dict[str, Any] = dict(existing) if isinstance(existing, dict) else {}
+        seen: dict[str, str] = {}  # field -> the key that gave it first in this object
         for key, item in value:
             where = member(path, key)
             f = self.lookup(key)
+            if f is not None and f.name in seen:
+                report.notice(where, f"{f.name} given again (first as {seen[f.name]})", plain_or_text(item),
+                              LAST_WINS)
+            elif f is not None:
+                seen[f.name] = key
             if f is None:
                 if self.unknown:
                     report.notice(where, self.unknown, plain_or_text(item))

@@ -167,7 +167,7 @@ def canonical(data: Mapping[str, Any] | bytes | str) -> tuple[dict[str, Any], li
     tree = _parse(data) if isinstance(data, bytes | str) else gojson.as_tree(data)
     value, report = gojson.decode(NETCONF, tree)
     problems = [f"{p.path} {gojson.show(p.value)} {p.message}" for p in report.problems]
-    warnings = [f"{p.path}: {p.message}, ignored (value: {gojson.show(p.value)})" for p in report.notices]
+    warnings = [f"{p.path}: {p.message}: {p.consequence} (value: {gojson.show(p.value)})" for p in report.notices]
     return value or {}, problems, warnings
 
 

@@ -149,7 +149,7 @@ def parse_policy(text: str | bytes, source: str = "<policy>", *, strict: bool = 
     if problems:
         raise PolicyError(problems)
     for p in report.notices:
-        (warn or _log_warning)(gojson.Problem(p.path, f"{p.message}: ignored", p.value).line(source))
+        (warn or _log_warning)(gojson.Problem(p.path, f"{p.message}: {p.consequence}", p.value).line(source))
     return policy
 
 

@@ -265,7 +265,7 @@ def _written(tree: Any, index: int) -> dict[str, str]:
     return spelled
 
 
-_IGNORED = "ignored, as upstream ignores it"
+_IGNORED = gojson.IGNORED
 _SKIPPED = "resource skipped, as upstream skips it"
 _NEVER = "matches no device, as upstream matches none"
 
@@ -294,7 +294,7 @@ class _Problems:
         for p in report.problems:
             self.add(p.path, p.message, p.value)
         for p in report.notices:
-            self.notice(p.path, p.message, p.value)
+            self.notice(p.path, p.message, p.value, p.consequence or _IGNORED)
 
     def raise_if_any(self) -> None:
         if self.lines:
@@ -371,7 +371,8 @@ def _parse_selectors(raw: Any, path: str, device_type: DeviceType,
             problems.add(f"{path}[{i}]", "must be an object (upstream crashes on null)", None)
             return None
     for p in report.notices:
-        problems.notice(p.path, _why_ignored(p.path, device_type), p.value)
+        message = _why_ignored(p.path, device_type) if p.consequence == gojson.IGNORED else p.message
+        problems.notice(p.path, message, p.value, p.consequence)
     many = isinstance(decoded, list)
     return tuple(_parse_selector(v, f"{path}[{i}]" if many else path, device_type, problems)
                  for i, v in enumerate(values))

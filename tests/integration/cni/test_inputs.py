@@ -112,7 +112,7 @@ def test_ignored_netconf_fields_are_logged_and_counted(node: Node, netns: NetnsF
     raw, code = run_cni(node.env("ADD", pod), json.dumps(conf).encode(), ctx)
     assert code == 0, raw
     assert counted == [("netconf", 1)]
-    assert 'Colour: unknown field, ignored (value: \\"red\\")' in log.read_text()
+    assert 'Colour: unknown field: ignored, as upstream ignores it (value: \\"red\\")' in log.read_text()
     assert node.ctx.netlink.vf_settings(node.pf, 3).vlan == 7
     raw, code = run_cni(node.env("DEL", pod), json.dumps(conf).encode(), ctx)
     assert (raw, code) == (b"", 0)

@@ -140,7 +140,10 @@ def test_keys_match_case_insensitively_as_upstream_decodes_them(extra: dict[str,
 
 
 def test_the_last_of_a_key_given_twice_wins_and_null_clears_it() -> None:
-    assert parse_netconf(b'{"cniVersion":"1.0.0","name":"n","deviceID":"0000:3b:02.4","vlan":5,"Vlan":6}').vlan == 6
+    c = parse_netconf(b'{"cniVersion":"1.0.0","name":"n","deviceID":"0000:3b:02.4","vlan":5,"Vlan":6}')
+    assert c.vlan == 6
+    assert c.warnings == ("Vlan: vlan given again (first as vlan): the last one is used, as upstream uses it "
+                          "(value: 6)",)
     c = parse_netconf(b'{"cniVersion":"1.0.0","name":"n","deviceID":"0000:3b:02.4","vlan":5,"vlan":null}')
     assert c.vlan is None
 
@@ -180,7 +183,7 @@ def test_unknown_fields_are_listed_as_warnings() -> None:
     assert c.vlan == 7
     # master names the seeds' PF, which deviceID overrides (upstream derives its Master from deviceID)
     assert c.pf is None
-    assert c.warnings == ('colour: unknown field, ignored (value: {"r": 1})',
+    assert c.warnings == ('colour: unknown field: ignored, as upstream ignores it (value: {"r": 1})',
                           f'master "eth1": deviceID {c.device_id} given too, which wins; ignored')
     assert parse_netconf(conf(runtimeConfig={"portMappings": [], "ips": ["10.0.0.1/24"]})).warnings == ()
 

@@ -21,7 +21,7 @@ import json
 from functools import partial
 from typing import Any
 
-from sriovkit.cni import vfconfig
+from sriovkit.cni import cnidir, vfconfig
 from sriovkit.cni.announce import announce
 from sriovkit.cni.device import Device, Mode, resolve_device
 from sriovkit.cni.deviceinfo import device_info, remove_device_info, write_device_info
@@ -59,6 +59,9 @@ def attach(call: Call) -> Result:
             record = steps.run("snapshot", lambda: _snapshot(call, device))
             _write_journal(call, steps, device, record)
             result = _run_steps(call, steps, device, record)
+            if record.cni_file is not None:  # only now: after the bind and every other step (seeds' fix 1)
+                steps.run("write the cniDir record", lambda: cnidir.publish_record(record),
+                          lambda: cnidir.withdraw_record(record), point="write cni dir")
             steps.run("save state", lambda: store.save(record))
             steps.commit()
         _drop_journal(call)
@@ -120,7 +123,8 @@ def _snapshot(call: Call, device: Device) -> AttachmentRecord:
     return AttachmentRecord(container_id=env.container_id, ifname=env.ifname, netns=env.netns,
                             network=call.conf.name, pci_address=device.pci_address, mode=device.mode.value,
                             pf_netdev=device.pf_netdev, vf_index=device.vf_index, original=original,
-                            device_info_file=call.conf.device_info_file, config=json.dumps(dict(call.conf.raw)))
+                            device_info_file=call.conf.device_info_file, config=json.dumps(dict(call.conf.raw)),
+                            runtime_ifname=env.runtime_ifname, cni_file=cnidir.plan(call, call.ctx.cni_dir_roots()))
 
 
 def _write_journal(call: Call, steps: Steps, device: Device, record: AttachmentRecord) -> None:
@@ -144,7 +148,7 @@ def _run_steps(call: Call, steps: Steps, device: Device, record: AttachmentRecor
         _move_into_pod(call, steps, device, record)
     result = Result(interfaces=[Interface(name=call.env.ifname, mac=_result_mac(call, record),
                                           sandbox=call.env.netns, mtu=call.conf.mtu, pci_id=device.pci_address)])
-    if call.conf.ipam_type:
+    if call.conf.ipam_type and not call.conf.l2enable:  # seeds' l2enable: no addresses, only up
         _run_ipam(call, steps, device, record, result)
     if call.conf.device_info_file:
         path = call.ctx.caller_path(call.conf.device_info_file)
@@ -158,6 +162,9 @@ def _bind_driver(call: Call, steps: Steps, device: Device, record: AttachmentRec
     wanted = call.conf.driver
     if wanted is None or wanted == device.driver:
         return
+    if call.conf.kernel_driver not in (None, device.driver):
+        call.log.warning("dpdk.kernel_driver is not the VF's driver: DEL binds the VF's own driver back",
+                         kernel_driver=call.conf.kernel_driver, driver=device.driver or "none")
     binder = call.ctx.driver_binder()
     original = device.driver
     steps.run(f"bind driver {wanted}", lambda: binder.bind_driver(device.pci_address, wanted),

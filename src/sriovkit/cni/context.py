@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from sriovkit import nodepaths
 from sriovkit.cni.faults import FaultHook, hook_from_env
 from sriovkit.cni.state import DEFAULT_STATE_DIR, StateStore
 from sriovkit.host.sysfs import Sysfs
@@ -21,6 +22,7 @@ DEFAULT_LOCK_TIMEOUT_S = 60.0  # upstream's per-VF lock waits as long
 ENV_HOST_ROOT = "SRIOVKIT_HOST_ROOT"
 ENV_STATE_DIR = "SRIOVKIT_CNI_STATE_DIR"
 ENV_LOCK_TIMEOUT = "SRIOVKIT_CNI_LOCK_TIMEOUT"
+ENV_CNI_DIRS = "SRIOVKIT_CNI_DIRS"  # ':'-separated: where a NAD's cniDir may point besides the state dir
 
 
 class DriverBinder(Protocol):
@@ -44,6 +46,8 @@ class CniContext:
     # /var/run/netns and /opt/cni/bin ("" = as given; sriovkit.shim.callerroot). The agent prefixes
     # CNI_NETNS and CNI_PATH with it; IPAM plugins run chrooted into it, device-info files go under it.
     caller_root: str = ""
+    # directories a NAD's cniDir may name (or lie inside), besides the state dir and the seeds' default
+    cni_dirs: tuple[str, ...] = ()
 
     def caller_path(self, path: str) -> str:
         """`path` as the runtime gave it, reached from this process."""
@@ -52,6 +56,9 @@ class CniContext:
         from sriovkit.shim.callerroot import resolve_in
 
         return resolve_in(self.caller_root, path)
+
+    def cni_dir_roots(self) -> tuple[str, ...]:
+        return (self.state_dir, nodepaths.CNI_STATE_DIR, *self.cni_dirs)
 
     @property
     def store(self) -> StateStore:
@@ -81,4 +88,5 @@ def context_from_env(env: Mapping[str, str]) -> CniContext:
         timeout = DEFAULT_LOCK_TIMEOUT_S
     return CniContext(sysfs=sysfs, netlink=netlink_for(sysfs),
                       state_dir=env.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR, lock_timeout_s=timeout,
-                      fault_hook=hook_from_env(env, sysfs.root))
+                      fault_hook=hook_from_env(env, sysfs.root),
+                      cni_dirs=tuple(d for d in (env.get(ENV_CNI_DIRS) or "").split(":") if d.startswith("/")))

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from sriovkit.cni import vfconfig
 from sriovkit.cni.attach import ipam_call, original_vf_settings
+from sriovkit.cni.cnidir import withdraw_record
 from sriovkit.cni.deviceinfo import remove_device_info
 from sriovkit.cni.ipam import ipam_del
 from sriovkit.cni.netdevmac import set_netdev_mac
@@ -83,6 +84,7 @@ def release(call: Call, record: AttachmentRecord, *, only_if_unchanged: bool = F
         _restore_driver(call, current)
         _do(call, "remove device info", lambda: remove_device_info(call.ctx.caller_path(current.device_info_file)),
             point="remove device info")
+        _do(call, "remove the cniDir record", lambda: withdraw_record(current), point="remove cni dir")
         store.delete(current.container_id, current.ifname)
         call.faults.reached("state removed")
     call.log.info("detached", mode=current.mode, interrupted_add=not current.complete)
@@ -99,7 +101,7 @@ def _do(call: Call, step: str, action: Callable[[], T], *, point: str | None = N
 def _release_ipam(call: Call, record: AttachmentRecord) -> None:
     """With the config ADD used: its allocation is keyed by what ADD passed."""
     config = json.loads(record.config) if record.config else {}
-    if not isinstance(config.get("ipam"), dict) or not config["ipam"].get("type"):
+    if not isinstance(config.get("ipam"), dict) or not config["ipam"].get("type") or config.get("l2enable") is True:
         return
     ipam = ipam_call(call, config, container_id=record.container_id, ifname=record.ifname, netns=record.netns)
     _do(call, f"IPAM {ipam.plugin} DEL", lambda: ipam_del(ipam), point="ipam del")

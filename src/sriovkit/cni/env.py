@@ -29,6 +29,7 @@ class CniEnv:
     container_id: str = ""
     netns: str = ""
     ifname: str = ""
+    runtime_ifname: str = ""  # CNI_IFNAME when the netconf's if0name (seeds) replaced it
     path: tuple[str, ...] = ()
     args: dict[str, str] = field(default_factory=dict)
     raw_args: str = ""

@@ -78,7 +78,7 @@ def gc(call: Call) -> list[str]:
     released = []
     failures: list[CniError] = []
     for record in call.ctx.store.records(pending=True):
-        if record.network != call.conf.name or (record.container_id, record.ifname) in valid:
+        if record.network != call.conf.name or (record.container_id, record.runtime_ifname or record.ifname) in valid:
             continue
         call.log.info("gc release", stale=record.key, pci=record.pci_address)
         try:  # one attachment that cannot be released yet must not keep GC from the others

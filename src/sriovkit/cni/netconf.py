@@ -106,7 +106,7 @@ class NetConf:
     pod_ifname: str | None = None  # seeds' if0name: the pod-side name instead of CNI_IFNAME
     l2enable: bool = False  # seeds: no IPAM, the interface is only brought up
     kernel_driver: str | None = None  # seeds' dpdk.kernel_driver: the driver the VF is expected back on
-    cni_dir: str = DEFAULT_CNI_DIR  # seeds: <cniDir>/<netns name>/<ifname>.json per attachment
+    cni_dir: str | None = None  # seeds: <cniDir>/<netns name>/<ifname>.json; None: the state dir (their default)
     raw: Mapping[str, Any] = field(default_factory=dict)  # as decoded: known fields under upstream's names
     prev_result: Mapping[str, Any] | None = None
     warnings: tuple[str, ...] = ()  # what upstream ignores silently: unknown fields, its own bookkeeping
@@ -419,13 +419,13 @@ def _dpdk(data: Mapping[str, Any], problems: list[str], warnings: list[str]) -> 
     return out
 
 
-def _cni_dir(data: Mapping[str, Any], problems: list[str]) -> str:
+def _cni_dir(data: Mapping[str, Any], problems: list[str]) -> str | None:
     value = data.get("cniDir")
     if value in (None, ""):
-        return DEFAULT_CNI_DIR
+        return None
     if not value.startswith("/") or ".." in value.split("/") or "\0" in value:
         problems.append(f"cniDir {json.dumps(value)} must be an absolute path without '..'")
-        return DEFAULT_CNI_DIR
+        return None
     return os.path.normpath(value)
 
 

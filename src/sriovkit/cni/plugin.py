@@ -9,6 +9,7 @@ stdout with exit status 1.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -115,6 +116,9 @@ def _dispatch(env: CniEnv, stdin: bytes, version: str, context: CniContext, log:
             return None
         conf = recovered
     log.configure(level=conf.log_level, log_file=conf.log_file)
+    if conf.pod_ifname and env.ifname and conf.pod_ifname != env.ifname:  # the seeds' if0name
+        env = dataclasses.replace(env, ifname=conf.pod_ifname, runtime_ifname=env.ifname)
+        log.bind(ifname=env.ifname)
     log.bind(pci=conf.device_id or "")  # DEL, CHECK and GC without a deviceID learn it from the record
     call = Call(ctx=context, env=env, conf=conf, log=log, faults=FaultPoints(context.fault_hook))
     log.debug("called", netns=env.netns, network=conf.name, version=conf.cni_version)

@@ -76,6 +76,8 @@ class AttachmentRecord:
     device_info_file: str = ""
     config: str = ""  # the ADD's network config, for IPAM DEL and GC
     ips: list[str] = field(default_factory=list)
+    runtime_ifname: str = ""  # CNI_IFNAME, when the netconf's if0name named the interface instead
+    cni_file: dict[str, Any] | None = None  # the seeds' <cniDir>/<netns>/<ifname>.json (sriovkit.cni.cnidir)
     complete: bool = True  # False: the journal of an ADD that may have stopped half-way
     format: int = RECORD_FORMAT
 

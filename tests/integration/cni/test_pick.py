@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 from sriovkit.cni.pools import pools_path, publish_pools
 from sriovkit.cni.spec import ErrorCode
-from tests.integration.cni.conftest import Node, NodeFactory, pod_addresses, pod_link
+from sriovkit.host.discover import discover_device
+from tests.integration.cni.conftest import Node, NodeFactory, ipam_allocations, pod_addresses, pod_link
 from tests.integration.helpers import NetnsFactory, unique_name
 
 
@@ -104,3 +109,115 @@ def test_an_unknown_pf_is_a_clear_error_and_changes_nothing(node: Node, netns: N
     assert code == 1 and out["code"] == ErrorCode.DEVICE_UNUSABLE and "nosuchpf0" in out["msg"]
     out, code = node.run("ADD", {**pf_conf(node), "if0": "../eth0"}, netns())
     assert code == 1 and out["code"] == ErrorCode.INVALID_CONFIG and "if0" in out["details"]
+
+
+def cni_file(node: Node, pod: str, ifname: str = "net1") -> Path:
+    return node.state_dir / os.path.basename(pod) / f"{ifname}.json"
+
+
+def test_if0name_names_the_pod_interface_and_gc_keeps_it_under_the_runtimes_name(
+        node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    conf = pf_conf(node, if0name="vf0", ipam=node.host_local())
+    result, code = node.run("ADD", conf, pod)
+    assert code == 0, result
+    assert result["interfaces"][0]["name"] == "vf0"
+    assert pod_link(pod, "vf0") is not None and pod_link(pod, "net1") is None and pod_addresses(pod, "vf0")
+    gc = {**pf_conf(node), "cni.dev/valid-attachments": [{"containerID": "c1", "ifname": "net1"}]}
+    assert node.run("GC", gc, "")[1] == 0
+    assert pod_link(pod, "vf0") is not None  # the runtime's own name for it is the valid one
+    assert node.run("DEL", conf, pod) == (None, 0)
+    assert pod_link(pod, "vf0") is None
+
+
+def test_l2enable_gives_no_ip_and_leaves_the_interface_up(node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    conf = pf_conf(node, l2enable=True, ipam=node.host_local())
+    result, code = node.run("ADD", conf, pod)
+    assert code == 0, result
+    assert "ips" not in result and pod_addresses(pod, "net1") == set()
+    link = pod_link(pod, "net1")
+    assert link is not None and "UP" in link["flags"]
+    assert ipam_allocations(node.ipam_dir) == []
+    assert node.run("DEL", conf, pod) == (None, 0)
+
+
+def test_dpdk_block_binds_the_dpdk_driver_and_restores_the_kernel_one(
+        node_factory: NodeFactory, netns: NetnsFactory) -> None:
+    node = node_factory(vfDrivers={"3": "vfio-pci"})  # vfio-pci is loaded (VF 3 uses it)
+    pod = netns()
+    conf = pf_conf(node, dpdk={"kernel_driver": "iavf", "dpdk_driver": "vfio-pci", "dpdk_tool": "/opt/dpdk-devbind"})
+    result, code = node.run("ADD", conf, pod)
+    assert code == 0, result
+    assert discover_device(node.ctx.sysfs, node.vf(0)).driver == "vfio-pci"
+    saved = json.loads(cni_file(node, pod).read_text())  # written after the bind succeeded
+    assert (saved["pciAddress"], saved["driver"], saved["mode"]) == (node.vf(0), "vfio-pci", "userspace")
+    assert node.run("DEL", conf, pod) == (None, 0)
+    assert discover_device(node.ctx.sysfs, node.vf(0)).driver == "iavf"
+    assert not cni_file(node, pod).exists()
+
+
+def test_a_failed_bind_writes_no_cni_dir_record(node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    out, code = node.run("ADD", pf_conf(node, dpdk={"dpdk_driver": "no_such_drv"}), pod)
+    assert code == 1 and "bind driver no_such_drv" in out["msg"]
+    assert not (node.state_dir / os.path.basename(pod)).exists()
+
+
+def test_the_per_namespace_record_exists_during_the_attachment_and_is_gone_after(
+        node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    for conf in (pf_conf(node, ipam=node.host_local()), node.conf(2)):  # every mode: picked and deviceID
+        result, code = node.run("ADD", conf, pod)
+        assert code == 0, result
+        saved = json.loads(cni_file(node, pod).read_text())
+        record = node.ctx.store.load("c1", "net1")
+        assert record is not None and saved["pciAddress"] == record.pci_address
+        assert (saved["containerID"], saved["ifname"], saved["netns"]) == ("c1", "net1", pod)
+        assert saved["ips"] == record.ips and saved["mac"] == record.pod_mac
+        assert node.run("DEL", conf, pod) == (None, 0)
+        assert not cni_file(node, pod).parent.exists()
+
+
+def test_cni_dir_from_the_nad_is_used_only_inside_the_nodes_directories(
+        node_factory: NodeFactory, netns: NetnsFactory, tmp_path: Path) -> None:
+    node = node_factory()
+    allowed = tmp_path / "seeds"
+    node.ctx = dataclasses.replace(node.ctx, cni_dirs=(str(allowed),))
+    pod = netns()
+    conf = pf_conf(node, cniDir=str(allowed / "net-a"))
+    assert node.run("ADD", conf, pod)[1] == 0
+    assert json.loads((allowed / "net-a" / os.path.basename(pod) / "net1.json").read_text())["containerID"] == "c1"
+    assert node.run("DEL", conf, pod) == (None, 0)
+    assert not (allowed / "net-a" / os.path.basename(pod)).exists()
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    conf = pf_conf(node, cniDir=str(elsewhere))
+    assert node.run("ADD", conf, pod)[1] == 0  # as upstream: it works, the file is not written (warning)
+    assert list(elsewhere.iterdir()) == []
+    assert node.run("DEL", conf, pod) == (None, 0)
+
+
+def test_cni_dir_symlinks_and_files_already_there_are_never_followed_or_replaced(
+        node_factory: NodeFactory, netns: NetnsFactory, tmp_path: Path) -> None:
+    node = node_factory()
+    allowed, target = tmp_path / "seeds", tmp_path / "target"
+    allowed.mkdir()
+    target.mkdir()
+    node.ctx = dataclasses.replace(node.ctx, cni_dirs=(str(allowed),))
+    pod = netns()
+    (allowed / "link").symlink_to(target)
+    out, code = node.run("ADD", pf_conf(node, cniDir=str(allowed / "link")), pod)
+    assert code == 1 and out["code"] == ErrorCode.IO_FAILURE and "not a plain directory" in out["msg"]
+    (allowed / os.path.basename(pod)).symlink_to(target)
+    out, code = node.run("ADD", pf_conf(node, cniDir=str(allowed)), pod)
+    assert code == 1 and out["code"] == ErrorCode.IO_FAILURE
+    assert list(target.iterdir()) == []
+    (allowed / os.path.basename(pod)).unlink()
+    (allowed / os.path.basename(pod)).mkdir()
+    planted = allowed / os.path.basename(pod) / "net1.json"
+    planted.write_text('{"containerID": "someone-else"}')
+    out, code = node.run("ADD", pf_conf(node, cniDir=str(allowed)), pod)
+    assert code == 1 and "already exists" in out["msg"]
+    assert planted.read_text() == '{"containerID": "someone-else"}'
+    assert node.view(0).netdev == node.vf_netdev(0)  # every step rolled back

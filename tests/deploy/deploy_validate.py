@@ -67,6 +67,14 @@ SRIOV_NETCONF_SCHEMA: dict[str, Any] = {
         "deviceID": {"type": "string", "pattern": _PCI},
         "pciBusID": {"type": "string", "pattern": _PCI},  # upstream's older name for deviceID
         "driver": {"type": "string"},  # sriovkit extension: bind the VF to this driver for the attachment
+        # the seeds' plugin, without a device plugin: a VF picked from this PF (sriovkit.cni.pick)
+        "if0": {"type": "string", "minLength": 1, "maxLength": 15},
+        "master": {"type": "string", "minLength": 1, "maxLength": 15},
+        "if0name": {"type": "string", "minLength": 1, "maxLength": 15},
+        "l2enable": {"type": "boolean"},
+        "cniDir": {"type": "string", "pattern": "^/"},
+        "dpdk": {"type": "object", "additionalProperties": False,
+                 "properties": {k: {"type": "string"} for k in ("kernel_driver", "dpdk_driver", "dpdk_tool")}},
         "vlan": {"type": "integer", "minimum": 0, "maximum": 4094},
         "vlanQoS": {"type": "integer", "minimum": 0, "maximum": 7},
         "vlanProto": {"type": "string", "enum": ["802.1Q", "802.1q", "802.1ad", "802.1AD"]},

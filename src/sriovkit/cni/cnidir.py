@@ -199,13 +199,16 @@ def plan(call: Any, roots: Sequence[str]) -> dict[str, Any] | None:
         call.log.warning("CNI_NETNS gives no usable namespace name: the per-namespace record is not written",
                          netns=call.env.netns)
         return None
-    return {"root": where[0], "parts": where[1], "netns": ns, "ifname": call.env.ifname, "dir_created": False}
+    # decided before the journal is written, so a DEL after a crash mid-ADD removes the directory
+    # too; it is only ever removed empty, so a sibling attachment's directory is safe either way
+    made = not os.path.lexists(os.path.join(where[0], *where[1], ns))
+    return {"root": where[0], "parts": where[1], "netns": ns, "ifname": call.env.ifname, "dir_created": made}
 
 
 def publish_record(record: Any) -> None:
     target = record.cni_file
-    target["dir_created"] = publish(target["root"], target["parts"], target["netns"], target["ifname"],
-                                    document(record))
+    made = publish(target["root"], target["parts"], target["netns"], target["ifname"], document(record))
+    target["dir_created"] = target["dir_created"] or made
 
 
 def withdraw_record(record: Any) -> None:

@@ -5,8 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from sriovkit.cni.pools import pools_path, publish_pools
 from sriovkit.cni.spec import ErrorCode
@@ -221,3 +226,33 @@ def test_cni_dir_symlinks_and_files_already_there_are_never_followed_or_replaced
     assert code == 1 and "already exists" in out["msg"]
     assert planted.read_text() == '{"containerID": "someone-else"}'
     assert node.view(0).netdev == node.vf_netdev(0)  # every step rolled back
+
+
+@pytest.mark.parametrize("point", ["lock taken", "write cni dir", "save state"])
+def test_a_picking_add_killed_mid_way_is_undone_by_del(node: Node, netns: NetnsFactory, point: str) -> None:
+    """The standalone plugin SIGKILLs itself at `point`: DEL gives the VF back and removes the
+    per-namespace file from what the journal says, and the next pick gets the same VF again."""
+    pod = netns()
+    conf = pf_conf(node, vlan=42, ipam=node.host_local())
+    env = {**node.env("ADD", pod), "SRIOVKIT_HOST_ROOT": str(node.host.root),
+           "SRIOVKIT_CNI_STATE_DIR": str(node.state_dir), "SRIOVKIT_FAULT_KILL_AFTER": point,
+           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    proc = subprocess.run([sys.executable, "-m", "sriovkit.cni.plugin"], input=json.dumps(conf).encode(),
+                          capture_output=True, env=env, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    if point != "lock taken":
+        assert cni_file(node, pod).exists()
+    assert node.run("DEL", conf, pod) == (None, 0)
+    assert not cni_file(node, pod).parent.exists()
+    assert node.ctx.netlink.vf_settings(node.pf, 0).vlan == 0
+    result, code = node.run("ADD", conf, pod)
+    assert code == 0, result
+    assert attached_vf(node, "c1") == node.vf(0)
+    assert node.run("DEL", conf, pod) == (None, 0)
+
+
+def test_a_failed_ipam_after_the_pick_gives_the_vf_back(node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    out, code = node.run("ADD", pf_conf(node, ipam={"type": "no-such-ipam"}), pod)
+    assert code == 1 and "no-such-ipam" in out["msg"] + out.get("details", "")
+    assert node.view(0).netdev == node.vf_netdev(0) and not cni_file(node, pod).parent.exists()

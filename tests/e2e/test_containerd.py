@@ -147,7 +147,8 @@ def _ip_in(netns: str, ifname: str) -> list[dict[str, Any]]:
 
 
 def _leftovers(node: Node) -> list[str]:
-    found = [p.name for p in node.state_dir.glob("*.json")] if node.state_dir.exists() else []
+    # attachment records; the agent's published pools (.agent-pools.json) are not one
+    found = [p.name for p in node.state_dir.glob("[!.]*.json")] if node.state_dir.exists() else []
     found += [str(p.relative_to(node.ipam_dir)) for p in node.ipam_dir.rglob("*")
               if p.is_file() and p.name != "lock" and not p.name.startswith("last_reserved_ip")] \
         if node.ipam_dir.exists() else []
@@ -189,3 +190,42 @@ def test_a_failed_add_leaves_no_vf_moved_and_no_sandbox(node: Node) -> None:
     assert _sandboxes(node.runtime) == []
     assert node.host_view(1) == before
     assert _leftovers(node) == []
+
+
+def _pools_file_says(node: Node, predicate: Any) -> bool:
+    path = node.state_dir / ".agent-pools.json"
+    return path.exists() and predicate(json.loads(path.read_text())["pools"])
+
+
+def test_a_conflist_naming_only_the_pf_gives_each_sandbox_a_free_vf(node: Node) -> None:
+    """The seeds' mode over the CRI: no deviceID anywhere, the plugin picks; the running agent's
+    pool covers every VF at first, so the pick is refused naming it, until the pool is held back."""
+    pf = node.host.spec.pfs[0].name
+    node.conflist({"if0": pf, "ipam": {"type": "host-local", "subnet": SUBNET, "dataDir": str(node.ipam_dir)}})
+    _wait_for(lambda: _pools_file_says(node, lambda p: len(p.get("intel.com/ct", [])) == 2), "the agent's pools")
+    with pytest.raises(grpc.RpcError) as exc:
+        node.runtime.run_pod("seed-refused", "default", secrets.token_hex(8))
+    assert "no VF outside the agent's pools" in str(exc.value.details()) and "intel.com/ct" in str(exc.value.details())
+    assert _sandboxes(node.runtime) == []
+
+    (node.root / "config.json").write_text(json.dumps({"resourceList": [{"resourceName": "ct", "servedBy": "none"}]}))
+    _wait_for(lambda: _pools_file_says(node, lambda p: p == {}), "the agent to hold the pool back")
+    names = [node.host_view(i)[0] for i in range(2)]
+    sandboxes = []
+    for i in range(2):
+        uid = secrets.token_hex(8)
+        sandboxes.append(node.runtime.run_pod(f"seed-{i}", "default", uid))
+        found = CriClient(str(node.runtime.socket)).sandbox(uid, "default", f"seed-{i}")
+        assert found is not None and found.netns
+        assert _ip_in(found.netns, "eth0"), "the picked VF is the pod's eth0"
+        assert node.host_view(i)[0] is None, f"VF {i} went to sandbox {i}: lowest free index first"
+        saved = json.loads((node.state_dir / Path(found.netns).name / "eth0.json").read_text())
+        assert saved["pciAddress"] == node.vf(i)
+    with pytest.raises(grpc.RpcError) as exc:
+        node.runtime.run_pod("seed-third", "default", secrets.token_hex(8))
+    assert "all 2 VFs are attached" in str(exc.value.details())
+    for sandbox in sandboxes:
+        node.runtime.stop_pod(sandbox)
+        node.runtime.remove_pod(sandbox)
+    assert [node.host_view(i)[0] for i in range(2)] == names
+    assert _leftovers(node) == [] and not [p for p in node.state_dir.iterdir() if p.is_dir() and p.name != "locks"]

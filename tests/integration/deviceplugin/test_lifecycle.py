@@ -71,12 +71,13 @@ def test_invalid_config_keeps_running_one_and_logs_one_error(node, caplog):
     manager = node.start_plugins()
     node.kubelet.wait_for_devices("intel.com/net", 2)
     caplog.set_level(logging.ERROR, logger="sriovkit.deviceplugin.manager")
-    node.write_config('{"resourceList": [{"resourceName": "net", "selectors": {"colour": ["blue"]}}]}')
+    # a config upstream rejects too (an unknown selector is only a warning, as upstream ignores it)
+    node.write_config('{"resourceList": [{"resourceName": "n!t", "selectors": {"vendors": ["8086"]}}]}')
     assert node.kubelet.wait_for(lambda k: any("config reload failed" in r.message for r in caplog.records))
     node.kubelet.wait_for(lambda k: False, timeout=0.3)  # several more polls: still one line
     errors = [r for r in caplog.records if "config reload failed" in r.message]
     assert len(errors) == 1
-    assert "colour" in errors[0].getMessage() and str(node.config) in errors[0].getMessage()
+    assert "resourceName" in errors[0].getMessage() and str(node.config) in errors[0].getMessage()
     assert set(manager.servers) == {"intel.com/net", "intel.com/dpdk", "intel.com/uio", "nvidia.com/rdma"}
     assert len(node.kubelet.resources()["intel.com/net"]) == 2
     node.write_config([{"resourceName": "net", "selectors": {"vendors": ["8086"], "drivers": ["iavf"]}}])

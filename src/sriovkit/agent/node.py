@@ -8,6 +8,7 @@ and the metrics endpoint are added by whoever wires the process (`add`).
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -105,6 +106,10 @@ class NodeAgent:
         previous = {s: signal.signal(s, on_signal) for s in signals}
         try:
             self.start()
+            # What start-up built (modules, pools, payloads) lives as long as the agent: out of the
+            # collector's sight, a full collection no longer walks it, stalling a request for ms.
+            gc.collect()
+            gc.freeze()
             while not stop_requested.wait(1.0):
                 pass
         finally:

@@ -82,6 +82,9 @@ def _config_for_del(env: CniEnv, context: CniContext, problem: CniError, log: Ev
         record = context.store.load(env.container_id, env.ifname, pending=True)
     except ForeignRecord:
         record = None  # another attachment's file: nothing of this one is attached
+    if record is None:  # one whose if0name named the interface is kept under that name
+        record = next((r for r in context.store.records(pending=True)
+                       if (r.container_id, r.runtime_ifname) == (env.container_id, env.ifname)), None)
     if record is None:
         log.warning("DEL with an unusable config and nothing attached: success", problem=str(problem))
         return None

@@ -256,3 +256,11 @@ def test_a_failed_ipam_after_the_pick_gives_the_vf_back(node: Node, netns: Netns
     out, code = node.run("ADD", pf_conf(node, ipam={"type": "no-such-ipam"}), pod)
     assert code == 1 and "no-such-ipam" in out["msg"] + out.get("details", "")
     assert node.view(0).netdev == node.vf_netdev(0) and not cni_file(node, pod).parent.exists()
+
+
+def test_del_with_an_unusable_config_finds_an_attachment_named_by_if0name(node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    conf = pf_conf(node, if0name="vf0")
+    assert node.run("ADD", conf, pod)[1] == 0
+    assert node.run("DEL", {"cniVersion": "1.0.0", "name": "seed-net", "vlan": "x"}, pod) == (None, 0)
+    assert pod_link(pod, "vf0") is None and node.view(0).netdev == node.vf_netdev(0)

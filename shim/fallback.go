@@ -40,23 +40,30 @@ func fallbackUnusable(python string, environ []string) string {
 }
 
 // execFallback replaces this process with `python -m sriovkit.cni.plugin`, the same environment
-// and the already-read stdin replayed from an anonymous memory file. The agent's host root and
-// state dir, written in at install, win over the environment as they do in the agent, so both
-// paths act on the same node. Returns only on failure.
+// and the already-read stdin replayed from an anonymous memory file. The agent's host root, state
+// dir, device-info and log directories, written in at install, win over the environment as they
+// do in the agent, so both paths act on the same node. Returns only on failure.
 func execFallback(s settings, environ []string, conf []byte) error {
-	env := make([]string, 0, len(environ)+2)
+	pinned := []struct{ name, value string }{
+		{"SRIOVKIT_HOST_ROOT", s.hostRoot}, {"SRIOVKIT_CNI_STATE_DIR", s.stateDir},
+		{"SRIOVKIT_CNI_DEVINFO_DIR", s.devinfoDir}, {"SRIOVKIT_CNI_LOG_DIR", s.logDir},
+	}
+	env := make([]string, 0, len(environ)+len(pinned))
 	for _, kv := range environ {
-		if (s.hostRoot != "" && strings.HasPrefix(kv, "SRIOVKIT_HOST_ROOT=")) ||
-			(s.stateDir != "" && strings.HasPrefix(kv, "SRIOVKIT_CNI_STATE_DIR=")) {
-			continue
+		overridden := false
+		for _, p := range pinned {
+			if p.value != "" && strings.HasPrefix(kv, p.name+"=") {
+				overridden = true
+			}
 		}
-		env = append(env, kv)
+		if !overridden {
+			env = append(env, kv)
+		}
 	}
-	if s.hostRoot != "" {
-		env = append(env, "SRIOVKIT_HOST_ROOT="+s.hostRoot)
-	}
-	if s.stateDir != "" {
-		env = append(env, "SRIOVKIT_CNI_STATE_DIR="+s.stateDir)
+	for _, p := range pinned {
+		if p.value != "" {
+			env = append(env, p.name+"="+p.value)
+		}
 	}
 	fd, err := memfdCreate("sriov-cni-stdin")
 	if err != nil {

@@ -28,6 +28,8 @@ type settings struct {
 	logFile        string // "" = stderr
 	hostRoot       string // the agent's --host-root, for the fallback
 	stateDir       string // the agent's --cni-state-dir, for the fallback
+	devinfoDir     string // the agent's --cni-devinfo-dir, for the fallback
+	logDir         string // the agent's --cni-log-dir, for the fallback
 	connectTimeout time.Duration
 	replyTimeout   time.Duration
 }
@@ -56,6 +58,10 @@ func parseSettings(block string) settings {
 			s.hostRoot = value
 		case "state_dir":
 			s.stateDir = value
+		case "devinfo_dir":
+			s.devinfoDir = value
+		case "log_dir":
+			s.logDir = value
 		case "connect_timeout":
 			s.connectTimeout = seconds(value, s.connectTimeout)
 		case "reply_timeout":

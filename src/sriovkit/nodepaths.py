@@ -23,3 +23,5 @@ UPSTREAM_CNI_STATE_DIR = f"{UPSTREAM_AGENT_DIR}/cni-state"
 UPSTREAM_CALLER_ROOT_LINK = "/run/sriovkit/caller-root"
 UPSTREAM_CONFIG_FILE = "/etc/pcidp/config.json"  # the device plugin's --config-file default
 UPSTREAM_CNI_BIN_MOUNT = "/host/opt/cni/bin"  # where upstream's CNI DaemonSet mounts the host's /opt/cni/bin
+CNI_DEVINFO_DIR = "/var/run/k8s.cni.cncf.io/devinfo"  # where the CNI's Device Information files may be (Multus: cni/)
+CNI_LOG_DIR = "/var/log"  # where a network config's logFile may be

@@ -31,6 +31,8 @@ def main() -> None:
     p.add_argument("--config-file")
     p.add_argument("--device-plugin-dir")
     p.add_argument("--work-dir")
+    p.add_argument("--cni-devinfo-dir", default="/var/run/k8s.cni.cncf.io/devinfo")
+    p.add_argument("--cni-log-dir", default="/var/log")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s agent %(levelname)s %(name)s %(message)s")
@@ -43,7 +45,7 @@ def main() -> None:
     metrics = AgentMetrics()
     hook = kill_after(args.kill_after) if args.kill_after else None
     context = agent_cni_context(args.host_root, state_dir=args.state_dir, lock_timeout_s=args.lock_timeout,
-                                fault_hook=hook)
+                                fault_hook=hook, devinfo_dir=args.cni_devinfo_dir, log_dir=args.cni_log_dir)
     server = CniSocketServer(args.socket, CniService(context, metrics), max_concurrent=32)
     components: list[object] = []
     if args.config_file:

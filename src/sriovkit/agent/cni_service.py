@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sriovkit import nodepaths
 from sriovkit.agent.metrics import AgentMetrics
 from sriovkit.cni.context import DEFAULT_LOCK_TIMEOUT_S, CniContext
 from sriovkit.cni.faults import FaultHook, only_on_simulated
@@ -65,7 +66,8 @@ def agent_cni_context(host_root: str | Path, *, state_dir: str = DEFAULT_STATE_D
                       lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
                       fault_hook: FaultHook | None = None,
                       on_config_warnings: Callable[[str, int], None] | None = None,
-                      caller_root: str = "") -> CniContext:
+                      caller_root: str = "", devinfo_dir: str = nodepaths.CNI_DEVINFO_DIR,
+                      log_dir: str = nodepaths.CNI_LOG_DIR) -> CniContext:
     """The context every CNI call through this agent uses: one netlink implementation, kept warm.
 
     `fault_hook` is for reliability tests only and is dropped unless `host_root` is a simulated
@@ -75,4 +77,4 @@ def agent_cni_context(host_root: str | Path, *, state_dir: str = DEFAULT_STATE_D
     sysfs = Sysfs(Path(host_root))
     return CniContext(sysfs=sysfs, netlink=LazyNetlink(sysfs), state_dir=state_dir, lock_timeout_s=lock_timeout_s,
                       fault_hook=only_on_simulated(fault_hook, host_root), on_config_warnings=on_config_warnings,
-                      caller_root=caller_root)
+                      caller_root=caller_root, devinfo_dir=devinfo_dir, log_dir=log_dir)

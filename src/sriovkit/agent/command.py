@@ -48,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="serve the `sriov` CNI shim on this unix socket (mode 0600; '' = do not serve)")
     p.add_argument("--cni-state-dir", default=nodepaths.CNI_STATE_DIR,
                    help="where CNI attachment records and per-VF locks live (shared with the shim's fallback)")
+    p.add_argument("--cni-devinfo-dir", default=nodepaths.CNI_DEVINFO_DIR,
+                   help="runtimeConfig.CNIDeviceInfoFile is written only inside this directory (Multus' default)")
+    p.add_argument("--cni-log-dir", default=nodepaths.CNI_LOG_DIR,
+                   help="a network config's logFile is written only inside this directory")
     p.add_argument("--cni-max-concurrent", type=int, default=16, help="CNI operations served at once")
     p.add_argument("--cni-caller-root-link", default="",
                    help="reach CNI_NETNS, CNI_PATH (IPAM plugins) and device-info files through the root directory "
@@ -267,7 +271,8 @@ def _cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentM
         link = args.cni_caller_root_link
         if link and not os.path.isabs(link):
             raise UserError(f"--cni-caller-root-link {link}: must be an absolute path")
-        context = agent_cni_context(args.host_root, state_dir=args.cni_state_dir, caller_root=link)
+        context = agent_cni_context(args.host_root, state_dir=args.cni_state_dir, caller_root=link,
+                                    devinfo_dir=args.cni_devinfo_dir, log_dir=args.cni_log_dir)
         listeners.append(CniSocketServer(args.cni_socket, CniService(context, metrics),
                                          max_concurrent=args.cni_max_concurrent,
                                          caller_root=CallerRoot(link) if link else None))

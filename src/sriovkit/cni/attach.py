@@ -24,13 +24,15 @@ from typing import Any
 from sriovkit.cni import cnidir, vfconfig
 from sriovkit.cni.announce import announce
 from sriovkit.cni.device import Device, Mode, resolve_device
-from sriovkit.cni.deviceinfo import device_info, remove_device_info, write_device_info
+from sriovkit.cni.deviceinfo import check_device_info_file, device_info, remove_device_info, write_device_info
 from sriovkit.cni.ipam import IpamCall, ipam_add, ipam_del
+from sriovkit.cni.locate import find_vf
 from sriovkit.cni.netdevmac import set_netdev_mac
 from sriovkit.cni.pick import locked_device
 from sriovkit.cni.spec import CniError, ErrorCode, Interface, Result
 from sriovkit.cni.state import AttachmentRecord, ForeignRecord, OriginalState
 from sriovkit.cni.steps import Call, Steps
+from sriovkit.netlink.errors import LinkNotFoundError
 from sriovkit.netlink.model import ZERO_MAC, VfSettings
 
 
@@ -53,10 +55,14 @@ def attach(call: Call) -> Result:
         call.log.bind(pci=pci)
         call.faults.reached("lock taken")
         _refuse_if_taken(call, pci)
+        # a path the caller chose: refused before any change, not half-way
+        fresh = bool(conf.device_info_file) and not check_device_info_file(
+            call.ctx.devinfo_dir, conf.device_info_file, call.ctx.caller_path(call.ctx.devinfo_dir))
         device = resolve_device(call.ctx.sysfs, pci, call.ctx.netlink.device_netdev(pci), want_driver=conf.driver)
         _refuse_settings_for_pf(call, device)
         with Steps(call.log, "ADD", call.faults) as steps:
             record = steps.run("snapshot", lambda: _snapshot(call, device))
+            record.device_info_root, record.device_info_fresh = call.ctx.devinfo_dir, fresh
             _write_journal(call, steps, device, record)
             result = _run_steps(call, steps, device, record)
             if record.cni_file is not None:  # only now: after the bind and every other step (seeds' fix 1)
@@ -116,6 +122,7 @@ def _snapshot(call: Call, device: Device) -> AttachmentRecord:
         if link is None:
             raise CniError(ErrorCode.DEVICE_UNUSABLE, f"interface {device.netdev} of {device.pci_address} vanished")
         original.host_ifname, original.mac, original.mtu, original.up = link.name, link.mac, link.mtu, link.up
+        original.ifindex, original.perm_mac = link.index, link.perm_mac  # with the PCI address: who it is
     if device.pf_netdev is not None and device.vf_index is not None:
         original.vf = vfconfig.settings_to_dict(nl.vf_settings(device.pf_netdev, device.vf_index))
     call.log.debug("snapshot", host_ifname=original.host_ifname, mac=original.mac, mtu=original.mtu,
@@ -151,11 +158,20 @@ def _run_steps(call: Call, steps: Steps, device: Device, record: AttachmentRecor
     if call.conf.ipam_type and not call.conf.l2enable:  # seeds' l2enable: no addresses, only up
         _run_ipam(call, steps, device, record, result)
     if call.conf.device_info_file:
-        path = call.ctx.caller_path(call.conf.device_info_file)
-        pf_address = device.pf_address  # None for a PF passed through
-        steps.run("write device info", lambda: write_device_info(path, device_info(device.pci_address, pf_address)),
-                  lambda: remove_device_info(path), point="write device info")
+        _write_device_info(call, steps, device, record)
     return result
+
+
+def _write_device_info(call: Call, steps: Steps, device: Device, record: AttachmentRecord) -> None:
+    root, path = call.ctx.devinfo_dir, call.conf.device_info_file
+    reached = call.ctx.caller_path(root)
+    info = device_info(device.pci_address, device.pf_address)  # no PF address for a PF passed through
+    created = steps.run("write device info", lambda: write_device_info(root, path, info, reached),
+                        lambda: remove_device_info(root, path, record.device_info_created, reached=reached),
+                        point="write device info")
+    record.device_info_created = created
+    if created is None:
+        call.log.info("device info file already there, left as it is", path=path)
 
 
 def _bind_driver(call: Call, steps: Steps, device: Device, record: AttachmentRecord) -> None:
@@ -186,8 +202,9 @@ def _apply_vf_settings(call: Call, steps: Steps, device: Device, record: Attachm
 def _move_into_pod(call: Call, steps: Steps, device: Device, record: AttachmentRecord) -> None:
     nl, env, conf = call.ctx.netlink, call.env, call.conf
     host_name, pod_name, netns = record.original.host_ifname or "", env.ifname, env.netns
+    index = record.original.ifindex
     steps.run(f"move {host_name} into {netns} as {pod_name}",
-              lambda: nl.move_link(host_name, src_netns=None, dst_netns=netns, new_name=pod_name),
+              lambda: nl.move_link(host_name, src_netns=None, dst_netns=netns, new_name=pod_name, index=index),
               lambda: _move_back(call, record), point="move into pod")
     if conf.mac is not None and conf.mac != (record.original.mac or "").lower():
         mac, old_mac = conf.mac, record.original.mac or ""
@@ -199,13 +216,21 @@ def _move_into_pod(call: Call, steps: Steps, device: Device, record: AttachmentR
                   lambda: nl.set_link_mtu(pod_name, old_mtu, netns), point="set mtu")
     steps.run("set up", lambda: nl.set_link_up(pod_name, True, netns),
               lambda: nl.set_link_up(pod_name, False, netns))
-    link = steps.run("read the pod interface", lambda: nl.find_link(pod_name, netns), point="read pod interface")
+    link = steps.run("read the pod interface", lambda: find_vf(nl, device.pci_address, netns, ifindex=index),
+                     point="read pod interface")
     record.pod_mac = link.mac if link is not None else (conf.mac or "")
+    record.pod_ifindex = link.index if link is not None else None
 
 
 def _move_back(call: Call, record: AttachmentRecord) -> None:
-    nl, host_name = call.ctx.netlink, record.original.host_ifname or ""
-    nl.move_link(call.env.ifname, src_netns=call.env.netns, dst_netns=None, new_name=host_name)
+    """ADD's undo: the VF (found by what the kernel says it is) back to the host."""
+    nl, host_name, netns = call.ctx.netlink, record.original.host_ifname or "", call.env.netns
+    link = find_vf(nl, record.pci_address, netns, ifindex=record.pod_ifindex, perm_mac=record.original.perm_mac)
+    if link is None:
+        if find_vf(nl, record.pci_address, None) is not None:
+            return  # never left the host (or is back already)
+        raise LinkNotFoundError(f"VF {record.pci_address}", f"in neither {netns} nor the host")
+    nl.move_link(link.name, src_netns=netns, dst_netns=None, new_name=host_name, index=link.index)
     if record.original.up:
         nl.set_link_up(host_name, True)
 

@@ -23,6 +23,8 @@ ENV_HOST_ROOT = "SRIOVKIT_HOST_ROOT"
 ENV_STATE_DIR = "SRIOVKIT_CNI_STATE_DIR"
 ENV_LOCK_TIMEOUT = "SRIOVKIT_CNI_LOCK_TIMEOUT"
 ENV_CNI_DIRS = "SRIOVKIT_CNI_DIRS"  # ':'-separated: where a NAD's cniDir may point besides the state dir
+ENV_DEVINFO_DIR = "SRIOVKIT_CNI_DEVINFO_DIR"
+ENV_LOG_DIR = "SRIOVKIT_CNI_LOG_DIR"
 
 
 class DriverBinder(Protocol):
@@ -37,6 +39,8 @@ class CniContext:
     netlink: Netlink
     state_dir: str = DEFAULT_STATE_DIR
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+    devinfo_dir: str = nodepaths.CNI_DEVINFO_DIR  # runtimeConfig.CNIDeviceInfoFile must be inside it
+    log_dir: str = nodepaths.CNI_LOG_DIR  # a config's logFile is written only inside it
     drivers: DriverBinder | None = None  # None: binder_for(sysfs) when a rebind is asked for
     netns_exists: Callable[[str], bool] = field(default=netns_exists)
     fault_hook: FaultHook | None = None  # tests only: see sriovkit.cni.faults (never set in production)
@@ -77,7 +81,8 @@ def binder_for(sysfs: Sysfs) -> DriverBinder:
 
 def context_from_env(env: Mapping[str, str]) -> CniContext:
     """The standalone plugin's context: SRIOVKIT_HOST_ROOT (default /),
-    SRIOVKIT_CNI_STATE_DIR (default /var/lib/cni/sriov), SRIOVKIT_CNI_LOCK_TIMEOUT (s).
+    SRIOVKIT_CNI_STATE_DIR (default /var/lib/cni/sriov), SRIOVKIT_CNI_LOCK_TIMEOUT (s),
+    SRIOVKIT_CNI_DEVINFO_DIR (default /var/run/k8s.cni.cncf.io/devinfo), SRIOVKIT_CNI_LOG_DIR (/var/log).
     SRIOVKIT_FAULT_KILL_AFTER is honoured only on a simulated host (see sriovkit.cni.faults)."""
     from sriovkit.netlink.select import netlink_for  # pulls pyroute2: only when a command needs it
 
@@ -89,4 +94,6 @@ def context_from_env(env: Mapping[str, str]) -> CniContext:
     return CniContext(sysfs=sysfs, netlink=netlink_for(sysfs),
                       state_dir=env.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR, lock_timeout_s=timeout,
                       fault_hook=hook_from_env(env, sysfs.root),
-                      cni_dirs=tuple(d for d in (env.get(ENV_CNI_DIRS) or "").split(":") if d.startswith("/")))
+                      cni_dirs=tuple(d for d in (env.get(ENV_CNI_DIRS) or "").split(":") if d.startswith("/")),
+                      devinfo_dir=env.get(ENV_DEVINFO_DIR) or nodepaths.CNI_DEVINFO_DIR,
+                      log_dir=env.get(ENV_LOG_DIR) or nodepaths.CNI_LOG_DIR)

@@ -1,7 +1,7 @@
 """DEL: give the VF back exactly as it was. Idempotent.
 
 No record: nothing was attached (or a DEL already finished): success. With a
-record, under the VF's lock: release the IPAM allocation, restore the PF-side
+record, under the VF's lock: find the VF (below), release the IPAM allocation, restore the PF-side
 settings ADD changed (before the netdev: some drivers refuse a netdev reset
 while trust is off), bring the interface back to the host under its original
 name, restore its MAC, MTU and up state, rebind the original driver, remove the
@@ -15,6 +15,13 @@ teardown runs after the last reference goes), so a DEL that comes right after
 the namespace's deletion waits for the VF; if it is still not back, DEL fails
 with "try again" and keeps the record rather than forget a VF that will
 reappear renamed and reconfigured.
+
+The VF is found by what the kernel says it is (`sriovkit.cni.locate`: its PCI
+parent device), never by name: a pod that renamed it still gets it taken back,
+and a link the pod made and named like it stays in the pod. A VF found in
+neither the pod nor the host (hidden in a namespace of the pod's own) keeps the
+whole attachment and DEL answers "try again"; DEL succeeds only once the kernel
+shows the VF back in the host under its name, with its MAC and MTU.
 """
 
 from __future__ import annotations
@@ -30,13 +37,14 @@ from sriovkit.cni.attach import ipam_call, original_vf_settings
 from sriovkit.cni.cnidir import withdraw_record
 from sriovkit.cni.deviceinfo import remove_device_info
 from sriovkit.cni.ipam import ipam_del
+from sriovkit.cni.locate import find_vf
 from sriovkit.cni.netdevmac import set_netdev_mac
 from sriovkit.cni.spec import CniError, ErrorCode
 from sriovkit.cni.state import AttachmentRecord, ForeignRecord
 from sriovkit.cni.steps import Call, run_step
 from sriovkit.host.discover import DeviceNotFoundError, discover_device
 from sriovkit.host.model import USERSPACE_DRIVERS
-from sriovkit.netlink.model import ZERO_MAC
+from sriovkit.netlink.model import ZERO_MAC, LinkInfo
 
 T = TypeVar("T")
 VF_RETURN_WAIT_S = 10.0  # how long a VF may take to come back from a namespace being torn down
@@ -77,17 +85,27 @@ def release(call: Call, record: AttachmentRecord, *, only_if_unchanged: bool = F
         if only_if_unchanged and current != record:
             call.log.info("left alone", reason="the attachment changed while GC waited for it")
             return
+        if current.mode != "userspace":
+            _locate_first(call, current)
         _release_ipam(call, current)
         _restore_vf_settings(call, current)
         if current.mode != "userspace":
             _return_netdev(call, current)
         _restore_driver(call, current)
-        _do(call, "remove device info", lambda: remove_device_info(call.ctx.caller_path(current.device_info_file)),
-            point="remove device info")
+        _do(call, "remove device info", lambda: _remove_device_info(call, current), point="remove device info")
         _do(call, "remove the cniDir record", lambda: withdraw_record(current), point="remove cni dir")
         store.delete(current.container_id, current.ifname)
         call.faults.reached("state removed")
     call.log.info("detached", mode=current.mode, interrupted_add=not current.complete)
+
+
+def _remove_device_info(call: Call, record: AttachmentRecord) -> None:
+    """Only the file ADD created: the one whose identity the record holds, or, for an ADD that
+    stopped half-way (a journal), a file at a path that was free when that ADD checked it."""
+    root = record.device_info_root or call.ctx.devinfo_dir
+    unrecorded = not record.complete and record.device_info_fresh
+    remove_device_info(root, record.device_info_file, record.device_info_created, unrecorded=unrecorded,
+                       reached=call.ctx.caller_path(root))
 
 
 def _do(call: Call, step: str, action: Callable[[], T], *, point: str | None = None) -> T:
@@ -139,52 +157,100 @@ def _restore_driver(call: Call, record: AttachmentRecord) -> None:
         _do(call, f"rebind driver {original}", lambda: binder.bind_driver(address, original))
 
 
+def _locate_first(call: Call, record: AttachmentRecord) -> None:
+    """Before anything is undone: a VF found in neither the pod nor the host (a pod hid it in a
+    namespace of its own; a namespace still being torn down) keeps its whole attachment, IPAM
+    lease and VLAN included, and DEL answers "try again"."""
+    pod_alive = bool(record.netns) and call.ctx.netns_exists(record.netns)
+    if pod_alive and _do(call, "find the VF in the pod", lambda: _find(call, record, record.netns)) is not None:
+        return
+    if _do(call, "find the VF in the host", lambda: _find(call, record, None)) is not None:
+        return
+    if not _netdev_due(call, record):
+        return
+    if pod_alive or _await_return(call, record) is None:
+        raise _not_found(record, pod_alive)
+
+
 def _return_netdev(call: Call, record: AttachmentRecord) -> None:
-    nl, ctx = call.ctx.netlink, call.ctx
+    """The VF back in the host under its name, found by what the kernel says it is (never by the
+    name it had in the pod: the pod may have renamed it and given that name to a link of its own,
+    which must never reach the host), and verified back before DEL may succeed."""
     host_name = record.original.host_ifname or fallback_name(record.pci_address)
-    in_pod = None
-    pod_alive = bool(record.netns) and ctx.netns_exists(record.netns)
-    if pod_alive:
-        in_pod = _do(call, "look in the pod", lambda: nl.find_link(record.ifname, record.netns))
+    pod_alive = bool(record.netns) and call.ctx.netns_exists(record.netns)
+    in_pod = _do(call, "find the VF in the pod", lambda: _find(call, record, record.netns)) if pod_alive else None
     if in_pod is not None:
         name = _free_host_name(call, host_name, record)
-        _do(call, f"move {record.ifname} back as {name}",
-            lambda: nl.move_link(record.ifname, src_netns=record.netns, dst_netns=None, new_name=name),
-            point="move back")
+        if in_pod.name != record.ifname:
+            call.log.warning("VF renamed in the pod", ifname=record.ifname, now=in_pod.name)
+        _do(call, f"move {in_pod.name} back as {name}",
+            lambda: call.ctx.netlink.move_link(in_pod.name, src_netns=record.netns, dst_netns=None,
+                                               new_name=name, index=in_pod.index), point="move back")
     else:
-        current = _do(call, "find by PCI address", lambda: nl.device_netdev(record.pci_address))
-        if current is None and not pod_alive:
-            current = _await_return(call, record)
-        if current is None:
-            call.log.warning("interface not found", reason="in neither the pod netns nor the host", netns=record.netns)
+        home = _do(call, "find the VF in the host", lambda: _find(call, record, None))
+        if home is None and not _netdev_due(call, record):
+            call.log.warning("nothing to bring back", reason="the function is gone or has no netdev driver")
             return
-        name = current
-        if current != host_name:
+        if home is None and not pod_alive:
+            home = _await_return(call, record)
+        if home is None:
+            raise _not_found(record, pod_alive)
+        name = home.name
+        if home.name != host_name:
             name = _free_host_name(call, host_name, record)
-            _do(call, f"rename {current} back to {name}", lambda: nl.rename_link(current, name), point="rename back")
+            _do(call, f"rename {home.name} back to {name}",
+                lambda: call.ctx.netlink.rename_link(home.name, name), point="rename back")
     _restore_link(call, record, name)
+    _verify_returned(call, record, name)
 
 
-def _await_return(call: Call, record: AttachmentRecord) -> str | None:
-    """The VF's host name once it is back from a namespace being torn down; None if the function
-    has no netdev to come back (gone, or on a userspace driver). Raises "try again" (the record
-    stays for the runtime's next DEL) when a netdev is due but has not arrived."""
-    nl = call.ctx.netlink
-    deadline = time.monotonic() + VF_RETURN_WAIT_S
-    while time.monotonic() < deadline:
-        time.sleep(_RETURN_POLL_S)
-        name = _do(call, "find by PCI address", lambda: nl.device_netdev(record.pci_address))
-        if name is not None:
-            call.log.info("back from the pod's namespace", host_ifname=name)
-            return name
+def _find(call: Call, record: AttachmentRecord, netns: str | None) -> LinkInfo | None:
+    index = record.pod_ifindex if netns is not None else record.original.ifindex
+    return find_vf(call.ctx.netlink, record.pci_address, netns, ifindex=index, perm_mac=record.original.perm_mac)
+
+
+def _netdev_due(call: Call, record: AttachmentRecord) -> bool:
+    """Whether the function should have a netdev somewhere: it exists and its driver makes one."""
     try:
         driver = discover_device(call.ctx.sysfs, record.pci_address).driver
     except DeviceNotFoundError:
-        return None
-    if driver is None or driver in USERSPACE_DRIVERS:
-        return None
-    raise CniError(ErrorCode.TRY_AGAIN, f"{record.pci_address} has not come back from {record.netns} yet",
-                   f"waited {VF_RETURN_WAIT_S:g}s for its interface; DEL again to finish")
+        return False
+    return driver is not None and driver not in USERSPACE_DRIVERS
+
+
+def _not_found(record: AttachmentRecord, pod_alive: bool) -> CniError:
+    where = f"{record.netns} (still there)" if pod_alive else f"the host since {record.netns} went"
+    return CniError(ErrorCode.TRY_AGAIN, f"VF {record.pci_address} is in neither the pod nor the host namespace",
+                    f"not found in {where}; the record is kept, DEL again once it is back")
+
+
+def _verify_returned(call: Call, record: AttachmentRecord, name: str) -> None:
+    """DEL succeeds only for a VF the kernel shows back in the host as it was."""
+    back = _do(call, "verify the VF is back", lambda: _find(call, record, None))
+    if back is None or back.name != name:
+        raise CniError(ErrorCode.TRY_AGAIN, f"VF {record.pci_address} is not back in the host as {name}",
+                       f"the kernel shows {back.name if back else 'no interface'}; the record is kept, DEL again")
+    o, drift = record.original, []
+    if o.mac and o.mac != ZERO_MAC and back.mac.lower() != o.mac.lower():
+        drift.append(f"mac {back.mac}")
+    if o.mtu and back.mtu != o.mtu:
+        drift.append(f"mtu {back.mtu}")
+    if drift:
+        raise CniError(ErrorCode.TRY_AGAIN, f"VF {record.pci_address} is back as {name} but not restored",
+                       f"{', '.join(drift)} (was mac {o.mac} mtu {o.mtu}); the record is kept, DEL again")
+
+
+def _await_return(call: Call, record: AttachmentRecord) -> LinkInfo | None:
+    """The VF once it is back from a namespace being torn down, or None when it has not arrived
+    within VF_RETURN_WAIT_S (the caller answers "try again" and keeps the record)."""
+    deadline = time.monotonic() + VF_RETURN_WAIT_S
+    while time.monotonic() < deadline:
+        time.sleep(_RETURN_POLL_S)
+        home = _do(call, "find the VF in the host", lambda: _find(call, record, None))
+        if home is not None:
+            call.log.info("back from the pod's namespace", host_ifname=home.name)
+            return home
+    return None
 
 
 def _restore_link(call: Call, record: AttachmentRecord, name: str) -> None:

@@ -12,6 +12,7 @@ from sriovkit.cni import vfconfig
 from sriovkit.cni.attach import ipam_call
 from sriovkit.cni.detach import release
 from sriovkit.cni.ipam import ipam_check, ipam_lifecycle
+from sriovkit.cni.locate import find_vf
 from sriovkit.cni.spec import CniError, ErrorCode, parse_result
 from sriovkit.cni.state import AttachmentRecord
 from sriovkit.cni.steps import Call
@@ -45,20 +46,26 @@ def check(call: Call) -> None:
 
 
 def _check_interface(call: Call, record: AttachmentRecord) -> list[str]:
+    """The VF is found by its PCI parent device (sriovkit.cni.locate), not by CNI_IFNAME: an
+    interface of the pod's own that took the name is reported, never checked in the VF's place."""
     env, nl = call.env, call.ctx.netlink
-    link = nl.find_link(env.ifname, env.netns)
+    link = find_vf(nl, record.pci_address, env.netns, ifindex=record.pod_ifindex, perm_mac=record.original.perm_mac)
     if link is None:
-        return [f"interface {env.ifname} is missing from {env.netns}"]
+        other = nl.find_link(env.ifname, env.netns)
+        impostor = f" ({env.ifname} there is another interface)" if other is not None else ""
+        return [f"VF {record.pci_address} is missing from {env.netns}{impostor}"]
     problems = []
+    if link.name != env.ifname:
+        problems.append(f"VF {record.pci_address} is named {link.name} in the pod, not {env.ifname}")
     if record.pod_mac and link.mac.lower() != record.pod_mac.lower():
-        problems.append(f"{env.ifname} has mac {link.mac}, ADD set {record.pod_mac}")
+        problems.append(f"{link.name} has mac {link.mac}, ADD set {record.pod_mac}")
     if call.conf.mtu is not None and link.mtu != call.conf.mtu:
-        problems.append(f"{env.ifname} has mtu {link.mtu}, config says {call.conf.mtu}")
-    have = {ipaddress.ip_interface(a) for a in nl.addresses(env.ifname, env.netns)}
+        problems.append(f"{link.name} has mtu {link.mtu}, config says {call.conf.mtu}")
+    have = {ipaddress.ip_interface(a) for a in nl.addresses(link.name, env.netns)}
     prev = parse_result(call.conf.prev_result or {}, "prevResult")
     for ip in prev.ips:
         if ipaddress.ip_interface(ip.address) not in have:
-            problems.append(f"{env.ifname} lacks address {ip.address}")
+            problems.append(f"{link.name} lacks address {ip.address}")
     return problems
 
 

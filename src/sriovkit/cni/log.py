@@ -8,13 +8,14 @@ interleave inside a line. Levels are upstream's: panic, error, warning, info, de
 
 from __future__ import annotations
 
-import contextlib
-import errno
+import json
 import logging
 import os
-import stat
 import time
 from typing import Any
+
+from sriovkit import nodepaths
+from sriovkit.cni import paths
 
 _LEVELS = {"panic": logging.CRITICAL, "error": logging.ERROR, "warning": logging.WARNING,
            "info": logging.INFO, "debug": logging.DEBUG}
@@ -34,18 +35,22 @@ class EventLog:
     """Per-call logger; `bind` adds fields (the PCI address once it is known)."""
 
     def __init__(self, *, command: str, container: str = "", ifname: str = "", level: str = "info",
-                 log_file: str = "") -> None:
+                 log_file: str = "", log_dir: str = nodepaths.CNI_LOG_DIR) -> None:
         self.fields: dict[str, Any] = {"command": command, "container": container[:12], "ifname": ifname,
                                        "pci": ""}
         self.level = _LEVELS.get(level, logging.INFO)
         self.log_file = log_file
+        self.log_dir = log_dir
+        self._refused = False
 
     def bind(self, **fields: Any) -> None:
         self.fields.update(fields)
 
-    def configure(self, *, level: str, log_file: str) -> None:
+    def configure(self, *, level: str, log_file: str, log_dir: str | None = None) -> None:
         self.level = _LEVELS.get(level, logging.INFO)
         self.log_file = log_file
+        if log_dir is not None:
+            self.log_dir = log_dir
 
     def debug(self, event: str, **kv: Any) -> None:
         self._emit(logging.DEBUG, event, kv)
@@ -72,10 +77,15 @@ class EventLog:
             self._append(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {text}\n")
 
     def _append(self, line: str) -> None:
+        if self._refused:
+            return
         try:
-            fd = open_log_file(self.log_file)
-        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-            _log.warning("cannot open logFile %r: %s", self.log_file, getattr(exc, "strerror", None) or exc)
+            fd = open_log_file(self.log_file, self.log_dir)
+        except (OSError, paths.PathRefused) as exc:
+            self._refused = True  # said once per call, not once per line
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            _log.warning("logFile %s not written: it %s (a logFile must be a regular file inside %s)",
+                         json.dumps(self.log_file), reason, self.log_dir)
             return
         try:
             os.write(fd, line.encode(errors="replace"))
@@ -83,19 +93,11 @@ class EventLog:
             os.close(fd)
 
 
-def open_log_file(path: str) -> int:
+def open_log_file(path: str, log_dir: str) -> int:
     """`logFile` comes from the network config (a NetworkAttachmentDefinition anyone allowed to
-    create one may write), and the plugin runs as root: append only to a regular file named by an
-    absolute path, never through a symlink, and never open a FIFO or device (a FIFO without a
-    reader would block the call for ever; opening some devices has effects of its own)."""
-    if not os.path.isabs(path):
-        raise OSError(errno.EINVAL, "not an absolute path")
-    with contextlib.suppress(FileNotFoundError):
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
-    fd = os.open(path, flags, 0o600)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between the two looks
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file")
-    return fd
+    create one may write), and the plugin runs as root: append only to a regular file of its own
+    (not a hard link) inside the node's log directory, reached without following a symlink, and
+    never open a FIFO or device (a FIFO without a reader would block the call for ever; opening
+    some devices has effects of its own). A logFile elsewhere is not written, and the call goes on:
+    a log path never fails an attachment, as upstream's never does."""
+    return paths.open_for_append(log_dir, paths.components_below(path, log_dir))

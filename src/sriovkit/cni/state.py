@@ -57,6 +57,8 @@ class OriginalState:
     up: bool | None = None
     driver: str | None = None
     vf: dict[str, Any] | None = None  # VfSettings fields (admin MAC, vlan, qos, proto, ...)
+    ifindex: int | None = None  # the netdev's ifindex in the host namespace
+    perm_mac: str | None = None  # its permanent (hardware) MAC, when the kernel reports one
 
 
 @dataclass(slots=True)
@@ -72,8 +74,12 @@ class AttachmentRecord:
     original: OriginalState = field(default_factory=OriginalState)
     changed_vf: list[str] = field(default_factory=list)  # PF-side settings ADD changed, in order
     pod_mac: str = ""
+    pod_ifindex: int | None = None  # the VF's ifindex in the pod once moved there
     bound_driver: str | None = None  # a driver ADD bound; DEL rebinds original.driver
     device_info_file: str = ""
+    device_info_created: list[int] | None = None  # identity of the file ADD created (DEL removes only it)
+    device_info_root: str = ""  # the device-info directory the path was checked against at ADD
+    device_info_fresh: bool = False  # no file was at the path when ADD checked it (a journal's file is ADD's)
     config: str = ""  # the ADD's network config, for IPAM DEL and GC
     ips: list[str] = field(default_factory=list)
     runtime_ifname: str = ""  # CNI_IFNAME, when the netconf's if0name named the interface instead

@@ -9,8 +9,12 @@ which is how `destroy` reaches interfaces sitting in pods' namespaces. A PF
 without VFs is a veth itself (bridges cannot leave the host namespace, and a
 PF passthrough moves the PF's interface into a pod).
 
-The peer's alias names the PCI function, so a VF end coming back into the
-host namespace under any name is recognised through its peer (IFLA_LINK).
+The peer is the VF end's identity, as a real VF's parent PCI device is its
+own: it stays in the host namespace, where no pod can touch it, named by a hash
+of the function and carrying an alias that names the function. The kernel says
+where the other end of a pair is (the peer's IFLA_LINK and IFLA_LINK_NETNSID),
+so the VF end is found in whatever namespace and under whatever name it now
+is, and a link a pod made itself never matches (its peer is in the pod).
 What was made is recorded in ``<root>/simnet.json`` so another process can tear
 it down (`SimNetwork.of`).
 """
@@ -31,8 +35,6 @@ from sriovkit.netlink.errors import LinkNotFoundError, from_errno
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
-
-    from sriovkit.netlink.port import Netlink
 
 ALIAS_PREFIX = "sriovkit-sim"
 _RECORD = "simnet.json"
@@ -248,25 +250,72 @@ def away_pci(host: SimulatedHost, netns: str, name: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def pci_of_link(host: SimulatedHost, links: Netlink, name: str) -> str | None:
-    """The function whose veth end is `name` in the host namespace, found through its peer's alias.
-
-    Slow on big hosts (a dump of every link): the fallback when the away record does not know.
-    """
-    info = links.find_link(name)
-    if info is None or info.link_index is None:
+def pci_of_host_link(host: SimulatedHost, *, name: str | None = None, index: int | None = None) -> str | None:
+    """The function whose VF end is the host-namespace link `name` (or `index`): its peer, in the
+    host namespace too, carries the function's alias. None for any other link."""
+    with _route() as ipr:
+        msg = _get(ipr, name=name, index=index)
+        if msg is None or msg.get_attr("IFLA_LINK_NETNSID") is not None or not msg.get_attr("IFLA_LINK"):
+            return None
+        peer = _get(ipr, index=msg.get_attr("IFLA_LINK"))
+    if peer is None or peer.get_attr("IFLA_LINK") != msg["index"]:
         return None
-    peer = next((link for link in links.links() if link.index == info.link_index), None)
-    if peer is None or peer.alias is None:
-        return None
-    prefix, _, rest = peer.alias.partition(" ")
+    prefix, _, rest = (peer.get_attr("IFLA_IFALIAS") or "").partition(" ")
     pci_address, _, root = rest.partition(" ")
-    return pci_address if prefix == ALIAS_PREFIX and root == str(host.root.resolve()) else None
+    ours = prefix == ALIAS_PREFIX and root == str(host.root.resolve())
+    return pci_address if ours and peer.get_attr("IFLA_IFNAME") == peer_name(host, pci_address) else None
+
+
+def vf_end(host: SimulatedHost, pci_address: str) -> tuple[int, int | None] | None:
+    """Where the function's VF end is, as the kernel reports it through the peer: (its ifindex
+    there, the host's nsid for its namespace or None for the host's own). None: no peer (never
+    made, or deleted with a pod's namespace)."""
+    with _route() as ipr:
+        peer = _get(ipr, name=peer_name(host, pci_address))
+    if peer is None or peer.get_attr("IFLA_IFALIAS") != _alias(host, pci_address) or not peer.get_attr("IFLA_LINK"):
+        return None
+    return int(peer.get_attr("IFLA_LINK")), peer.get_attr("IFLA_LINK_NETNSID")
+
+
+def nsid_of(netns: str) -> int | None:
+    """The id the host namespace knows the namespace at path `netns` by (RTM_GETNSID), if any."""
+    import os
+
+    try:
+        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with _route() as ipr:
+            reply = ipr.get_netnsid(fd=fd)
+    finally:
+        os.close(fd)
+    nsid = reply.get("nsid") if isinstance(reply, dict) else None
+    return nsid if isinstance(nsid, int) and nsid >= 0 else None
+
+
+def _get(ipr: IPRoute, *, name: str | None = None, index: int | None = None) -> Any:
+    from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
+
+    if index is None:
+        found = ipr.link_lookup(ifname=name) if name else []
+        if not found:
+            return None
+        index = found[0]
+    try:
+        return ipr.link("get", index=index)[0]
+    except Pyroute2Error:
+        return None
 
 
 def peer_of(host: SimulatedHost, pci_address: str) -> str | None:
     """The host-side end of the function's pair, if `attach_veths` made one."""
     return next((p.peer for p in SimNetwork.of(host).ports if p.pci_address == pci_address), None)
+
+
+def has_port(host: SimulatedHost, pci_address: str) -> bool:
+    """Whether `attach_veths` made a pair for the function."""
+    return any(p.pci_address == pci_address for p in SimNetwork.of(host).ports)
 
 
 def interface_gone(host: SimulatedHost, pci_address: str) -> bool:

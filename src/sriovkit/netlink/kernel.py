@@ -172,7 +172,8 @@ class KernelNetlink:
     def links(self, netns: str | None = None) -> list[LinkInfo]:
         return self._call(f"list links in {_where(netns)}", netns, lambda ipr: [_link_info(m) for m in ipr.get_links()])
 
-    def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str) -> None:
+    def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str,
+                  index: int | None = None) -> None:
         what = f"move {name} from {_where(src_netns)} to {_where(dst_netns)} as {new_name}"
         # The kernel moves first and renames second, and uses the new name on
         # the way only when the old one collides: if the rename then fails, the
@@ -186,7 +187,8 @@ class KernelNetlink:
         try:
             with _netns_fd(dst_netns) as fd:
                 self._call(what, src_netns, lambda ipr: ipr.link(
-                    "set", index=self._index(ipr, name, src_netns), net_ns_fd=fd, ifname=new_name))
+                    "set", index=index if index is not None else self._index(ipr, name, src_netns),
+                    net_ns_fd=fd, ifname=new_name))
         except NetlinkError:
             if not old_name_was_there and self.find_link(name, dst_netns) is not None:
                 with _netns_fd(src_netns) as back:
@@ -266,6 +268,39 @@ class KernelNetlink:
         names = list_dir(os.path.join(self.sysfs.pci_device_dir(pci_address), "net"))
         return names[0] if names else None
 
+    def device_links(self, pci_address: str, netns: str | None = None) -> list[LinkInfo]:
+        if netns is None:
+            return self._host_device_links(pci_address)
+
+        def matching(ipr: IPRoute) -> list[LinkInfo]:
+            found = []
+            for msg in ipr.get_links():
+                parent = _pci_parent(msg)
+                if parent is None and _may_lack_parent_attr(msg):
+                    parent = _bus_info(netns, msg.get_attr("IFLA_IFNAME"))
+                if parent == pci_address:
+                    found.append(_link_info(msg))
+            return found
+
+        return self._call(f"list links of {pci_address} in {_where(netns)}", netns, matching)
+
+    def _host_device_links(self, pci_address: str) -> list[LinkInfo]:
+        """The host's sysfs names the function's netdevs (its `net/` entries, which are the
+        kernel's); each is then read by name and kept only if the kernel still says so."""
+        found = []
+        for name in list_dir(os.path.join(self.sysfs.pci_device_dir(pci_address), "net")):
+            def get(ipr: IPRoute, name: str = name) -> Any:
+                index = ipr.link_lookup(ifname=name)
+                return ipr.link("get", index=index[0])[0] if index else None
+
+            msg = self._call(f"look up {name} in host netns", None, get)
+            if msg is None:
+                continue  # renamed or moved between the two looks
+            parent = _pci_parent(msg)
+            if parent == pci_address or (parent is None and _may_lack_parent_attr(msg)):
+                found.append(_link_info(msg))
+        return found
+
 
 @contextmanager
 def _netns_fd(netns: str | None) -> Iterator[int]:
@@ -342,6 +377,16 @@ def _ifindex(ipr: IPRoute, name: str) -> int | None:
     return int(struct.unpack("16si", answer)[1])
 
 
+def open_route(netns: str | None) -> IPRoute:
+    """A pyroute2 IPRoute bound to `netns` (None: the caller's); the caller closes it."""
+    return _open(netns)
+
+
+def link_info(msg: Any) -> LinkInfo:
+    """A link message as the port's LinkInfo."""
+    return _link_info(msg)
+
+
 def _open(netns: str | None) -> IPRoute:
     # Imported here, not at module level: pyroute2 costs ~0.1-0.2 s to import,
     # which entry points that fail validation (or never touch netlink) should not pay.
@@ -357,6 +402,58 @@ def _open(netns: str | None) -> IPRoute:
         raise NetlinkError(f"netlink socket in {_where(netns)}", str(exc)) from None
 
 
+def _pci_parent(msg: Any) -> str | None:
+    """The PCI function the kernel says the link belongs to (Linux 5.16+ reports it)."""
+    if msg.get_attr("IFLA_PARENT_DEV_BUS_NAME") != "pci":
+        return None
+    return msg.get_attr("IFLA_PARENT_DEV_NAME") or None
+
+
+def _may_lack_parent_attr(msg: Any) -> bool:
+    """A hardware link on a kernel too old to report its parent device: no parent attribute at all
+    (not merely another bus), not virtual (veths, bridges... have a kind), not loopback."""
+    return (msg.get_attr("IFLA_PARENT_DEV_NAME") is None and _kind(msg) is None
+            and msg.get_attr("IFLA_IFNAME") != "lo")
+
+
+SIOCETHTOOL = 0x8946
+ETHTOOL_GDRVINFO = 3
+_DRVINFO_BYTES = 196  # struct ethtool_drvinfo
+_BUS_INFO = slice(100, 132)  # its bus_info field: after cmd, driver, version and fw_version
+
+
+def _bus_info(netns: str | None, name: str) -> str | None:
+    """ethtool's bus_info for `name` (its driver's word on the PCI address): the fallback for
+    kernels without IFLA_PARENT_DEV_NAME."""
+    import ctypes
+    import fcntl
+    import struct
+
+    drvinfo = ctypes.create_string_buffer(_DRVINFO_BYTES)
+    struct.pack_into("I", drvinfo, 0, ETHTOOL_GDRVINFO)
+    request = struct.pack("16sP", name.encode()[:15], ctypes.addressof(drvinfo)).ljust(40, b"\0")
+    try:
+        sock = ns.socket_in_netns(netns, socket.AF_INET, socket.SOCK_DGRAM)
+    except (OSError, NetlinkError):
+        return None
+    with sock:
+        try:
+            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, request)
+        except OSError:
+            return None
+    return drvinfo.raw[_BUS_INFO].split(b"\0", 1)[0].decode(errors="replace") or None
+
+
+def _kind(msg: Any) -> str | None:
+    info = msg.get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+
+
+def _perm_mac(msg: Any) -> str | None:
+    mac = msg.get_attr("IFLA_PERM_ADDRESS")
+    return mac if mac and mac != "00:00:00:00:00:00" else None
+
+
 def _link_info(msg: Any) -> LinkInfo:
     return LinkInfo(
         index=msg["index"],
@@ -367,6 +464,8 @@ def _link_info(msg: Any) -> LinkInfo:
         alias=msg.get_attr("IFLA_IFALIAS") or None,
         operstate=_operstate(msg.get_attr("IFLA_OPERSTATE")),
         link_index=msg.get_attr("IFLA_LINK"),
+        perm_mac=_perm_mac(msg),
+        kind=_kind(msg),
     )
 
 

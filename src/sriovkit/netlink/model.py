@@ -51,6 +51,8 @@ class LinkInfo:
     alias: str | None = None  # IFLA_IFALIAS; the CNI keeps a VF's host name here
     operstate: str = "unknown"  # IF_OPER_*, lower case: "up", "down", "lowerlayerdown" ...
     link_index: int | None = None  # IFLA_LINK: a veth's peer (index in the peer's namespace)
+    perm_mac: str | None = None  # IFLA_PERM_ADDRESS, the hardware's own MAC (None: the kernel reports none)
+    kind: str | None = None  # IFLA_INFO_KIND of a virtual link ("veth", "bridge"); None for hardware
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,8 +41,11 @@ class Netlink(Protocol):
         """Every interface of the namespace (find one by alias or MAC with the helpers below)."""
         ...
 
-    def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str) -> None:
-        """Move and rename in one request, so the name never exists twice anywhere."""
+    def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str,
+                  index: int | None = None) -> None:
+        """Move and rename in one request, so the name never exists twice anywhere. With `index`,
+        the link moved is the one with that ifindex (`name` only names it in messages): a link
+        identified by `device_links` cannot be swapped for another by a rename in between."""
         ...
 
     def rename_link(self, name: str, new_name: str, netns: str | None = None) -> None:
@@ -78,6 +81,13 @@ class Netlink(Protocol):
 
     def operation(self) -> AbstractContextManager[None]:
         """Around one CNI operation: sockets into a pod's namespace are kept for its duration."""
+        ...
+
+    def device_links(self, pci_address: str, netns: str | None = None) -> list[LinkInfo]:
+        """The interfaces in `netns` that the kernel says belong to PCI function `pci_address`,
+        whatever they are named now: on a real node their parent device (IFLA_PARENT_DEV_NAME on
+        bus "pci", the netdev's sysfs `device` link); on a simulated one the identity the host
+        gives its veths. Nothing a process inside `netns` can set makes another link match."""
         ...
 
     def close(self) -> None: ...

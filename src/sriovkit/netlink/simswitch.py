@@ -30,7 +30,6 @@ from sriovkit.netlink.port import Netlink
 
 MAX_VLAN = 4095
 MAX_QOS = 7
-_CLASS_NET = ("sys", "class", "net")
 
 
 class SimulatedSwitchNetlink:
@@ -131,23 +130,28 @@ class SimulatedSwitchNetlink:
     def links(self, netns: str | None = None) -> list[LinkInfo]:
         return self._links.links(netns)
 
-    def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str) -> None:
-        moving = self._pci_of(name, src_netns)
-        self._links.move_link(name, src_netns=src_netns, dst_netns=dst_netns, new_name=new_name)
+    def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str,
+                  index: int | None = None) -> None:
+        leaving = simnet.pci_of_host_link(self.host, name=None if index is not None else name,
+                                          index=index) if src_netns is None else None
+        self._links.move_link(name, src_netns=src_netns, dst_netns=dst_netns, new_name=new_name, index=index)
         with simnet.tree_lock(self.host):
             if dst_netns is not None:
-                if moving is not None:
-                    if src_netns is None:
-                        self.host.set_netdev(moving, None)
-                    simnet.note_away(self.host, moving, dst_netns, new_name)
+                if leaving is not None:
+                    self.host.set_netdev(leaving, None)
+                    simnet.note_away(self.host, leaving, dst_netns, new_name)
                 return
-            arrived = moving if moving is not None else simnet.pci_of_link(self.host, self._links, new_name)
+            # what arrived is whatever its peer says it is, never what the pod side called it
+            arrived = simnet.pci_of_host_link(self.host, name=new_name)
             if arrived is not None:
                 self.host.set_netdev(arrived, new_name)
                 simnet.clear_away(self.host, arrived)
 
     def rename_link(self, name: str, new_name: str, netns: str | None = None) -> None:
-        pci = self._pci_of(name, netns)
+        if netns is None:
+            pci = simnet.pci_of_host_link(self.host, name=name)
+        else:  # only for the name a revived pair takes (`away`); identity never comes from it
+            pci = simnet.away_pci(self.host, netns, name)
         self._links.rename_link(name, new_name, netns)
         if pci is None:
             return
@@ -185,17 +189,57 @@ class SimulatedSwitchNetlink:
         return self._links.routes(name, netns)
 
     def device_netdev(self, pci_address: str) -> str | None:
-        """The tree's answer; a veth that died with a pod's namespace is revived first.
+        """The VF end's name when the kernel has it in the host namespace (the tree is brought
+        in line); the tree's answer for a function without a veth."""
+        links = self.device_links(pci_address)
+        if links:
+            return links[0].name
+        return None if simnet.has_port(self.host, pci_address) else self._tree_netdev(pci_address)
 
-        A real VF returns to the host namespace when the namespace holding it
-        is deleted; a veth is deleted instead, so we bring it back here, where
-        DEL looks for it by PCI address.
-        """
-        name = self._tree_netdev(pci_address)
-        if name is None and simnet.interface_gone(self.host, pci_address):
+    def device_links(self, pci_address: str, netns: str | None = None) -> list[LinkInfo]:
+        """The simulated counterpart of a VF's parent device: its veth's peer, which stays in the
+        host namespace, says which link (ifindex) in which namespace (nsid) is the VF end. A real
+        VF returns to the host namespace when the namespace holding it is deleted; a veth is
+        deleted instead, so a host lookup first brings such a pair back."""
+        end = simnet.vf_end(self.host, pci_address)
+        if end is None and netns is None and simnet.interface_gone(self.host, pci_address):
             simnet.SimNetwork.of(self.host).revive(pci_address)
-            name = self._tree_netdev(pci_address)
-        return name
+            end = simnet.vf_end(self.host, pci_address)
+        if end is None:
+            return []
+        index, nsid = end
+        if netns is None and nsid is not None:
+            return []
+        if netns is not None and (nsid is None or simnet.nsid_of(netns) != nsid):
+            return []
+        link = next((lk for lk in self._links_by_index(netns, index)), None)
+        if link is None:
+            return []
+        if netns is None:
+            self._sync_tree(pci_address, link.name)
+        return [link]
+
+    def _links_by_index(self, netns: str | None, index: int) -> list[LinkInfo]:
+        from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
+
+        from sriovkit.netlink.kernel import link_info, open_route
+
+        ipr = open_route(netns)
+        try:
+            return [link_info(ipr.link("get", index=index)[0])]
+        except Pyroute2Error:
+            return []
+        finally:
+            ipr.close()
+
+    def _sync_tree(self, pci_address: str, name: str) -> None:
+        """The tree shows the function's interface under the name the kernel has for it (a process
+        killed between a kernel change and the tree's update leaves the tree behind)."""
+        if self._tree_netdev(pci_address) == name:
+            return
+        with simnet.tree_lock(self.host):
+            self.host.set_netdev(pci_address, name)
+            simnet.clear_away(self.host, pci_address)
 
     def _tree_netdev(self, pci_address: str) -> str | None:
         net = self.host.root / "sys" / "bus" / "pci" / "devices" / pci_address / "net"
@@ -210,19 +254,6 @@ class SimulatedSwitchNetlink:
 
     def operation(self) -> AbstractContextManager[None]:
         return self._links.operation()
-
-    def _pci_of(self, name: str, netns: str | None) -> str | None:
-        """Which function's interface `name` is: the tree for the host, else the away record."""
-        return self._pci_of_host_netdev(name) if netns is None else simnet.away_pci(self.host, netns, name)
-
-    def _pci_of_host_netdev(self, name: str) -> str | None:
-        """The PCI function whose interface the tree shows as `name` (``class/net``)."""
-        try:
-            target = os.readlink(self.host.root.joinpath(*_CLASS_NET, name))
-        except OSError:
-            return None
-        parts = Path(target).parts  # .../<pci address>/net/<name>
-        return parts[-3] if len(parts) >= 3 and parts[-2] == "net" else None
 
 
 def _decode(vf_index: int, raw: dict[str, Any] | None) -> VfSettings:

@@ -39,6 +39,8 @@ FALLBACK_PYTHON = ""  # interpreter with sriovkit installed; "" = no fallback
 LOG_FILE = ""  # "" = log to stderr only
 HOST_ROOT = ""  # the agent's --host-root, so the fallback acts on the same node ("" = env or /)
 STATE_DIR = ""  # the agent's CNI state dir ("" = env or /var/lib/cni/sriov)
+DEVINFO_DIR = ""  # the agent's --cni-devinfo-dir ("" = env or /var/run/k8s.cni.cncf.io/devinfo)
+LOG_DIR = ""  # the agent's --cni-log-dir ("" = env or /var/log)
 CONNECT_TIMEOUT = 2.0
 REPLY_TIMEOUT = 300.0
 # ----------------------------------------------------------------------------------
@@ -239,12 +241,16 @@ def run_fallback(env_all: dict[str, str], stdin: bytes) -> None:
     """Exec the in-process CNI library with the same environment and stdin.
 
     stdin was already consumed, so it is replayed from an anonymous memory file. The agent's host
-    root and state dir (written in by `sriovctl install-cni`) win over the environment, as they do
-    in the agent, so both paths act on the same node."""
+    root, state dir, device-info and log directories (written in by `sriovctl install-cni`) win
+    over the environment, as they do in the agent, so both paths act on the same node."""
     if HOST_ROOT:
         env_all["SRIOVKIT_HOST_ROOT"] = HOST_ROOT
     if STATE_DIR:
         env_all["SRIOVKIT_CNI_STATE_DIR"] = STATE_DIR
+    if DEVINFO_DIR:
+        env_all["SRIOVKIT_CNI_DEVINFO_DIR"] = DEVINFO_DIR
+    if LOG_DIR:
+        env_all["SRIOVKIT_CNI_LOG_DIR"] = LOG_DIR
     fd = os.memfd_create("sriov-cni-stdin")
     os.write(fd, stdin)
     os.lseek(fd, 0, os.SEEK_SET)

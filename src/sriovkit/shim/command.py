@@ -33,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="seconds to connect and for the agent to take the call (default 2)")
     p.add_argument("--reply-timeout", type=float, default=300.0,
                    help="seconds for the agent's answer once it took the call (default 300)")
+    p.add_argument("--devinfo-dir", default="", help="the agent's --cni-devinfo-dir, used by the fallback path "
+                   "(default: /var/run/k8s.cni.cncf.io/devinfo)")
+    p.add_argument("--log-dir", default="", help="the agent's --cni-log-dir, used by the fallback path "
+                   "(default: /var/log)")
     p.set_defaults(func=_install)
 
 
@@ -42,6 +46,7 @@ def _install(args: argparse.Namespace) -> int:
     fallback = "" if args.no_fallback else (args.fallback_python or default_fallback_python())
     settings = ShimSettings(agent_socket=args.agent_socket, fallback_python=fallback, log_file=args.log_file,
                             interpreter=args.python, host_root=args.host_root, state_dir=args.state_dir,
+                            devinfo_dir=args.devinfo_dir, log_dir=args.log_dir,
                             connect_timeout=args.connect_timeout, reply_timeout=args.reply_timeout,
                             native=not args.python_shim)
     path = install_shim(args.dest, settings, binary=args.binary)

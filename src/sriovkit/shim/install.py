@@ -35,6 +35,8 @@ class ShimSettings:
     interpreter: str = "/usr/bin/python3"  # the Python shim's #! line (unused by the native one)
     host_root: str = ""  # the agent's --host-root, for the fallback path
     state_dir: str = ""  # the agent's --cni-state-dir, for the fallback path
+    devinfo_dir: str = ""  # the agent's --cni-devinfo-dir, for the fallback path
+    log_dir: str = ""  # the agent's --cni-log-dir, for the fallback path
     connect_timeout: float = 2.0  # to connect, and for the agent to take the call
     reply_timeout: float = 300.0  # for the agent's answer once it took the call
     native: bool = False  # the static binary instead of the Python script
@@ -52,7 +54,8 @@ def _fields(settings: ShimSettings) -> list[tuple[str, str, str]]:
     return [("agent_socket", settings.agent_socket, "--agent-socket"),
             ("fallback_python", settings.fallback_python, "--fallback-python"),
             ("log_file", settings.log_file, "--log-file"), ("host_root", settings.host_root, "--host-root"),
-            ("state_dir", settings.state_dir, "--state-dir")]
+            ("state_dir", settings.state_dir, "--state-dir"),
+            ("devinfo_dir", settings.devinfo_dir, "--devinfo-dir"), ("log_dir", settings.log_dir, "--log-dir")]
 
 
 def _check(settings: ShimSettings) -> None:

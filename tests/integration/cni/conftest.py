@@ -58,6 +58,11 @@ class Node:
     def state_dir(self) -> Path:
         return Path(self.ctx.state_dir)
 
+    @property
+    def devinfo_dir(self) -> Path:
+        """Where runtimeConfig.CNIDeviceInfoFile may point (Multus' /var/run/k8s.cni.cncf.io/devinfo)."""
+        return Path(self.ctx.devinfo_dir)
+
     def vf(self, index: int) -> str:
         return self.host.vf_address(0, index)
 
@@ -163,7 +168,7 @@ def node_factory(tmp_path: Path) -> Iterator[NodeFactory]:
         network = attach_veths(host)
         sysfs = Sysfs(host.root)
         ctx = CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), state_dir=str(tmp_path / f"state{n}"),
-                         lock_timeout_s=10)
+                         lock_timeout_s=10, devinfo_dir=str(tmp_path / "devinfo"), log_dir=str(tmp_path))
         node = Node(host, network, ctx, tmp_path / f"node{n}", name)
         node.tmp.mkdir()
         made.append((node, node.views()))

@@ -6,6 +6,8 @@ PF-side settings as before, no state record, no held lock, no IPAM allocation.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import stat
 import subprocess
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from sriovkit.cni.plugin import run_cni
 from sriovkit.cni.spec import ErrorCode
 from tests.integration.cni.conftest import Node, NodeFactory, pod_link
 from tests.integration.conftest import NetnsFactory
@@ -117,12 +120,21 @@ def test_ifname_already_taken_in_the_pod(node: Node, netns: NetnsFactory) -> Non
 
 
 def test_unwritable_device_info_file_undoes_ipam_and_move(node: Node, netns: NetnsFactory, tmp_path: Path) -> None:
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("")
+    """The path passes the check before any change; the write fails at the end (the directory is
+    made a file in between, as a racing process might): every step is undone."""
     pod = netns()
-    conf = node.conf(0, ipam=node.host_local(), runtimeConfig={"CNIDeviceInfoFile": f"{blocker}/dev.json"})
-    out, code = node.run("ADD", conf, pod)
-    assert code == 1 and "write device info" in out["msg"]
+    target = node.devinfo_dir / "cni" / "dev.json"
+    conf = node.conf(0, ipam=node.host_local(), runtimeConfig={"CNIDeviceInfoFile": str(target)})
+
+    def block(point: str, occurrence: int) -> None:
+        if point == "add address":
+            node.devinfo_dir.mkdir(exist_ok=True)
+            (node.devinfo_dir / "cni").write_text("")
+
+    ctx = dataclasses.replace(node.ctx, fault_hook=block)
+    out, code = run_cni(node.env("ADD", pod), json.dumps(conf).encode(), ctx)
+    answer = json.loads(out)
+    assert code == 1 and "write device info" in answer["msg"], answer
     assert pod_link(pod, "net1") is None
 
 

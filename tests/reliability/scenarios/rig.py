@@ -75,7 +75,8 @@ def sim_node(tmp: Path, num_vfs: int = 4, **pf: Any) -> Iterator[Node]:
                                               **pf}]})
     network = attach_veths(host)
     sysfs = Sysfs(host.root)
-    ctx = CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), state_dir=str(tmp / "state"), lock_timeout_s=20)
+    ctx = CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), state_dir=str(tmp / "state"), lock_timeout_s=20,
+                     devinfo_dir=str(tmp), log_dir=str(tmp))
     node = Node(host, network, ctx, tmp / "node", name)
     node.tmp.mkdir(exist_ok=True)
     try:
@@ -136,6 +137,7 @@ def leak_report(node: Node, before: dict[int, tuple[Any, ...]], *, extra_files: 
 
 def process_env(node: Node, env: dict[str, str], **extra: str) -> dict[str, str]:
     return {**env, "SRIOVKIT_HOST_ROOT": str(node.host.root), "SRIOVKIT_CNI_STATE_DIR": str(node.state_dir),
+            "SRIOVKIT_CNI_DEVINFO_DIR": node.ctx.devinfo_dir, "SRIOVKIT_CNI_LOG_DIR": node.ctx.log_dir,
             "SRIOVKIT_CNI_LOCK_TIMEOUT": "20", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), **extra}
 
 
@@ -199,7 +201,8 @@ class AgentProcess:
     def __init__(self, node: Node, socket_path: Path, *, kill_after: str = "", extra: list[str] | None = None):
         self.node, self.socket_path = node, socket_path
         argv = [sys.executable, str(LAUNCHER), "--host-root", str(node.host.root), "--state-dir",
-                str(node.state_dir), "--socket", str(socket_path), *(extra or [])]
+                str(node.state_dir), "--socket", str(socket_path), "--cni-devinfo-dir", node.ctx.devinfo_dir,
+                "--cni-log-dir", node.ctx.log_dir, *(extra or [])]
         if kill_after:
             argv += ["--kill-after", kill_after]
         self.log = open(node.tmp / f"agent-{secrets.token_hex(3)}.log", "wb")  # noqa: SIM115 - closed in stop
@@ -243,4 +246,5 @@ def shim_for(node: Node, directory: Path, socket_path: Path, *, fallback: bool =
     directory.mkdir(parents=True, exist_ok=True)
     return install_shim(directory, ShimSettings(
         agent_socket=str(socket_path), fallback_python=sys.executable if fallback else "",
-        interpreter=sys.executable, host_root=str(node.host.root), state_dir=str(node.state_dir)))
+        interpreter=sys.executable, host_root=str(node.host.root), state_dir=str(node.state_dir),
+        devinfo_dir=node.ctx.devinfo_dir, log_dir=node.ctx.log_dir))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import stat
 import struct
 from pathlib import Path
@@ -62,7 +63,8 @@ def test_ipam_add_with_the_real_host_local_downgrades_1_1_0(tmp_path: Path) -> N
 
 def test_log_lines_are_key_value_with_pod_and_device(tmp_path: Path) -> None:
     path = tmp_path / "cni.log"
-    log = EventLog(command="ADD", container="f" * 64, ifname="net1", level="info", log_file=str(path))
+    log = EventLog(command="ADD", container="f" * 64, ifname="net1", level="info", log_file=str(path),
+                   log_dir=str(tmp_path))
     log.bind(pci="0000:3b:02.4")
     log.debug("hidden")
     log.info("moved", to='ns "x"')
@@ -148,11 +150,13 @@ def test_mismatches_name_each_drifted_setting() -> None:
 
 def test_device_info_file_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b.json"
-    write_device_info(str(path), device_info("0000:3b:02.4", "0000:3b:00.0"))
+    created = write_device_info(str(tmp_path), str(path), device_info("0000:3b:02.4", "0000:3b:00.0"))
+    assert created is not None
     assert json.loads(path.read_text())["pci"] == {"pci-address": "0000:3b:02.4", "pf-pci-address": "0000:3b:00.0"}
-    remove_device_info(str(path))
-    remove_device_info(str(path))
+    assert remove_device_info(str(tmp_path), str(path), created)
+    assert not remove_device_info(str(tmp_path), str(path), created)
     assert not path.exists()
+    assert os.listdir(path.parent) == []  # no temporary file left either
 
 
 def test_resolve_device_kinds(make_host) -> None:  # type: ignore[no-untyped-def]

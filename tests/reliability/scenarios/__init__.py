@@ -15,6 +15,8 @@ from tests.reliability.scenarios.crash import (
 from tests.reliability.scenarios.deviceplugin_requests import device_plugin_edges
 from tests.reliability.scenarios.exposure import modes, no_shell_in_product, shell_uses
 from tests.reliability.scenarios.hostile import fuzz_cni
+from tests.reliability.scenarios.killstream import kill_stream
+from tests.reliability.scenarios.pod_attacks import caller_paths, gc_lists, pod_renames
 from tests.reliability.scenarios.races import late_del_of_an_old_pod, races, same_vf_at_once
 from tests.reliability.scenarios.restarts import agent_restart_with_pods, kubelet_restart
 from tests.reliability.scenarios.rig import (
@@ -34,10 +36,11 @@ from tests.reliability.scenarios.stall import socket_attacks
 
 __all__ = [
     "KILLED",
+    "Outcome",
     "PLUGIN",
     "REPORTED",
-    "Outcome",
     "agent_restart_with_pods",
+    "caller_paths",
     "crash_add_at_every_step",
     "crash_agent_at_every_step",
     "crash_agent_in_del",
@@ -45,7 +48,9 @@ __all__ = [
     "device_plugin_edges",
     "execute",
     "fuzz_cni",
+    "gc_lists",
     "is_spec_error",
+    "kill_stream",
     "kill_while_saving",
     "kubelet_restart",
     "late_del_of_an_old_pod",
@@ -53,6 +58,7 @@ __all__ = [
     "memory_soak",
     "modes",
     "no_shell_in_product",
+    "pod_renames",
     "process_env",
     "races",
     "same_vf_at_once",

@@ -85,12 +85,11 @@ def release(call: Call, record: AttachmentRecord, *, only_if_unchanged: bool = F
         if only_if_unchanged and current != record:
             call.log.info("left alone", reason="the attachment changed while GC waited for it")
             return
-        if current.mode != "userspace":
-            _locate_first(call, current)
+        found = _locate_first(call, current) if current.mode != "userspace" else None
         _release_ipam(call, current)
         _restore_vf_settings(call, current)
         if current.mode != "userspace":
-            _return_netdev(call, current)
+            _return_netdev(call, current, found)
         _restore_driver(call, current)
         _do(call, "remove device info", lambda: _remove_device_info(call, current), point="remove device info")
         _do(call, "remove the cniDir record", lambda: withdraw_record(current), point="remove cni dir")
@@ -157,49 +156,49 @@ def _restore_driver(call: Call, record: AttachmentRecord) -> None:
         _do(call, f"rebind driver {original}", lambda: binder.bind_driver(address, original))
 
 
-def _locate_first(call: Call, record: AttachmentRecord) -> None:
-    """Before anything is undone: a VF found in neither the pod nor the host (a pod hid it in a
-    namespace of its own; a namespace still being torn down) keeps its whole attachment, IPAM
-    lease and VLAN included, and DEL answers "try again"."""
+def _locate_first(call: Call, record: AttachmentRecord) -> tuple[bool, LinkInfo] | None:
+    """Before anything is undone, where the VF is: (in the pod?, its link), or None when the
+    function has no netdev to bring back. A VF found in neither the pod nor the host (a pod hid
+    it in a namespace of its own; a namespace still being torn down) keeps its whole attachment,
+    IPAM lease and VLAN included, and DEL answers "try again"."""
     pod_alive = bool(record.netns) and call.ctx.netns_exists(record.netns)
-    if pod_alive and _do(call, "find the VF in the pod", lambda: _find(call, record, record.netns)) is not None:
-        return
-    if _do(call, "find the VF in the host", lambda: _find(call, record, None)) is not None:
-        return
-    if not _netdev_due(call, record):
-        return
-    if pod_alive or _await_return(call, record) is None:
+    if pod_alive:
+        in_pod = _do(call, "find the VF in the pod", lambda: _find(call, record, record.netns))
+        if in_pod is not None:
+            return True, in_pod
+    home = _do(call, "find the VF in the host", lambda: _find(call, record, None))
+    if home is None and not _netdev_due(call, record):
+        call.log.warning("nothing to bring back", reason="the function is gone or has no netdev driver")
+        return None
+    if home is None and not pod_alive:
+        home = _await_return(call, record)
+    if home is None:
         raise _not_found(record, pod_alive)
+    return False, home
 
 
-def _return_netdev(call: Call, record: AttachmentRecord) -> None:
+def _return_netdev(call: Call, record: AttachmentRecord, found: tuple[bool, LinkInfo] | None) -> None:
     """The VF back in the host under its name, found by what the kernel says it is (never by the
     name it had in the pod: the pod may have renamed it and given that name to a link of its own,
-    which must never reach the host), and verified back before DEL may succeed."""
+    which must never reach the host), and verified back before DEL may succeed. It is moved by
+    ifindex: a rename since `_locate_first` cannot swap it for another link."""
+    if found is None:
+        return
+    in_pod, link = found
     host_name = record.original.host_ifname or fallback_name(record.pci_address)
-    pod_alive = bool(record.netns) and call.ctx.netns_exists(record.netns)
-    in_pod = _do(call, "find the VF in the pod", lambda: _find(call, record, record.netns)) if pod_alive else None
-    if in_pod is not None:
+    if in_pod:
         name = _free_host_name(call, host_name, record)
-        if in_pod.name != record.ifname:
-            call.log.warning("VF renamed in the pod", ifname=record.ifname, now=in_pod.name)
-        _do(call, f"move {in_pod.name} back as {name}",
-            lambda: call.ctx.netlink.move_link(in_pod.name, src_netns=record.netns, dst_netns=None,
-                                               new_name=name, index=in_pod.index), point="move back")
+        if link.name != record.ifname:
+            call.log.warning("VF renamed in the pod", ifname=record.ifname, now=link.name)
+        _do(call, f"move {link.name} back as {name}",
+            lambda: call.ctx.netlink.move_link(link.name, src_netns=record.netns, dst_netns=None,
+                                               new_name=name, index=link.index), point="move back")
     else:
-        home = _do(call, "find the VF in the host", lambda: _find(call, record, None))
-        if home is None and not _netdev_due(call, record):
-            call.log.warning("nothing to bring back", reason="the function is gone or has no netdev driver")
-            return
-        if home is None and not pod_alive:
-            home = _await_return(call, record)
-        if home is None:
-            raise _not_found(record, pod_alive)
-        name = home.name
-        if home.name != host_name:
+        name = link.name
+        if link.name != host_name:
             name = _free_host_name(call, host_name, record)
-            _do(call, f"rename {home.name} back to {name}",
-                lambda: call.ctx.netlink.rename_link(home.name, name), point="rename back")
+            _do(call, f"rename {link.name} back to {name}",
+                lambda: call.ctx.netlink.rename_link(link.name, name), point="rename back")
     _restore_link(call, record, name)
     _verify_returned(call, record, name)
 

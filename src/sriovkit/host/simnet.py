@@ -250,14 +250,15 @@ def away_pci(host: SimulatedHost, netns: str, name: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def pci_of_host_link(host: SimulatedHost, *, name: str | None = None, index: int | None = None) -> str | None:
+def pci_of_host_link(host: SimulatedHost, *, name: str | None = None, index: int | None = None,
+                     ipr: IPRoute | None = None) -> str | None:
     """The function whose VF end is the host-namespace link `name` (or `index`): its peer, in the
     host namespace too, carries the function's alias. None for any other link."""
-    with _route() as ipr:
-        msg = _get(ipr, name=name, index=index)
+    with _route_or(ipr) as route:
+        msg = get_link(route, name=name, index=index)
         if msg is None or msg.get_attr("IFLA_LINK_NETNSID") is not None or not msg.get_attr("IFLA_LINK"):
             return None
-        peer = _get(ipr, index=msg.get_attr("IFLA_LINK"))
+        peer = get_link(route, index=msg.get_attr("IFLA_LINK"))
     if peer is None or peer.get_attr("IFLA_LINK") != msg["index"]:
         return None
     prefix, _, rest = (peer.get_attr("IFLA_IFALIAS") or "").partition(" ")
@@ -266,18 +267,18 @@ def pci_of_host_link(host: SimulatedHost, *, name: str | None = None, index: int
     return pci_address if ours and peer.get_attr("IFLA_IFNAME") == peer_name(host, pci_address) else None
 
 
-def vf_end(host: SimulatedHost, pci_address: str) -> tuple[int, int | None] | None:
+def vf_end(host: SimulatedHost, pci_address: str, ipr: IPRoute | None = None) -> tuple[int, int | None] | None:
     """Where the function's VF end is, as the kernel reports it through the peer: (its ifindex
     there, the host's nsid for its namespace or None for the host's own). None: no peer (never
     made, or deleted with a pod's namespace)."""
-    with _route() as ipr:
-        peer = _get(ipr, name=peer_name(host, pci_address))
+    with _route_or(ipr) as route:
+        peer = get_link(route, name=peer_name(host, pci_address))
     if peer is None or peer.get_attr("IFLA_IFALIAS") != _alias(host, pci_address) or not peer.get_attr("IFLA_LINK"):
         return None
     return int(peer.get_attr("IFLA_LINK")), peer.get_attr("IFLA_LINK_NETNSID")
 
 
-def nsid_of(netns: str) -> int | None:
+def nsid_of(netns: str, ipr: IPRoute | None = None) -> int | None:
     """The id the host namespace knows the namespace at path `netns` by (RTM_GETNSID), if any."""
     import os
 
@@ -286,26 +287,34 @@ def nsid_of(netns: str) -> int | None:
     except OSError:
         return None
     try:
-        with _route() as ipr:
-            reply = ipr.get_netnsid(fd=fd)
+        with _route_or(ipr) as route:
+            reply = route.get_netnsid(fd=fd)
     finally:
         os.close(fd)
     nsid = reply.get("nsid") if isinstance(reply, dict) else None
     return nsid if isinstance(nsid, int) and nsid >= 0 else None
 
 
-def _get(ipr: IPRoute, *, name: str | None = None, index: int | None = None) -> Any:
+@contextmanager
+def _route_or(ipr: IPRoute | None) -> Iterator[IPRoute]:
+    if ipr is not None:
+        yield ipr
+        return
+    with _route() as fresh:
+        yield fresh
+
+
+def get_link(ipr: IPRoute, *, name: str | None = None, index: int | None = None) -> Any:
+    """One RTM_GETLINK by index or name; None when there is no such link."""
     from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
 
-    if index is None:
-        found = ipr.link_lookup(ifname=name) if name else []
-        if not found:
-            return None
-        index = found[0]
+    if index is None and not name:
+        return None
     try:
-        return ipr.link("get", index=index)[0]
+        found = ipr.link("get", index=index) if index is not None else ipr.link("get", ifname=name)
     except Pyroute2Error:
         return None
+    return found[0] if found else None
 
 
 def peer_of(host: SimulatedHost, pci_address: str) -> str | None:

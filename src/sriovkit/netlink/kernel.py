@@ -9,7 +9,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sriovkit.host.sysfs import Sysfs, list_dir
@@ -55,6 +55,11 @@ class KernelNetlink:
             with self._opened_lock:
                 self._opened.append(ipr)
         return ipr
+
+    def route(self, netns: str | None) -> AbstractContextManager[IPRoute]:
+        """A pyroute2 IPRoute in `netns` for the simulated switch's own queries: this thread's
+        kept host socket, or a fresh one in a pod's namespace (closed on exit)."""
+        return self._route(netns)
 
     @contextmanager
     def operation(self) -> Iterator[None]:

@@ -25,8 +25,8 @@ from sriovkit.host import simnet
 from sriovkit.host.sim import SimPF, SimulatedHost
 from sriovkit.host.statefile import locked, read_json, write_json_atomic
 from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NotSupportedError
+from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.model import LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
-from sriovkit.netlink.port import Netlink
 
 MAX_VLAN = 4095
 MAX_QOS = 7
@@ -35,7 +35,7 @@ MAX_QOS = 7
 class SimulatedSwitchNetlink:
     """PF-side VF settings in state files, links on the kernel, the host's tree kept in sync."""
 
-    def __init__(self, host: SimulatedHost, links: Netlink) -> None:
+    def __init__(self, host: SimulatedHost, links: KernelNetlink) -> None:
         self.host = host
         self._links = links
 
@@ -132,8 +132,7 @@ class SimulatedSwitchNetlink:
 
     def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str,
                   index: int | None = None) -> None:
-        leaving = simnet.pci_of_host_link(self.host, name=None if index is not None else name,
-                                          index=index) if src_netns is None else None
+        leaving = self._pci_of_host_netdev(name) if src_netns is None else None
         self._links.move_link(name, src_netns=src_netns, dst_netns=dst_netns, new_name=new_name, index=index)
         with simnet.tree_lock(self.host):
             if dst_netns is not None:
@@ -142,16 +141,15 @@ class SimulatedSwitchNetlink:
                     simnet.note_away(self.host, leaving, dst_netns, new_name)
                 return
             # what arrived is whatever its peer says it is, never what the pod side called it
-            arrived = simnet.pci_of_host_link(self.host, name=new_name)
+            with self._links.route(None) as ipr:
+                arrived = simnet.pci_of_host_link(self.host, name=new_name, ipr=ipr)
             if arrived is not None:
                 self.host.set_netdev(arrived, new_name)
                 simnet.clear_away(self.host, arrived)
 
     def rename_link(self, name: str, new_name: str, netns: str | None = None) -> None:
-        if netns is None:
-            pci = simnet.pci_of_host_link(self.host, name=name)
-        else:  # only for the name a revived pair takes (`away`); identity never comes from it
-            pci = simnet.away_pci(self.host, netns, name)
+        # in a pod: only for the name a revived pair takes (`away`); identity never comes from it
+        pci = self._pci_of_host_netdev(name) if netns is None else simnet.away_pci(self.host, netns, name)
         self._links.rename_link(name, new_name, netns)
         if pci is None:
             return
@@ -201,36 +199,30 @@ class SimulatedSwitchNetlink:
         host namespace, says which link (ifindex) in which namespace (nsid) is the VF end. A real
         VF returns to the host namespace when the namespace holding it is deleted; a veth is
         deleted instead, so a host lookup first brings such a pair back."""
-        end = simnet.vf_end(self.host, pci_address)
-        if end is None and netns is None and simnet.interface_gone(self.host, pci_address):
-            simnet.SimNetwork.of(self.host).revive(pci_address)
-            end = simnet.vf_end(self.host, pci_address)
-        if end is None:
+        from sriovkit.netlink.kernel import link_info
+
+        with self._links.route(None) as host_ipr:
+            end = simnet.vf_end(self.host, pci_address, host_ipr)
+            if end is None and netns is None and simnet.interface_gone(self.host, pci_address):
+                simnet.SimNetwork.of(self.host).revive(pci_address)
+                end = simnet.vf_end(self.host, pci_address, host_ipr)
+            if end is None:
+                return []
+            index, nsid = end
+            if netns is None and nsid is not None:
+                return []
+            if netns is not None and (nsid is None or simnet.nsid_of(netns, host_ipr) != nsid):
+                return []
+            msg = simnet.get_link(host_ipr, index=index) if netns is None else None
+        if netns is not None:
+            with self._links.route(netns) as pod_ipr:
+                msg = simnet.get_link(pod_ipr, index=index)
+        if msg is None:
             return []
-        index, nsid = end
-        if netns is None and nsid is not None:
-            return []
-        if netns is not None and (nsid is None or simnet.nsid_of(netns) != nsid):
-            return []
-        link = next((lk for lk in self._links_by_index(netns, index)), None)
-        if link is None:
-            return []
+        link = link_info(msg)
         if netns is None:
             self._sync_tree(pci_address, link.name)
         return [link]
-
-    def _links_by_index(self, netns: str | None, index: int) -> list[LinkInfo]:
-        from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
-
-        from sriovkit.netlink.kernel import link_info, open_route
-
-        ipr = open_route(netns)
-        try:
-            return [link_info(ipr.link("get", index=index)[0])]
-        except Pyroute2Error:
-            return []
-        finally:
-            ipr.close()
 
     def _sync_tree(self, pci_address: str, name: str) -> None:
         """The tree shows the function's interface under the name the kernel has for it (a process
@@ -254,6 +246,16 @@ class SimulatedSwitchNetlink:
 
     def operation(self) -> AbstractContextManager[None]:
         return self._links.operation()
+
+    def _pci_of_host_netdev(self, name: str) -> str | None:
+        """The function the tree shows as host interface `name` (``class/net``): the host side is
+        ours alone, and `device_links` keeps the tree in line with the kernel."""
+        try:
+            target = os.readlink(self.host.root.joinpath("sys", "class", "net", name))
+        except OSError:
+            return None
+        parts = Path(target).parts  # .../<pci address>/net/<name>
+        return parts[-3] if len(parts) >= 3 and parts[-2] == "net" else None
 
 
 def _decode(vf_index: int, raw: dict[str, Any] | None) -> VfSettings:

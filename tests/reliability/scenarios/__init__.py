@@ -36,9 +36,9 @@ from tests.reliability.scenarios.stall import socket_attacks
 
 __all__ = [
     "KILLED",
-    "Outcome",
     "PLUGIN",
     "REPORTED",
+    "Outcome",
     "agent_restart_with_pods",
     "caller_paths",
     "crash_add_at_every_step",

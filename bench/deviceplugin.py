@@ -1,6 +1,6 @@
 """The device plugin under the kubelet stand-in, beside upstream's, on simulated hosts of 1024 and 4096 VFs.
 
-For each size, `sriovctl agent` and upstream's sriovdp (bench/peers: built from pinned sources,
+For each size, `sriovctl agent` and upstream's sriovdp (bench/peers: built from the Go module proxy at a pinned version when the proxy serves it,
 run on the same simulated host in a private mount and network namespace) each run as their own
 process against `sriovkit.kubesim` (in this process) over real unix sockets, in interleaved
 rounds (the machine is shared and noisy: medians over rounds). Per plugin and size:

@@ -4,7 +4,8 @@ Paths measured, each N cycles of ADD then DEL with the same config (vlan, spoofc
 host-local IPAM, so every kind of step is in the numbers):
 - shim -> agent: the installed `sriov` shim exec'd per call, served by the agent's CNI socket
   (`CniSocketServer` + `CniService`, as `sriovctl agent` runs them), what a runtime gets;
-- in-process: `run_cni` called directly (the agent's work without exec and socket);
+- in-process: `run_cni` called directly (the agent's work without exec and socket), also with
+  the seeds' netconf naming only the PF (`if0`: the plugin picks the VF), interleaved;
 - standalone: ``python -m sriovkit.cni.plugin`` exec'd per call (the shim's fallback path);
 - shim start-up alone: the shim exec'd against an agent that answers at once, next to a bare
   ``python3 -I -S -c pass``, so the shim's own overhead is the difference;
@@ -126,9 +127,15 @@ def run_bench(args: argparse.Namespace, host: sim.SimulatedHost, root: Path, net
              "sriovkit": statistics.median(via_agent[c]) * 1e3, "floor": statistics.median(floor_times[c]) * 1e3}
             for c in ("ADD", "DEL")]))
     times = {"ADD": [], "DEL": []}
-    for _ in range(args.cycles):
+    picked: dict[str, list[float]] = {"ADD": [], "DEL": []}
+    # the seeds' mode (issue 19): no deviceID, the plugin picks a VF of the PF (records, pools file, locks)
+    pick_stdin = json.dumps({**{k: v for k, v in conf.items() if k != "deviceID"},
+                             "if0": host.spec.pfs[0].name}).encode()
+    for _ in range(args.cycles):  # interleaved with the deviceID cycles
         cycle(lambda e, s: run_cni(e, s, ctx), env, stdin, times)
+        cycle(lambda e, s: run_cni(e, s, ctx), env, pick_stdin, picked)
     report("in-process", times)
+    report("in-process, VF picked from the PF", picked)
     if args.standalone:
         proc_env = {"SRIOVKIT_HOST_ROOT": str(host.root), "SRIOVKIT_CNI_STATE_DIR": state_dir}
         times = {"ADD": [], "DEL": []}

@@ -264,3 +264,24 @@ def test_del_with_an_unusable_config_finds_an_attachment_named_by_if0name(node: 
     assert node.run("ADD", conf, pod)[1] == 0
     assert node.run("DEL", {"cniVersion": "1.0.0", "name": "seed-net", "vlan": "x"}, pod) == (None, 0)
     assert pod_link(pod, "vf0") is None and node.view(0).netdev == node.vf_netdev(0)
+
+
+def test_parallel_picks_never_share_a_vf(node_factory: NodeFactory, netns: NetnsFactory) -> None:
+    """Six ADDs race for the four VFs of one PF: four get four different VFs, two are refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    node = node_factory(num_vfs=4)
+    pods = [netns() for _ in range(6)]
+    conf = pf_conf(node, ipam=node.host_local())
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda i: node.run("ADD", conf, pods[i], container=f"p{i}"), range(6)))
+    won = [i for i, (_, code) in enumerate(results) if code == 0]
+    assert len(won) == 4, results
+    assert sorted(attached_vf(node, f"p{i}") for i in won) == sorted(node.vf(i) for i in range(4))
+    for i, (out, code) in enumerate(results):
+        if code:
+            assert out["code"] == ErrorCode.DEVICE_UNUSABLE and node.pf in out["msg"], out
+            assert node.ctx.store.load(f"p{i}", "net1", pending=True) is None
+    with ThreadPoolExecutor(6) as pool:
+        dels = list(pool.map(lambda i: node.run("DEL", conf, pods[i], container=f"p{i}"), range(6)))
+    assert dels == [(None, 0)] * 6

@@ -285,3 +285,15 @@ def test_parallel_picks_never_share_a_vf(node_factory: NodeFactory, netns: Netns
     with ThreadPoolExecutor(6) as pool:
         dels = list(pool.map(lambda i: node.run("DEL", conf, pods[i], container=f"p{i}"), range(6)))
     assert dels == [(None, 0)] * 6
+
+
+def test_check_of_a_picked_attachment_under_its_if0name(node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    conf = pf_conf(node, if0name="vf0", mtu=1400, ipam=node.host_local())
+    result, code = node.run("ADD", conf, pod)
+    assert code == 0, result
+    assert node.run("CHECK", {**conf, "prevResult": result}, pod) == (None, 0)
+    node.ctx.netlink.set_link_mtu("vf0", 1300, pod)  # changed behind the plugin's back
+    out, code = node.run("CHECK", {**conf, "prevResult": result}, pod)
+    assert code == 1 and out["code"] == ErrorCode.CHECK_FAILED and "vf0" in out["details"] + out["msg"], out
+    assert node.run("DEL", conf, pod) == (None, 0)

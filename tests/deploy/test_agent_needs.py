@@ -315,3 +315,18 @@ def test_chart_hotplug_paths_follow_their_values() -> None:
     assert args["--kubelet-root"] == "/data/kubelet" and volumes["kubelet-pods"] == "/data/kubelet/pods"
     assert args["--pod-resources-socket"] == "/data/kubelet/pod-resources/kubelet.sock"
     assert args["--ovs-run-dir"] == "/run/ovs" and volumes["ovs-run"] == "/run/ovs"
+
+
+def test_chart_mounts_another_host_root_whole_at_the_agents_host_root() -> None:
+    """hostPaths.root other than "/" (a simulated host): that directory replaces /sys, /dev, /proc."""
+    pod = find(render("hostPaths.root=/var/tmp/sim", "agent.hostRoot=/var/tmp/sim"),
+               "DaemonSet")["spec"]["template"]["spec"]
+    agent = _container(pod, "agent")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in agent["volumeMounts"]}
+    assert volumes["host-root"]["hostPath"] == {"path": "/var/tmp/sim", "type": "Directory"}
+    assert mounts["host-root"]["mountPath"] == "/var/tmp/sim" and not mounts["host-root"].get("readOnly")
+    assert not {"host-sys", "host-dev", "host-proc"} & (set(volumes) | set(mounts))
+    assert _args(agent)["--host-root"] == "/var/tmp/sim"
+    default = find(render(), "DaemonSet")["spec"]["template"]["spec"]
+    assert "host-root" not in {v["name"] for v in default["volumes"]}

@@ -1,0 +1,99 @@
+"""Scenarios 5-7 of issue 15: the kubelet restarted, the agent's pod deleted, the ConfigMap
+edited, each on the real node with pods holding VFs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.kube.cluster import NAMESPACE, RESOURCE, Cluster
+from tests.kube.helpers import Kube, vf_settings, wait_for
+from tests.kube.test_flow import host_vfs, vlan_nad
+
+REGISTERED = "Got registration request from device plugin"
+
+
+def registrations(cluster: Cluster) -> int:
+    return sum(REGISTERED in line for line in cluster.log_lines("kubelet"))
+
+
+def test_kubelet_restart_plugins_reregister_pods_keep_their_vfs(kube: Kube, cluster: Cluster) -> None:
+    vlan_nad(kube, vlan=7)
+    kube.pod("before", networks="sriov-vlan", vfs=1)
+    kube.wait_running("before")
+    pci = kube.pod_devices("before")[0]
+    seen = registrations(cluster)
+
+    started = cluster.restart_kubelet()
+    wait_for("the agent's device plugin registered again with the new kubelet",
+             lambda: registrations(cluster) > seen, timeout=120, interval=0.1)
+    print(f"\ndevice plugin re-registered {time.monotonic() - started:.1f} s after the kubelet was started")
+    cluster.wait_node_ready(timeout=120)
+
+    # the running pod keeps its VF: same allocation (once the new kubelet has the pod from the
+    # API server, podresources answers for it), still in its namespace, VLAN still set
+    assert wait_for("the new kubelet's podresources answer for the running pod",
+                    lambda: kube.pod_devices("before"), timeout=60) == [pci]
+    assert "net1" in kube.pod_links("before")
+    assert vf_settings(cluster, pci).vlan == 7
+    # and a new pod still gets one (a different one)
+    kube.pod("after", networks="sriov-vlan", vfs=1)
+    kube.wait_running("after")
+    assert kube.pod_devices("after") not in ([], [pci])
+    assert "net1" in kube.pod_links("after")
+
+
+def test_agent_pod_deleted_daemonset_brings_it_back(kube: Kube, cluster: Cluster) -> None:
+    vlan_nad(kube, vlan=9)
+    kube.pod("held", networks="sriov-vlan", vfs=1)
+    kube.wait_running("held")
+    pci = kube.pod_devices("held")[0]
+    before = set(host_vfs(cluster))
+    old = kube.agent_pod()
+
+    kube.delete("pod", old["metadata"]["name"], namespace=NAMESPACE)
+
+    def new_agent_ready() -> dict | None:
+        pod = kube.agent_pod()
+        ready = all(c.get("ready") for c in pod["status"].get("containerStatuses", [{}]))
+        return pod if pod["metadata"]["uid"] != old["metadata"]["uid"] and ready else None
+    wait_for("a new agent pod, Ready", new_agent_ready, timeout=180)
+    cluster.wait_allocatable(RESOURCE, 4, timeout=120)
+    assert set(host_vfs(cluster)) == before  # pools intact: nothing moved while the agent was away
+    assert kube.pod_devices("held") == [pci]
+
+    # the pod created before the agent went away is torn down cleanly by the new one
+    kube.delete("pod", "held")
+    assert wait_for("VF back in the host namespace", lambda: pci in host_vfs(cluster), timeout=60)
+    assert vf_settings(cluster, pci).vlan == 0
+
+
+def test_configmap_edited_pools_change_without_restarts(kube: Kube, cluster: Cluster) -> None:
+    configmap = kube.get("configmap", "sriovdp-config", NAMESPACE)
+    original = configmap["data"]["config.json"]
+    agent = kube.agent_pod()
+    pf = cluster.pf_names()[0]
+    split = {"resourceList": [
+        {"resourceName": "kube_left", "selectors": {"pfNames": [f"{pf}#0-1"]}},
+        {"resourceName": "kube_right", "selectors": {"pfNames": [f"{pf}#2-3"]}},
+    ]}
+
+    def set_config(text: str) -> None:
+        patch = json.dumps({"data": {"config.json": text}})
+        kube.run("patch", "configmap", "sriovdp-config", "-n", NAMESPACE, "--type=merge", "-p", patch)
+    kube.cleanups.append(lambda: set_config(original))
+    set_config(json.dumps(split))
+
+    def split_pools() -> bool:
+        a = kube.allocatable()
+        return a.get("intel.com/kube_left") == "2" and a.get("intel.com/kube_right") == "2" \
+            and a.get(RESOURCE, "0") == "0"
+    wait_for("the node's pools as the edited ConfigMap says", split_pools, timeout=180, interval=1)
+    now = kube.agent_pod()
+    assert now["metadata"]["uid"] == agent["metadata"]["uid"]
+    assert now["status"]["containerStatuses"][0]["restartCount"] == agent["status"]["containerStatuses"][0][
+        "restartCount"]
+
+    set_config(original)
+    cluster.wait_allocatable(RESOURCE, 4, timeout=180)
+    wait_for("the split pools gone", lambda: kube.allocatable().get("intel.com/kube_left", "0") == "0", timeout=60)

@@ -58,6 +58,11 @@ gov=$(go env GOVERSION)
 key=$( { cat "$mod/go.mod"; echo "$pkgs|$tags|$ldflags|$gov"; } | sha256sum | cut -c1-16)
 out="$CACHE/bin/$part-$v-$key"
 if [ -f "$out/.complete" ]; then echo "$out"; exit 0; fi
+# one build of a part at a time (other trees' copies of this script share the cache)
+mkdir -p "$CACHE/bin"
+exec 9>"$CACHE/bin/.$part.lock"
+flock 9
+if [ -f "$out/.complete" ]; then echo "$out"; exit 0; fi
 
 # Build in a copy of the pins, so filling in go.sum never writes to the tree.
 work="$CACHE/work/$part-$key"

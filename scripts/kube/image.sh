@@ -25,6 +25,9 @@ if [ -n "$need" ]; then
   apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
 mkdir -p "$D"
+# one build at a time in this cache (other trees' copies of this script share it)
+exec 9>"$D/.lock"
+flock 9
 bah() { buildah --root "$D/storage" --runroot "$D/run" --storage-driver vfs "$@"; }
 
 dockerfile="$REPO/deploy/Dockerfile"
@@ -65,11 +68,12 @@ fi
 
 # --- the image: deploy/Dockerfile, unchanged ---------------------------------------------------
 ignore="$REPO/deploy/Dockerfile.dockerignore"
-# the files the Dockerfile takes (its .dockerignore lets in src/ and three files), as git sees
+# the files the Dockerfile can take (what its .dockerignore lets in with `!PATH`), as git sees
 # them: tracked or new, not ignored (so a build's __pycache__ or egg-info does not count)
-ctx_key=$(cd "$REPO" && { cat deploy/Dockerfile "$ignore"; cat pyproject.toml requirements.lock README.md;
-          git ls-files -co --exclude-standard -z src | sort -z | xargs -0 sha256sum; cat "$D/base.key"; } \
-          | sha256sum | cut -c1-16)
+mapfile -t allowed < <(sed -n 's|^!\(.*[^/]\)/*$|\1|p' "$ignore")
+ctx_key=$(cd "$REPO" && { cat deploy/Dockerfile "$ignore";
+          git ls-files -co --exclude-standard -z -- "${allowed[@]}" | sort -z | xargs -0 sha256sum;
+          cat "$D/base.key"; } | sha256sum | cut -c1-16)
 out="$D/sriovkit-$name-$ctx_key.tar"
 if [ -f "$out" ]; then echo "$out"; exit 0; fi
 log "buildah bud -f deploy/Dockerfile -t $image (log: $D/build.log)"
@@ -77,7 +81,8 @@ start=$(date +%s)
 (cd "$REPO" && bah bud --pull=never --layers --network host --isolation chroot \
     --ignorefile "$ignore" -f deploy/Dockerfile -t "$image" .) >"$D/build.log" 2>&1 \
   || { tail -30 "$D/build.log" >&2; echo "image.sh: buildah bud failed" >&2; exit 1; }
-rm -f "$D"/sriovkit-*.tar
+# keep the three newest archives (other trees' builds may still use theirs)
+ls -t "$D"/sriovkit-*.tar 2>/dev/null | tail -n +3 | xargs -r rm -f
 bah push -q "$image" "docker-archive:$out.tmp:$image" >/dev/null
 mv "$out.tmp" "$out"
 log "built $image in $(( $(date +%s) - start )) s"

@@ -539,6 +539,7 @@ class Cluster:
                     if line.split()[4].startswith(str(self.state) + "/") or line.split()[4] == str(self.state)]
         if leftover:
             raise ClusterError(f"not removing {self.state}: still mounted: {leftover}")
+        self._keep_logs()
         shutil.rmtree(self.state, ignore_errors=True)
         if not quiet:
             log(f"down: removed {self.state}")
@@ -553,6 +554,14 @@ class Cluster:
             for name in ("cpuset.cpus", "cpuset.mems"):  # a new cpuset is empty until given its parent's
                 if (root / name).exists() and not _read(root / name).strip():
                     (root / name).write_text(_read(hierarchy / name))
+
+    def _keep_logs(self) -> None:
+        """The daemons' and pods' logs outlive the cluster (the last of each state name is kept)."""
+        kept = CACHE / "last-logs" / self.state.name.split("-")[0]  # test-<pid>: one "test" copy
+        shutil.rmtree(kept, ignore_errors=True)
+        for source, name in ((self.state / "logs", "daemons"), (self.state / "node" / "var-log-pods", "pods")):
+            if source.is_dir():
+                shutil.copytree(source, kept / name, symlinks=True, ignore_dangling_symlinks=True)
 
     def _cgroup_dirs(self) -> list[Path]:
         return [d for d in Path("/sys/fs/cgroup").glob(f"*{self.cgroup_root}") if d.is_dir()]

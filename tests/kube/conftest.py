@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def cluster() -> Iterator[Cluster]:
     if os.geteuid() != 0:
         pytest.fail("tests/kube need root (a kubelet, containerd, network namespaces)")
+    reuse = os.environ.get("SRIOVKIT_KUBE_REUSE")  # a cluster already up (./dev kube up): kept after
+    if reuse:
+        node = Cluster(Path(reuse))
+        if not node.healthy():
+            pytest.fail(f"SRIOVKIT_KUBE_REUSE={reuse}: no cluster up there")
+        yield node
+        return
     node = Cluster(CACHE / f"test-{os.getpid()}")
     try:
         node.up()

@@ -8,7 +8,7 @@ import ipaddress
 
 from tests.kube.cluster import Cluster
 from tests.kube.helpers import NETWORKS, STATUS, Kube, vf_settings, wait_for
-from tests.kube.test_flow import SUBNET, vlan_nad
+from tests.kube.test_flow import SUBNET, attachment_records, host_vfs, vlan_nad
 
 HOTPLUG = {"hotplug": {"enabled": True, "vhostuser": False}}
 
@@ -26,6 +26,9 @@ def test_running_pod_annotated_with_one_more_network_gets_it(kube: Kube, cluster
     vlan_nad(kube, name="first", vlan=21)
     vlan_nad(kube, name="second", vlan=22)
     kube.pod("grows", networks="first", vfs=2)  # one VF more than it uses at start
+    # deleted while the controller still runs: Multus DELs only what it attached, the hot-plugged
+    # network's DEL is the controller's (cleanups run last-added first, before the chart's)
+    kube.cleanups.append(lambda: kube.delete("pod", "grows"))
     kube.wait_running("grows")
     assert "net2" not in kube.pod_links("grows")
 
@@ -43,3 +46,8 @@ def test_running_pod_annotated_with_one_more_network_gets_it(kube: Kube, cluster
     assert pci in kube.pod_devices("grows")
     assert vf_settings(cluster, pci).vlan == 22
     assert any(e.startswith("AddedInterface:") and "second" in e for e in kube.events("grows"))
+
+    # deleted: both VFs come back, the one Multus attached and the one the controller did
+    kube.delete("pod", "grows")
+    assert wait_for("both VFs back in the host namespace", lambda: len(host_vfs(cluster)) == 4, timeout=90)
+    assert wait_for("no attachment record left", lambda: attachment_records(cluster) == [], timeout=30)

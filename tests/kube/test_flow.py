@@ -8,6 +8,7 @@ import ipaddress
 import json
 from pathlib import Path
 
+from sriovkit.cni.state import StateStore
 from tests.kube.cluster import NAMESPACE, RESOURCE, Cluster
 from tests.kube.helpers import STATUS, Kube, env_key, simulated_host, vf_settings, vf_settings_all, wait_for
 
@@ -33,8 +34,13 @@ def host_vfs(cluster: Cluster) -> dict[str, tuple[str, str]]:
 
 
 def attachment_records(cluster: Cluster) -> list[str]:
+    """The sriov CNI's attachment records (done, pending, half-written) on the node."""
     state = cluster.node_path("/var/lib/cni/sriov")
-    return sorted(str(p.relative_to(state)) for p in state.rglob("*.json")) if state.exists() else []
+    if not state.exists():
+        return []
+    store = StateStore(str(state))
+    return sorted([r.key for r in store.records()] + [r.key for r in store.records(pending=True)]
+                  + [p.name for p in state.glob(".tmp-*")])
 
 
 def test_allocatable_lists_the_configmaps_pools(kube: Kube) -> None:

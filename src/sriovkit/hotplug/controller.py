@@ -40,6 +40,7 @@ from sriovkit.hotplug.record import ADDING, ATTACHED, PodRecord, RecordStore
 from sriovkit.hotplug.sandbox import interfaces_in
 from sriovkit.hotplug.status import (
     pci_device_info,
+    pci_devices_in_status,
     read_network_status,
     reconciled_status,
     secondary_attachments,
@@ -295,7 +296,7 @@ class HotplugController:
             raise ValueError(f"{action}: an ADD without its selection")
         selection = action.desired.selection
         definition = self._definition(action.network)
-        device_id = self._device(record, definition.resource_name) if definition.resource_name else None
+        device_id = self._device(pod, record, definition.resource_name) if definition.resource_name else None
         runtime_config: dict[str, Any] = {}
         if selection.mac:
             runtime_config["mac"] = selection.mac
@@ -356,11 +357,14 @@ class HotplugController:
             raise HotplugFailed(f"NetworkAttachmentDefinition {network} not found")
         return parse_nad(nad)
 
-    def _device(self, record: PodRecord, resource: str) -> str:
+    def _device(self, pod: Obj, record: PodRecord, resource: str) -> str:
         if self.pod_resources is None:
             raise HotplugFailed(f"the network needs a {resource} device and no podresources socket is configured")
         assigned = self.pod_resources.devices(record.namespace, record.name, resource)
         in_use = [a["device_id"] for a in record.attachments or [] if a.get("device_id")]
+        # and the devices Multus attached when the pod started (network-status device-info)
+        in_use = list(dict.fromkeys(in_use + pci_devices_in_status(
+            read_network_status((pod.get("metadata") or {}).get("annotations")))))
         device = free_device(assigned, in_use)
         if device is None:
             raise HotplugFailed(f"pod {record.pod} has no unused {resource} device from the kubelet "

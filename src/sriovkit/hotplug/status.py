@@ -65,6 +65,18 @@ def read_network_status(annotations: Mapping[str, str] | None) -> list[dict[str,
     return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
+def pci_devices_in_status(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The PCI addresses network-status says the pod's interfaces use (Multus' and ours)."""
+    out: list[str] = []
+    for entry in entries:
+        info = entry.get("device-info")
+        pci = info.get("pci") if isinstance(info, Mapping) else None
+        address = pci.get("pci-address") if isinstance(pci, Mapping) else None
+        if isinstance(address, str) and address:
+            out.append(address)
+    return out
+
+
 def secondary_attachments(entries: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """interface -> network of the secondary attachments in network-status (the default network skipped)."""
     out: dict[str, str] = {}

@@ -141,3 +141,14 @@ def test_plan_is_empty_when_converged():
 def test_backoff_doubles_up_to_the_maximum():
     assert Backoff(initial=0.5, factor=2, maximum=5).schedule(6) == [0.5, 1, 2, 4, 5, 5]
     assert Backoff().delay(0) == 0 and Backoff().delay(10_000) == 300
+
+
+def test_devices_in_network_status_are_the_pci_addresses_of_its_entries() -> None:
+    from sriovkit.hotplug.status import pci_devices_in_status
+
+    entries = [{"name": "cluster", "interface": "eth0", "default": True},
+               {"name": "ns/a", "interface": "net1",
+                "device-info": {"type": "pci", "pci": {"pci-address": "0000:11:00.0"}}},
+               {"name": "ns/b", "interface": "net2", "device-info": {"type": "pci", "pci": "garbage"}},
+               {"name": "ns/c", "interface": "net3", "device-info": "garbage"}]
+    assert pci_devices_in_status(entries) == ["0000:11:00.0"]

@@ -62,6 +62,9 @@ def detach(call: Call) -> None:
             return
         if record is None:
             call.log.info("nothing to detach", netns=env.netns)
+            # an ADD killed while writing its journal changed nothing but may have left its temp
+            # file; under this attachment's lock no writer of it is alive
+            store.delete(env.container_id, env.ifname)
             return
         release(call, record)
 

@@ -180,3 +180,14 @@ def test_a_vf_renamed_then_its_pod_namespace_deleted_comes_back(node: Node, netn
     ip("link", "set", "net1", "name", unique_name("r", 6), netns=pod)
     delete_netns_and_revive(node, pod, node.vf(1))
     assert node.run("DEL", conf, pod) == (None, 0)
+
+
+def test_del_after_an_add_killed_while_writing_its_journal_leaves_no_temp_file(node: Node, netns: NetnsFactory) -> None:
+    """Killed between creating the journal's temp file and renaming it: nothing was changed yet,
+    so DEL has nothing to undo, and it removes the temp file."""
+    pod = netns()
+    node.state_dir.mkdir(mode=0o700, exist_ok=True)
+    tmp = node.state_dir / f".tmp-c1-net1+{node.vf(0)}.pending"
+    tmp.write_text('{"half": ')
+    assert node.run("DEL", node.conf(0), pod) == (None, 0)
+    assert not tmp.exists()

@@ -170,10 +170,10 @@ class StateStore:
                 os.fsync(f.fileno())
             if os.path.islink(target):
                 raise StateError(f"state file {target} is a symlink", "refusing to replace it")
-            # No fsync of the directory here (there is one after a delete): losing this rename to a
-            # power cut leaves the state before it, which DEL handles, and a reboot resets VFs and
-            # namespaces anyway; the file itself is synced, so a record is never seen half-written.
             os.replace(tmp, target)
+            # the rename is durable only once the directory is synced: the journal must survive a
+            # power cut as surely as the VF change it describes
+            _fsync_dir(self.root)
         except OSError as exc:
             raise StateError(f"cannot write state file {target}", exc.strerror or str(exc)) from None
         finally:

@@ -59,7 +59,10 @@ def test_dra_claim_on_the_real_node(kube: Kube, cluster: Cluster) -> None:
                          "resourceClaims": [{"name": "net", "resourceClaimTemplateName": "vf-on-pf0"}],
                          "containers": [{"name": "main", "image": "localhost/sriovkit-kube-pause:1",
                                          "imagePullPolicy": "Never", "resources": {"claims": [{"name": "net"}]}}]}})
+    kube.pod("dp", vfs=1)  # a device-plugin pod beside it: both kinds run, from disjoint VFs
     kube.wait_running("dra", timeout=180)
+    kube.wait_running("dp", timeout=180)
+    assert set(kube.pod_devices("dp")) <= set(vfs[:2])
     (claim,) = json.loads(kube.run("get", "resourceclaims", "-n", kube.namespace, "-o", "json").stdout)["items"]
     (result,) = claim["status"]["allocation"]["devices"]["results"]
     assert result["driver"] == DRIVER and result["device"] in names

@@ -1,9 +1,10 @@
 """The device plugin under the kubelet stand-in, beside upstream's, on simulated hosts of 1024 and 4096 VFs.
 
-For each size, `sriovctl agent` and upstream's sriovdp (bench/peers: built from the Go module proxy at a pinned version when the proxy serves it,
-run on the same simulated host in a private mount and network namespace) each run as their own
-process against `sriovkit.kubesim` (in this process) over real unix sockets, in interleaved
-rounds (the machine is shared and noisy: medians over rounds). Per plugin and size:
+For each size, `sriovctl agent` and upstream's sriovdp (bench/peers: built from the Go module
+proxy at a pinned version when the proxy serves it, run on the same simulated host in a private
+mount and network namespace) each run as their own process against `sriovkit.kubesim` (in this
+process) over real unix sockets, in interleaved rounds (the machine is shared and noisy: medians
+over rounds). Per plugin and size:
 
 - first registration: from spawning the process (interpreter start and imports included) to
   the kubelet's first Register; all pools: until every pool's first ListAndWatch list arrived;

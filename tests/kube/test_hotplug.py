@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 
-import pytest
-
 from tests.kube.cluster import Cluster
 from tests.kube.helpers import NETWORKS, STATUS, Kube, vf_settings, wait_for
 from tests.kube.test_flow import SUBNET, attachment_records, host_vfs, vlan_nad
@@ -15,10 +13,6 @@ from tests.kube.test_flow import SUBNET, attachment_records, host_vfs, vlan_nad
 HOTPLUG = {"hotplug": {"enabled": True, "vhostuser": False}}
 
 
-# Found on the real node (after main's hot-plug decoder changes, 2026-12-01): the controller may
-# pick for the new network the VF Multus attached as net1 ("deviceID ... is already attached: to
-# container ... as net1"), retrying forever; it passed before. Not strict: it runs and reports.
-@pytest.mark.xfail(reason="hot-plug controller can choose the pod's VF Multus already attached", strict=False)
 def test_running_pod_annotated_with_one_more_network_gets_it(kube: Kube, cluster: Cluster) -> None:
     old_agent = kube.agent_pod()["metadata"]["uid"]
     kube.cleanups.append(cluster.install_sriovkit)  # back to the default install afterwards

@@ -31,6 +31,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_TIMINGS] = []
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The first VM test's setup carries the session's one boot (every guest script): pytest's
+    # default per-test timeout is far shorter than that boot.
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.path).startswith(here + os.sep):
+            item.add_marker(pytest.mark.timeout(e2e_lab.SETUP_TIMEOUT_S + e2e_lab.BOOT_TIMEOUT_S + 120))
+
+
 def _wanted(items: list[pytest.Item]) -> tuple[list[str], int]:
     scripts: list[str] = []
     nics = 1

@@ -22,7 +22,7 @@ E2E_DIR = Path(__file__).resolve().parent
 VMLAB_DIR = E2E_DIR / "vmlab"
 GUEST_DIR = E2E_DIR / "guest"
 SETUP_TIMEOUT_S = 900
-BOOT_TIMEOUT_S = 900
+BOOT_TIMEOUT_S = 1500  # one boot runs every guest script (about 10 min under TCG with all of them)
 
 
 class LabUnavailable(RuntimeError):
@@ -72,7 +72,7 @@ class Boot:
 def boot(out_dir: Path, scripts: list[str], *, nics: int) -> Boot:
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = " ".join([str(GUEST_DIR / "run.sh"), str(out_dir), sriovctl_path(), *scripts])
-    env = dict(os.environ, VMLAB_NICS=str(nics))
+    env = dict(os.environ, VMLAB_NICS=str(nics), VMLAB_TIMEOUT=str(BOOT_TIMEOUT_S))
     start = time.monotonic()
     proc = subprocess.run(["bash", str(VMLAB_DIR / "run-vm.sh"), "-w", str(out_dir), cmd], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,

@@ -33,15 +33,11 @@ class KubernetesDraApi:
     """`DraApi` over the `kubernetes` package; construction loads the kubeconfig (no requests)."""
 
     def __init__(self, *, kubeconfig: str | None = None) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        configuration = client.Configuration()
-        if kubeconfig:
-            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        else:
-            config.load_incluster_config(client_configuration=configuration)
-        configuration.client_side_validation = False
-        self._custom = client.CustomObjectsApi(client.ApiClient(configuration))
+        from sriovkit.hotplug.kube import api_client  # the one kubeconfig/in-cluster loader
+
+        self._custom = client.CustomObjectsApi(api_client(kubeconfig))
 
     def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
+from sriovkit.errors import SriovkitError
+
 MAX_DEPTH = 256
 _REPLACE_ONE_BYTE = "sriovkit-gojson"
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
@@ -52,7 +54,7 @@ def _replace_one_byte(exc: UnicodeError) -> tuple[str, int]:
 codecs.register_error(_REPLACE_ONE_BYTE, _replace_one_byte)
 
 
-class JsonSyntaxError(ValueError):
+class JsonSyntaxError(SriovkitError, ValueError):
     """Text Go's decoder refuses: a syntax error, a non-finite literal, or nesting too deep."""
 
 
@@ -177,7 +179,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-class TooLarge(ValueError):
+class TooLarge(SriovkitError, ValueError):
     """Loaded data with more values than a config can sensibly hold (e.g. YAML aliases expanded)."""
 
 

@@ -22,11 +22,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sriovkit.errors import SriovkitError
+
 SOCKET_MODE = 0o600
 _PROBE_TIMEOUT_S = 1.0
 
 
-class SocketInUseError(OSError):
+class SocketInUseError(SriovkitError, OSError):
     """Another process serves (or could serve) on the path: we must not take it over."""
 
     def __init__(self, path: Path, why: str) -> None:

@@ -12,13 +12,11 @@ import logging
 from pathlib import Path
 
 from sriovkit.cni.state import StateStore
+from sriovkit.errors import InUseUnknown
 
+__all__ = ["InUseUnknown", "devices_in_use"]
 log = logging.getLogger(__name__)
 _RPC_TIMEOUT_S = 5.0
-
-
-class InUseUnknown(RuntimeError):
-    """The kubelet is there but did not say which devices pods hold."""
 
 
 def devices_in_use(pod_resources_socket: Path | None, cni_state_dir: str, *,

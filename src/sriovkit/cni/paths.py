@@ -18,10 +18,12 @@ import secrets
 import stat
 from collections.abc import Iterator
 
+from sriovkit.errors import SriovkitError
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class PathRefused(ValueError):
+class PathRefused(SriovkitError, ValueError):
     """A caller's path that is not taken; the message says why, in words for an error line."""
 
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sriovkit.errors import SriovkitError
+
 SUPPORTED_VERSIONS: tuple[str, ...] = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST_VERSION = "1.1.0"
 # first version that knows each command (CHECK came with 0.4.0, STATUS and GC with 1.1.0)
@@ -40,7 +42,7 @@ class ErrorCode(enum.IntEnum):
     CHECK_FAILED = 103
 
 
-class CniError(Exception):
+class CniError(SriovkitError):
     """A failure the runtime is told about as the spec's error JSON."""
 
     def __init__(self, code: int, msg: str, details: str = "") -> None:

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from sriovkit.errors import SriovkitError
+
 # Our IDs are PCI addresses (12 bytes) or auxiliary device names (a driver name and an index);
 # the kubelet only ever sends IDs we published.
 MAX_DEVICE_ID_BYTES = 256
 SHOWN_ID_CHARS = 40
 
 
-class DeviceRequestError(ValueError):
+class DeviceRequestError(SriovkitError, ValueError):
     """The request is malformed or names devices we must not hand out: INVALID_ARGUMENT."""
 
 

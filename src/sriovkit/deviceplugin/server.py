@@ -27,6 +27,7 @@ from sriovkit.deviceplugin.health import HEALTHY, UNHEALTHY
 from sriovkit.deviceplugin.payload import ContainerAllocation, DevicePayload, HostDevNodes, container_allocation
 from sriovkit.deviceplugin.payload import device_payload as make_payload
 from sriovkit.deviceplugin.preferred import Placement, preferred_allocation
+from sriovkit.errors import SriovkitError
 from sriovkit.host.model import PciDevice
 from sriovkit.kubeapi import pluginregistration_pb2 as reg_pb
 from sriovkit.kubeapi import pluginregistration_pb2_grpc as reg_grpc
@@ -47,7 +48,7 @@ _STREAM_WAKEUP = 0.5
 MAX_REQUEST_BYTES = 4 * 1024 * 1024  # how often an idle ListAndWatch checks that its client is still there
 
 
-class UnknownDeviceError(ValueError):
+class UnknownDeviceError(SriovkitError, ValueError):
     """An Allocate request named a device this pool does not have, or one that is unhealthy."""
 
 

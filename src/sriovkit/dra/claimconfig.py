@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sriovkit.errors import SriovkitError
+
 CONFIG_VERSION = "v1alpha1"
 CONFIG_KIND = "VfConfig"
 DEFAULT_DRIVER = "default"  # upstream: bind the kernel's own driver
@@ -27,7 +29,7 @@ _DRIVER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _IFNAME = re.compile(r"^[^/\s:]{1,15}$")
 
 
-class ClaimError(ValueError):
+class ClaimError(SriovkitError, ValueError):
     """The claim cannot be prepared as it is: one line naming the claim, field and value."""
 
 

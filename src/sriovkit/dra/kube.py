@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from sriovkit.errors import SriovkitError
+
 GROUP = "resource.k8s.io"
 VERSION = "v1"
 CLAIMS = "resourceclaims"
@@ -17,7 +19,7 @@ _REQUEST_TIMEOUT_S = 30
 Obj = dict[str, Any]
 
 
-class ApiError(RuntimeError):
+class ApiError(SriovkitError, RuntimeError):
     """An API request failed; the message names the request and the server's reason."""
 
 

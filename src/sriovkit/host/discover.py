@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from sriovkit.errors import SriovkitError
 from sriovkit.host.model import (
     ACCELERATOR_CLASS_PREFIX,
     LINK_TYPES,
@@ -30,7 +31,7 @@ _VDPA_TYPES = {"vhost_vdpa": "vhost", "virtio_vdpa": "virtio"}
 _RELEVANT_CLASSES = (NETWORK_CLASS_PREFIX, ACCELERATOR_CLASS_PREFIX)
 
 
-class DeviceNotFoundError(LookupError):
+class DeviceNotFoundError(SriovkitError, LookupError):
     """No PCI function with that address exists under the host root."""
 
     def __init__(self, pci_address: str, where: str) -> None:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from sriovkit import gojson
+from sriovkit.errors import SriovkitError
 from sriovkit.host.model import VFIO_DRIVER
 from sriovkit.host.simmarker import SIM_MARKER
 from sriovkit.host.simmarker import is_simulated as is_simulated
@@ -36,7 +37,7 @@ _ARPHRD = {"ether": 1, "infiniband": 32}
 VfSettingName = Literal["mac", "vlan", "vlanProto", "spoofchk", "trust", "linkState", "minTxRate", "maxTxRate"]
 
 
-class SimSpecError(ValueError):
+class SimSpecError(SriovkitError, ValueError):
     """A simulated host spec that cannot be built; the message names file, field and value."""
 
 

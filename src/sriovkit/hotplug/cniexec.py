@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sriovkit.errors import SriovkitError
+
 DEFAULT_TIMEOUT_S = 120.0
 
 
-class CniExecError(RuntimeError):
+class CniExecError(SriovkitError, RuntimeError):
     """A plugin failed; the message has the plugin, the command and the plugin's own error."""
 
 

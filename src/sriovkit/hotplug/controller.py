@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from sriovkit.errors import SriovkitError
 from sriovkit.hotplug import cniexec, vhostuser
 from sriovkit.hotplug.cniexec import CniCall, CniExecError, CniRuntime, PluginNotFound
 from sriovkit.hotplug.cri import CriError, Sandbox
@@ -63,7 +64,7 @@ class DeviceLister(Protocol):
     def devices(self, namespace: str, pod: str, resource: str) -> list[str]: ...
 
 
-class HotplugFailed(Exception):
+class HotplugFailed(SriovkitError):
     """One attachment could not be changed; retried with backoff, reported as an Event."""
 
 

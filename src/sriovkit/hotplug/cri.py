@@ -12,13 +12,14 @@ from typing import Any
 import grpc
 
 from sriovkit import gojson
+from sriovkit.errors import SriovkitError
 from sriovkit.kubeapi import cri_pb2 as pb
 from sriovkit.kubeapi import cri_pb2_grpc as pb_grpc
 
 _TIMEOUT_S = 10.0
 
 
-class CriError(RuntimeError):
+class CriError(SriovkitError, RuntimeError):
     pass
 
 

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
+from sriovkit.errors import SriovkitError
 from sriovkit.hotplug.nad import NAD_GROUP, NAD_PLURAL, NAD_VERSION
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def in_cluster(environ: Mapping[str, str], token_file: str = _SERVICE_ACCOUNT_TO
     return bool(environ.get("KUBERNETES_SERVICE_HOST")) and os.path.isfile(token_file)
 
 
-class Expired(Exception):
+class Expired(SriovkitError):
     """The watch's resourceVersion is too old: list again."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sriovkit import gojson
+from sriovkit.errors import SriovkitError
 from sriovkit.hotplug.networks import RESOURCE_NAME_ANNOTATION
 
 NAD_GROUP = "k8s.cni.cncf.io"
@@ -22,7 +23,7 @@ NAD_PLURAL = "network-attachment-definitions"
 DEFAULT_CNI_VERSION = "0.3.1"  # what Multus assumes when a config names none
 
 
-class NetworkDefinitionError(ValueError):
+class NetworkDefinitionError(SriovkitError, ValueError):
     """A NAD that cannot be used; the message names the NAD, the field and the value."""
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sriovkit import gojson
+from sriovkit.errors import SriovkitError
 
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
 NETWORK_STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status"
@@ -29,7 +30,7 @@ _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
-class NetworkAnnotationError(ValueError):
+class NetworkAnnotationError(SriovkitError, ValueError):
     """The annotation cannot be read; the message names the pod, the annotation and the value."""
 
 

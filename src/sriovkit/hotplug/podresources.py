@@ -6,13 +6,14 @@ from collections.abc import Iterable
 
 import grpc
 
+from sriovkit.errors import SriovkitError
 from sriovkit.kubeapi import podresources_pb2 as pr_pb
 from sriovkit.kubeapi import podresources_pb2_grpc as pr_grpc
 
 _TIMEOUT_S = 10.0
 
 
-class PodResourcesError(RuntimeError):
+class PodResourcesError(SriovkitError, RuntimeError):
     pass
 
 

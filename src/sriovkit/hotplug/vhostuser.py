@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sriovkit.errors import SriovkitError
+
 VOLUME_NAME = "vhostuser-sockets"
 MS_BIND = 0x1000
 MNT_DETACH = 0x2
@@ -28,7 +30,7 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
-class MountError(OSError):
+class MountError(SriovkitError, OSError):
     """mount(2) or umount2(2) refused; the message has both paths and the kernel's answer."""
 
 

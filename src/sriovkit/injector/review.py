@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sriovkit.errors import SriovkitError
 from sriovkit.hotplug.networks import RESOURCE_NAME_ANNOTATION
 from sriovkit.injector.patch import Injection, NadLookup, Obj, inject, pod_name
 
@@ -20,7 +21,7 @@ EventSink = Callable[[Obj, str, str, str], None]
 _API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 
 
-class BadReview(ValueError):
+class BadReview(SriovkitError, ValueError):
     """Not an AdmissionReview this webhook can answer (HTTP 400)."""
 
 

@@ -36,6 +36,7 @@ import grpc
 
 from sriovkit.deviceplugin.api import deviceplugin_pb2 as pb
 from sriovkit.deviceplugin.api import deviceplugin_pb2_grpc as pb_grpc
+from sriovkit.errors import SriovkitError
 from sriovkit.kubeapi import (
     dra_v1_pb2,
     dra_v1_pb2_grpc,
@@ -65,7 +66,7 @@ HEALTH_APIS: dict[str, tuple[Any, Any]] = {
 _RPC_TIMEOUT = 5.0
 
 
-class AllocationError(RuntimeError):
+class AllocationError(SriovkitError, RuntimeError):
     """A pod's request cannot be met (unknown resource, too few healthy devices, plugin error)."""
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import errno
 
+from sriovkit.errors import SriovkitError
 
-class NetlinkError(Exception):
+
+class NetlinkError(SriovkitError):
     """A netlink request the kernel (or the simulated switch) refused."""
 
     def __init__(self, what: str, reason: str, code: int | None = None) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from sriovkit.errors import SriovkitError
 from sriovkit.host import sim
 from sriovkit.host.discover import discover
 from sriovkit.host.model import VFIO_DRIVER
@@ -42,7 +43,7 @@ class Provisioner(Protocol):
     def set_mtu(self, netdev: str, mtu: int) -> None: ...
 
 
-class ApplyError(Exception):
+class ApplyError(SriovkitError):
     """A step failed; `applied` are the steps done before it."""
 
     def __init__(self, step: Step, reason: str, applied: list[Step]) -> None:
@@ -77,7 +78,7 @@ def apply(plan: Plan, provisioner: Provisioner, sysfs: Sysfs, *,
     return applied
 
 
-class _StepFailed(Exception):
+class _StepFailed(SriovkitError):
     pass
 
 

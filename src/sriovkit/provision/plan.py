@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from sriovkit.errors import SriovkitError
 from sriovkit.host.model import USERSPACE_DRIVERS, VFIO_DRIVER, HostSnapshot, PciDevice
 from sriovkit.provision.policy import DeviceType, NicSelector, NodePolicy, Policy
 from sriovkit.resources.ranges import parse_indexed_names
@@ -26,7 +27,7 @@ from sriovkit.resources.selectors import alternatives
 KERNEL_DEFAULT = "(kernel default)"
 
 
-class PlanRefused(Exception):
+class PlanRefused(SriovkitError):
     """The policy cannot be applied to this host; `problems` has one line each."""
 
     def __init__(self, problems: list[str]) -> None:

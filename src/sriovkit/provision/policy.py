@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from sriovkit import gojson
+from sriovkit.errors import SriovkitError
 from sriovkit.host.model import VFIO_DRIVER
 from sriovkit.resources.ranges import RangeError, parse_indexed_names
 
@@ -24,7 +25,7 @@ MAX_MTU = 65535
 MIN_MTU = 68
 
 
-class PolicyError(ValueError):
+class PolicyError(SriovkitError, ValueError):
     """A policy file that cannot be used: one line per problem, each naming file, field and value."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sriovkit.errors import InUseUnknown
 from sriovkit.filestamp import FileStamp
 from sriovkit.host.model import HostSnapshot
 from sriovkit.host.statefile import write_json_atomic
@@ -87,7 +88,7 @@ class PolicyReconciler:
         state = read_host_state(self.settings.sysfs, self.settings.proc_root)
         try:
             held = set(self.in_use())
-        except RuntimeError as exc:  # e.g. the kubelet did not answer: try again on the next poll
+        except InUseUnknown as exc:  # e.g. the kubelet did not answer: try again on the next poll
             log.error("policy not applied yet, nothing changed: cannot tell which VFs pods hold: %s", exc)
             self._stamp = None
             if self.published is None:  # first run: every pool registered, none offering a device yet

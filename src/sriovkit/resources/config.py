@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sriovkit import gojson
+from sriovkit.errors import SriovkitError
 from sriovkit.gojson import Field, Slice, String
 from sriovkit.resources.ranges import RangeError, format_ranges, parse_indexed_names
 
@@ -79,7 +80,7 @@ _CONFIG = gojson.struct(Field("resourceList", Slice(_RESOURCE)))
 _RESOURCE_FIELDS = {f.name for f in _RESOURCE.fields} - {"SelectorObjs"}
 
 
-class ConfigError(ValueError):
+class ConfigError(SriovkitError, ValueError):
     """Invalid resource config. `problems` holds one line per problem."""
 
     def __init__(self, problems: list[str]) -> None:

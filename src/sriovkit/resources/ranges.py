@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from sriovkit.errors import SriovkitError
+
 MAX_VF_INDEX = 4095
 
 
-class RangeError(ValueError):
+class RangeError(SriovkitError, ValueError):
     """A malformed range; the message says which part and why."""
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sriovkit.errors import InUseUnknown
 from sriovkit.host.discover import discover
 from sriovkit.provision.reconcile import PolicyReconciler, PolicySettings
 from sriovkit.resources.config import load_config_file
@@ -100,7 +101,7 @@ def test_a_vf_held_by_a_pod_blocks_the_change_and_keeps_the_pools(loop: Loop,
 
 def test_unknown_holders_at_start_register_every_pool_empty_and_change_nothing(loop: Loop) -> None:
     def kubelet_silent() -> set[str]:
-        raise RuntimeError("podresources did not answer")
+        raise InUseUnknown("podresources did not answer")
 
     loop.reconciler.in_use = kubelet_silent
     loop.write(SPLIT)
@@ -108,6 +109,17 @@ def test_unknown_holders_at_start_register_every_pool_empty_and_change_nothing(l
     assert loop.node.drivers() == []
     assert json.loads(loop.pools_file.read_text())["resourceList"] and loop.pools() == {
         "intel.com/dpdk": [], "intel.com/net": []}
+
+
+def test_a_bug_in_finding_holders_is_not_taken_for_an_unanswered_kubelet(loop: Loop) -> None:
+    def broken() -> set[str]:
+        raise RuntimeError("a bug, not the kubelet")
+
+    loop.reconciler.in_use = broken
+    loop.write(SPLIT)
+    with pytest.raises(RuntimeError, match="a bug"):
+        loop.reconciler.reconcile()
+    assert loop.node.drivers() == [], "nothing changed on the host"
 
 
 def test_a_bad_policy_changes_nothing(loop: Loop, caplog: pytest.LogCaptureFixture) -> None:

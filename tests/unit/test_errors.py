@@ -1,0 +1,43 @@
+"""Every exception class sriovkit defines has the one root, `sriovkit.errors.SriovkitError`."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import sriovkit
+from sriovkit.errors import SriovkitError
+
+# The stdlib-only `sriov` shim script: it must start without importing sriovkit.
+_STDLIB_ONLY = {"sriovkit.shim.client"}
+
+
+def _modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.walk_packages(sriovkit.__path__, "sriovkit.")
+                  if m.name not in _STDLIB_ONLY and "_pb2" not in m.name and not m.name.endswith("__main__"))
+
+
+def _exception_classes() -> dict[str, type[BaseException]]:
+    found: dict[str, type[BaseException]] = {}
+    for name in _modules():
+        module = importlib.import_module(name)
+        for attr, value in vars(module).items():
+            if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == name:
+                found[f"{name}.{attr}"] = value
+    return found
+
+
+def test_every_sriovkit_exception_derives_from_the_root() -> None:
+    classes = _exception_classes()
+    assert len(classes) >= 30, sorted(classes)  # the walk found the package's errors, not nothing
+    assert [name for name, cls in classes.items() if not issubclass(cls, SriovkitError)] == []
+
+
+def test_specific_builtin_bases_are_kept_beside_the_root() -> None:
+    from sriovkit.resources.config import ConfigError
+    from sriovkit.unixsocket import SocketInUseError
+
+    assert issubclass(ConfigError, ValueError)
+    error = SocketInUseError(98, "in use")
+    assert isinstance(error, OSError) and error.errno == 98

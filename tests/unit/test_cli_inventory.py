@@ -72,6 +72,19 @@ def test_explain_says_why_each_device_is_not_in_a_pool(host, tmp_path, capsys):
     assert out[i + 1] == "    intel.com/net: drivers: vfio-pci is not iavf"
 
 
+def test_explain_omits_later_resources_for_a_device_already_in_a_pool(host, tmp_path, capsys):
+    cfg = write_config(tmp_path, {"resourceList": [
+        {"resourceName": "first", "selectors": {"drivers": ["iavf"]}},
+        {"resourceName": "second", "selectors": {"drivers": ["iavf", "vfio-pci"]}}]})
+    capsys.readouterr()
+    assert main(["pools", "--config-file", cfg, "--host-root", str(host), "--explain"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    i = out.index("0000:11:00.0: in intel.com/first")
+    assert not out[i + 1].startswith("    "), "an earlier resource's take is not a reason worth showing"
+    i = out.index("0000:11:00.2: in intel.com/second")
+    assert out[i + 1] == "    intel.com/first: drivers: vfio-pci is not iavf"
+
+
 def test_explain_json(host, tmp_path, capsys):
     cfg = write_config(tmp_path, {"resourceList": [{"resourceName": "net", "selectors": {"drivers": ["iavf"]}}]})
     capsys.readouterr()

@@ -17,7 +17,7 @@ from sriovkit.host.routes import default_route_netdevs
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.output import format_table, summarize_ids
 from sriovkit.resources.config import ConfigError, load_config_file
-from sriovkit.resources.pools import PoolSet, build_pools
+from sriovkit.resources.pools import PoolSet, build_pools, taken_earlier
 
 
 def snapshot_of(host_root: str) -> HostSnapshot:
@@ -122,7 +122,7 @@ def _explain(pool_set: PoolSet, *, as_json: bool) -> str:
         else:
             lines.append(f"{v.device_id}: in no pool")
         for resource, reason in v.rejections:
-            if v.pool is None or not str(reason).startswith("already in"):
+            if v.pool is None or not taken_earlier(reason):
                 lines.append(f"    {resource}: {reason}")
     empty = [p.name for p in pool_set.pools if not p.devices]
     if empty:
@@ -136,14 +136,14 @@ def cmd_sim_create(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"--spec {args.spec}: cannot read: {exc.strerror}") from None
     except sim.SimSpecError as exc:
-        raise UserError(str(exc).splitlines()) from None
+        raise UserError(exc.problems) from None
     if sim.is_simulated(args.dir):
         raise UserError(f"{args.dir}: already a simulated host; remove it first (sriovctl sim destroy {args.dir}) "
                         "or choose another directory")
     try:
         host = sim.SimulatedHost(args.dir, spec).create()
     except sim.SimSpecError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(exc.problems) from None
     except OSError as exc:
         raise UserError(f"{args.dir}: cannot create the simulated host: "
                         f"{exc.filename}: {exc.strerror or exc}") from None
@@ -171,7 +171,7 @@ def cmd_sim_destroy(args: argparse.Namespace) -> int:
         _remove_interfaces(args.dir)
         sim.destroy(args.dir)
     except sim.SimSpecError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(exc.problems) from None
     print(f"removed simulated host at {args.dir}")
     return 0
 

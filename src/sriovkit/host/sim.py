@@ -38,7 +38,12 @@ VfSettingName = Literal["mac", "vlan", "vlanProto", "spoofchk", "trust", "linkSt
 
 
 class SimSpecError(SriovkitError, ValueError):
-    """A simulated host spec that cannot be built; the message names file, field and value."""
+    """A simulated host spec that cannot be built; `problems`: one line per problem, each naming
+    file, field and value."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 class _Model(BaseModel):
@@ -100,19 +105,19 @@ def load_spec(path: str | Path) -> SimSpec:
             data = gojson.plain(gojson.parse(raw).value)
         return SimSpec.model_validate(data)
     except (ValueError, yaml.YAMLError) as exc:
-        raise SimSpecError(_spec_error_text(path, exc)) from None
+        raise SimSpecError(_spec_error_lines(path, exc)) from None
     except RecursionError:  # YAML nested deeper than its parser recurses
         raise SimSpecError(f"{path}: nested too deep") from None
 
 
-def _spec_error_text(path: str | Path, exc: Exception) -> str:
+def _spec_error_lines(path: str | Path, exc: Exception) -> list[str]:
     if isinstance(exc, ValidationError):
         lines = []
         for err in exc.errors():
             loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
             lines.append(f"{path}: {loc.lstrip('.')}: {err['msg']} (value: {json.dumps(err.get('input'))})")
-        return "\n".join(lines)
-    return f"{path}: {exc}"
+        return lines
+    return [f"{path}: {exc}"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,6 +131,11 @@ def _already_in(pool: str) -> str:
     return f"already in {pool} (an earlier resource)"
 
 
+def taken_earlier(reason: object) -> bool:
+    """A rejection only because an earlier resource in the list took the device (no selector refused it)."""
+    return isinstance(reason, Reason) and reason.made_by(_already_in)
+
+
 def _rejected_by_all(resource: ResourceConfig, dev: Device, vhost_net: bool) -> Reason | None:
     reasons: list[Reason] = []
     for selector in resource.selectors:

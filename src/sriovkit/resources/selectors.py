@@ -28,6 +28,10 @@ class Reason:
     def __str__(self) -> str:
         return self._fmt(*self._args)
 
+    def made_by(self, fmt: Callable[..., str]) -> bool:
+        """Whether `fmt` says this reason: callers tell kinds of reason apart by it, not by its text."""
+        return self._fmt is fmt
+
     def __eq__(self, other: object) -> bool:
         return str(self) == str(other)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sriovkit.resources.config import parse_config
-from sriovkit.resources.pools import build_pools
+from sriovkit.resources.pools import build_pools, taken_earlier
 
 
 def pools(snapshot, *resources, routed=()):
@@ -92,6 +92,11 @@ def test_first_resource_in_list_order_wins(two_vendors):
     verdict = {v.device_id: v for v in result.verdicts}[host.vf_address(0, 0)]
     assert verdict.pool == "intel.com/a"
     assert verdict.rejections == (("intel.com/b", "already in intel.com/a (an earlier resource)"),)
+    assert taken_earlier(verdict.rejections[0][1])
+    other = {v.device_id: v for v in result.verdicts}[host.vf_address(0, 2)]
+    assert other.pool == "intel.com/b" and other.rejections
+    assert not any(taken_earlier(reason) for _, reason in other.rejections), "a selector's refusal is not a take"
+    assert not taken_earlier("already in intel.com/a (an earlier resource)"), "the kind, not the text, decides"
 
 
 def test_pf_with_vfs_is_never_offered_but_pf_without_vfs_is(make_host):

@@ -6,7 +6,10 @@ Run from a checkout with the pinned grpcio-tools installed:
     python -m sriovkit.deviceplugin.api.generate
 
 The generated ``*_pb2.py`` / ``*_pb2_grpc.py`` are committed, so running the
-agent needs only grpcio and protobuf. Protos are compiled with ``src`` as the
+agent needs only grpcio and protobuf; so are their type stubs (``*_pb2.pyi`` and
+``*_pb2_grpc.pyi`` from mypy-protobuf's protoc plugins, pinned in requirements.lock; they are
+clean under mypy --strict, which protoc's own ``--pyi_out`` stubs are not), which mypy reads
+instead of the untyped generated code. Protos are compiled with ``src`` as the
 include root: the generated modules then import each other absolutely
 (``from sriovkit.kubeapi import ...``) and register unique file names
 (``sriovkit/kubeapi/podresources.proto``) in protobuf's descriptor pool.
@@ -34,9 +37,14 @@ def main() -> int:
     from grpc_tools import protoc  # dev-time only
 
     include = str(Path(protoc.__file__).parent / "_proto")
+    # mypy-protobuf's plugins are installed beside this interpreter (the venv's bin/)
+    plugins = Path(sys.executable).parent
     for proto in PROTOS:
-        args = ["grpc_tools.protoc", f"-I{SRC}", f"-I{include}", f"--python_out={SRC}",
-                f"--grpc_python_out={SRC}", str(SRC / proto)]
+        args = ["grpc_tools.protoc", f"-I{SRC}", f"-I{include}",
+                f"--python_out={SRC}", f"--grpc_python_out={SRC}",
+                f"--plugin=protoc-gen-mypy={plugins / 'protoc-gen-mypy'}", f"--mypy_out={SRC}",
+                f"--plugin=protoc-gen-mypy_grpc={plugins / 'protoc-gen-mypy_grpc'}", f"--mypy_grpc_out={SRC}",
+                str(SRC / proto)]
         if protoc.main(args) != 0:
             print(f"protoc failed for {proto}", file=sys.stderr)
             return 1

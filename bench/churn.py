@@ -31,11 +31,11 @@ from pyroute2 import IPRoute
 from pyroute2 import netns as pyroute2_netns
 
 from sriovkit.agent.cni_service import CniService, agent_cni_context
-from sriovkit.host import sim
-from sriovkit.host.simnet import attach_veths
 from sriovkit.netlink.netns import socket_in_netns
 from sriovkit.output import format_table
 from sriovkit.shim.server import CniSocketServer
+from sriovkit.sim import host as sim
+from sriovkit.sim.net import attach_veths
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cni_latency import _exec, _install_shim, percentile

@@ -40,13 +40,13 @@ from pyroute2 import netns as pyroute2_netns
 from sriovkit.agent.cni_service import CniService, agent_cni_context
 from sriovkit.cni.context import CniContext
 from sriovkit.cni.plugin import run_cni
-from sriovkit.host import sim
-from sriovkit.host.simnet import attach_veths
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.netns import socket_in_netns
 from sriovkit.netlink.select import netlink_for
 from sriovkit.shim.install import ShimSettings, install_shim, native_shim_binary
 from sriovkit.shim.server import CniSocketServer
+from sriovkit.sim import host as sim
+from sriovkit.sim.net import attach_veths
 
 Runner = Callable[[dict[str, str], bytes], tuple[bytes, int]]
 

@@ -14,12 +14,12 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from sriovkit.host import sim
 from sriovkit.host.discover import discover
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.output import format_table
 from sriovkit.resources.config import parse_config
 from sriovkit.resources.pools import build_pools
+from sriovkit.sim import host as sim
 
 SIZES = (64, 256, 1024, 2048, 4096)
 VFS_PER_PF = 128

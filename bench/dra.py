@@ -34,11 +34,11 @@ from sriovkit.deviceplugin.manager import DevicePluginManager, DevicePluginSetti
 from sriovkit.dra.driver import DraDriver, DraSettings
 from sriovkit.dra.kube import KubernetesDraApi
 from sriovkit.dra.slices import device_name, pool_name
-from sriovkit.host import sim
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
 from sriovkit.kubesim.apiserver import CLAIMS, SLICES, FakeKubeApi
 from sriovkit.output import format_table
+from sriovkit.sim import host as sim
 
 DRIVER = "sriovnetwork.k8snetworkplumbingwg.io"
 NODE = "bench-node"

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from pyroute2 import netns
 
-from sriovkit.host import sim
-from sriovkit.host.simnet import attach_veths
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.select import netlink_for
 from sriovkit.output import format_table
+from sriovkit.sim import host as sim
+from sriovkit.sim.net import attach_veths
 
 SIZES = (16, 64, 256)
 

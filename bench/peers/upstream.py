@@ -57,8 +57,8 @@ def veth_namespace(host_root: Path) -> Iterator[str]:
     path = f"/var/run/netns/{name}"
     try:
         code = (
-            "import sys; from pyroute2 import netns; from sriovkit.host import sim; "
-            "from sriovkit.host.simnet import attach_veths; "
+            "import sys; from pyroute2 import netns; from sriovkit.sim import host as sim; "
+            "from sriovkit.sim.net import attach_veths; "
             f"netns.setns({name!r}); attach_veths(sim.open_existing(sys.argv[1]))"
         )
         subprocess.run([sys.executable, "-c", code, str(host_root)], check=True)

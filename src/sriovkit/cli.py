@@ -57,10 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dir")
     c.add_argument("--spec", required=True, help="topology spec (JSON or YAML)")
     c.add_argument("--veth", action="store_true", help="also create real interfaces: a bridge per PF, a veth per VF")
-    c.set_defaults(func=_lazy("sriovkit.commands.inventory", "cmd_sim_create"))
+    c.set_defaults(func=_lazy("sriovkit.sim.command", "cmd_sim_create"))
     d = sim_sub.add_parser("destroy", help="remove a simulated host tree (and its interfaces) made by 'sim create'")
     d.add_argument("dir")
-    d.set_defaults(func=_lazy("sriovkit.commands.inventory", "cmd_sim_destroy"))
+    d.set_defaults(func=_lazy("sriovkit.sim.command", "cmd_sim_destroy"))
 
     for register in _extra_commands():
         register(sub)

@@ -17,9 +17,9 @@ from doc_blocks import DOCS, REPO, Block, ConfigExample, config_examples, table_
 
 from sriovkit.cli import main
 from sriovkit.cni.netconf import parse_netconf
-from sriovkit.host import sim
 from sriovkit.provision.policy import NicSelector, NodePolicy, Policy, parse_policy
 from sriovkit.resources import config as dp_config
+from sriovkit.sim import host as sim
 
 KUBERNETES_VERSION = "1.37.0"
 

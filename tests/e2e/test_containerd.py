@@ -26,14 +26,14 @@ from typing import Any
 import grpc
 import pytest
 
-from sriovkit.host import sim
-from sriovkit.host.simnet import SimNetwork, attach_veths
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.hotplug.cri import CriClient
 from sriovkit.kubeapi import cri_pb2 as pb
 from sriovkit.kubeapi import cri_pb2_grpc as pb_grpc
 from sriovkit.netlink.port import Netlink
 from sriovkit.netlink.select import netlink_for
+from sriovkit.sim import host as sim
+from sriovkit.sim.net import SimNetwork, attach_veths
 from tests.cnirt.runtime import Containerd
 
 pytestmark = pytest.mark.root

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from pyroute2 import netns as pyroute2_netns
 
-from sriovkit.host import sim
-from sriovkit.host.simnet import SimNetwork, attach_veths
+from sriovkit.sim import host as sim
+from sriovkit.sim.net import SimNetwork, attach_veths
 from tests.integration.helpers import NETNS_DIR, NetnsFactory, unique_name, veth_host_spec
 
 

@@ -14,9 +14,9 @@ import pytest
 
 from sriovkit.agent.node import NodeAgent
 from sriovkit.deviceplugin.manager import DevicePluginSettings
-from sriovkit.host import sim
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
+from sriovkit.sim import host as sim
 from tests.integration.cni.conftest import Node, NodeFactory, node_factory
 from tests.integration.helpers import NetnsFactory
 

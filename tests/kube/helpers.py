@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sriovkit.host import sim
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.hotplug.podresources import PodResourcesClient
 from sriovkit.netlink.model import VfSettings
 from sriovkit.netlink.select import netlink_for
+from sriovkit.sim import host as sim
 from tests.kube.cluster import NAMESPACE, PAUSE_IMAGE, RESOURCE, Cluster
 
 NETWORKS = "k8s.v1.cni.cncf.io/networks"

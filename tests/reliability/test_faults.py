@@ -14,7 +14,7 @@ import pytest
 from sriovkit.agent.cni_service import agent_cni_context
 from sriovkit.cni.context import context_from_env
 from sriovkit.cni.faults import ENV_KILL_AFTER, FaultPoints, hook_from_env, is_simulated_root, parse_kill_spec
-from sriovkit.host import sim
+from sriovkit.sim import host as sim
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sriovkit.host import sim
 from sriovkit.host.discover import discover
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.resources.config import ConfigError, parse_config, parse_config_text
 from sriovkit.resources.pools import build_pools
+from sriovkit.sim import host as sim
 from tests.reliability import jsonfuzz as jf
 
 SOURCE = "/etc/pcidp/config.json"

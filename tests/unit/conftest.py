@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from sriovkit.host import sim
 from sriovkit.host.discover import discover
 from sriovkit.host.model import HostSnapshot
 from sriovkit.host.sysfs import Sysfs
+from sriovkit.sim import host as sim
 
 HostFactory = Callable[..., tuple[sim.SimulatedHost, HostSnapshot]]
 

@@ -154,9 +154,9 @@ def _agent(args: argparse.Namespace) -> int:
     from sriovkit.cni.pools import pools_path
     from sriovkit.deviceplugin.manager import DevicePluginSettings
     from sriovkit.errors import UserError
-    from sriovkit.host.simmarker import is_simulated
     from sriovkit.host.sysfs import Sysfs
     from sriovkit.resources.config import ConfigError, check_resource_prefix
+    from sriovkit.sim.marker import is_simulated
 
     _setup_logging(args.log_level)
     check_resource_prefix("--resource-prefix", args.resource_prefix)

@@ -26,8 +26,8 @@ import os
 import signal
 from collections.abc import Callable, Mapping
 
-from sriovkit.host.simmarker import SIM_MARKER as SIM_MARKER  # what `sriovkit.host.sim` writes
-from sriovkit.host.simmarker import is_simulated
+from sriovkit.sim.marker import SIM_MARKER as SIM_MARKER  # what `sriovkit.sim.host` writes
+from sriovkit.sim.marker import is_simulated
 
 ENV_KILL_AFTER = "SRIOVKIT_FAULT_KILL_AFTER"
 

@@ -125,10 +125,10 @@ class _Flow:
     # -- steps --------------------------------------------------------------------------------
     def make_node(self) -> None:
         from sriovkit.commands.inventory import device_table
-        from sriovkit.host import sim
         from sriovkit.host.discover import discover
-        from sriovkit.host.simnet import attach_veths
         from sriovkit.host.sysfs import Sysfs
+        from sriovkit.sim import host as sim
+        from sriovkit.sim.net import attach_veths
 
         self.heading("1. A simulated node: 2 PFs x 4 VFs (+ 1 PF x 2 VFs for DRA); each VF a real veth, each PF a "
                      "bridge (its embedded switch)")

@@ -1,4 +1,4 @@
-"""`sriovctl discover`, `pools` and `sim`: what is on the node and where it goes."""
+"""`sriovctl discover` and `pools`: what is on the node and where it goes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from sriovkit.errors import UserError
-from sriovkit.host import sim
 from sriovkit.host.discover import discover
 from sriovkit.host.model import HostSnapshot, PciDevice
 from sriovkit.host.routes import default_route_netdevs
@@ -128,65 +127,3 @@ def _explain(pool_set: PoolSet, *, as_json: bool) -> str:
     if empty:
         lines.append("empty pools: " + ", ".join(empty))
     return "\n".join(lines)
-
-
-def cmd_sim_create(args: argparse.Namespace) -> int:
-    try:
-        spec = sim.load_spec(args.spec)
-    except OSError as exc:
-        raise UserError(f"--spec {args.spec}: cannot read: {exc.strerror}") from None
-    except sim.SimSpecError as exc:
-        raise UserError(exc.problems) from None
-    if sim.is_simulated(args.dir):
-        raise UserError(f"{args.dir}: already a simulated host; remove it first (sriovctl sim destroy {args.dir}) "
-                        "or choose another directory")
-    try:
-        host = sim.SimulatedHost(args.dir, spec).create()
-    except sim.SimSpecError as exc:
-        raise UserError(exc.problems) from None
-    except OSError as exc:
-        raise UserError(f"{args.dir}: cannot create the simulated host: "
-                        f"{exc.filename}: {exc.strerror or exc}") from None
-    count = sum(1 for _ in host.devices())
-    print(f"simulated host at {args.dir}: {len(spec.pfs)} PFs, {count - len(spec.pfs)} VFs")
-    if getattr(args, "veth", False):
-        _attach_veths(host)
-    return 0
-
-
-def _attach_veths(host: sim.SimulatedHost) -> None:
-    from sriovkit.host.simnet import attach_veths
-    from sriovkit.netlink.errors import NetlinkError
-
-    try:
-        network = attach_veths(host)
-    except NetlinkError as exc:
-        host.destroy()
-        raise UserError(f"{host.root}: cannot create interfaces: {exc}") from None
-    print(f"interfaces: {len(network.bridges)} bridges, {len(network.ports)} veth pairs")
-
-
-def cmd_sim_destroy(args: argparse.Namespace) -> int:
-    try:
-        _remove_interfaces(args.dir)
-        sim.destroy(args.dir)
-    except sim.SimSpecError as exc:
-        raise UserError(exc.problems) from None
-    print(f"removed simulated host at {args.dir}")
-    return 0
-
-
-def _remove_interfaces(root: str) -> None:
-    """Remove the real interfaces `sim create --veth` made, if any (before the record goes)."""
-    from sriovkit.host import simnet
-    from sriovkit.netlink.errors import NetlinkError
-
-    if not os.path.exists(root):
-        return
-    host = sim.open_existing(root)
-    if not simnet.has_network(host):
-        return
-    try:
-        simnet.SimNetwork.of(host).destroy()
-    except NetlinkError as exc:
-        raise UserError(f"{root}: cannot remove interfaces: {exc}") from None

@@ -9,10 +9,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from sriovkit.host.simmarker import is_simulated
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.port import Netlink
+from sriovkit.sim.marker import is_simulated
 
 
 def netlink_for(sysfs: Sysfs) -> Netlink:
@@ -20,8 +20,8 @@ def netlink_for(sysfs: Sysfs) -> Netlink:
     kernel = KernelNetlink(sysfs)
     if not is_simulated(sysfs.root):  # before importing sim (pydantic, yaml: ~0.1 s, ~20 MiB)
         return kernel
-    from sriovkit.host import sim
-    from sriovkit.netlink.simswitch import SimulatedSwitchNetlink
+    from sriovkit.sim import host as sim
+    from sriovkit.sim.switch import SimulatedSwitchNetlink
 
     try:
         host = sim.open_existing(sysfs.root)

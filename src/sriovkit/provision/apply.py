@@ -2,8 +2,9 @@
 
 Two ports serve the same three writes: `SysfsProvisioner` writes the kernel's files under a
 host root (sriov_numvfs; driver_override + unbind + drivers_probe; class/net/<if>/mtu), and
-`SimulatedProvisioner` makes the same changes to a `SimulatedHost` tree, with the kernel's
-refusals (count above sriov_totalvfs, non-zero to non-zero count) so plans are tested alike.
+`sriovkit.sim.provision.SimulatedProvisioner` makes the same changes to a simulated host tree,
+with the kernel's refusals (count above sriov_totalvfs, non-zero to non-zero count) so plans are
+tested alike.
 
 Steps run in plan order; the first one the kernel refuses stops the run, and the error says
 which step failed, the kernel's answer, and every step already applied (nothing is rolled
@@ -20,11 +21,9 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from sriovkit.errors import SriovkitError
-from sriovkit.host import sim
 from sriovkit.host.discover import discover
 from sriovkit.host.model import VFIO_DRIVER
 from sriovkit.host.routes import default_route_netdevs
-from sriovkit.host.sim import SimulatedHost
 from sriovkit.host.sysfs import Sysfs, link_name, list_dir, read_int
 from sriovkit.provision.plan import KERNEL_DEFAULT, HostState, Plan, Step, StepKind
 
@@ -169,53 +168,12 @@ class SysfsProvisioner:
         _write(os.path.join(self.sysfs.net_class_dir(netdev), "mtu"), str(mtu))
 
 
-@dataclass(frozen=True, slots=True)
-class SimulatedProvisioner:
-    """The same port on a simulated host, refusing what the kernel refuses."""
-
-    host: SimulatedHost
-
-    def set_num_vfs(self, pf_address: str, num_vfs: int) -> None:
-        number = self._pf_number(pf_address)
-        pf = self.host.spec.pfs[number]
-        if num_vfs > pf.total_vfs:
-            raise OSError(errno.ERANGE, os.strerror(errno.ERANGE))
-        if pf.num_vfs and num_vfs and pf.num_vfs != num_vfs:
-            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
-        pf.vf_drivers = {}  # VFs the kernel creates come up with their default driver
-        self.host.set_num_vfs(number, num_vfs)
-
-    def bind_driver(self, pci_address: str, driver: str | None) -> None:
-        number, index = self._vf(pci_address)
-        pf = self.host.spec.pfs[number]
-        if driver is not None and not os.path.isdir(self.host.root / "sys/bus/pci/drivers" / driver):
-            raise OSError(errno.ENODEV, f"no driver {driver} loaded")
-        bound = driver or pf.vf_driver
-        self.host.bind_driver(pci_address, bound)
-        has_netdev = bound not in (VFIO_DRIVER, "igb_uio", "uio_pci_generic")
-        self.host.set_netdev(pci_address, self.host.vf_netdev_name(number, index) if has_netdev else None)
-
-    def set_mtu(self, netdev: str, mtu: int) -> None:
-        path = self.host.root / "sys/class/net" / netdev / "mtu"
-        if not path.parent.exists():
-            raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
-        path.write_text(f"{mtu}\n")
-
-    def _pf_number(self, pf_address: str) -> int:
-        for number in range(len(self.host.spec.pfs)):
-            if self.host.pf_address(number) == pf_address:
-                return number
-        raise OSError(errno.ENODEV, f"no PF {pf_address}")
-
-    def _vf(self, pci_address: str) -> tuple[int, int]:
-        for dev in self.host.devices():
-            if dev.pci_address == pci_address and dev.pf_address is not None and dev.vf_index is not None:
-                return self._pf_number(dev.pf_address), dev.vf_index
-        raise OSError(errno.ENODEV, f"no VF {pci_address}")
-
-
 def provisioner_for(sysfs: Sysfs) -> Provisioner:
     """The kernel's sysfs files on a real node; the simulator's tree on a simulated one."""
+    from sriovkit.sim import host as sim
+
     if sim.is_simulated(sysfs.root):
+        from sriovkit.sim.provision import SimulatedProvisioner
+
         return SimulatedProvisioner(sim.open_existing(sysfs.root))
     return SysfsProvisioner(sysfs)

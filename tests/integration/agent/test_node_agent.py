@@ -21,10 +21,10 @@ import pytest
 from sriovkit.agent.metrics import AgentMetrics
 from sriovkit.agent.node import NodeAgent
 from sriovkit.deviceplugin.manager import DevicePluginSettings
-from sriovkit.host import sim
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
 from sriovkit.shim.client import call_agent
+from sriovkit.sim import host as sim
 
 PFS = [{"name": "enp1s0f0", "numVfs": 3, "vfDrivers": {"2": "vfio-pci"}}]
 RESOURCES = [{"resourceName": "net", "selectors": {"drivers": ["iavf"]}},

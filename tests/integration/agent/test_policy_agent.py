@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from sriovkit.host import sim
 from sriovkit.host.discover import discover
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
+from sriovkit.sim import host as sim
 
 PF = {"name": "ens1f0", "totalVfs": 8, "numVfs": 0, "vendor": "8086", "device": "10c9", "vfDevice": "10ca",
       "driver": "igb", "vfDriver": "igbvf"}

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from sriovkit.host import sim
 from sriovkit.kubesim import Kubelet
+from sriovkit.sim import host as sim
 from tests.integration.hotplug.kubeapi_fake import FakeKubeApi
 
 PFS = [{"name": "enp1s0f0", "numVfs": 3, "vfDrivers": {"2": "vfio-pci"}}]

@@ -24,11 +24,11 @@ import pytest
 
 from sriovkit.cni.context import CniContext
 from sriovkit.cni.plugin import run_cni
-from sriovkit.host import sim
-from sriovkit.host.simnet import SimNetwork, attach_veths
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.model import LinkInfo, VfSettings
 from sriovkit.netlink.select import netlink_for
+from sriovkit.sim import host as sim
+from sriovkit.sim.net import SimNetwork, attach_veths
 from tests.integration.conftest import unique_name
 
 CNI_BIN = "/usr/lib/cni"

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from sriovkit.deviceplugin.manager import DevicePluginManager, DevicePluginSettings
-from sriovkit.host import sim
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
+from sriovkit.sim import host as sim
 
 DEFAULT_PFS: list[dict[str, Any]] = [
     {"name": "enp1s0f0", "numVfs": 4, "vfDrivers": {"2": "vfio-pci", "3": "igb_uio"}},

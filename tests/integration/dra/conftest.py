@@ -20,9 +20,9 @@ import pytest
 from sriovkit.deviceplugin.manager import DevicePluginManager, DevicePluginSettings
 from sriovkit.dra.driver import DraDriver, DraSettings
 from sriovkit.dra.kube import KubernetesDraApi
-from sriovkit.host import sim
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
+from sriovkit.sim import host as sim
 from tests.integration.hotplug.kubeapi_fake import CLAIMS, SLICES, FakeKubeApi
 
 DRIVER = "sriovnetwork.k8snetworkplumbingwg.io"

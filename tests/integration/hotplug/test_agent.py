@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sriovkit.host import sim
 from sriovkit.hotplug.vhostuser import is_mounted
 from sriovkit.kubesim import Kubelet
+from sriovkit.sim import host as sim
 from tests.integration.hotplug.conftest import NODE, Site, links
 from tests.integration.hotplug.kubeapi_fake import rbac_verb
 

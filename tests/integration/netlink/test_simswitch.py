@@ -1,4 +1,4 @@
-"""SimulatedSwitchNetlink and the veth-backed simulated VFs of host/simnet."""
+"""SimulatedSwitchNetlink and the veth-backed simulated VFs of sriovkit/sim/net."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from pyroute2 import netns as pyroute2_netns
 
-from sriovkit.host import sim
-from sriovkit.host.simnet import SimNetwork, attach_veths, plan_ports
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NameInUseError, NotSupportedError
 from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.model import ZERO_MAC, LinkState, VfSettings, VlanProto
 from sriovkit.netlink.select import netlink_for
-from sriovkit.netlink.simswitch import SimulatedSwitchNetlink
+from sriovkit.sim import host as sim
+from sriovkit.sim.net import SimNetwork, attach_veths, plan_ports
+from sriovkit.sim.switch import SimulatedSwitchNetlink
 from tests.integration.helpers import NetnsFactory, unique_name, veth_host_spec
 
 VethHost = tuple[sim.SimulatedHost, SimNetwork]
@@ -82,7 +82,7 @@ def test_every_setting_reads_back_from_another_instance(tree_host: sim.Simulated
 
 def _run_setter_process(root: Path, vf_index: int, vlan: int) -> subprocess.Popen[str]:
     code = textwrap.dedent(f"""
-        from sriovkit.host import sim
+        from sriovkit.sim import host as sim
         from sriovkit.host.sysfs import Sysfs
         from sriovkit.netlink.select import netlink_for
         from sriovkit.netlink.model import VlanProto
@@ -296,8 +296,8 @@ def test_destroy_from_another_process_leaves_no_interface(tmp_path: Path, netns:
     try:
         assert made <= all_ifnames()
         switch_of(host).move_link(network.ports[0].netdev, src_netns=None, dst_netns=netns(), new_name="net1")
-        code = f"from sriovkit.host import sim, simnet; simnet.SimNetwork.of(sim.open_existing({str(host.root)!r}))"
-        code += ".destroy()"
+        code = "from sriovkit.sim import host as sim, net as simnet; "
+        code += f"simnet.SimNetwork.of(sim.open_existing({str(host.root)!r})).destroy()"
         subprocess.run([sys.executable, "-c", code], check=True)
         assert not made & all_ifnames()
         SimNetwork.of(host).destroy()  # idempotent, nothing recorded any more

@@ -17,9 +17,9 @@ from sriovkit.deviceplugin.api import deviceplugin_pb2_grpc as pb_grpc
 from sriovkit.deviceplugin.manager import DevicePluginManager, DevicePluginSettings
 from sriovkit.deviceplugin.requests import MAX_DEVICE_ID_BYTES
 from sriovkit.deviceplugin.server import socket_name
-from sriovkit.host import sim
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
+from sriovkit.sim import host as sim
 from tests.reliability.scenarios.rig import Outcome
 
 RESOURCE = "intel.com/net"

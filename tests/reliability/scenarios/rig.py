@@ -21,11 +21,11 @@ from pyroute2 import netns as pyroute2_netns
 
 from sriovkit.cni.context import CniContext
 from sriovkit.cni.plugin import run_cni
-from sriovkit.host import sim
-from sriovkit.host.simnet import attach_veths
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.select import netlink_for
 from sriovkit.shim.install import ShimSettings, install_shim
+from sriovkit.sim import host as sim
+from sriovkit.sim.net import attach_veths
 from tests.integration.cni.conftest import Node, ipam_allocations
 
 NETNS_DIR = "/var/run/netns"

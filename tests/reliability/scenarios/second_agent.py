@@ -17,8 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from sriovkit.host import sim
 from sriovkit.shim.client import AgentUnreachable, call_agent
+from sriovkit.sim import host as sim
 from tests.reliability.scenarios.rig import Outcome
 
 SECOND_AGENT_CASES = ("same-everything", "other-cni-socket", "other-port", "other-port-and-socket")

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from sriovkit.host import sim
 from sriovkit.host.discover import DeviceNotFoundError, discover, discover_device
 from sriovkit.host.sysfs import Sysfs
+from sriovkit.sim import host as sim
 
 
 def test_pf_and_vfs_are_related_both_ways(make_host):

@@ -29,7 +29,7 @@ def test_unreadable_kubeconfig_is_one_line(tmp_path: Path, capsys):
 
 
 def test_agent_hotplug_flags_checked_before_the_agent_starts(tmp_path: Path, capsys, monkeypatch):
-    from sriovkit.host import sim
+    from sriovkit.sim import host as sim
 
     monkeypatch.delenv("NODE_NAME", raising=False)
     sim.create(tmp_path / "host", {"pfs": [{"name": "enp1s0f0", "numVfs": 1}]})

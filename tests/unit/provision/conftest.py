@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from sriovkit.host import sim
 from sriovkit.host.sysfs import Sysfs
-from sriovkit.provision.apply import SimulatedProvisioner, read_host_state
+from sriovkit.provision.apply import read_host_state
 from sriovkit.provision.plan import HostState
+from sriovkit.sim import host as sim
+from sriovkit.sim.provision import SimulatedProvisioner
 
 
 class Node:

@@ -28,8 +28,8 @@ from pydantic.alias_generators import to_camel
 from sriovkit import gojson
 from sriovkit.errors import SriovkitError
 from sriovkit.host.model import VFIO_DRIVER
-from sriovkit.host.simmarker import SIM_MARKER
-from sriovkit.host.simmarker import is_simulated as is_simulated
+from sriovkit.sim.marker import SIM_MARKER
+from sriovkit.sim.marker import is_simulated as is_simulated
 
 _MARKER = SIM_MARKER
 _DEV_LINK_BASE = os.path.join("sys", "devices", "pci0000:00")

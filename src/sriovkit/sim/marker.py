@@ -1,6 +1,6 @@
 """Whether a host root is a simulated host: the one marker check, without loading the simulator.
 
-`sriovkit.host.sim` (pydantic, yaml) writes the marker; the agent, the CNI and netlink selection
+`sriovkit.sim.host` (pydantic, yaml) writes the marker; the agent, the CNI and netlink selection
 only ask whether it is there, which on a real node it never is.
 """
 

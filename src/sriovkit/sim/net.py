@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sriovkit.host.sim import SimulatedHost
 from sriovkit.host.statefile import locked, read_json, write_json_atomic
 from sriovkit.netlink.errors import LinkNotFoundError, from_errno
+from sriovkit.sim.host import SimulatedHost
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute

@@ -1,6 +1,6 @@
 """`SimulatedSwitchNetlink`: the Netlink port on a simulated host.
 
-A simulated VF's interface is a real veth (see `sriovkit.host.simnet`), so every
+A simulated VF's interface is a real veth (see `sriovkit.sim.net`), so every
 link operation goes to the kernel through `links`. What a veth cannot hold is
 the PF side of an SR-IOV NIC: the embedded switch's per-VF settings. Those live
 in one JSON file per PF under ``<root>/eswitch/``, shared by every process that
@@ -21,12 +21,12 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from sriovkit.host import simnet
-from sriovkit.host.sim import SimPF, SimulatedHost
 from sriovkit.host.statefile import locked, read_json, write_json_atomic
 from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NotSupportedError
 from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.model import LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
+from sriovkit.sim import net as simnet
+from sriovkit.sim.host import SimPF, SimulatedHost
 
 MAX_VLAN = 4095
 MAX_QOS = 7

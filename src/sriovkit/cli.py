@@ -1,7 +1,7 @@
 """`sriovctl`: the operator's command line.
 
-Each subcommand imports what it needs when it runs, so `sriovctl --help` and
-the cheap commands start fast. User errors print one line per problem and
+Each subcommand (in `sriovkit.commands`) imports what it needs when it runs, so
+`sriovctl --help` and the cheap commands start fast. User errors print one line per problem and
 exit 2; nothing prints a traceback for bad input.
 """
 
@@ -18,51 +18,12 @@ EXIT_USAGE = 2
 __all__ = ["UserError", "main"]
 
 
-def _host_root_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--host-root",
-        default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),
-        help="root of the node's filesystem: sysfs at ROOT/sys, device nodes at ROOT/dev "
-        "(env SRIOVKIT_HOST_ROOT, default /)",
-    )
-
-
-def _output_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sriovctl", description="SR-IOV networking for Kubernetes")
     parser.add_argument("--version", action="version", version=f"sriovctl {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("discover", help="show PFs and VFs found in sysfs")
-    _host_root_arg(p)
-    _output_arg(p)
-    p.set_defaults(func=_lazy("sriovkit.commands.inventory", "cmd_discover"))
-
-    p = sub.add_parser("pools", help="show the resource pools a device plugin config yields")
-    p.add_argument("--config-file", required=True, help="the device plugin's config.json")
-    p.add_argument("--resource-prefix", default="intel.com", help="prefix for resources without one")
-    p.add_argument("--explain", action="store_true", help="say for every device which pool took it, or why none")
-    p.add_argument("--strict", action="store_true",
-                   help="refuse what upstream ignores (unknown fields, selectors that match nothing): for CI linting")
-    _host_root_arg(p)
-    _output_arg(p)
-    p.set_defaults(func=_lazy("sriovkit.commands.inventory", "cmd_pools"))
-
-    p = sub.add_parser("sim", help="build or remove a simulated host tree")
-    sim_sub = p.add_subparsers(dest="sim_command", required=True, metavar="ACTION")
-    c = sim_sub.add_parser("create", help="create a simulated host under DIR from a topology spec")
-    c.add_argument("dir")
-    c.add_argument("--spec", required=True, help="topology spec (JSON or YAML)")
-    c.add_argument("--veth", action="store_true", help="also create real interfaces: a bridge per PF, a veth per VF")
-    c.set_defaults(func=_lazy("sriovkit.sim.command", "cmd_sim_create"))
-    d = sim_sub.add_parser("destroy", help="remove a simulated host tree (and its interfaces) made by 'sim create'")
-    d.add_argument("dir")
-    d.set_defaults(func=_lazy("sriovkit.sim.command", "cmd_sim_destroy"))
-
-    for register in _extra_commands():
+    for register in _commands():
         register(sub)
     return parser
 
@@ -73,28 +34,20 @@ def _version() -> str:
     return __version__
 
 
-def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        import importlib
-
-        func: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), name)
-        return func(args)
-
-    return run
-
-
-# Modules that add subcommands: each defines `register(subparsers)` and imports
-# nothing heavy at module level (the CLI must start fast).
+# Every subcommand lives in sriovkit.commands: one module per command (or family) defining
+# `register(subparsers)` (its flags) and the function that runs it, which builds the command's ports
+# from its flags (its composition root). Module level imports nothing heavy: the CLI must start fast.
+# In this order in `sriovctl --help`.
 _COMMAND_MODULES: tuple[str, ...] = (
-    "sriovkit.shim.command", "sriovkit.provision.command", "sriovkit.agent.command", "sriovkit.commands.demo",
-    "sriovkit.hotplug.command", "sriovkit.commands.status", "sriovkit.injector.command", "sriovkit.dra.command",
+    "inventory", "sim", "install_cni", "provision", "agent", "kubesim", "demo", "hotplug", "status", "injector",
+    "claims",
 )
 
 
-def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
+def _commands() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
     import importlib
 
-    return [importlib.import_module(m).register for m in _COMMAND_MODULES]
+    return [importlib.import_module(f"sriovkit.commands.{m}").register for m in _COMMAND_MODULES]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,20 +6,51 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sriovkit.errors import UserError
-from sriovkit.host.discover import discover
-from sriovkit.host.model import HostSnapshot, PciDevice
-from sriovkit.host.routes import default_route_netdevs
-from sriovkit.host.sysfs import Sysfs
-from sriovkit.output import format_table, summarize_ids
-from sriovkit.resources.config import ConfigError, load_config_file
-from sriovkit.resources.pools import PoolSet, build_pools, taken_earlier
+
+if TYPE_CHECKING:
+    from sriovkit.host.model import HostSnapshot, PciDevice
+    from sriovkit.resources.pools import PoolSet
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("discover", help="show PFs and VFs found in sysfs")
+    _host_root_arg(p)
+    _output_arg(p)
+    p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("pools", help="show the resource pools a device plugin config yields")
+    p.add_argument("--config-file", required=True, help="the device plugin's config.json")
+    p.add_argument("--resource-prefix", default="intel.com", help="prefix for resources without one")
+    p.add_argument("--explain", action="store_true", help="say for every device which pool took it, or why none")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse what upstream ignores (unknown fields, selectors that match nothing): for CI linting")
+    _host_root_arg(p)
+    _output_arg(p)
+    p.set_defaults(func=cmd_pools)
+
+
+def _host_root_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host-root",
+        default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),
+        help="root of the node's filesystem: sysfs at ROOT/sys, device nodes at ROOT/dev "
+        "(env SRIOVKIT_HOST_ROOT, default /)",
+    )
+
+
+def _output_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
 
 
 def snapshot_of(host_root: str) -> HostSnapshot:
+    from pathlib import Path
+
+    from sriovkit.host.discover import discover
+    from sriovkit.host.sysfs import Sysfs
+
     sysfs = Sysfs(Path(host_root))
     if not os.path.isdir(sysfs.pci_devices):
         raise UserError(f"--host-root {host_root}: no PCI devices directory at {sysfs.pci_devices}")
@@ -30,6 +61,10 @@ def pools_of(host_root: str, config_file: str, resource_prefix: str, *,
              strict: bool = False) -> tuple[HostSnapshot, PoolSet]:
     """The pools a config yields on a host; what upstream would ignore is warned about on stderr
     (refused with `strict`)."""
+    from sriovkit.host.routes import default_route_netdevs
+    from sriovkit.resources.config import ConfigError, load_config_file
+    from sriovkit.resources.pools import build_pools
+
     try:
         resources = load_config_file(config_file, default_prefix=resource_prefix, strict=strict)
     except ConfigError as exc:
@@ -53,6 +88,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
 def device_table(snapshot: HostSnapshot) -> str:
     # every device the JSON lists: a NIC bound to vfio-pci or to no driver has no interface, and is
     # exactly the one an operator looks for when a pool comes up short
+    from sriovkit.output import format_table
+
     rows = [_device_row(d) for d in snapshot]
     return format_table(["PCI ADDRESS", "ROLE", "VENDOR:DEVICE", "DRIVER", "INTERFACE", "PF", "VF", "NUMA",
                          "LINK", "VFS"], rows)
@@ -98,12 +135,16 @@ def cmd_pools(args: argparse.Namespace) -> int:
 
 
 def pools_table(pool_set: PoolSet) -> str:
+    from sriovkit.output import format_table, summarize_ids
+
     rows = [[p.name, p.config.device_type.value, len(p.devices), summarize_ids(list(p.device_ids)) or "(empty)"]
             for p in pool_set.pools]
     return format_table(["RESOURCE", "TYPE", "COUNT", "DEVICES"], rows)
 
 
 def _explain(pool_set: PoolSet, *, as_json: bool) -> str:
+    from sriovkit.resources.pools import taken_earlier
+
     if as_json:
         return json.dumps(
             {v.device_id: {"pool": v.pool, "excluded": v.excluded, "rejectedBy": {r: str(t) for r, t in v.rejections}}

@@ -1,6 +1,5 @@
 """`sriovctl hotplug`: the hot-plug controller on its own, until SIGTERM.
 
-Register with `sriovkit.hotplug.command` in `_COMMAND_MODULES` (src/sriovkit/cli.py).
 `sriovctl agent --hotplug` runs the same controller inside the node agent (`add_arguments` and
 `controller_from_args` with `in_agent=True`).
 """

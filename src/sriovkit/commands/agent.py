@@ -1,4 +1,4 @@
-"""`sriovctl agent` (the node agent) and `sriovctl kubesim` (the kubelet stand-in)."""
+"""`sriovctl agent`: the node agent, until SIGTERM."""
 
 from __future__ import annotations
 
@@ -68,16 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=_agent)
 
-    k = sub.add_parser("kubesim", help="run a kubelet stand-in (device-plugin registration, podresources)")
-    k.add_argument("--device-plugin-dir", required=True, help="where kubelet.sock is served")
-    k.add_argument("--pod-resources-socket", help="serve podresources/v1 on this socket")
-    k.add_argument("--plugins-registry-dir", help="also watch this directory for plugin-watcher registration")
-    k.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    k.set_defaults(func=_kubesim)
-
 
 def _add_hotplug_arguments(p: argparse.ArgumentParser) -> None:
-    from sriovkit.hotplug.command import add_arguments
+    from sriovkit.commands.hotplug import add_arguments
 
     add_arguments(p.add_argument_group("hot-plug (with --hotplug; --host-root and --pod-resources-socket "
                                        "apply too; with --kubeconfig or in a pod, and --node-name, a "
@@ -223,7 +216,7 @@ def _start_failure(exc: OSError) -> str:
 
 
 def _hotplug_controller(args: argparse.Namespace) -> Component:
-    from sriovkit.hotplug.command import controller_from_args
+    from sriovkit.commands.hotplug import controller_from_args
 
     return controller_from_args(args, in_agent=True)
 
@@ -313,23 +306,3 @@ def _add_node_events(agent: NodeAgent, args: argparse.Namespace, reconciler: Pol
     if reconciler is not None:  # with --policy: a policy the node cannot be made to match
         reconciler.on_failure = lambda problem: events.post(
             "Warning", "PolicyNotApplied", f"sriovkit agent: policy {args.policy} not applied: {problem}")
-
-
-def _kubesim(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
-    from sriovkit.kubesim import Kubelet
-
-    _setup_logging(args.log_level)
-    kubelet = Kubelet(args.device_plugin_dir, pod_resources_socket=args.pod_resources_socket,
-                      plugins_registry_dir=args.plugins_registry_dir)
-    done = threading.Event()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(s, lambda *_: done.set())
-    kubelet.start()
-    try:
-        done.wait()
-    finally:
-        kubelet.stop()
-    return 0

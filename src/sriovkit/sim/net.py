@@ -17,6 +17,11 @@ so the VF end is found in whatever namespace and under whatever name it now
 is, and a link a pod made itself never matches (its peer is in the pod).
 What was made is recorded in ``<root>/simnet.json`` so another process can tear
 it down (`SimNetwork.of`).
+
+Names, aliases and the group derive from the host's id, kept in ``<root>/simnet-id``
+when the network is made, never from where the tree is now: the agent in upstream's
+device-plugin pod sees the node's directory under another path than the process that
+made the veths, and must find the same interfaces.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
 
 ALIAS_PREFIX = "sriovkit-sim"
 _RECORD = "simnet.json"
+_ID = "simnet-id"
 # pci address -> {"netns": path, "name": name}: where a function's interface is while
 # away from the host namespace, as far as moves and renames through the switch tell.
 _AWAY = "away.json"
@@ -60,29 +66,45 @@ def tree_lock(host: SimulatedHost) -> AbstractContextManager[None]:
     return locked(host.root / "eswitch" / "tree.lock")
 
 
+def host_id(host: SimulatedHost) -> str:
+    """The id the host's interfaces are named by: the one its tree keeps, else (no network made
+    yet, or a tree made before the id was kept) its root as this process sees it."""
+    try:
+        return (host.root / _ID).read_text().strip() or str(host.root.resolve())
+    except (FileNotFoundError, NotADirectoryError):
+        return str(host.root.resolve())
+
+
+def _keep_host_id(host: SimulatedHost) -> None:
+    """Fix the id before any interface is named by it (the root's path where the network is made:
+    a tree from before the id was kept names its interfaces so too)."""
+    if not (host.root / _ID).exists():
+        (host.root / _ID).write_text(host_id(host) + "\n")
+
+
 def peer_name(host: SimulatedHost, pci_address: str) -> str:
-    """A 15-character name unique to this host root and function."""
-    digest = hashlib.sha256(f"{host.root.resolve()}|{pci_address}".encode()).hexdigest()
+    """A 15-character name unique to this host and function."""
+    digest = hashlib.sha256(f"{host_id(host)}|{pci_address}".encode()).hexdigest()
     return f"sk{digest[:13]}"
 
 
 def vf_mac(host: SimulatedHost, pci_address: str) -> str:
     """A deterministic locally administered unicast MAC for the function."""
-    digest = hashlib.sha256(f"mac|{host.root.resolve()}|{pci_address}".encode()).digest()
+    digest = hashlib.sha256(f"mac|{host_id(host)}|{pci_address}".encode()).digest()
     return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
 def link_group(host: SimulatedHost) -> int:
     """The interface group (IFLA_GROUP) of this host's peers: one request deletes them all.
 
-    Never 0 (every interface's default group) and unique per host root.
+    Never 0 (every interface's default group) and unique per host.
     """
-    digest = hashlib.sha256(f"group|{host.root.resolve()}".encode()).digest()
+    digest = hashlib.sha256(f"group|{host_id(host)}".encode()).digest()
     return 0x10000 + int.from_bytes(digest[:4], "big") % (0x7FFFFFFF - 0x10000)
 
 
 def _alias(host: SimulatedHost, pci_address: str) -> str:
-    return f"{ALIAS_PREFIX} {pci_address} {host.root.resolve()}"
+    return f"{ALIAS_PREFIX} {pci_address} {host_id(host)}"
 
 
 def plan_ports(host: SimulatedHost) -> tuple[list[str], list[SimPort]]:
@@ -202,7 +224,7 @@ class SimNetwork:
         ipr.link("set", index=peer, state="up")
 
     def _bridge_alias(self) -> str:
-        return f"{ALIAS_PREFIX} bridge {self.host.root.resolve()}"
+        return f"{ALIAS_PREFIX} bridge {host_id(self.host)}"
 
     def _save(self) -> None:
         data = {"bridges": self.bridges, "ports": [asdict(p) for p in self.ports]}
@@ -211,6 +233,7 @@ class SimNetwork:
 
 def attach_veths(host: SimulatedHost) -> SimNetwork:
     """Create the host's bridges and veth pairs; on failure remove what was made and raise."""
+    _keep_host_id(host)
     bridges, ports = plan_ports(host)
     network = SimNetwork(host, [], [])
     try:
@@ -263,7 +286,7 @@ def pci_of_host_link(host: SimulatedHost, *, name: str | None = None, index: int
         return None
     prefix, _, rest = (peer.get_attr("IFLA_IFALIAS") or "").partition(" ")
     pci_address, _, root = rest.partition(" ")
-    ours = prefix == ALIAS_PREFIX and root == str(host.root.resolve())
+    ours = prefix == ALIAS_PREFIX and root == host_id(host)
     return pci_address if ours and peer.get_attr("IFLA_IFNAME") == peer_name(host, pci_address) else None
 
 

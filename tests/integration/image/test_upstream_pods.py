@@ -157,9 +157,6 @@ def _ip(*args: str) -> str:
     return subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30).stdout
 
 
-@pytest.mark.xfail(strict=True, reason="known regression on main (issue 16 part 2): in upstream's device-plugin "
-                   "pod layout the agent answers 'deviceID ... has no network interface in the host' since the "
-                   "lookups by kernel identity landed; strict, so the fix turns this red until the mark goes")
 def test_a_pod_gets_its_vf_through_the_agent_in_upstreams_device_plugin_pod(short_tmp: Path) -> None:
     """ADD and DEL through the `sriov` binary the CNI pod installed, served by the agent in upstream's
     device-plugin pod, which has neither the host's /var/run/netns nor /opt/cni/bin: it reaches the

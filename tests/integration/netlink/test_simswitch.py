@@ -391,3 +391,42 @@ def test_an_unknown_unsupported_setting_is_a_spec_error_naming_it(tmp_path: Path
     spec.write_text(json.dumps(veth_host_spec("pf0", unsupportedVfSettings=["linkState", "rss"])))
     with pytest.raises(sim.SimSpecError, match=r"pfs\[0\]\.unsupportedVfSettings\[1\].*rss"):
         sim.load_spec(spec)
+
+
+@pytest.mark.root
+def test_the_host_is_the_same_wherever_its_tree_is_mounted(tmp_path: Path, netns: NetnsFactory) -> None:
+    """The agent in a pod sees the node's directory under another path than the process that made
+    the veths (upstream's device-plugin pod: under /var/lib/kubelet/; the chart: at agent.hostRoot):
+    from there its VFs are still found by PCI address, in the host and in a pod, and destroy from
+    there removes every interface made."""
+    host = sim.create(tmp_path / "host", veth_host_spec(unique_name("sk", 5)))
+    network = attach_veths(host)
+    made = {*network.bridges, *(p.netdev for p in network.ports), *(p.peer for p in network.ports)}
+    pod = netns()
+    elsewhere = tmp_path / "mnt" / "seen-from-a-pod"
+    elsewhere.mkdir(parents=True)
+    code = textwrap.dedent(f"""
+        from pathlib import Path
+        from sriovkit.host.sysfs import Sysfs
+        from sriovkit.netlink.kernel import KernelNetlink
+        from sriovkit.sim import host as sim, net as simnet
+        from sriovkit.sim.switch import SimulatedSwitchNetlink
+        host = sim.open_existing({str(elsewhere)!r})
+        nl = SimulatedSwitchNetlink(host, KernelNetlink(Sysfs(host.root)))
+        vf = host.vf_address(0, 1)
+        name = nl.device_netdev(vf)
+        assert name == host.vf_netdev_name(0, 1), name
+        nl.move_link(name, src_netns=None, dst_netns={pod!r}, new_name="net1")
+        assert [link.name for link in nl.device_links(vf, {pod!r})] == ["net1"]
+        assert nl.device_netdev(vf) is None
+        nl.move_link("net1", src_netns={pod!r}, dst_netns=None, new_name=name)
+        assert nl.device_netdev(vf) == name
+        simnet.SimNetwork.of(host).destroy()
+    """)
+    try:
+        subprocess.run(["unshare", "--mount", "--", "sh", "-c", 'mount --make-rprivate / && '
+                        'mount --bind "$0" "$1" && exec "$2" -c "$3"', str(host.root), str(elsewhere),
+                        sys.executable, code], check=True, timeout=60)
+        assert not made & all_ifnames()
+    finally:
+        network.destroy()

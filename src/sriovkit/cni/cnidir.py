@@ -17,11 +17,11 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import stat
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from sriovkit import atomicfile
 from sriovkit.cni.spec import CniError, ErrorCode
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,254}$")
@@ -151,21 +151,9 @@ def _make_dir(parent: int, name: str) -> bool:
 
 
 def _write_new(dir_fd: int, name: str, text: str) -> None:
-    tmp = f".tmp-{name}-{secrets.token_hex(4)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-        except FileExistsError:
-            raise CniError(ErrorCode.IO_FAILURE, f"cniDir file {name} already exists",
-                           "another attachment's record, or one left behind; not replaced") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=dir_fd)
+    if atomicfile.create_new_at(dir_fd, name, text.encode(), mode=0o644) is None:
+        raise CniError(ErrorCode.IO_FAILURE, f"cniDir file {name} already exists",
+                       "another attachment's record, or one left behind; not replaced")
 
 
 def _holds(dir_fd: int, name: str, container_id: str, ifname: str) -> bool:

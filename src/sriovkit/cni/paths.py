@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 
+from sriovkit import atomicfile
 from sriovkit.errors import SriovkitError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -119,26 +119,11 @@ def create_exclusive(root: str, parts: list[str], data: bytes, mode: int = 0o644
     when a file was already there (left untouched: it is not ours)."""
     with parent_dir(root, parts, create=True) as fd:
         assert fd is not None
-        tmp = f".{parts[-1][:200]}.{secrets.token_hex(6)}.tmp"
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=fd)
-        try:
-            try:
-                os.fchmod(out, mode)
-                os.write(out, data)
-                os.fsync(out)
-                ino = os.fstat(out).st_ino
-            finally:
-                os.close(out)
-            try:
-                os.link(tmp, parts[-1], src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
-            except FileExistsError:
-                return None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp, dir_fd=fd)
-        os.fsync(fd)
+        written = atomicfile.create_new_at(fd, parts[-1], data, mode=mode)
+        if written is None:
+            return None
         st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)  # after the link count settled
-        if st.st_ino != ino:
+        if st.st_ino != written.st_ino:
             raise PathRefused("was replaced while it was being written")
         return _identity(st)
 

@@ -3,8 +3,8 @@
 Layout under the state dir (default ``/var/lib/cni/sriov``, mode 0700):
 
     <containerID>-<ifname>.json   one attachment's record (0600), written
-                                  write+fsync+rename, so a crash leaves the old
-                                  file or the new one, never half of one
+                                  by `sriovkit.atomicfile`, so a crash leaves the
+                                  old file or the new one, never half of one
     <containerID>-<ifname>.pending  the snapshot an ADD in progress took; if the
                                   process dies mid-ADD, DEL restores from it
     .tmp-<containerID>-<ifname>+<pci>.json|.pending  a write in progress, named
@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sriovkit import nodepaths
+from sriovkit import atomicfile, nodepaths
 from sriovkit.cni.spec import CniError, ErrorCode
 
 RECORD_FORMAT = 1
@@ -158,27 +158,14 @@ class StateStore:
         self._ensure_dir(self.root)
         target = self._path(record.key, pending=not record.complete)
         tmp = self._tmp_path(record)
+        if os.path.islink(target):
+            raise StateError(f"state file {target} is a symlink", "refusing to replace it")
         try:
-            fd = _create_fresh(tmp)
+            # durable: the journal must survive a power cut as surely as the VF change it describes;
+            # the temp name is per attachment and VF, so DEL finds what a killed write left
+            atomicfile.replace(target, record.to_json().encode(), mode=0o600, tmp_name=os.path.basename(tmp))
         except OSError as exc:
             raise StateError(f"cannot write state file {target}", exc.strerror or str(exc)) from None
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(record.to_json())
-                f.flush()
-                os.fsync(f.fileno())
-            if os.path.islink(target):
-                raise StateError(f"state file {target} is a symlink", "refusing to replace it")
-            os.replace(tmp, target)
-            # the rename is durable only once the directory is synced: the journal must survive a
-            # power cut as surely as the VF change it describes
-            _fsync_dir(self.root)
-        except OSError as exc:
-            raise StateError(f"cannot write state file {target}", exc.strerror or str(exc)) from None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
 
     def _tmp_path(self, record: AttachmentRecord) -> str:
         self._path(record.key)  # the same guard as the record's own name
@@ -225,7 +212,7 @@ class StateStore:
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-                _fsync_dir(self.root)
+                atomicfile.fsync_dir(self.root)
 
     def records(self, *, pending: bool = False) -> list[AttachmentRecord]:
         """Committed records; with `pending`, also the journals of interrupted ADDs."""
@@ -326,25 +313,6 @@ def _acquire(fd: int, what: str, timeout_s: float, reported_timeout_s: float | N
             if time.monotonic() >= deadline:
                 raise LockTimeout(what, reported_timeout_s if reported_timeout_s is not None else timeout_s) from None
             time.sleep(_POLL_S)
-
-
-def _create_fresh(path: str) -> int:
-    """A new file at `path`, replacing one a killed writer left there: created (O_EXCL) rather
-    than truncated, so a hard link or symlink planted at that name is never written through."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        return os.open(path, flags, 0o600)
-    except FileExistsError:
-        os.unlink(path)
-        return os.open(path, flags, 0o600)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _listdir(path: str) -> list[str]:

@@ -1,6 +1,6 @@
 """Files the device plugin leaves for others: device-info files and CDI specs.
 
-Both are written atomically (temporary file + rename) so a reader (Multus, the
+Both are written atomically (`sriovkit.atomicfile`) so a reader (Multus, the
 container runtime) never sees half a document.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from sriovkit import atomicfile
 from sriovkit.deviceplugin.payload import DevicePayload, cdi_spec, device_info, device_info_file_name
 from sriovkit.resources.config import ResourceConfig
 from sriovkit.resources.selectors import Device, device_id
@@ -25,17 +25,9 @@ def _json_text(document: object) -> str:
 
 
 def write_json_atomic(path: Path, document: object) -> None:
+    """The document as readable JSON (mode 0644: Multus and the runtime read it), whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(_json_text(document))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomicfile.replace(path, _json_text(document).encode(), mode=0o644)
 
 
 def write_device_info(directory: Path, resource: ResourceConfig,

@@ -1,7 +1,7 @@
 """Small JSON state files shared by several processes: flock'd, replaced atomically.
 
-Readers see either the old or the new file, never half of one (rename), and a
-crash leaves no torn file (fsync before rename). Writers serialize on a
+Readers see either the old or the new file, never half of one, and a crash leaves no
+torn file (`sriovkit.atomicfile`). Writers serialize on a
 separate lock file, because the data file itself is replaced on every write.
 """
 
@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from sriovkit import atomicfile
 
 
 @contextmanager
@@ -38,23 +40,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = True) -> None:
-    """Replace `path` with `data`: tmp file, fsync, rename, fsync the directory.
-
-    `durable=False` skips both fsyncs (still atomic for readers, but not across a power loss):
+    """Replace `path` with `data` (mode 0600), by `sriovkit.atomicfile`'s policy; `durable=False`
     for state that a reboot makes meaningless anyway, such as a simulated host's switch."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(data, sort_keys=True))
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-    if not durable:
-        return
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomicfile.replace(path, json.dumps(data, sort_keys=True).encode(), mode=0o600, durable=durable)

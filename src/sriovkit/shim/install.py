@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sriovkit import atomicfile
 from sriovkit.errors import UserError
 
 SHIM_SOURCE = Path(__file__).with_name("client.py")
@@ -115,22 +115,8 @@ def install_shim(dest_dir: str | Path, settings: ShimSettings, *, name: str = "s
         if not os.access(settings.interpreter, os.X_OK):
             raise UserError(f"--python {settings.interpreter}: not an executable interpreter")
         data = render_shim(settings).encode()
-    _write_atomically(dest / name, data)
+    atomicfile.replace(dest / name, data, mode=0o755)
     return dest / name
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def default_fallback_python() -> str:

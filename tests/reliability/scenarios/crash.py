@@ -218,6 +218,13 @@ while True:
 """
 
 
+def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """Until `path` exists (a loaded machine starts Python slowly), or the process died."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def kill_while_saving(tmp: Path, rounds: int) -> Outcome:
     """A process saving one record in a loop, SIGKILLed at random moments: the record read back is
     always a whole one, never a torn file; no temp file is left once a DEL-like delete ran."""
@@ -229,6 +236,8 @@ def kill_while_saving(tmp: Path, rounds: int) -> Outcome:
     for n in range(rounds):
         out.tried += 1
         proc = subprocess.Popen([sys.executable, "-c", SAVER, str(state)])
+        if n == 0:  # killed before its first save there is nothing to read back: wait for one
+            _wait_for(state / "c1-net1.json", proc)
         time.sleep(0.15 + secrets.randbelow(100) / 1000)
         proc.kill()
         proc.wait()

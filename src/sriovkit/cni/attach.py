@@ -24,7 +24,7 @@ from typing import Any
 from sriovkit.cni import cnidir, vfconfig
 from sriovkit.cni.announce import announce
 from sriovkit.cni.device import Device, Mode, resolve_device
-from sriovkit.cni.deviceinfo import check_device_info_file, device_info, remove_device_info, write_device_info
+from sriovkit.cni.deviceinfo import check_device_info_file, remove_device_info, write_device_info
 from sriovkit.cni.ipam import IpamCall, ipam_add, ipam_del
 from sriovkit.cni.locate import find_vf
 from sriovkit.cni.netdevmac import set_netdev_mac
@@ -32,6 +32,7 @@ from sriovkit.cni.pick import locked_device
 from sriovkit.cni.spec import CniError, ErrorCode, Interface, Result
 from sriovkit.cni.state import AttachmentRecord, ForeignRecord, OriginalState
 from sriovkit.cni.steps import Call, Steps
+from sriovkit.devinfo import pci_device_info
 from sriovkit.netlink.errors import LinkNotFoundError
 from sriovkit.netlink.model import ZERO_MAC, VfSettings
 
@@ -165,7 +166,7 @@ def _run_steps(call: Call, steps: Steps, device: Device, record: AttachmentRecor
 def _write_device_info(call: Call, steps: Steps, device: Device, record: AttachmentRecord) -> None:
     root, path = call.ctx.devinfo_dir, call.conf.device_info_file
     reached = call.ctx.caller_path(root)
-    info = device_info(device.pci_address, device.pf_address)  # no PF address for a PF passed through
+    info = pci_device_info(device.pci_address, pf_pci_address=device.pf_address)  # none for a PF passed through
     created = steps.run("write device info", lambda: write_device_info(root, path, info, reached),
                         lambda: remove_device_info(root, path, record.device_info_created, reached=reached),
                         point="write device info")

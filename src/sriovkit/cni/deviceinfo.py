@@ -1,4 +1,4 @@
-"""The Device Information file (Network Plumbing WG Device Info Spec v1.1.0).
+"""The Device Information file (`sriovkit.devinfo`) at the path Multus names.
 
 Multus passes a path as ``runtimeConfig.CNIDeviceInfoFile`` (its own choice of name under
 ``/var/run/k8s.cni.cncf.io/devinfo/cni/``); the plugin writes what it attached there, so the
@@ -20,15 +20,7 @@ from typing import Any
 from sriovkit.cni import paths
 from sriovkit.cni.spec import CniError, ErrorCode
 
-DEVICE_INFO_VERSION = "1.1.0"
 FIELD = "runtimeConfig.CNIDeviceInfoFile"
-
-
-def device_info(pci_address: str, pf_pci_address: str | None) -> dict[str, Any]:
-    pci: dict[str, Any] = {"pci-address": pci_address}
-    if pf_pci_address:
-        pci["pf-pci-address"] = pf_pci_address
-    return {"type": "pci", "version": DEVICE_INFO_VERSION, "pci": pci}
 
 
 def check_device_info_file(root: str, path: str, reached: str | None = None) -> bool:

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from sriovkit import devinfo
 from sriovkit.host.model import AuxDevice, PciDevice
 from sriovkit.resources.config import ResourceConfig, Selector
 from sriovkit.resources.selectors import Device, device_id, selector_rejects
@@ -217,23 +218,15 @@ def cdi_device(name: str, nodes: Iterable[DeviceNode], env: dict[str, str] | Non
     return {"name": name, "containerEdits": edits}
 
 
-DEVICE_INFO_VERSION = "1.1.0"
-
-
 def device_info(dev: Device, payload: DevicePayload | None = None) -> dict[str, object] | None:
-    """The Device Information Specification (v1.1.0) document for a device; with
-    its payload, the vhost-net node it brings is named too. None for an auxiliary
-    device: the specification has no type for one (upstream writes none either)."""
+    """The Device Information document for a device; with its payload, the vhost-net node it
+    brings is named too. None for an auxiliary device: the specification has no type for one
+    (upstream writes none either)."""
     if isinstance(dev, AuxDevice):
         return None
-    pci: dict[str, str] = {"pci-address": dev.pci_address}
-    if dev.pf_address is not None:
-        pci["pf-pci-address"] = dev.pf_address
-    if dev.rdma_devices:
-        pci["rdma-device"] = ",".join(dev.rdma_devices)
-    if payload is not None and "vhost" in payload.info:
-        pci["vhost-net"] = VHOST_NET
-    return {"type": "pci", "version": DEVICE_INFO_VERSION, "pci": pci}
+    vhost = VHOST_NET if payload is not None and "vhost" in payload.info else None
+    return devinfo.pci_device_info(dev.pci_address, pf_pci_address=dev.pf_address,
+                                   rdma_device=",".join(dev.rdma_devices), vhost_net=vhost)
 
 
 def device_info_file_name(resource: ResourceConfig, dev_id: str) -> str:

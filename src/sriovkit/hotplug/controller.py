@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from sriovkit.devinfo import pci_device_info
 from sriovkit.errors import SriovkitError
 from sriovkit.hotplug import cniexec, vhostuser
 from sriovkit.hotplug.cniexec import CniCall, CniExecError, CniRuntime, PluginNotFound
@@ -40,7 +41,6 @@ from sriovkit.hotplug.podresources import PodResourcesError, free_device
 from sriovkit.hotplug.record import ADDING, ATTACHED, PodRecord, RecordStore
 from sriovkit.hotplug.sandbox import interfaces_in
 from sriovkit.hotplug.status import (
-    pci_device_info,
     pci_devices_in_status,
     read_network_status,
     reconciled_status,

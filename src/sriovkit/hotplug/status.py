@@ -9,13 +9,6 @@ from typing import Any
 from sriovkit import gojson
 from sriovkit.hotplug.networks import NETWORK_STATUS_ANNOTATION
 
-DEVICE_INFO_VERSION = "1.1.0"
-
-
-def pci_device_info(pci_address: str) -> dict[str, Any]:
-    """Device Information Specification 1.1.0 for a PCI function (a VF)."""
-    return {"type": "pci", "version": DEVICE_INFO_VERSION, "pci": {"pci-address": pci_address}}
-
 
 def status_entry(network: str, interface: str, result: Mapping[str, Any], *,
                  device_info: Mapping[str, Any] | None = None) -> dict[str, Any]:

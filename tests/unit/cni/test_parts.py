@@ -14,11 +14,12 @@ import pytest
 from sriovkit.cni import vfconfig
 from sriovkit.cni.announce import garp_frame, na_frame, unsolicited_na
 from sriovkit.cni.device import Mode, resolve_device
-from sriovkit.cni.deviceinfo import device_info, remove_device_info, write_device_info
+from sriovkit.cni.deviceinfo import remove_device_info, write_device_info
 from sriovkit.cni.ipam import IpamCall, IpamError, _parse_output, find_plugin, ipam_add
 from sriovkit.cni.log import EventLog
 from sriovkit.cni.netconf import parse_netconf
 from sriovkit.cni.spec import CniError, ErrorCode
+from sriovkit.devinfo import pci_device_info
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.model import LinkState, VfSettings, VlanProto
 
@@ -150,7 +151,8 @@ def test_mismatches_name_each_drifted_setting() -> None:
 
 def test_device_info_file_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b.json"
-    created = write_device_info(str(tmp_path), str(path), device_info("0000:3b:02.4", "0000:3b:00.0"))
+    info = pci_device_info("0000:3b:02.4", pf_pci_address="0000:3b:00.0")
+    created = write_device_info(str(tmp_path), str(path), info)
     assert created is not None
     assert json.loads(path.read_text())["pci"] == {"pci-address": "0000:3b:02.4", "pf-pci-address": "0000:3b:00.0"}
     assert remove_device_info(str(tmp_path), str(path), created)

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
+from sriovkit.devinfo import pci_device_info
 from sriovkit.hotplug.cniexec import CniCall, network_config, plugin_configs
 from sriovkit.hotplug.nad import NetworkDefinitionError, parse_nad
 from sriovkit.hotplug.networks import name_interfaces, parse_networks
 from sriovkit.hotplug.plan import Backoff, Verb, plan
 from sriovkit.hotplug.status import (
-    pci_device_info,
     read_network_status,
     reconciled_status,
     secondary_attachments,

@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,8 @@ def client_create(kubeconfig: str | None) -> Callable[[dict[str, Any]], None]:
     core = client.CoreV1Api(api_client(kubeconfig))
 
     def create(body: dict[str, Any]) -> None:
-        core.create_namespaced_event(body["metadata"]["namespace"], body, _request_timeout=_REQUEST_TIMEOUT_S)
+        # the client sends a dict body as it is (its CoreV1Event model is only one way to build one)
+        core.create_namespaced_event(body["metadata"]["namespace"], cast(Any, body),
+                                     _request_timeout=_REQUEST_TIMEOUT_S)
 
     return create

@@ -122,7 +122,7 @@ def decode(stdin: bytes | str) -> gojson.Pairs:
     return _parse(stdin)
 
 
-def _parse(stdin: bytes | str) -> Any:
+def _parse(stdin: bytes | str) -> gojson.Pairs:
     try:
         tree = gojson.parse(stdin).value
     except gojson.JsonSyntaxError as exc:
@@ -161,7 +161,7 @@ def read_version(stdin: bytes) -> str | None:
 _VERSION_ONLY = gojson.struct(gojson.Field("cniVersion", gojson.String()), unknown="")
 
 
-def canonical(data: Mapping[str, Any] | bytes | str) -> tuple[dict[str, Any], list[str], list[str]]:
+def canonical(data: Mapping[str, Any] | gojson.Pairs | bytes | str) -> tuple[dict[str, Any], list[str], list[str]]:
     """A netconf as upstream decodes it: (fields under their canonical names with unknown fields
     kept, problems Go refuses, warnings for what it ignores)."""
     tree = _parse(data) if isinstance(data, bytes | str) else gojson.as_tree(data)
@@ -178,7 +178,7 @@ def normalize_pci_address(value: str) -> str | None:
     return v if _PCI_FULL.fullmatch(v) else None
 
 
-def parse_netconf(data: Mapping[str, Any] | bytes | str, *, cni_args: Mapping[str, str] | None = None,
+def parse_netconf(data: Mapping[str, Any] | gojson.Pairs | bytes | str, *, cni_args: Mapping[str, str] | None = None,
                   need_device: bool = True) -> NetConf:
     """Validate every field; raise one CniError listing every problem."""
     data, problems, warnings = canonical(data)
@@ -420,7 +420,7 @@ def _dpdk(data: Mapping[str, Any], problems: list[str], warnings: list[str]) -> 
 
 
 def _cni_dir(data: Mapping[str, Any], problems: list[str]) -> str | None:
-    value = data.get("cniDir")
+    value: str | None = data.get("cniDir")
     if value in (None, ""):
         return None
     if not value.startswith("/") or ".." in value.split("/") or "\0" in value:

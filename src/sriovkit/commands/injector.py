@@ -7,9 +7,11 @@ Flags follow network-resources-injector's (`-port`, `-bind-address`, `-tls-cert-
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
+    from sriovkit.agent.events import EventQueue
+    from sriovkit.injector.patch import NadLookup
     from sriovkit.injector.review import EventSink
 
 
@@ -92,7 +94,7 @@ def _injector(args: argparse.Namespace) -> int:
     return 0
 
 
-def _api(args: argparse.Namespace) -> tuple[object, EventSink | None, object | None]:
+def _api(args: argparse.Namespace) -> tuple[NadLookup, EventSink | None, EventQueue | None]:
     from sriovkit.agent.events import EventQueue
     from sriovkit.errors import UserError
     from sriovkit.hotplug.kube import api_client
@@ -108,8 +110,12 @@ def _api(args: argparse.Namespace) -> tuple[object, EventSink | None, object | N
     from kubernetes import client as k8s
 
     core = k8s.CoreV1Api(client)
-    queue = EventQueue(lambda body: core.create_namespaced_event(body["metadata"]["namespace"], body,
-                                                                 _request_timeout=10))
+
+    def create(body: dict[str, Any]) -> None:
+        # the client sends a dict body as it is (its CoreV1Event model is only one way to build one)
+        core.create_namespaced_event(body["metadata"]["namespace"], cast(Any, body), _request_timeout=10)
+
+    queue = EventQueue(create)
 
     def sink(pod: dict, namespace: str, reason: str, message: str) -> None:  # type: ignore[type-arg]
         queue.submit(pod_event_body(pod, namespace, reason, message))

@@ -24,7 +24,13 @@ from sriovkit.deviceplugin import files, requests
 from sriovkit.deviceplugin.api import deviceplugin_pb2 as pb
 from sriovkit.deviceplugin.api import deviceplugin_pb2_grpc as pb_grpc
 from sriovkit.deviceplugin.health import HEALTHY, UNHEALTHY
-from sriovkit.deviceplugin.payload import ContainerAllocation, DevicePayload, HostDevNodes, container_allocation
+from sriovkit.deviceplugin.payload import (
+    ContainerAllocation,
+    DevicePayload,
+    HostDevNodes,
+    container_allocation,
+    device_info_file_name,
+)
 from sriovkit.deviceplugin.payload import device_payload as make_payload
 from sriovkit.deviceplugin.preferred import Placement, preferred_allocation
 from sriovkit.errors import SriovkitError
@@ -166,7 +172,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
                 if self._stopping or written is not self._devinfo_written:
                     return  # stopping, or re-indexed: the new index has its own pass
                 todo = [(i, self._devices[i], self._payload(i)) for i in wanted[start:start + 64]
-                        if i in self._devices and not (i in written and (directory / files.device_info_file_name(
+                        if i in self._devices and not (i in written and (directory / device_info_file_name(
                             config, i)).exists())]
             if todo:
                 files.write_device_info(directory, config, [(dev, payload) for _, dev, payload in todo])

@@ -10,6 +10,7 @@ the claims that failed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -100,8 +101,8 @@ class _DraPluginService:
     def NodePrepareResources(self, request: Any, context: Any) -> Any:
         response = self.pb.NodePrepareResourcesResponse()
         for claim in request.claims:
-            devices, error = _answer_errors("prepare", claim.uid, lambda c=claim: self.handler.prepare(
-                c.namespace, c.name, c.uid))
+            devices, error = _answer_errors("prepare", claim.uid, functools.partial(
+                self.handler.prepare, claim.namespace, claim.name, claim.uid))
             entry = response.claims[claim.uid]
             if error:
                 entry.error = error
@@ -115,7 +116,7 @@ class _DraPluginService:
     def NodeUnprepareResources(self, request: Any, context: Any) -> Any:
         response = self.pb.NodeUnprepareResourcesResponse()
         for claim in request.claims:
-            _, error = _answer_errors("unprepare", claim.uid, lambda c=claim: self.handler.unprepare(c.uid))
+            _, error = _answer_errors("unprepare", claim.uid, functools.partial(self.handler.unprepare, claim.uid))
             response.claims[claim.uid].error = error
         return response
 

@@ -83,7 +83,7 @@ def _int(value: int) -> dict[str, object]:
 
 
 def device_attributes(facts: VfFacts, driver: str) -> dict[str, dict[str, object]]:
-    attributes = {
+    attributes: dict[str, dict[str, object]] = {
         f"{driver}/vendor": _string(facts.vendor),
         f"{driver}/deviceID": _string(facts.device_id),
         f"{driver}/pfDeviceID": _string(facts.pf_device_id),
@@ -135,7 +135,7 @@ def build_slices(node_name: str, driver: str, devices: Iterable[VfFacts], health
     for facts in devices:
         by_pf.setdefault(facts.pf_pci_address, []).append(facts)
     limit = MAX_DEVICES_WITH_TAINTS if taint_unhealthy else MAX_DEVICES_PER_SLICE
-    slices = []
+    slices: list[dict[str, object]] = []
     for pf_address in sorted(by_pf):
         pool = pool_name(node_name, pf_address)
         entries = [slice_device(f, driver, healthy=health.get(f.pci_address, True), taint_unhealthy=taint_unhealthy)

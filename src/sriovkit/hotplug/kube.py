@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sriovkit.errors import SriovkitError
 from sriovkit.hotplug.nad import NAD_GROUP, NAD_PLURAL, NAD_VERSION
@@ -126,8 +126,9 @@ class KubernetesApi:
                                         _request_timeout=_REQUEST_TIMEOUT_S)
 
     def create_event(self, pod: Obj, event_type: str, reason: str, message: str) -> None:
+        # the client sends a dict body as it is (its CoreV1Event model is only one way to build one)
         self._core.create_namespaced_event(pod["metadata"]["namespace"],
-                                           event_body(pod, event_type, reason, message, self.node_name),
+                                           cast(Any, event_body(pod, event_type, reason, message, self.node_name)),
                                            _request_timeout=_REQUEST_TIMEOUT_S)
 
     def stop(self) -> None:

@@ -4,7 +4,7 @@ Events about pods. (RBAC: network-attachment-definitions get, events create.)"""
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, cast
 
 from sriovkit.hotplug.nad import NAD_GROUP, NAD_PLURAL, NAD_VERSION
 from sriovkit.injector.patch import Obj, pod_name
@@ -24,8 +24,9 @@ class NadReader:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            nad: Obj = self._custom.get_namespaced_custom_object(
-                NAD_GROUP, NAD_VERSION, namespace, NAD_PLURAL, name, _request_timeout=_REQUEST_TIMEOUT_S)
+            # the custom-objects API answers the object's JSON, decoded: typed `object` by the client
+            nad = cast(Obj, self._custom.get_namespaced_custom_object(
+                NAD_GROUP, NAD_VERSION, namespace, NAD_PLURAL, name, _request_timeout=_REQUEST_TIMEOUT_S))
         except ApiException as exc:
             if exc.status == _NOT_FOUND:
                 return None

@@ -54,13 +54,13 @@ def is_echo_reply(packet: bytes, ident: int, seq: int) -> bool:
         return False
     header_len = (packet[0] & 0x0F) * 4
     kind, _, _, got_ident, got_seq = struct.unpack("!BBHHH", packet[header_len:header_len + 8])
-    return kind == ICMP_ECHO_REPLY and got_ident == ident and got_seq == seq
+    return bool(kind == ICMP_ECHO_REPLY and got_ident == ident and got_seq == seq)
 
 
 def checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF

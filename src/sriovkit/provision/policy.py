@@ -175,7 +175,7 @@ def _tree(text: str | bytes, source: str) -> Any:
 
 
 _SCHEMA = gojson.schema_of(Policy)
-_PYDANTIC_WORDS = {
+_PYDANTIC_WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "greater_than_equal": lambda ctx: f"must be at least {ctx['ge']}",
     "less_than_equal": lambda ctx: f"must be at most {ctx['le']}",
     "string_too_short": lambda ctx: "must not be empty",

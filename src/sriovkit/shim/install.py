@@ -62,9 +62,9 @@ def _check(settings: ShimSettings) -> None:
     for _, value, flag in _fields(settings):
         if "\n" in value or "\0" in value:
             raise UserError(f"{flag} {value!r}: must not contain a newline or NUL")
-    for value, flag in ((settings.connect_timeout, "--connect-timeout"), (settings.reply_timeout, "--reply-timeout")):
-        if not 0 < value <= 86400:
-            raise UserError(f"{flag} {value:g}: must be between 0 and 86400 seconds")
+    for seconds, flag in ((settings.connect_timeout, "--connect-timeout"), (settings.reply_timeout, "--reply-timeout")):
+        if not 0 < seconds <= 86400:
+            raise UserError(f"{flag} {seconds:g}: must be between 0 and 86400 seconds")
     if not settings.agent_socket:
         raise UserError("--agent-socket: must not be empty")
 

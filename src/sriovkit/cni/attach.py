@@ -19,33 +19,21 @@ from __future__ import annotations
 import dataclasses
 import json
 from functools import partial
-from typing import Any
 
 from sriovkit.cni import cnidir, vfconfig
 from sriovkit.cni.announce import announce
 from sriovkit.cni.device import Device, Mode, resolve_device
 from sriovkit.cni.deviceinfo import check_device_info_file, remove_device_info, write_device_info
-from sriovkit.cni.ipam import IpamCall, ipam_add, ipam_del
+from sriovkit.cni.ipam import ipam_add, ipam_del
 from sriovkit.cni.locate import find_vf
 from sriovkit.cni.netdevmac import set_netdev_mac
 from sriovkit.cni.pick import locked_device
 from sriovkit.cni.spec import CniError, ErrorCode, Interface, Result
 from sriovkit.cni.state import AttachmentRecord, ForeignRecord, OriginalState
-from sriovkit.cni.steps import Call, Steps
+from sriovkit.cni.steps import Call, Steps, ipam_call
 from sriovkit.devinfo import pci_device_info
 from sriovkit.netlink.errors import LinkNotFoundError
-from sriovkit.netlink.model import ZERO_MAC, VfSettings
-
-
-def ipam_call(call: Call, config: dict[str, Any] | None = None, *, container_id: str | None = None,
-              ifname: str | None = None, netns: str | None = None) -> IpamCall:
-    """The IPAM exec for this call, or for a recorded attachment's `config` (DEL, GC)."""
-    env = call.env
-    plugin = str((config.get("ipam") or {}).get("type", "")) if config is not None else call.conf.ipam_type
-    return IpamCall(plugin=plugin, search_path=env.path,
-                    container_id=container_id or env.container_id, netns=env.netns if netns is None else netns,
-                    ifname=ifname or env.ifname, cni_args=env.raw_args,
-                    config=config if config is not None else dict(call.conf.raw), caller_root=call.ctx.caller_root)
+from sriovkit.netlink.model import ZERO_MAC
 
 
 def attach(call: Call) -> Result:
@@ -270,6 +258,3 @@ def _run_ipam(call: Call, steps: Steps, device: Device, record: AttachmentRecord
 def _family(cidr: str) -> int:
     return 6 if ":" in cidr else 4
 
-
-def original_vf_settings(record: AttachmentRecord) -> VfSettings | None:
-    return vfconfig.settings_from_dict(record.original.vf) if record.original.vf is not None else None

@@ -9,13 +9,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from sriovkit.cni import vfconfig
-from sriovkit.cni.attach import ipam_call
-from sriovkit.cni.detach import release
 from sriovkit.cni.ipam import ipam_check, ipam_lifecycle
 from sriovkit.cni.locate import find_vf
+from sriovkit.cni.release import release
 from sriovkit.cni.spec import CniError, ErrorCode, parse_result
 from sriovkit.cni.state import AttachmentRecord
-from sriovkit.cni.steps import Call
+from sriovkit.cni.steps import Call, ipam_call
 
 VALID_ATTACHMENTS = "cni.dev/valid-attachments"
 LEGACY_ATTACHMENTS = "cni.dev/attachments"  # the name the GC section first used; libcni sends both

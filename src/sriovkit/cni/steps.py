@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sriovkit.cni.context import CniContext
 from sriovkit.cni.env import CniEnv
 from sriovkit.cni.faults import FaultPoints
+from sriovkit.cni.ipam import IpamCall
 from sriovkit.cni.log import EventLog
 from sriovkit.cni.netconf import NetConf
 from sriovkit.cni.spec import CniError, ErrorCode
@@ -33,6 +34,17 @@ class Call:
     conf: NetConf
     log: EventLog
     faults: FaultPoints = field(default_factory=FaultPoints)  # test-only kill points (sriovkit.cni.faults)
+
+
+def ipam_call(call: Call, config: dict[str, Any] | None = None, *, container_id: str | None = None,
+              ifname: str | None = None, netns: str | None = None) -> IpamCall:
+    """The IPAM exec for this call, or for a recorded attachment's `config` (DEL, GC)."""
+    env = call.env
+    plugin = str((config.get("ipam") or {}).get("type", "")) if config is not None else call.conf.ipam_type
+    return IpamCall(plugin=plugin, search_path=env.path,
+                    container_id=container_id or env.container_id, netns=env.netns if netns is None else netns,
+                    ifname=ifname or env.ifname, cni_args=env.raw_args,
+                    config=config if config is not None else dict(call.conf.raw), caller_root=call.ctx.caller_root)
 
 
 def refused(step: str, exc: NetlinkError | OSError) -> CniError:

@@ -114,10 +114,10 @@ def test_gc_leaves_an_add_that_completes_while_gc_waits(node: Node, netns: Netns
     import dataclasses
     import threading
 
-    from sriovkit.cni.detach import release
     from sriovkit.cni.env import CniEnv
     from sriovkit.cni.log import EventLog
     from sriovkit.cni.netconf import parse_netconf
+    from sriovkit.cni.release import release
     from sriovkit.cni.steps import Call
 
     pod = netns()

@@ -155,8 +155,9 @@ def test_garbage_on_the_agent_socket_never_stops_it_serving(node: Node, tmp_path
     from hypothesis import strategies as st
 
     from sriovkit.agent.cni_service import CniService
-    from sriovkit.shim.client import call_agent, encode_request
+    from sriovkit.shim.client import call_agent
     from sriovkit.shim.server import CniSocketServer
+    from sriovkit.shim.wire import encode_request
 
     server = CniSocketServer(tmp_path / "agent" / "cni.sock", CniService(node.ctx), request_timeout=2)
     server.start()

@@ -10,10 +10,8 @@ When the agent cannot be reached, it runs the same CNI library in-process
 (`FALLBACK_PYTHON -m sriovkit.cni.plugin`) so pods still start, and says so in
 the log. `sriovctl install-cni` writes this file with the settings below filled in.
 
-Wire format (binary, so the shim needs neither json nor base64 and their
-imports): request = u32 length + env block ("KEY=VALUE\\0" repeated, UTF-8),
-then u32 length + stdin bytes. Reply = i32 exit code + u32 length + stdout bytes.
-All integers big-endian.
+The wire format is `sriovkit.shim.wire`'s: its code is written into this file where it is
+imported, so the installed shim is one file that needs nothing but the standard library.
 """
 
 from __future__ import annotations
@@ -26,6 +24,20 @@ import os
 import struct
 import sys
 import time
+
+# --- the wire codec, sriovkit/shim/wire.py: `sriovctl install-cni` writes its code in here -----
+from sriovkit.shim.wire import (
+    CODE_IO_FAILURE,
+    CODE_TRY_AGAIN,
+    MAX_STDIN,
+    cni_env,
+    decode_reply,
+    encode_request,
+    error_reply,
+    exact_reader,
+)
+
+# --- end of the wire codec ---------------------------------------------------------------
 
 TYPE_CHECKING = False  # typing itself would cost the shim an import; mypy honours this name
 if TYPE_CHECKING:
@@ -45,95 +57,17 @@ CONNECT_TIMEOUT = 2.0
 REPLY_TIMEOUT = 300.0
 # ----------------------------------------------------------------------------------
 
-MAX_FRAME = 16 * 1024 * 1024
-MAX_STDIN = 4 * 1024 * 1024
-# What a CNI call's environment can hold. The shim forwards only CNI_* and SRIOVKIT_* variables:
-# the spec's six, CNI_ARGS (pod name, namespace, UID, IgnoreUnknown...) and our few overrides, a
-# few KB in all. Linux caps one variable at 128 KiB (MAX_ARG_STRLEN); no runtime sends more than
-# a handful of them. The agent refuses larger blocks from their length alone.
-MAX_ENV_BYTES = 256 * 1024
-MAX_ENV_VARS = 64
-ENV_PREFIXES = ("CNI_", "SRIOVKIT_")
-# CNI spec error codes used by the shim itself
-CODE_IO_FAILURE = 5  # "failed to decode content" family: we use it for oversized input
-CODE_TRY_AGAIN = 11
 SIOCOUTQ = 0x5411  # linux/sockios.h (= TIOCOUTQ)
+
 
 
 class AgentUnreachable(Exception):
     """Nothing was sent: it is safe to run the operation elsewhere."""
 
 
-class EnvBlockError(ValueError):
-    """An env block beyond what a CNI call can carry, or not KEY=VALUE entries."""
-
-
 class AgentNotTaking(Exception):
     """Sent, but the agent did not read it in time (hung or saturated): it may still read it
     later, so the operation must not run elsewhere; the runtime retries it."""
-
-
-def encode_request(env: dict[str, str], stdin: bytes) -> bytes:
-    block = b"".join(f"{k}={v}".encode("utf-8", "surrogateescape") + b"\0" for k, v in sorted(env.items()))
-    return struct.pack(">I", len(block)) + block + struct.pack(">I", len(stdin)) + stdin
-
-
-def decode_request(read: Reader) -> tuple[dict[str, str], bytes]:
-    """`read(n)` returns exactly n bytes; gives (env dict, stdin bytes)."""
-    env = decode_env_block(_read_block(read, MAX_ENV_BYTES))
-    return env, _read_block(read, MAX_STDIN)
-
-
-def decode_env_block(block: bytes) -> dict[str, str]:
-    """"KEY=VALUE\\0" entries as a dict; EnvBlockError beyond MAX_ENV_BYTES or MAX_ENV_VARS (counted
-    before anything is split, so a block of a million tiny variables costs nothing)."""
-    if len(block) > MAX_ENV_BYTES:
-        raise EnvBlockError(f"CNI environment block of {len(block)} bytes exceeds {MAX_ENV_BYTES}")
-    count = block.count(b"\0") + (0 if block.endswith(b"\0") or not block else 1)
-    if count > MAX_ENV_VARS:
-        raise EnvBlockError(f"CNI environment of {count} variables exceeds the {MAX_ENV_VARS} a CNI call can carry")
-    env: dict[str, str] = {}
-    for item in block.split(b"\0"):
-        if item:
-            key, _, value = item.decode("utf-8", "surrogateescape").partition("=")
-            env[key] = value
-    return env
-
-
-def encode_reply(stdout: bytes, code: int) -> bytes:
-    return struct.pack(">iI", code, len(stdout)) + stdout
-
-
-def decode_reply(read: Reader) -> tuple[bytes, int]:
-    code, length = struct.unpack(">iI", read(8))
-    if length > MAX_FRAME:
-        raise ValueError(f"reply of {length} bytes exceeds {MAX_FRAME}")
-    return read(length), code
-
-
-def _read_block(read: Reader, limit: int = MAX_FRAME) -> bytes:
-    (length,) = struct.unpack(">I", read(4))
-    if length > limit:
-        raise ValueError(f"frame of {length} bytes exceeds {limit}")
-    return read(length)
-
-
-def exact_reader(sock: _socket.socket) -> Reader:
-    def read(n: int) -> bytes:
-        chunks: list[bytes] = []
-        while n:
-            chunk = sock.recv(min(n, 1 << 20))
-            if not chunk:
-                raise ConnectionError("connection closed by peer")
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
-
-    return read
-
-
-def cni_env(environ: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in environ.items() if k.startswith(ENV_PREFIXES)}
 
 
 def call_agent(path: str, env: dict[str, str], stdin: bytes, connect_timeout: float = CONNECT_TIMEOUT,
@@ -198,21 +132,6 @@ def _wait_taken(sock: _socket.socket, deadline: float) -> bool:
             return False
         time.sleep(pause)
         pause = min(2 * pause, 0.02)
-
-
-def error_reply(env: object, stdin: bytes, code: int, msg: str, details: str = "") -> tuple[bytes, int]:
-    import json  # only on this rare path: it costs the common path ~3 ms
-
-    version = "1.1.0"
-    try:
-        given = json.loads(stdin).get("cniVersion")
-        version = given if isinstance(given, str) and given else version
-    except (ValueError, AttributeError, RecursionError):  # whatever the bytes: deep nesting included
-        pass
-    body: dict[str, object] = {"cniVersion": version, "code": code, "msg": msg}
-    if details:
-        body["details"] = details
-    return json.dumps(body).encode() + b"\n", 1
 
 
 def log(message: str) -> None:

@@ -21,6 +21,8 @@ from sriovkit import atomicfile
 from sriovkit.errors import UserError
 
 SHIM_SOURCE = Path(__file__).with_name("client.py")
+WIRE_SOURCE = Path(__file__).with_name("wire.py")  # written into the Python shim where it imports it
+_WIRE_IMPORT = re.compile(r"^# --- the wire codec.*?^# --- end of the wire codec -*$", re.M | re.S)
 DEFAULT_SOCKET = "/run/sriovkit/cni.sock"
 NATIVE_ENV = "SRIOVKIT_SHIM_BINARY"  # overrides where the built native shim is looked for
 NATIVE_MARKER = b"#sriovkit-shim-settings-v1\n"
@@ -71,7 +73,7 @@ def _check(settings: ShimSettings) -> None:
 
 def render_shim(settings: ShimSettings) -> str:
     """The Python shim's source with its settings block and interpreter line replaced."""
-    text = SHIM_SOURCE.read_text()
+    text = _inline_wire(SHIM_SOURCE.read_text())
     text = re.sub(r"^#!.*$", f"#!{settings.interpreter} -IS", text, count=1, flags=re.M)
     values: list[tuple[str, object]] = [(name.upper(), value) for name, value, _ in _fields(settings)]
     values += [("CONNECT_TIMEOUT", float(settings.connect_timeout)), ("REPLY_TIMEOUT", float(settings.reply_timeout))]
@@ -79,6 +81,16 @@ def render_shim(settings: ShimSettings) -> str:
         text, count = re.subn(rf"^{name} = .*$", f"{name} = {value!r}", text, count=1, flags=re.M)
         if count != 1:
             raise RuntimeError(f"shim source has no {name} setting")  # a packaging bug, not user input
+    return text
+
+
+def _inline_wire(text: str) -> str:
+    """The shim's import of `sriovkit.shim.wire` replaced by that module's code (less its
+    `from __future__` line, which the shim has at its top), so the installed file stands alone."""
+    code = WIRE_SOURCE.read_text().replace("from __future__ import annotations\n", "", 1)
+    text, count = _WIRE_IMPORT.subn(lambda _: code.strip() + "\n", text, count=1)
+    if count != 1:
+        raise RuntimeError("shim source has no wire codec import block")  # a packaging bug, not user input
     return text
 
 

@@ -11,7 +11,7 @@ or make the agent grow:
 - At most `max_connections` requests are being read at a time; when a new one finds the table
   full, the oldest unfinished one is dropped (answered "try again"), so a flood of idle
   connections cannot lock out a real call, which completes within milliseconds of connecting.
-- Frames are limited to what a CNI call can carry (client.MAX_ENV_BYTES, MAX_ENV_VARS,
+- Frames are limited to what a CNI call can carry (wire.MAX_ENV_BYTES, MAX_ENV_VARS,
   MAX_STDIN): a larger one is refused from its 4-byte length alone, before anything is read.
   Buffers are allocated as the bytes arrive and, with what running calls decode from them,
   never exceed `max_buffered` in all (the oldest unfinished reads give way first); a request
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from sriovkit import unixsocket
 from sriovkit.shim.callerroot import CallerRoot
-from sriovkit.shim.client import (
+from sriovkit.shim.wire import (
     CODE_IO_FAILURE,
     CODE_TRY_AGAIN,
     MAX_ENV_BYTES,

@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sriovkit.shim.client import MAX_ENV_BYTES, MAX_STDIN, call_agent
+from sriovkit.shim.client import call_agent
+from sriovkit.shim.wire import MAX_ENV_BYTES, MAX_STDIN
 from tests.integration.cni.conftest import Node
 from tests.reliability.scenarios.rig import AgentProcess, Outcome, leak_report, pods, sim_node
 

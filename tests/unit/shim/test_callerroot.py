@@ -13,9 +13,9 @@ import sys
 import pytest
 
 from sriovkit.shim.callerroot import KEEP_OPEN, CallerRoot, resolve_in
-from sriovkit.shim.client import encode_request
 from sriovkit.shim.install import ShimSettings, install_shim
 from sriovkit.shim.server import CniSocketServer
+from sriovkit.shim.wire import encode_request
 
 
 def test_paths_resolve_inside_the_root_even_through_absolute_symlinks(tmp_path):

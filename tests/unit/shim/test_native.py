@@ -20,8 +20,8 @@ from sriovkit.cni.context import CniContext
 from sriovkit.cni.plugin import run_cni
 from sriovkit.errors import UserError
 from sriovkit.host.sysfs import Sysfs
-from sriovkit.shim.client import decode_request, encode_reply, exact_reader
 from sriovkit.shim.install import ShimSettings, install_shim, native_shim_binary, render_native_shim
+from sriovkit.shim.wire import decode_request, encode_reply, exact_reader
 
 PT_INTERP, PT_DYNAMIC = 3, 2
 

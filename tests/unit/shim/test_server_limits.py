@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from sriovkit.shim.client import MAX_ENV_BYTES, MAX_ENV_VARS, MAX_STDIN, call_agent, decode_reply, exact_reader
+from sriovkit.shim.client import call_agent
 from sriovkit.shim.server import CniSocketServer
+from sriovkit.shim.wire import MAX_ENV_BYTES, MAX_ENV_VARS, MAX_STDIN, decode_reply, exact_reader
 
 
 def echo(env: dict[str, str], stdin: bytes) -> tuple[bytes, int]:

@@ -228,3 +228,25 @@ def test_installed_shim_is_standard_library_only(shim):
     assert "\nif TYPE_CHECKING:\n    from collections.abc import Callable" in text  # never imported at run time
     assert text.startswith(f"#!{sys.executable} -IS\n")
     assert stat.S_IMODE(os.stat(shim).st_mode) == 0o755
+
+
+@pytest.mark.parametrize("native", [False], ids=["python"])
+def test_installed_shim_carries_the_wire_codec_and_imports_no_sriovkit(shim):
+    """The script is one file: sriovkit.shim.wire's code is written into it, and what it encodes
+    the agent's side (sriovkit.shim.wire itself) decodes."""
+    from sriovkit.shim import wire
+
+    text = shim.read_text()
+    assert "sriovkit.shim.wire import" not in text and "import sriovkit" not in text
+    installed: dict[str, object] = {"__name__": "installed_shim"}
+    exec(compile(text, str(shim), "exec"), installed)
+    env, stdin = {"CNI_COMMAND": "ADD", "CNI_ARGS": "K8S_POD_NAME=p\xe9"}, b'{"cniVersion": "1.0.0"}'
+    frame = installed["encode_request"](env, stdin)  # type: ignore[operator]
+    chunks = [frame]
+
+    def read(n: int) -> bytes:
+        head, chunks[0] = chunks[0][:n], chunks[0][n:]
+        return head
+
+    assert wire.decode_request(read) == (env, stdin)
+    assert installed["MAX_STDIN"] == wire.MAX_STDIN and installed["MAX_ENV_BYTES"] == wire.MAX_ENV_BYTES

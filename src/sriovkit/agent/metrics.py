@@ -87,6 +87,9 @@ class AgentMetrics:
             self.cni_errors.labels(command=command or "unknown",
                                    code=str(error_code) if error_code is not None else "unknown").inc()
 
+    def count_allocations(self, resource: str, count: int) -> None:
+        self.allocations.labels(resource=resource).inc(count)
+
     def count_config_warnings(self, source: str, count: int) -> None:
         self.config_warnings.labels(source).inc(count)
 

@@ -24,13 +24,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import grpc
 
 from sriovkit import unixsocket
 from sriovkit.cni.pools import publish_pools, withdraw_pools
 from sriovkit.deviceplugin import health as hl
+from sriovkit.deviceplugin.metrics import PoolMetrics
 from sriovkit.deviceplugin.payload import RDMA_CM, HostDevNodes
 from sriovkit.deviceplugin.server import KUBELET_SOCKET, PoolServer, ServerFiles, kubelet_identity, socket_name
 from sriovkit.filestamp import FileStamp
@@ -41,9 +41,6 @@ from sriovkit.host.sysfs import Sysfs
 from sriovkit.resources.config import DEFAULT_RESOURCE_PREFIX, ConfigError, ResourceList, ServedBy, load_config_file
 from sriovkit.resources.pools import ResourcePool, build_pools
 from sriovkit.resources.selectors import device_id
-
-if TYPE_CHECKING:
-    from sriovkit.agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +76,7 @@ class DevicePluginManager:
     """Owns the pool servers. `start()` fails with `ConfigError` on a bad config;
     later reloads with a bad config keep the running one."""
 
-    def __init__(self, settings: DevicePluginSettings, *, metrics: AgentMetrics | None = None) -> None:
+    def __init__(self, settings: DevicePluginSettings, *, metrics: PoolMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.servers: dict[str, PoolServer] = {}

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import grpc
 
@@ -24,6 +24,7 @@ from sriovkit.deviceplugin import files, requests
 from sriovkit.deviceplugin.api import deviceplugin_pb2 as pb
 from sriovkit.deviceplugin.api import deviceplugin_pb2_grpc as pb_grpc
 from sriovkit.deviceplugin.health import HEALTHY, UNHEALTHY
+from sriovkit.deviceplugin.metrics import PoolMetrics
 from sriovkit.deviceplugin.payload import (
     ContainerAllocation,
     DevicePayload,
@@ -39,9 +40,6 @@ from sriovkit.kubeapi import pluginregistration_pb2 as reg_pb
 from sriovkit.kubeapi import pluginregistration_pb2_grpc as reg_grpc
 from sriovkit.resources.pools import ResourcePool
 from sriovkit.resources.selectors import Device, device_id
-
-if TYPE_CHECKING:
-    from sriovkit.agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +73,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
     """Serves DevicePlugin (and, in plugin-watcher mode, pluginregistration) for one pool."""
 
     def __init__(self, pool: ResourcePool, health: dict[str, bool], *, socket_dir: Path, host: HostDevNodes,
-                 out: ServerFiles, watcher_mode: bool = False, metrics: AgentMetrics | None = None) -> None:
+                 out: ServerFiles, watcher_mode: bool = False, metrics: PoolMetrics | None = None) -> None:
         self.socket_dir = socket_dir
         self.socket_path = socket_dir / socket_name(pool.name)
         self.watcher_mode = watcher_mode
@@ -331,7 +329,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
             config = self._pool.config
         self._write_pending_device_info(ids)  # written ahead already, unless asked for first
         if self.metrics is not None:
-            self.metrics.allocations.labels(resource=self.name).inc(len(ids))
+            self.metrics.count_allocations(self.name, len(ids))
         log.info("allocate resource=%s devices=%s", self.name, ",".join(ids))
         return container_allocation(config, payloads, use_cdi=self.out.cdi_dir is not None)
 

@@ -61,7 +61,7 @@ def attach(call: Call) -> Result:
             steps.commit()
         _drop_journal(call)
         call.faults.reached("journal dropped")
-    call.log.info("attached", mode=device.mode.value, netns=env.netns,
+    call.log.info("attached", mode=device.mode.value,
                   ips=",".join(ip.address for ip in result.ips))
     return result
 

@@ -41,7 +41,7 @@ def detach(call: Call) -> None:
             call.log.warning("nothing to detach", reason=f"{exc.msg}: {exc.details}")
             return
         if record is None:
-            call.log.info("nothing to detach", netns=env.netns)
+            call.log.info("nothing to detach")
             # an ADD killed while writing its journal changed nothing but may have left its temp
             # file; under this attachment's lock no writer of it is alive
             store.delete(env.container_id, env.ifname)

@@ -16,19 +16,13 @@ from typing import Any
 
 from sriovkit import nodepaths
 from sriovkit.cni import paths
+from sriovkit.logs import key_values
 
 _LEVELS = {"panic": logging.CRITICAL, "error": logging.ERROR, "warning": logging.WARNING,
            "info": logging.INFO, "debug": logging.DEBUG}
 _NAMES = {logging.CRITICAL: "panic", logging.ERROR: "error", logging.WARNING: "warning",
           logging.INFO: "info", logging.DEBUG: "debug"}
 _log = logging.getLogger("sriovkit.cni")
-
-
-def _quote(value: Any) -> str:
-    text = str(value)
-    if not text or any(c in text for c in ' "=\n'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    return text
 
 
 class EventLog:
@@ -64,15 +58,19 @@ class EventLog:
     def error(self, event: str, **kv: Any) -> None:
         self._emit(logging.ERROR, event, kv)
 
-    def line(self, level: int, event: str, kv: dict[str, Any]) -> str:
-        parts = {"level": _NAMES.get(level, "info"), "event": event, **self.fields, **kv}
-        return " ".join(f"{k}={_quote(v)}" for k, v in parts.items())
+    def exception(self, event: str, **kv: Any) -> None:
+        """An unexpected failure (a bug): the line, and the traceback after it in the process log."""
+        self._emit(logging.ERROR, event, kv, exc_info=True)
 
-    def _emit(self, level: int, event: str, kv: dict[str, Any]) -> None:
+    def line(self, level: int, event: str, kv: dict[str, Any]) -> str:
+        return key_values({"level": _NAMES.get(level, "info"), "event": event, **self.fields, **kv})
+
+    def _emit(self, level: int, event: str, kv: dict[str, Any], *, exc_info: bool = False) -> None:
         if level < self.level:
             return
         text = self.line(level, event, kv)
-        _log.log(level, "%s", text)
+        # the fields ride along for the JSON format (sriovkit.logs); the text is the line itself
+        _log.log(level, "%s", text, extra={"event": event, "fields": {**self.fields, **kv}}, exc_info=exc_info)
         if self.log_file:
             self._append(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {text}\n")
 

@@ -147,18 +147,28 @@ def _json_kind(value: Any) -> str:
 
 def read_version(stdin: bytes) -> str | None:
     """`cniVersion` as upstream's version decoder reads it, or None when it cannot be read."""
+    return _lenient_string(stdin, _VERSION_ONLY, "cniVersion")
+
+
+def read_device_id(stdin: bytes) -> str | None:
+    """`deviceID` of a config that may be refused otherwise (for the failure's log line), or None."""
+    return _lenient_string(stdin, _DEVICE_ID_ONLY, "deviceID")
+
+
+def _lenient_string(stdin: bytes, schema: Any, key: str) -> str | None:
     try:
         tree = gojson.parse(stdin).value
     except gojson.JsonSyntaxError:
         return None
     if not isinstance(tree, gojson.Pairs):
         return None
-    value, report = gojson.decode(_VERSION_ONLY, tree)
-    version = (value or {}).get("cniVersion")
-    return version if isinstance(version, str) and version and not report.problems else None
+    value, report = gojson.decode(schema, tree)
+    found = (value or {}).get(key)
+    return found if isinstance(found, str) and found and not report.problems else None
 
 
 _VERSION_ONLY = gojson.struct(gojson.Field("cniVersion", gojson.String()), unknown="")
+_DEVICE_ID_ONLY = gojson.struct(gojson.Field("deviceID", gojson.String()), unknown="")
 
 
 def canonical(data: Mapping[str, Any] | gojson.Pairs | bytes | str) -> tuple[dict[str, Any], list[str], list[str]]:

@@ -19,7 +19,7 @@ from sriovkit.cni.context import CniContext, context_from_env
 from sriovkit.cni.env import CniEnv, parse_env
 from sriovkit.cni.faults import FaultPoints
 from sriovkit.cni.log import EventLog
-from sriovkit.cni.netconf import NetConf, decode, parse_netconf, read_version
+from sriovkit.cni.netconf import NetConf, decode, parse_netconf, read_device_id, read_version
 from sriovkit.cni.spec import (
     LATEST_VERSION,
     CniError,
@@ -53,11 +53,12 @@ def run_cni(env: Mapping[str, str], stdin: bytes, context: CniContext) -> tuple[
         result = _dispatch(cni_env, stdin, version, context, log)
     except CniError as exc:
         # every failure once, whichever step found it (the environment, the config, the node)
+        if not log.fields.get("pci"):  # a config refused before its deviceID was taken: as it says
+            log.bind(pci=read_device_id(stdin) or "")
         log.error("failed", code=exc.code, msg=exc.msg, details=exc.details)
         return dumps(exc.to_json(version)), 1
     except Exception as exc:  # the top of the call: a bug must still answer in the spec's form
-        _log.exception("unexpected failure command=%s container=%s pod=%s", env.get("CNI_COMMAND"),
-                       env.get("CNI_CONTAINERID", "")[:12], log.fields.get("pod", ""))
+        log.exception("unexpected failure", error=repr(exc))
         return dumps(CniError(INTERNAL_ERROR, "internal error in the sriov plugin", repr(exc)).to_json(version)), 1
     if result is None:
         return b"", 0
@@ -96,7 +97,8 @@ def _config_for_del(env: CniEnv, context: CniContext, problem: CniError, log: Ev
 
 def call_log(env: Mapping[str, str]) -> EventLog:
     """The call's log, from the raw environment (it must also log an environment that is refused):
-    the pod's namespace/name as the runtime passes them in CNI_ARGS, its container and interface."""
+    the pod's namespace/name as the runtime passes them in CNI_ARGS (``pod=namespace/name``, as
+    Kubernetes names an object in its logs), its container, interface and network namespace."""
     args: dict[str, str] = {}
     for pair in env.get("CNI_ARGS", "").split(";"):
         key, _, value = pair.partition("=")
@@ -104,7 +106,7 @@ def call_log(env: Mapping[str, str]) -> EventLog:
     namespace, name = args.get("K8S_POD_NAMESPACE", ""), args.get("K8S_POD_NAME", "")
     log = EventLog(command=env.get("CNI_COMMAND", ""), container=env.get("CNI_CONTAINERID", ""),
                    ifname=env.get("CNI_IFNAME", ""))
-    log.bind(pod=f"{namespace}/{name}" if name else "")
+    log.bind(pod=f"{namespace}/{name}" if name else "", netns=env.get("CNI_NETNS", ""))
     return log
 
 
@@ -124,7 +126,7 @@ def _dispatch(env: CniEnv, stdin: bytes, version: str, context: CniContext, log:
         log.bind(ifname=env.ifname)
     log.bind(pci=conf.device_id or "")  # DEL, CHECK and GC without a deviceID learn it from the record
     call = Call(ctx=context, env=env, conf=conf, log=log, faults=FaultPoints(context.fault_hook))
-    log.debug("called", netns=env.netns, network=conf.name, version=conf.cni_version)
+    log.debug("called", network=conf.name, version=conf.cni_version)
     _warn_ignored(conf, log, context)
     with context.netlink.operation():  # one socket per pod namespace for the whole call
         return _run_command(call)
@@ -186,7 +188,7 @@ def _standalone_context(env: Mapping[str, str]) -> CniContext:
     try:
         return context_from_env(env)
     except Exception as exc:  # the runtime must get the spec's error, never a bare traceback
-        _log.exception("cannot open the node")
+        call_log(env).exception("cannot open the node", error=repr(exc))
         raise CniError(ErrorCode.NOT_AVAILABLE, "cannot open the node for the sriov plugin", str(exc)) from None
 
 

@@ -53,15 +53,14 @@ def refused(step: str, exc: NetlinkError | OSError) -> CniError:
 
 
 def run_step(log: EventLog, command: str, step: str, action: Callable[[], T]) -> T:
-    """Do one step; a refusal becomes the CNI error naming the command and the step."""
+    """Do one step; a refusal becomes the CNI error naming the command and the step. Not logged
+    here: the top of the call (`run_cni`) logs each failure once, with the error it answers."""
     log.debug("step", step=step)
     try:
         return action()
     except (NetlinkError, OSError) as exc:
-        log.error("step failed", step=step, reason=str(exc))
         raise refused(f"{command} step {step!r}", exc) from None
     except CniError as exc:
-        log.error("step failed", step=step, reason=str(exc))
         raise CniError(exc.code, f"{command} step {step!r} failed: {exc.msg}", exc.details) from None
 
 
@@ -73,14 +72,15 @@ class Steps:
         self.command = command
         self.faults = faults or FaultPoints()
         self.undo = contextlib.ExitStack()
+        self._undos = 0
 
     def __enter__(self) -> Steps:
         self.undo.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if exc[0] is not None:
-            self.log.warning("rollback", reason=str(exc[1]))
+        if exc[0] is not None:  # the failure itself is logged once, at the top of the call
+            self.log.info("rolling back", undos=self._undos)
         self.undo.__exit__(None, None, None)  # our undos never raise; the original error propagates
 
     def run(self, step: str, action: Callable[[], T], undo: Callable[[], object] | None = None, *,
@@ -89,11 +89,13 @@ class Steps:
         value = run_step(self.log, self.command, step, action)
         if undo is not None:
             self.undo.callback(self._undo, step, undo)
+            self._undos += 1
         self.faults.reached(point or step)
         return value
 
     def commit(self) -> None:
         self.undo.pop_all()
+        self._undos = 0
 
     def _undo(self, step: str, undo: Callable[[], object]) -> None:
         try:

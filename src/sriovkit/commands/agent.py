@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
-from sriovkit import nodepaths
+from sriovkit import logs, nodepaths
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "pods as their k8s.v1.cni.cncf.io/networks annotation changes (docs/hotplug.md)")
     _add_hotplug_arguments(p)
     _add_dra_arguments(p)
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    logs.add_arguments(p)
     p.set_defaults(func=_agent)
 
 
@@ -133,12 +133,6 @@ def _dra_driver(args: argparse.Namespace, agent: NodeAgent) -> Component:
     return DraDriver(settings, agent.device_plugins, api)
 
 
-def _setup_logging(level: str) -> None:
-    import logging
-
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-
-
 def _agent(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -151,7 +145,7 @@ def _agent(args: argparse.Namespace) -> int:
     from sriovkit.resources.config import ConfigError, check_resource_prefix
     from sriovkit.sim.marker import is_simulated
 
-    _setup_logging(args.log_level)
+    logs.setup(args.log_level, args.log_format)
     check_resource_prefix("--resource-prefix", args.resource_prefix)
     if bool(args.config_file) == bool(args.policy):
         raise UserError("give one of --config-file (pools) and --policy (VFs and pools)")

@@ -10,7 +10,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
-from sriovkit import nodepaths
+from sriovkit import logs, nodepaths
 
 if TYPE_CHECKING:
     from sriovkit.hotplug.controller import HotplugController
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("hotplug", help="add and remove secondary interfaces of running pods on this node")
     add_arguments(p)
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    logs.add_arguments(p)
     p.set_defaults(func=_hotplug)
 
 
@@ -92,11 +92,10 @@ def controller_from_args(args: argparse.Namespace, *, in_agent: bool = False) ->
 
 
 def _hotplug(args: argparse.Namespace) -> int:
-    import logging
     import signal
     import threading
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup(args.log_level, args.log_format)
     controller = controller_from_args(args)
     stop = threading.Event()
     for s in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, cast
 
+from sriovkit import logs
+
 if TYPE_CHECKING:
     from sriovkit.agent.events import EventQueue
     from sriovkit.injector.patch import NadLookup
@@ -31,12 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--network-resource-name-keys", default="k8s.v1.cni.cncf.io/resourceName",
                    help="NAD annotations naming the resource, ','-separated")
     p.add_argument("--no-events", action="store_true", help="do not post Events (the log still says it)")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    logs.add_arguments(p)
     p.set_defaults(func=_injector)
 
 
 def _injector(args: argparse.Namespace) -> int:
-    import logging
     import signal
     import ssl
     import threading
@@ -47,7 +48,7 @@ def _injector(args: argparse.Namespace) -> int:
     from sriovkit.injector.review import Reviewer
     from sriovkit.injector.server import ReloadingTls, WebhookServer
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup(args.log_level, args.log_format)
     require_client("sriovctl injector")
     problems = []
     if args.address:

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import argparse
 
+from sriovkit import logs
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("kubesim", help="run a kubelet stand-in (device-plugin registration, podresources)")
     p.add_argument("--device-plugin-dir", required=True, help="where kubelet.sock is served")
     p.add_argument("--pod-resources-socket", help="serve podresources/v1 on this socket")
     p.add_argument("--plugins-registry-dir", help="also watch this directory for plugin-watcher registration")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    logs.add_arguments(p)
     p.set_defaults(func=_kubesim)
 
 
 def _kubesim(args: argparse.Namespace) -> int:
-    import logging
     import signal
     import threading
 
     from sriovkit.kubesim import Kubelet
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup(args.log_level, args.log_format)
     kubelet = Kubelet(args.device_plugin_dir, pod_resources_socket=args.pod_resources_socket,
                       plugins_registry_dir=args.plugins_registry_dir)
     done = threading.Event()

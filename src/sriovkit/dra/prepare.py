@@ -228,9 +228,10 @@ class ClaimPreparer:
                 faults.reached("dra restore driver")
             except OSError as exc:
                 errors.append(f"VF {dev['pci']}: restoring driver {dev['original_driver']}: {exc.strerror or exc}")
-                log.error("%s", errors[-1])
-        if strict and errors:
+        if strict and errors:  # the caller logs it, once, with the answer it gives the kubelet
             raise ClaimError("; ".join(errors))
+        for error in errors:  # a rollback's: the failure that caused it is what the caller reports
+            log.error("%s", error)
 
     def _restore_driver(self, dev: Mapping[str, Any]) -> None:
         if dev["bound_driver"] is None and not _rebinds_default(dev):

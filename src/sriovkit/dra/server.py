@@ -23,7 +23,7 @@ from typing import Any
 
 import grpc
 
-from sriovkit import unixsocket
+from sriovkit import logs, unixsocket
 from sriovkit.dra.claimconfig import ClaimError
 from sriovkit.dra.kube import ApiError
 from sriovkit.dra.prepare import PreparedDevice
@@ -77,18 +77,22 @@ def _listener(server: grpc.Server, final: Path) -> Callable[[Path], None]:
     return listen
 
 
-def _answer_errors(what: str, uid: str, action: Callable[[], Any]) -> tuple[Any, str]:
-    try:
-        return action(), ""
-    except (ClaimError, ApiError) as exc:
-        message = str(exc)
-    except OSError as exc:
-        message = f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
-    except Exception as exc:  # one claim's bug must not lose the others' answers
-        log.exception("%s failed uid=%s", what, uid)
-        message = f"internal error: {exc}"
-    log.warning("%s failed uid=%s: %s", what, uid, message)
-    return None, message
+def _answer_errors(what: str, claim: Any, action: Callable[[], Any]) -> tuple[Any, str]:
+    """One claim's answer, or its error; every line logged meanwhile names the claim, and a
+    failure is logged once, here."""
+    ref = f"{claim.namespace}/{claim.name}" if claim.name else ""
+    with logs.context(claim=ref, claim_uid=claim.uid):
+        try:
+            return action(), ""
+        except (ClaimError, ApiError) as exc:
+            message = str(exc)
+        except OSError as exc:
+            message = f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
+        except Exception as exc:  # one claim's bug must not lose the others' answers
+            log.exception("%s failed uid=%s", what, claim.uid)
+            return None, f"internal error: {exc}"
+        log.warning("%s failed uid=%s: %s", what, claim.uid, message)
+        return None, message
 
 
 class _DraPluginService:
@@ -101,7 +105,7 @@ class _DraPluginService:
     def NodePrepareResources(self, request: Any, context: Any) -> Any:
         response = self.pb.NodePrepareResourcesResponse()
         for claim in request.claims:
-            devices, error = _answer_errors("prepare", claim.uid, functools.partial(
+            devices, error = _answer_errors("prepare", claim, functools.partial(
                 self.handler.prepare, claim.namespace, claim.name, claim.uid))
             entry = response.claims[claim.uid]
             if error:
@@ -116,7 +120,7 @@ class _DraPluginService:
     def NodeUnprepareResources(self, request: Any, context: Any) -> Any:
         response = self.pb.NodeUnprepareResourcesResponse()
         for claim in request.claims:
-            _, error = _answer_errors("unprepare", claim.uid, functools.partial(self.handler.unprepare, claim.uid))
+            _, error = _answer_errors("unprepare", claim, functools.partial(self.handler.unprepare, claim.uid))
             response.claims[claim.uid].error = error
         return response
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from sriovkit import logs
 from sriovkit.devinfo import pci_device_info
 from sriovkit.errors import SriovkitError
 from sriovkit.hotplug import cniexec, vhostuser
@@ -166,19 +167,35 @@ class HotplugController:
         with self._cond:  # pods removed while we were down are only in the record
             self._resync()
         while (uid := self._next_due()) is not None:
-            try:
-                self._reconcile(uid)
-                self._attempts.pop(uid, None)
-            except Exception as exc:
-                attempt = self._attempts.get(uid, 0) + 1
-                self._attempts[uid] = attempt
-                delay = self.settings.backoff.delay(attempt)
-                log.warning("pod uid=%s: %s; retry %d in %.1f s", uid, exc, attempt, delay)
-                self._enqueue(uid, time.monotonic() + delay)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self.reconciled += 1
+            with logs.context(pod=self._pod_ref(uid), pod_uid=uid):  # every line of this pass names the pod
+                self._work_on(uid)
+
+    def _work_on(self, uid: str) -> None:
+        try:
+            self._reconcile(uid)
+            self._attempts.pop(uid, None)
+        except Exception as exc:  # the pass's failures, logged once here; each action's also was an Event
+            attempt = self._attempts.get(uid, 0) + 1
+            self._attempts[uid] = attempt
+            delay = self.settings.backoff.delay(attempt)
+            log.warning("pod uid=%s: %s; retry %d in %.1f s", uid, exc, attempt, delay)
+            self._enqueue(uid, time.monotonic() + delay)
+        finally:
+            with self._cond:
+                self._busy = False
+                self.reconciled += 1
+
+    def _pod_ref(self, uid: str) -> str:
+        """namespace/name of the pod, from the informer, else from its record (the pod is gone)."""
+        pod = self.pods.get(uid)
+        if pod is not None:
+            meta = pod.get("metadata") or {}
+            return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+        try:
+            record = self.store.load(uid)
+        except (ValueError, OSError):  # an unreadable record: _reconcile says so
+            return ""
+        return record.pod if record is not None else ""
 
     def wait_idle(self, timeout: float) -> bool:
         """True once no reconcile runs and none is due now (tests: wait for a change to be handled)."""
@@ -237,14 +254,15 @@ class HotplugController:
             earlier = attachment.get("container_id") != sandbox.id
             if attachment["state"] == ATTACHED and not earlier and attachment["interface"] in present:
                 continue
-            try:
-                self._undo(record, attachment, "" if earlier else sandbox.netns)
-                log.info("pod %s: undid %s@%s (%s)", record.pod, attachment["network"], attachment["interface"],
-                         "earlier sandbox" if earlier else attachment["state"])
-            except CniExecError as exc:
-                message = f"DEL {attachment['network']}@{attachment['interface']}: {exc}"
-                errors.append(message)
-                self._event(pod, "Warning", "HotplugFailed", message)
+            with logs.context(network=attachment["network"], interface=attachment["interface"]):
+                try:
+                    self._undo(record, attachment, "" if earlier else sandbox.netns)
+                    log.info("pod %s: undid %s@%s (%s)", record.pod, attachment["network"], attachment["interface"],
+                             "earlier sandbox" if earlier else attachment["state"])
+                except CniExecError as exc:
+                    message = f"DEL {attachment['network']}@{attachment['interface']}: {exc}"
+                    errors.append(message)
+                    self._event(pod, "Warning", "HotplugFailed", message)
         record.sandbox_id, record.netns = sandbox.id, sandbox.netns
         return present
 
@@ -280,16 +298,17 @@ class HotplugController:
         """Run the plan; the interfaces removed. A failed action is an Event and an error; the others go on."""
         removed: list[str] = []
         for action in actions:
-            try:
-                if action.verb is Verb.DEL:
-                    self._delete(pod, record, sandbox, action)
-                    removed.append(action.interface)
-                else:
-                    self._add(pod, record, sandbox, action)
-            except (CniExecError, NetworkDefinitionError, PodResourcesError, HotplugFailed) as exc:
-                message = f"{action}: {exc}"
-                errors.append(message)
-                self._event(pod, "Warning", "HotplugFailed", message)
+            with logs.context(network=action.network, interface=action.interface):
+                try:
+                    if action.verb is Verb.DEL:
+                        self._delete(pod, record, sandbox, action)
+                        removed.append(action.interface)
+                    else:
+                        self._add(pod, record, sandbox, action)
+                except (CniExecError, NetworkDefinitionError, PodResourcesError, HotplugFailed) as exc:
+                    message = f"{action}: {exc}"
+                    errors.append(message)
+                    self._event(pod, "Warning", "HotplugFailed", message)
         return removed
 
     def _add(self, pod: Obj, record: PodRecord, sandbox: Sandbox, action: Action) -> None:
@@ -400,11 +419,13 @@ class HotplugController:
         netns = record.netns if record.netns and os.path.exists(record.netns) else ""
         errors = []
         for attachment in reversed(list(record.attachments or [])):
-            try:
-                self._undo(record, attachment, netns)
-                log.info("pod %s gone: removed %s@%s", record.pod, attachment["network"], attachment["interface"])
-            except CniExecError as exc:
-                errors.append(f"DEL {attachment['network']}@{attachment['interface']}: {exc}")
+            with logs.context(network=attachment["network"], interface=attachment["interface"]):
+                try:
+                    self._undo(record, attachment, netns)
+                    log.info("pod %s gone: removed %s@%s", record.pod, attachment["network"],
+                             attachment["interface"])
+                except CniExecError as exc:
+                    errors.append(f"DEL {attachment['network']}@{attachment['interface']}: {exc}")
         for mount in list(record.mounts or []):
             try:
                 vhostuser.unbind(Path(mount["target"]))

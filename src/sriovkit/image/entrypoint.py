@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from sriovkit import nodepaths
+from sriovkit import logs, nodepaths
 from sriovkit.errors import UserError
 from sriovkit.image.upstream_args import (
     CniInstallerArgs,
@@ -75,11 +75,12 @@ def agent_argv(args: DevicePluginArgs) -> list[str]:
 
 def _setup_logging(args: DevicePluginArgs) -> None:
     """stderr always (what `kubectl logs` shows), plus a rotated file in --log-dir as upstream's."""
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    fmt = logs.TextFormatter()
     root = logging.getLogger()
     root.setLevel(args.log_level.upper())
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(fmt)
+    stderr.addFilter(logs.ContextFilter())
     root.addHandler(stderr)
     directory, warning = log_directory(args.log_dir)
     if warning:
@@ -94,6 +95,7 @@ def _setup_logging(args: DevicePluginArgs) -> None:
             logging.warning("cannot log to %s: %s; logging to stderr only", directory, exc.strerror or exc)
         else:
             handler.setFormatter(fmt)
+            handler.addFilter(logs.ContextFilter())
             root.addHandler(handler)
     for flag in args.ignored:
         logging.info("accepted upstream flag %s; it has no effect here", flag)

@@ -3,11 +3,14 @@ API server, prepare/unprepare on the simulated host, restarts, health."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 
 import pytest
 
+from sriovkit import logs
 from sriovkit.deviceplugin.health import set_operstate
 from sriovkit.host.discover import discover_device
 from tests.integration.dra.conftest import DRIVER, MLX_VF0, NODE_NAME, PF0_VF2, DraNode, vf_config
@@ -125,6 +128,35 @@ def test_a_failed_bind_rolls_back_every_step(dra_node):
         assert discover_device(dra_node.sysfs, vf).driver == "mlx5_core"  # the first bind undone
     assert not list(dra_node.cdi_dir.glob("*.json")) if dra_node.cdi_dir.exists() else True
     assert json.loads((dra_node.state_dir / "checkpoint.json").read_text())["claims"] == {}
+
+
+def test_each_line_of_a_claim_names_it_and_a_failure_is_logged_once(dra_node):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(logs.ContextFilter())
+    handler.setFormatter(logs.JsonFormatter())
+    logger = logging.getLogger("sriovkit.dra")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        dra_node.start_agent()
+        dra_node.kubelet.wait_for_dra(DRIVER)
+        bad = dra_node.claim([("a", "0000-13-00-0"), ("b", "0000-13-00-1")],
+                             [vf_config(["a"], driver="vfio-pci"), vf_config(["b"], driver="no_such_drv")])
+        good = dra_node.claim([("vf", "0000-11-00-2")], [vf_config(["vf"])])
+        answers = dra_node.kubelet.prepare_claims(DRIVER, [bad, good])
+        dra_node.kubelet.unprepare_claims(DRIVER, [good])
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert answers[bad[1]].error and not answers[good[1]].error
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (failure,) = [r for r in records if r["level"] in ("warning", "error") and r.get("claim_uid") == bad[1]]
+    assert failure["claim"] == f"{bad[0]}/{bad[2]}" and "no_such_drv" in failure["msg"]
+    mine = [r for r in records if r.get("claim_uid") == good[1]]
+    assert {r["msg"].split(" ")[0] for r in mine} >= {"claim"} and len(mine) >= 2  # prepared, unprepared
+    assert all(r["claim"] == f"{good[0]}/{good[2]}" for r in mine)
 
 
 def test_agent_restart_between_prepare_and_unprepare_loses_nothing_and_double_uses_nothing(dra_node):

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import subprocess
+import time
+from collections.abc import Iterator
 
 import pytest
 
+from sriovkit import logs
 from tests.integration.hotplug.conftest import Site, ipam_allocations, links
 
 pytestmark = pytest.mark.root
@@ -49,3 +55,48 @@ def test_json_selection_with_mac_and_ips(site: Site):
     link = subprocess.run(["ip", "-j", "-n", os.path.basename(site.netns(pod)), "link", "show", "hp1"],
                           capture_output=True, text=True, check=True).stdout
     assert json.loads(link)[0]["address"] == "02:42:ac:11:00:99"
+
+
+@contextlib.contextmanager
+def json_log(name: str) -> Iterator[io.StringIO]:
+    """Lines of logger `name` as the agent's --log-format json writes them."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(logs.ContextFilter())
+    handler.setFormatter(logs.JsonFormatter())
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _records(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_lines_name_the_pod_and_the_network(site: Site):
+    site.bridge_nad("br-a", "10.215.4.0/24")
+    pod = site.pod("vm-log")
+    with json_log("sriovkit.hotplug") as stream:
+        site.controller()
+        site.set_networks(pod, "br-a")
+        site.wait_status(pod, {"net1"})
+        site.set_networks(pod, "br-a,no-such-nad")
+        deadline = time.monotonic() + 30
+        while not any("no-such-nad" in r["msg"] and r["level"] == "warning" for r in _records(stream)):
+            assert time.monotonic() < deadline, _records(stream)
+            time.sleep(0.1)
+    records = _records(stream)
+    uid = pod["metadata"]["uid"]
+    (added,) = [r for r in records if r["msg"].startswith("pod ns1/vm-log: added")]
+    assert (added["pod"], added["pod_uid"], added["network"], added["interface"]) == ("ns1/vm-log", uid,
+                                                                                      "ns1/br-a", "net1")
+    failed = [r for r in records if r["level"] == "warning" and "no-such-nad" in r["msg"]]
+    assert failed and all(r["pod"] == "ns1/vm-log" and r["pod_uid"] == uid for r in failed)
+    site.set_networks(pod, "")
+    site.wait_status(pod, set())

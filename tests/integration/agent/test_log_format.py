@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from sriovkit.host import sim
 from sriovkit.kubesim import Kubelet
 from sriovkit.shim.client import call_agent
+from sriovkit.sim import host as sim
 from tests.integration.helpers import NetnsFactory
 
 pytestmark = pytest.mark.root

@@ -40,14 +40,15 @@ def attach(call: Call) -> Result:
     conf, env, store = call.conf, call.env, call.ctx.store
     timeout = call.ctx.lock_timeout_s
     # the VF is deviceID, or one picked from the seeds' PF (if0/master): locked either way
-    with store.attachment_lock(env.container_id, env.ifname, timeout), locked_device(call) as pci:
+    with store.attachment_lock(env.container_id, env.ifname, timeout), locked_device(call) as (pci, picked):
         call.log.bind(pci=pci)
         call.faults.reached("lock taken")
         _refuse_if_taken(call, pci)
         # a path the caller chose: refused before any change, not half-way
         fresh = bool(conf.device_info_file) and not check_device_info_file(
             call.ctx.devinfo_dir, conf.device_info_file, call.ctx.caller_path(call.ctx.devinfo_dir))
-        device = resolve_device(call.ctx.sysfs, pci, call.ctx.netlink.device_netdev(pci), want_driver=conf.driver)
+        device = picked if picked is not None else resolve_device(
+            call.ctx.sysfs, pci, call.ctx.netlink.device_netdev(pci), want_driver=conf.driver)
         _refuse_settings_for_pf(call, device)
         with Steps(call.log, "ADD", call.faults) as steps:
             record = steps.run("snapshot", lambda: _snapshot(call, device))

@@ -5,8 +5,9 @@ picks a free VF of it.
 attachment holds and those the running agent offers in a device-plugin or DRA pool, or one clear
 error saying why none is left. `locked_device` is the I/O around it: each candidate is taken under
 its per-VF lock (the lock every ADD and DEL of that VF takes), checked again under it (no record
-holds it, its interface is in the host), and the first usable one is yielded still locked. A PF
-without VFs is passed through itself, as a `deviceID` naming it would be.
+holds it, its interface is in the host), and the first usable one is yielded still locked, with
+the device read while checking it (ADD reads sysfs once per device). A PF without VFs is passed
+through itself, as a `deviceID` naming it would be.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 
-from sriovkit.cni.device import resolve_device
+from sriovkit.cni.device import Device, resolve_device
 from sriovkit.cni.netconf import normalize_pci_address
 from sriovkit.cni.pools import pooled_devices, pools_path
 from sriovkit.cni.spec import CniError, ErrorCode
@@ -59,12 +60,13 @@ def pf_address(call: Call, pf: str) -> str:
 
 
 @contextlib.contextmanager
-def locked_device(call: Call) -> Iterator[str]:
-    """The device of this ADD, under its per-VF lock: `deviceID` as given, else a VF picked from the PF."""
+def locked_device(call: Call) -> Iterator[tuple[str, Device | None]]:
+    """The device of this ADD, under its per-VF lock: `deviceID` as given, else a VF picked from the
+    PF; with it the VF as read while picking it (None when it was not read: ADD resolves it)."""
     store, timeout = call.ctx.store, call.ctx.lock_timeout_s
     if call.conf.device_id is not None:
         with store.lock(call.conf.device_id, timeout):
-            yield call.conf.device_id
+            yield call.conf.device_id, None
         return
     assert call.conf.pf is not None  # parse_netconf(need_device=True) guarantees one of them
     pf = call.conf.pf
@@ -75,7 +77,7 @@ def locked_device(call: Call) -> Iterator[str]:
         raise CniError(ErrorCode.DEVICE_UNUSABLE, f"PF {pf}: no such PCI device", str(exc)) from None
     if dev.is_vf or not dev.has_vfs:  # a VF named directly, or a PF passed through whole (seeds' fix 4)
         with store.lock(address, timeout):
-            yield address
+            yield address, None
         return
     vfs = virtfns(call.ctx.sysfs, address)
     held = {r.pci_address: f"container {r.container_id} as {r.ifname}" for r in store.records(pending=True)}
@@ -91,21 +93,22 @@ def locked_device(call: Call) -> Iterator[str]:
                     if not wait:
                         busy.append(vf)
                     continue
-                if _usable(call, vf):
+                device = _usable(call, vf)
+                if device is not None:
                     call.log.info("picked VF", pf=pf, pci=vf)
-                    yield vf
+                    yield vf, device
                     return
     raise CniError(ErrorCode.DEVICE_UNUSABLE, f"PF {pf}: no free VF",
                    f"tried {', '.join(order)}: attached meanwhile, busy or without an interface in the host")
 
 
-def _usable(call: Call, vf: str) -> bool:
-    """Under the VF's lock: no attachment took it meanwhile, and the kernel shows it usable here."""
+def _usable(call: Call, vf: str) -> Device | None:
+    """Under the VF's lock: the VF, when no attachment took it meanwhile and the kernel shows it
+    usable here; else None."""
     if call.ctx.store.owner_of(vf) is not None:
-        return False
+        return None
     try:
-        resolve_device(call.ctx.sysfs, vf, call.ctx.netlink.device_netdev(vf), want_driver=call.conf.driver)
+        return resolve_device(call.ctx.sysfs, vf, call.ctx.netlink.device_netdev(vf), want_driver=call.conf.driver)
     except CniError as exc:
         call.log.debug("VF skipped", pci=vf, reason=exc.msg)
-        return False
-    return True
+        return None

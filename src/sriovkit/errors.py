@@ -6,7 +6,8 @@ from a bug. Where a builtin base carries meaning to callers outside sriovkit (a 
 a bad value, an `OSError` with an errno), a class keeps it beside the root. Callers catch the
 specific class, never a builtin standing for it, and never match on the message text: what a
 caller needs to decide on is an attribute (`problems`, `code`, `lines`). The one exception is the
-stdlib-only `sriov` shim script (`shim/client.py`), which must not import sriovkit.
+stdlib-only `sriov` shim script (`shim/client.py`, with `shim/wire.py` written into it), which must
+not import sriovkit.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ import pkgutil
 import sriovkit
 from sriovkit.errors import SriovkitError
 
-# The stdlib-only `sriov` shim script: it must start without importing sriovkit.
-_STDLIB_ONLY = {"sriovkit.shim.client"}
+# The stdlib-only `sriov` shim script and the wire codec written into it: they run without sriovkit.
+_STDLIB_ONLY = {"sriovkit.shim.client", "sriovkit.shim.wire"}
 
 
 def _modules() -> list[str]:

@@ -35,7 +35,10 @@ class PodResourcesClient:
                 except grpc.RpcError as exc:
                     if exc.code() == grpc.StatusCode.NOT_FOUND:
                         return []
-                    if exc.code() != grpc.StatusCode.UNIMPLEMENTED:  # Get needs a feature gate before 1.27
+                    # Unimplemented: Get needs a feature gate before 1.27. Unknown: the kubelet answers
+                    # a pod it does not know (yet, e.g. right after its restart) with a plain error,
+                    # which is also how it says the gate is off: List says which, without reading text
+                    if exc.code() not in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNKNOWN):
                         raise
                     listed = stub.List(pr_pb.ListPodResourcesRequest(), timeout=_TIMEOUT_S)
                     resources = [p for p in listed.pod_resources if p.namespace == namespace and p.name == pod]

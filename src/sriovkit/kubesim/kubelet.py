@@ -496,8 +496,9 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
         with self._cond:
             if not any(a.namespace == request.pod_namespace and a.pod == request.pod_name
                        for a in self.assignments.values()):
-                context.abort(grpc.StatusCode.NOT_FOUND,
-                              f"pod {request.pod_namespace}/{request.pod_name} not found")
+                # as the kubelet answers (1.34): a plain error, so gRPC Unknown, not NotFound
+                context.abort(grpc.StatusCode.UNKNOWN,
+                              f"pod {request.pod_name} not found in namespace {request.pod_namespace}")
             return pr_pb.GetPodResourcesResponse(
                 pod_resources=self._pod_resources(request.pod_namespace, request.pod_name))
 

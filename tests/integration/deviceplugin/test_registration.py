@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from sriovkit.hotplug.podresources import PodResourcesClient
 from sriovkit.kubeapi import podresources_pb2 as pr_pb
 from sriovkit.kubeapi import podresources_pb2_grpc as pr_grpc
 
@@ -78,6 +79,12 @@ def test_podresources_list_and_get(node):
         assert one.pod_resources == pod
         with pytest.raises(grpc.RpcError) as err:
             stub.Get(pr_pb.GetPodResourcesRequest(pod_name="nope", pod_namespace="ns1"), timeout=5)
-        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        # the kubelet's answer (1.34, seen on the real node): a plain error, gRPC Unknown
+        assert err.value.code() == grpc.StatusCode.UNKNOWN and "pod nope not found in namespace ns1" in str(
+            err.value.details())
         allocatable = stub.GetAllocatableResources(pr_pb.AllocatableResourcesRequest(), timeout=5)
         assert {d.resource_name for d in allocatable.devices} >= {"intel.com/net", "intel.com/dpdk"}
+    # the client hot-plug asks (as Multus asks): a pod the kubelet does not know is "no devices", not an error
+    client = PodResourcesClient(str(node.kubelet.pod_resources_socket))
+    assert client.devices("ns1", "nope", "intel.com/net") == []
+    assert client.devices("ns1", "web", "intel.com/dpdk") == [node.host.vf_address(0, 2)]

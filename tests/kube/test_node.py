@@ -4,8 +4,10 @@ edited, each on the real node with pods holding VFs."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
+from sriovkit.cni.state import StateStore
 from tests.kube.cluster import NAMESPACE, RESOURCE, Cluster
 from tests.kube.helpers import Kube, vf_settings, wait_for
 from tests.kube.test_flow import host_vfs, vlan_nad
@@ -66,6 +68,64 @@ def test_agent_pod_deleted_daemonset_brings_it_back(kube: Kube, cluster: Cluster
     kube.delete("pod", "held")
     assert wait_for("VF back in the host namespace", lambda: pci in host_vfs(cluster), timeout=60)
     assert vf_settings(cluster, pci).vlan == 0
+
+
+def restart_agent(kube: Kube) -> None:
+    """Delete the agent's pod; return once the DaemonSet's new one is Ready."""
+    old = kube.agent_pod()
+    kube.delete("pod", old["metadata"]["name"], namespace=NAMESPACE)
+
+    def new_agent_ready() -> dict | None:
+        pod = kube.agent_pod()
+        ready = all(c.get("ready") for c in pod["status"].get("containerStatuses", [{}]))
+        return pod if pod["metadata"]["uid"] != old["metadata"]["uid"] and ready else None
+    wait_for("a new agent pod, Ready", new_agent_ready, timeout=180)
+
+
+def test_agent_restarted_during_a_pods_del_the_vf_returns_to_the_pool(kube: Kube, cluster: Cluster) -> None:
+    """The leak: the pod's DEL comes while the agent is away (its socket absent: the shim answers
+    "try again"), Multus drops its delegate cache, the kubelet's retries never reach us and the
+    sandbox is removed with the VF still recorded as attached. The agent restarted releases it (its
+    CNI GC asks containerd over CRI which sandboxes exist). The agent's absence is made exact by
+    moving its socket aside for the pod's deletion, then its pod is restarted."""
+    baseline = host_vfs(cluster)
+    vlan_nad(kube, vlan=11)
+    kube.pod("leaky", networks="sriov-vlan", vfs=1)
+    kube.wait_running("leaky")
+    pci = kube.pod_devices("leaky")[0]
+    assert pci not in host_vfs(cluster) and vf_settings(cluster, pci).vlan == 11
+    store = StateStore(str(cluster.node_path("/var/lib/cni/sriov")))
+
+    socket = cluster.node_path("/run/sriovkit/cni.sock")
+    aside = socket.with_name(f".cni.sock.aside-{os.getpid()}")
+    os.rename(socket, aside)
+
+    def restore_socket() -> None:  # for the tests after this one, whatever happened here
+        if aside.exists() and not socket.exists():
+            os.rename(aside, socket)
+        else:
+            aside.unlink(missing_ok=True)
+    kube.cleanups.append(restore_socket)
+    kube.delete("pod", "leaky")  # returns once the kubelet finished with it and the API server removed it
+    assert store.owner_of(pci) is not None, "the leak: the VF stays recorded as attached to a gone pod"
+    assert vf_settings(cluster, pci).vlan == 11
+
+    restart_agent(kube)
+    aside.unlink()
+    started = time.monotonic()
+    assert wait_for("the VF given back by the restarted agent", lambda: store.owner_of(pci) is None,
+                    timeout=300, interval=1)
+    print(f"\nforgotten attachment released {time.monotonic() - started:.0f} s after the agent restarted")
+    assert host_vfs(cluster)[pci] == baseline[pci], "back in the host under its name, with its MAC"
+    assert vf_settings(cluster, pci).vlan == 0
+    agent_log = kube.run("logs", "-n", NAMESPACE, kube.agent_pod()["metadata"]["name"]).stdout.splitlines()
+    assert any("releasing a forgotten attachment" in line and pci in line for line in agent_log)
+    cluster.wait_allocatable(RESOURCE, 4, timeout=120)
+    # the pool is whole again: every VF can be given to a pod
+    for i in range(4):
+        kube.pod(f"after-{i}", networks="sriov-vlan", vfs=1)
+    for i in range(4):
+        kube.wait_running(f"after-{i}")
 
 
 def test_configmap_edited_pools_change_without_restarts(kube: Kube, cluster: Cluster) -> None:

@@ -121,7 +121,8 @@ def _snapshot(call: Call, device: Device) -> AttachmentRecord:
                             network=call.conf.name, pci_address=device.pci_address, mode=device.mode.value,
                             pf_netdev=device.pf_netdev, vf_index=device.vf_index, original=original,
                             device_info_file=call.conf.device_info_file, config=json.dumps(dict(call.conf.raw)),
-                            runtime_ifname=env.runtime_ifname, cni_file=cnidir.plan(call, call.ctx.cni_dir_roots()))
+                            runtime_ifname=env.runtime_ifname, cni_file=cnidir.plan(call, call.ctx.cni_dir_roots()),
+                            cni_path=list(env.path), cni_args=env.raw_args)
 
 
 def _write_journal(call: Call, steps: Steps, device: Device, record: AttachmentRecord) -> None:

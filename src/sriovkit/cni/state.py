@@ -84,6 +84,10 @@ class AttachmentRecord:
     ips: list[str] = field(default_factory=list)
     runtime_ifname: str = ""  # CNI_IFNAME, when the netconf's if0name named the interface instead
     cni_file: dict[str, Any] | None = None  # the seeds' <cniDir>/<netns>/<ifname>.json (sriovkit.cni.cnidir)
+    # ADD's CNI_PATH and CNI_ARGS: a DEL the runtime never sends (sriovkit.cni.forgotten) runs the
+    # IPAM plugin's DEL with them, as the runtime's own DEL would
+    cni_path: list[str] = field(default_factory=list)
+    cni_args: str = ""
     complete: bool = True  # False: the journal of an ADD that may have stopped half-way
     format: int = RECORD_FORMAT
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from sriovkit.agent.metrics import AgentMetrics
     from sriovkit.agent.node import Component, NodeAgent
+    from sriovkit.cni.context import CniContext
     from sriovkit.host.sysfs import Sysfs
     from sriovkit.provision.reconcile import PolicyReconciler
 
@@ -52,6 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="runtimeConfig.CNIDeviceInfoFile is written only inside this directory (Multus' default)")
     p.add_argument("--cni-log-dir", default=nodepaths.CNI_LOG_DIR,
                    help="a network config's logFile is written only inside this directory")
+    p.add_argument("--cni-gc-seconds", type=float, default=0.0, metavar="SECONDS",
+                   help="at start and every SECONDS, release the CNI attachments whose pod sandbox the container "
+                   "runtime (--cri-socket) no longer knows and whose network namespace is gone, with DEL's steps: "
+                   "VFs whose DEL never came (0 = never; a runtime that cannot be asked = nothing released)")
     p.add_argument("--cni-max-concurrent", type=int, default=16, help="CNI operations served at once")
     p.add_argument("--cni-caller-root-link", default="",
                    help="reach CNI_NETNS, CNI_PATH (IPAM plugins) and device-info files through the root directory "
@@ -263,12 +268,30 @@ def _cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentM
         listeners.append(CniSocketServer(args.cni_socket, CniService(context, metrics),
                                          max_concurrent=args.cni_max_concurrent,
                                          caller_root=CallerRoot(link) if link else None))
+        if args.cni_gc_seconds:
+            listeners.append(_forgotten_attachments(args, context))
+    elif args.cni_gc_seconds:
+        raise UserError("--cni-gc-seconds: needs --cni-socket (the agent releases what its CNI attached)")
     if args.metrics_address:
         _, sep, port = args.metrics_address.rpartition(":")
         if not sep or not port.isdigit() or int(port) > 65535:
             raise UserError(f"--metrics-address {args.metrics_address}: must be HOST:PORT, e.g. 127.0.0.1:9808")
         listeners.append(MetricsServer(args.metrics_address, metrics, agent.healthy, agent.readiness_problems))
     return listeners
+
+
+def _forgotten_attachments(args: argparse.Namespace, context: CniContext) -> Component:
+    from sriovkit.agent.forgotten import ForgottenAttachments
+    from sriovkit.errors import UserError
+    from sriovkit.hotplug.cri import CriClient
+
+    if args.cni_gc_seconds < 0:
+        raise UserError(f"--cni-gc-seconds {args.cni_gc_seconds:g}: must be 0 (never) or positive")
+    if not args.cri_socket:
+        raise UserError("--cni-gc-seconds: needs --cri-socket (the runtime that says which sandboxes exist)")
+    cri = CriClient(args.cri_socket)
+    return ForgottenAttachments(context, cri.sandbox_ids, period_s=args.cni_gc_seconds,
+                                runtime=f"the runtime at {args.cri_socket}")
 
 
 def _add_node_events(agent: NodeAgent, args: argparse.Namespace, reconciler: PolicyReconciler | None) -> None:

@@ -52,6 +52,17 @@ class CriClient:
             raise CriError(f"CRI at {self.endpoint}: {exc.code().name}: {exc.details()}") from None
         return Sandbox(newest.id, netns_path(dict(status.info), pod=f"{namespace}/{name}"))
 
+    def sandbox_ids(self) -> set[str]:
+        """The IDs of every sandbox the runtime knows, in any state: a NOTREADY one still gets its
+        DEL from the kubelet (StopPodSandbox) and is not forgotten until it is removed."""
+        try:
+            with grpc.insecure_channel(self.endpoint) as channel:
+                runtime = pb_grpc.RuntimeServiceStub(channel)
+                items = runtime.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=_TIMEOUT_S).items
+        except grpc.RpcError as exc:
+            raise CriError(f"CRI at {self.endpoint}: {exc.code().name}: {exc.details()}") from None
+        return {item.id for item in items}
+
 
 def _is_pod(metadata: Any, uid: str, namespace: str, name: str) -> bool:
     # the kubelet puts the pod's UID in the sandbox metadata; match on names only when it has none

@@ -330,3 +330,18 @@ def test_chart_mounts_another_host_root_whole_at_the_agents_host_root() -> None:
     assert _args(agent)["--host-root"] == "/var/tmp/sim"
     default = find(render(), "DaemonSet")["spec"]["template"]["spec"]
     assert "host-root" not in {v["name"] for v in default["volumes"]}
+
+
+def test_chart_cni_state_dir_and_cri_socket_follow_their_values() -> None:
+    """The agent's --cni-state-dir is under the cni-state mount wherever hostPaths.cniStateDir puts
+    it; the CRI socket is mounted for the CNI GC without hot-plug, and not at all with it off."""
+    pod = find(render("hostPaths.cniStateDir=/data/cni", "hotplug.criSocketDir=/var/run/crio",
+                      "hotplug.criSocketName=crio.sock"), "DaemonSet")["spec"]["template"]["spec"]
+    args, volumes = _args(_container(pod, "agent")), {v["name"]: v["hostPath"]["path"] for v in pod["volumes"]
+                                                     if "hostPath" in v}
+    assert args["--cni-state-dir"] == "/data/cni/sriov" and volumes["cni-state"] == "/data/cni"
+    assert args["--cri-socket"] == "/var/run/crio/crio.sock" and volumes["cri-runtime"] == "/var/run/crio"
+    assert args["--cni-gc-seconds"] == "60" and "--hotplug" not in args
+    off = find(render("agent.cniGcSeconds=0"), "DaemonSet")["spec"]["template"]["spec"]
+    assert "--cni-gc-seconds" not in _args(_container(off, "agent"))
+    assert "cri-runtime" not in {v["name"] for v in off["volumes"]}

@@ -77,6 +77,26 @@ class ClusterError(RuntimeError):
     """The cluster could not be brought up (the message says which part and shows its log)."""
 
 
+class CannotBuildHere(ClusterError):
+    """This machine cannot build the node's upstream parts (no Go toolchain, no root, the Go module
+    proxy unreachable, a part's build failing): the node does not exist here, which is not a failure
+    of ours. Our own parts (the image from deploy/Dockerfile, the chart, the bring-up) never raise it."""
+
+
+def cannot_build_here() -> str | None:
+    """Why the node cannot be built on this machine (None: it can be tried)."""
+    if os.geteuid() != 0:
+        return "needs root (a kubelet, containerd, network namespaces, mounts)"
+    if shutil.which("go") is None:
+        return "no Go toolchain on PATH (scripts/kube/build.sh builds Kubernetes with it)"
+    for tool in ("unshare", "nsenter", "mount", "ip"):
+        if shutil.which(tool) is None:
+            return f"no {tool} on PATH"
+    if not Path("/sys/fs/cgroup").is_dir():
+        return "no cgroup filesystem at /sys/fs/cgroup (the kubelet needs one)"
+    return None
+
+
 def log(message: str) -> None:
     print(f"[kube] {message}", file=sys.stderr, flush=True)
 
@@ -215,7 +235,10 @@ class Cluster:
     def _build(self) -> dict[str, str]:
         bins = {}
         for part in NODE_PARTS:
-            proc = run(["bash", str(SCRIPTS / "build.sh"), part], timeout=5400)
+            proc = run(["bash", str(SCRIPTS / "build.sh"), part], timeout=5400, check=False)
+            if proc.returncode != 0:  # upstream's code through the Go module proxy: not ours to fail on
+                raise CannotBuildHere(f"scripts/kube/build.sh {part} failed ({proc.returncode}): "
+                                      f"{proc.stderr.strip()[-1500:]}")
             bins[part] = proc.stdout.strip().splitlines()[-1]
         self._apt()
         return bins

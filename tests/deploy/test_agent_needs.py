@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
+import helm_render
 import pytest
-from deploy_env import DEPLOY, MANIFESTS, find, load_objects, render
+from deploy_env import CHART, DEPLOY, MANIFESTS, find, load_objects, render
 
 from sriovkit.cli import build_parser
 from sriovkit.shim.install import DEFAULT_SOCKET
@@ -345,3 +348,24 @@ def test_chart_cni_state_dir_and_cri_socket_follow_their_values() -> None:
     off = find(render("agent.cniGcSeconds=0"), "DaemonSet")["spec"]["template"]["spec"]
     assert "--cni-gc-seconds" not in _args(_container(off, "agent"))
     assert "cri-runtime" not in {v["name"] for v in off["volumes"]}
+
+
+def test_chart_runs_the_agent_with_a_node_policy(tmp_path: Path) -> None:
+    """agent.policy: the agent runs with --policy from the chart's ConfigMap instead of config.json,
+    with the kubelet's podresources socket mounted (VFs pods hold are never removed)."""
+    policy = {"policies": [{"name": "p", "resourceName": "vfs", "nicSelector": {"pfNames": ["ens1f0"]}, "numVfs": 4}]}
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps({"agent": {"policy": policy}}))
+    objects = [obj for _, obj in helm_render.render_chart(CHART, values_files=(values,), sets=())]
+    pod = find(objects, "DaemonSet")["spec"]["template"]["spec"]
+    args = _args(_container(pod, "agent"))
+    assert args["--policy"] == "/etc/sriovkit/policy/policy.json" and "--config-file" not in args
+    assert args["--policy-pools-file"] == "/run/sriovkit/policy-pools.json"
+    assert args["--pod-resources-socket"] == "/var/lib/kubelet/pod-resources/kubelet.sock"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in _container(pod, "agent")["volumeMounts"]}
+    assert volumes["policy"]["configMap"]["name"] == "sriovkit-policy" and mounts["policy"] == "/etc/sriovkit/policy"
+    assert volumes["pod-resources"]["hostPath"]["path"] == "/var/lib/kubelet/pod-resources"
+    [configmap] = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "sriovkit-policy"]
+    assert json.loads(configmap["data"]["policy.json"]) == policy
+    assert "policy" not in {v["name"] for v in find(render(), "DaemonSet")["spec"]["template"]["spec"]["volumes"]}

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable
 
 from sriovkit.cni.context import CniContext
 from sriovkit.cni.detach import release
-from sriovkit.cni.env import CniEnv, parse_cni_args
+from sriovkit.cni.env import CniEnv
 from sriovkit.cni.log import EventLog
-from sriovkit.cni.netconf import parse_netconf
+from sriovkit.cni.netconf import parse_cni_args, parse_netconf
 from sriovkit.cni.state import AttachmentRecord
 from sriovkit.cni.steps import Call
 

@@ -20,10 +20,10 @@ import json
 from collections.abc import Callable, Iterable
 
 from sriovkit.cni.context import CniContext
-from sriovkit.cni.detach import release
 from sriovkit.cni.env import CniEnv
 from sriovkit.cni.log import EventLog
 from sriovkit.cni.netconf import parse_cni_args, parse_netconf
+from sriovkit.cni.release import release
 from sriovkit.cni.state import AttachmentRecord
 from sriovkit.cni.steps import Call
 

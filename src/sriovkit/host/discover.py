@@ -12,7 +12,7 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from sriovkit.errors import SriovkitError
 from sriovkit.host.model import (
@@ -48,6 +48,45 @@ class _Ids:
     subsystem_device: str = ""
 
 
+class _Fields(TypedDict):
+    """A PciDevice's constructor arguments while discovery gathers them (the PF relation comes last,
+    once every PF is read): the same names and types, so `PciDevice(**fields)` is checked."""
+
+    pci_address: str
+    vendor: str
+    device: str
+    class_code: str
+    subsystem_vendor: str
+    subsystem_device: str
+    driver: str | None
+    numa_node: int | None
+    iommu_group: str | None
+    acpi_index: str | None
+    netdevs: tuple[str, ...]
+    link_type: str | None
+    rdma_devices: NotRequired[tuple[str, ...]]
+    rdma_char_devices: NotRequired[tuple[str, ...]]
+    uio_devices: NotRequired[tuple[str, ...]]
+    pkeys: NotRequired[tuple[str, ...]]
+    vdpa_type: NotRequired[str | None]
+    total_vfs: NotRequired[int | None]
+    num_vfs: NotRequired[int]
+    vf_addresses: NotRequired[tuple[str, ...]]
+    pf_address: NotRequired[str | None]
+    vf_index: NotRequired[int | None]
+    pf_netdev: NotRequired[str | None]
+
+
+@dataclass(slots=True)
+class _Read:
+    """One device directory read: its fields, and the names of its virtfnN links and auxiliary
+    devices (PFs only; followed by the caller)."""
+
+    fields: _Fields
+    virtfns: list[str]
+    aux: list[str]
+
+
 @dataclass(slots=True)
 class _SriovLinks:
     pf_of: dict[str, tuple[str, int]] = field(default_factory=dict)  # vf -> (pf, index)
@@ -55,7 +94,7 @@ class _SriovLinks:
 
 def discover(sysfs: Sysfs) -> HostSnapshot:
     """Every network and accelerator PCI function on the node, with SR-IOV relations."""
-    fields: dict[str, dict[str, Any]] = {}
+    fields: dict[str, _Fields] = {}
     links = _SriovLinks()
     aux: dict[str, AuxDevice] = {}
     for pci_address in list_dir(sysfs.pci_devices):
@@ -63,11 +102,11 @@ def discover(sysfs: Sysfs) -> HostSnapshot:
         ids = _read_ids(path)
         if not ids.class_code.startswith(_RELEVANT_CLASSES):
             continue
-        kwargs = _read_device_fields(path, pci_address, ids)
-        fields[pci_address] = kwargs
-        for vf_address, index in _read_virtfns(path, kwargs):
+        read = _read_device_fields(path, pci_address, ids)
+        fields[pci_address] = read.fields
+        for vf_address, index in _read_virtfns(path, read):
             links.pf_of[vf_address] = (pci_address, index)
-        for aux_name in kwargs.pop("_aux"):
+        for aux_name in read.aux:
             aux[aux_name] = _read_aux(os.path.join(path, aux_name), aux_name, pci_address)
     devices = {a: PciDevice(**_with_pf(kw, a, links, fields)) for a, kw in fields.items()}
     return HostSnapshot(devices=devices, aux_devices=_with_aux_pf(aux, devices), vhost_net=_has_vhost_net(sysfs))
@@ -79,9 +118,9 @@ def discover_device(sysfs: Sysfs, pci_address: str) -> PciDevice:
     ids = _read_ids(path)
     if not ids.vendor:
         raise DeviceNotFoundError(pci_address, sysfs.pci_devices)
-    kwargs = _read_device_fields(path, pci_address, ids)
-    kwargs.pop("_aux")
-    _read_virtfns(path, kwargs)
+    read = _read_device_fields(path, pci_address, ids)
+    _read_virtfns(path, read)
+    kwargs = read.fields
     pf_address = link_name(os.path.join(path, "physfn"))
     if pf_address is not None:
         pf_path = sysfs.pci_device_dir(pf_address)
@@ -130,13 +169,13 @@ def _hex_attr(path: str, name: str, width: int) -> str:
     return text.lower().removeprefix("0x").zfill(width)
 
 
-def _read_device_fields(path: str, pci_address: str, ids: _Ids) -> dict[str, Any]:
+def _read_device_fields(path: str, pci_address: str, ids: _Ids) -> _Read:
     # One scandir of the device directory tells which optional parts exist, so
     # absent ones (rdma, uio, vdpa, SR-IOV) cost no failed open per device.
     entries = _entries(path)
     numa = read_int(os.path.join(path, "numa_node"))
     netdevs = tuple(list_dir(os.path.join(path, "net"))) if "net" in entries else ()
-    kwargs: dict[str, Any] = {
+    kwargs: _Fields = {
         "pci_address": pci_address,
         "vendor": ids.vendor,
         "device": ids.device,
@@ -164,9 +203,10 @@ def _read_device_fields(path: str, pci_address: str, ids: _Ids) -> dict[str, Any
         kwargs["total_vfs"] = read_int(os.path.join(path, "sriov_totalvfs")) or 0
         kwargs["num_vfs"] = read_int(os.path.join(path, "sriov_numvfs")) or 0
         kwargs["vf_addresses"] = ()
-        kwargs["_virtfns"] = [name for name in entries if name.startswith("virtfn")]
-    kwargs["_aux"] = [name for name, is_dir in entries.items() if is_dir and _AUX_NAME.match(name)]
-    return kwargs
+        virtfns = [name for name in entries if name.startswith("virtfn")]
+    else:
+        virtfns = []
+    return _Read(kwargs, virtfns, [name for name, is_dir in entries.items() if is_dir and _AUX_NAME.match(name)])
 
 
 def _entries(path: str) -> dict[str, bool]:
@@ -178,18 +218,18 @@ def _entries(path: str) -> dict[str, bool]:
         return {}
 
 
-def _read_virtfns(path: str, kwargs: dict[str, Any]) -> list[tuple[str, int]]:
-    """The PF's VFs by index; also stores them in `kwargs` in index order."""
+def _read_virtfns(path: str, read: _Read) -> list[tuple[str, int]]:
+    """The PF's VFs by index; also stores them in its fields in index order."""
     found: list[tuple[str, int]] = []
-    for name in kwargs.pop("_virtfns", []):
+    for name in read.virtfns:
         m = _VIRTFN.match(name)
         if m:
             vf_address = link_name(os.path.join(path, name))
             if vf_address is not None:
                 found.append((vf_address, int(m.group(1))))
     found.sort(key=lambda item: item[1])
-    if "total_vfs" in kwargs:
-        kwargs["vf_addresses"] = tuple(a for a, _ in found)
+    if "total_vfs" in read.fields:
+        read.fields["vf_addresses"] = tuple(a for a, _ in found)
     return found
 
 
@@ -201,9 +241,7 @@ def _vf_index_on_pf(pf_path: str, vf_address: str) -> int | None:
     return None
 
 
-def _with_pf(
-    kwargs: dict[str, Any], pci_address: str, links: _SriovLinks, fields: dict[str, dict[str, Any]]
-) -> dict[str, Any]:
+def _with_pf(kwargs: _Fields, pci_address: str, links: _SriovLinks, fields: dict[str, _Fields]) -> _Fields:
     relation = links.pf_of.get(pci_address)
     if relation is None:
         return kwargs

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sriovkit.host.sysfs import Sysfs
-from sriovkit.hotplug.podresources import PodResourcesClient
+from sriovkit.kubeapi.podresources import PodResourcesClient
 from sriovkit.netlink.model import VfSettings
 from sriovkit.netlink.select import netlink_for
 from sriovkit.sim import host as sim

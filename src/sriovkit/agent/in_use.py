@@ -35,16 +35,10 @@ def devices_in_use(pod_resources_socket: Path | None, cni_state_dir: str, *,
 
 
 def _assigned_by_kubelet(socket_path: Path) -> set[str]:
-    import grpc
-
-    from sriovkit.kubeapi import podresources_pb2 as pr_pb
-    from sriovkit.kubeapi import podresources_pb2_grpc as pr_grpc
+    from sriovkit.kubeapi.podresources import PodResourcesClient, PodResourcesError
 
     try:
-        with grpc.insecure_channel(f"unix:{socket_path}") as channel:
-            reply = pr_grpc.PodResourcesListerStub(channel).List(pr_pb.ListPodResourcesRequest(),
-                                                                   timeout=_RPC_TIMEOUT_S)
-    except grpc.RpcError as exc:
-        raise InUseUnknown(f"podresources at {socket_path}: {exc.code().name}: {exc.details()}") from None
-    return {device_id for pod in reply.pod_resources for container in pod.containers
-            for devices in container.devices for device_id in devices.device_ids}
+        assignments = PodResourcesClient(socket_path, timeout_s=_RPC_TIMEOUT_S).assignments()
+    except PodResourcesError as exc:
+        raise InUseUnknown(str(exc)) from None
+    return {device_id for a in assignments for device_id in a.device_ids}

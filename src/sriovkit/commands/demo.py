@@ -363,19 +363,12 @@ class _Flow:
 
 def _device_from_pod_resources(socket_path: Path, pod: str) -> str:
     """The VF the kubelet assigned to `pod`, asked the way Multus asks: podresources/v1 Get."""
-    import grpc
+    from sriovkit.kubeapi.podresources import PodResourcesClient
 
-    from sriovkit.kubeapi import podresources_pb2 as pr_pb
-    from sriovkit.kubeapi import podresources_pb2_grpc as pr_grpc
-
-    with grpc.insecure_channel(f"unix:{socket_path}") as channel:
-        reply = pr_grpc.PodResourcesListerStub(channel).Get(
-            pr_pb.GetPodResourcesRequest(pod_name=pod, pod_namespace="default"), timeout=5)
-    for container in reply.pod_resources.containers:
-        for devices in container.devices:
-            if devices.resource_name == RESOURCE and devices.device_ids:
-                return str(devices.device_ids[0])
-    raise LookupError(f"podresources has no {RESOURCE} device for {pod}")
+    devices = PodResourcesClient(socket_path, timeout_s=5).devices("default", pod, RESOURCE)
+    if not devices:
+        raise LookupError(f"podresources has no {RESOURCE} device for {pod}")
+    return devices[0]
 
 
 def _remove_netns(path: str) -> None:

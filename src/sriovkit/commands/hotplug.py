@@ -63,8 +63,8 @@ def controller_from_args(args: argparse.Namespace, *, in_agent: bool = False) ->
     from sriovkit.hotplug.controller import HotplugController, HotplugSettings
     from sriovkit.hotplug.cri import CriClient
     from sriovkit.hotplug.kube import KubernetesApi
-    from sriovkit.hotplug.podresources import PodResourcesClient
     from sriovkit.hotplug.vhostuser import VhostUserDirs
+    from sriovkit.kubeapi.podresources import PodResourcesClient
 
     problems = []
     if not args.node_name:

@@ -61,23 +61,17 @@ def _attachment_row(record: Any) -> dict[str, Any]:
 
 
 def _allocations(args: argparse.Namespace) -> int:
-    import grpc
-
     from sriovkit.errors import UserError
-    from sriovkit.kubeapi import podresources_pb2 as pr_pb
-    from sriovkit.kubeapi import podresources_pb2_grpc as pr_grpc
+    from sriovkit.kubeapi.podresources import PodResourcesClient, PodResourcesError
     from sriovkit.output import format_table
 
     try:
-        with grpc.insecure_channel(f"unix:{args.pod_resources_socket}") as channel:
-            reply = pr_grpc.PodResourcesListerStub(channel).List(pr_pb.ListPodResourcesRequest(), timeout=5)
-    except grpc.RpcError as exc:
-        raise UserError(f"--pod-resources-socket {args.pod_resources_socket}: {exc.code().name}: "
-                        f"{exc.details()}") from None
-    rows = [{"namespace": pod.namespace, "pod": pod.name, "container": container.name,
-             "resource": devices.resource_name, "devices": list(devices.device_ids)}
-            for pod in reply.pod_resources for container in pod.containers for devices in container.devices
-            if args.resource in (None, devices.resource_name)]
+        assignments = PodResourcesClient(args.pod_resources_socket, timeout_s=5).assignments()
+    except PodResourcesError as exc:
+        raise UserError(f"--pod-resources-socket {args.pod_resources_socket}: {exc.code}: {exc.details}") from None
+    rows = [{"namespace": a.namespace, "pod": a.pod, "container": a.container, "resource": a.resource,
+             "devices": list(a.device_ids)}
+            for a in assignments if args.resource in (None, a.resource)]
     if args.output == "json":
         print(json.dumps(rows, indent=2))
         return 0

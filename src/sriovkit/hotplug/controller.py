@@ -38,7 +38,7 @@ from sriovkit.hotplug.networks import (
     parse_networks,
 )
 from sriovkit.hotplug.plan import Action, Backoff, Verb, plan
-from sriovkit.hotplug.podresources import PodResourcesError, free_device
+from sriovkit.hotplug.podresources import free_device
 from sriovkit.hotplug.record import ADDING, ATTACHED, PodRecord, RecordStore
 from sriovkit.hotplug.sandbox import interfaces_in
 from sriovkit.hotplug.status import (
@@ -50,6 +50,7 @@ from sriovkit.hotplug.status import (
     status_entry,
 )
 from sriovkit.hotplug.vhostuser import MountError, VhostUserDirs
+from sriovkit.kubeapi.podresources import PodResourcesError
 
 log = logging.getLogger(__name__)
 

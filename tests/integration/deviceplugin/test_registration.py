@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from sriovkit.hotplug.podresources import PodResourcesClient
 from sriovkit.kubeapi import podresources_pb2 as pr_pb
 from sriovkit.kubeapi import podresources_pb2_grpc as pr_grpc
+from sriovkit.kubeapi.podresources import PodResourcesClient
 
 
 def test_each_pool_registers_on_its_own_socket(node):

@@ -28,8 +28,8 @@ from sriovkit.hotplug.controller import HotplugController, HotplugSettings
 from sriovkit.hotplug.cri import CriClient
 from sriovkit.hotplug.kube import KubernetesApi
 from sriovkit.hotplug.plan import Backoff
-from sriovkit.hotplug.podresources import PodResourcesClient
 from sriovkit.hotplug.vhostuser import VhostUserDirs
+from sriovkit.kubeapi.podresources import PodResourcesClient
 from tests.cnirt.runtime import Containerd
 from tests.integration.helpers import unique_name
 from tests.integration.hotplug.kubeapi_fake import NADS, PODS, FakeKubeApi

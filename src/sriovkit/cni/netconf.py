@@ -27,7 +27,7 @@ from typing import Any
 
 from sriovkit import gojson
 from sriovkit.cni.spec import CniError, ErrorCode
-from sriovkit.netlink.model import LinkState, VlanProto
+from sriovkit.netlink.model import MAX_QOS, MAX_VLAN, ZERO_MAC, LinkState, VlanProto
 
 _PCI_FULL = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 _PCI_SHORT = re.compile(r"^[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
@@ -37,13 +37,10 @@ LOG_LEVELS = ("panic", "error", "warning", "info", "debug")
 _ON_OFF = {"on": True, "off": False}
 _VLAN_PROTOS = {"802.1q": VlanProto.DOT1Q, "802.1ad": VlanProto.DOT1AD}
 _LINK_STATES = {"auto": LinkState.AUTO, "enable": LinkState.ENABLE, "disable": LinkState.DISABLE}
-MAX_VLAN = 4094
-MAX_QOS = 7
 MIN_MTU = 68
 MAX_MTU = 65535
 MAX_RATE = (1 << 32) - 1  # IFLA_VF_RATE's min/max_tx_rate are u32 (Mbit/s)
 _BROADCAST = "ff:ff:ff:ff:ff:ff"
-_ZERO_MAC = "00:00:00:00:00:00"
 
 # upstream's types: containernetworking's types.NetConf embedded with sriov-cni's SriovNetConf,
 # plus sriovkit's own fields (pciBusID, driver; runtimeConfig.deviceID/CNIDeviceInfoFile)
@@ -332,7 +329,7 @@ def _mac(data: Mapping[str, Any], rc: Mapping[str, Any], cni_args: Mapping[str, 
         if mac == _BROADCAST or int(mac[:2], 16) & 1:
             problems.append(f"{key} {value} is a multicast or broadcast address; a VF needs a unicast one")
             return None
-        if mac == _ZERO_MAC:
+        if mac == ZERO_MAC:
             problems.append(f"{key} {value} is the zero address; a VF needs a unicast one")
             return None
         return mac

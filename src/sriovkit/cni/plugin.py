@@ -34,7 +34,6 @@ from sriovkit.cni.state import ForeignRecord
 from sriovkit.cni.steps import Call
 
 __all__ = ["MAX_STDIN", "CniContext", "context_from_env", "main", "run_cni"]
-INTERNAL_ERROR = 199
 MAX_STDIN = 4 * 1024 * 1024  # as the shim's: a network config is a few KiB; more is not one
 _log = logging.getLogger("sriovkit.cni")
 
@@ -59,7 +58,7 @@ def run_cni(env: Mapping[str, str], stdin: bytes, context: CniContext) -> tuple[
         return dumps(exc.to_json(version)), 1
     except Exception as exc:  # the top of the call: a bug must still answer in the spec's form
         log.exception("unexpected failure", error=repr(exc))
-        return dumps(CniError(INTERNAL_ERROR, "internal error in the sriov plugin", repr(exc)).to_json(version)), 1
+        return dumps(CniError(ErrorCode.INTERNAL, "internal error in the sriov plugin", repr(exc)).to_json(version)), 1
     if result is None:
         return b"", 0
     return dumps(render_result(result, version)), 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sriovkit.errors import SriovkitError
+from sriovkit.shim import wire
 
 SUPPORTED_VERSIONS: tuple[str, ...] = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST_VERSION = "1.1.0"
@@ -28,13 +29,14 @@ class ErrorCode(enum.IntEnum):
     INCOMPATIBLE_VERSION = 1
     UNSUPPORTED_FIELD = 2
     UNKNOWN_CONTAINER = 3
-    INVALID_ENV = 4
-    IO_FAILURE = 5
+    INVALID_ENV = wire.CODE_INVALID_ENV
+    IO_FAILURE = wire.CODE_IO_FAILURE
     DECODE_FAILURE = 6
     INVALID_CONFIG = 7
-    TRY_AGAIN = 11
+    TRY_AGAIN = wire.CODE_TRY_AGAIN
     NOT_AVAILABLE = 50
     LIMITED_CONNECTIVITY = 51
+    INTERNAL = wire.CODE_INTERNAL  # libcni's ErrInternal: skel's answer for an untyped error
     # plugin-specific
     DEVICE_UNUSABLE = 100  # no such device, wrong kind, or already given to another pod
     SETTING_REFUSED = 101  # the NIC, driver or kernel refused a change

@@ -40,6 +40,8 @@ from pathlib import Path
 from sriovkit import unixsocket
 from sriovkit.shim.callerroot import CallerRoot
 from sriovkit.shim.wire import (
+    CODE_INTERNAL,
+    CODE_INVALID_ENV,
     CODE_IO_FAILURE,
     CODE_TRY_AGAIN,
     MAX_ENV_BYTES,
@@ -53,8 +55,6 @@ from sriovkit.shim.wire import (
 log = logging.getLogger(__name__)
 
 CniHandler = Callable[[Mapping[str, str], bytes], tuple[bytes, int]]
-CODE_INTERNAL = 999
-CODE_INVALID_ENV = 4  # CNI spec: "invalid necessary environment variables"
 _SWEEP_S = 0.2  # how often deadlines are checked
 _REPLY_SEND_TIMEOUT_S = 30.0  # a client that does not read its (small) reply
 _CHUNK = 64 * 1024

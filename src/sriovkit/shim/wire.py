@@ -30,9 +30,12 @@ MAX_STDIN = 4 * 1024 * 1024
 MAX_ENV_BYTES = 256 * 1024
 MAX_ENV_VARS = 64
 ENV_PREFIXES = ("CNI_", "SRIOVKIT_")
-# CNI spec error codes used by the shim itself
+# The CNI error codes the shim and the agent's socket server answer with themselves; written here
+# because the shim has only the standard library; sriovkit.cni.spec.ErrorCode takes these values.
+CODE_INVALID_ENV = 4  # "invalid necessary environment variables"
 CODE_IO_FAILURE = 5  # "failed to decode content" family: we use it for oversized input
 CODE_TRY_AGAIN = 11
+CODE_INTERNAL = 999  # libcni's ErrInternal: what skel answers for an error of no well-known kind
 
 
 class EnvBlockError(ValueError):

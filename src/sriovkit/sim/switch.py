@@ -24,12 +24,9 @@ from typing import Any
 from sriovkit.host.statefile import locked, read_json, write_json_atomic
 from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NotSupportedError
 from sriovkit.netlink.kernel import KernelNetlink
-from sriovkit.netlink.model import LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
+from sriovkit.netlink.model import MAX_QOS, MAX_VLAN, LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
 from sriovkit.sim import net as simnet
 from sriovkit.sim.host import SimPF, SimulatedHost
-
-MAX_VLAN = 4095
-MAX_QOS = 7
 
 
 class SimulatedSwitchNetlink:

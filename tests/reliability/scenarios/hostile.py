@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sriovkit.cni.plugin import run_cni
+from sriovkit.cni.spec import ErrorCode
 from tests.integration.cni.conftest import Node
 from tests.reliability import jsonfuzz
 from tests.reliability.scenarios.rig import (
@@ -146,7 +147,7 @@ def _fuzz_case(node: Node, env: dict[str, str], stdin: bytes) -> str | None:
         data = answer(stdout)
         if not is_spec_error(stdout) or not stdout.endswith(b"\n") or stdout.count(b"\n") != 1:
             return f"not the spec's error JSON: {stdout[:200]!r} for {env!r} {stdin[:200]!r}"
-        if data["code"] == 199:
+        if data["code"] == ErrorCode.INTERNAL:
             return f"internal error (a bug): {data} for {env!r} {stdin[:300]!r}"
         return None
     if env["CNI_COMMAND"] == "ADD":

@@ -13,13 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sriovkit.cni.netconf import parse_cni_args
-from sriovkit.cni.spec import COMMANDS, CniError, ErrorCode
+from sriovkit.cni.spec import COMMANDS, CniError, ErrorCode, valid_ifname
 from sriovkit.netlink.netns import is_own_netns
 
 # spec: "alphanumeric, underscore, hyphen or period", starting alphanumeric
 _CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
 # a Linux interface name: at most 15 bytes, no '/', ':' or whitespace, not '.' or '..'
-_IFNAME = re.compile(r"^[A-Za-z0-9_.\-@]{1,15}$")
 _NEEDS_CONTAINER = frozenset({"ADD", "DEL", "CHECK"})
 
 
@@ -42,10 +41,6 @@ class CniEnv:
 
 def valid_container_id(value: str) -> bool:
     return bool(_CONTAINER_ID.fullmatch(value)) and ".." not in value
-
-
-def valid_ifname(value: str) -> bool:
-    return bool(_IFNAME.fullmatch(value)) and value not in (".", "..")
 
 
 def parse_env(env: Mapping[str, str], netns_exists: Callable[[str], bool]) -> CniEnv:

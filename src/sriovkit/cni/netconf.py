@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sriovkit import gojson
+from sriovkit.cni import spec
 from sriovkit.cni.spec import CniError, ErrorCode
 from sriovkit.netlink.model import MAX_QOS, MAX_VLAN, ZERO_MAC, LinkState, VlanProto
 
@@ -377,9 +378,7 @@ def _driver(p: _Parser, problems: list[str], dpdk_driver: str | None) -> str | N
 
 
 def valid_ifname(value: Any) -> bool:
-    from sriovkit.cni.env import valid_ifname as valid  # env imports this module
-
-    return isinstance(value, str) and valid(value)
+    return isinstance(value, str) and spec.valid_ifname(value)
 
 
 def _pf_key(data: Mapping[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ LATEST_VERSION = "1.1.0"
 # first version that knows each command (CHECK came with 0.4.0, STATUS and GC with 1.1.0)
 COMMAND_SINCE = {"ADD": "0.3.0", "DEL": "0.3.0", "CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}
 COMMANDS = frozenset({*COMMAND_SINCE, "VERSION"})
+# what an interface name may be (the kernel's IFNAMSIZ, and no path tricks: names become file names)
+_IFNAME = re.compile(r"^[A-Za-z0-9_.\-@]{1,15}$")
 
 
 class ErrorCode(enum.IntEnum):
@@ -203,3 +206,8 @@ def parse_result(data: Mapping[str, Any], what: str) -> Result:
 def dumps(obj: Mapping[str, Any]) -> bytes:
     """One canonical encoding, so the agent and the standalone plugin print the same bytes."""
     return json.dumps(obj, separators=(",", ":"), sort_keys=False).encode() + b"\n"
+
+
+def valid_ifname(value: str) -> bool:
+    """Whether `value` can name an interface (CNI_IFNAME, the netconf's if0name)."""
+    return bool(_IFNAME.fullmatch(value)) and value not in (".", "..")

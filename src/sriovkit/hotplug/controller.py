@@ -28,7 +28,7 @@ from sriovkit.hotplug import cniexec, vhostuser
 from sriovkit.hotplug.cniexec import CniCall, CniExecError, CniRuntime, PluginNotFound
 from sriovkit.hotplug.cri import CriError, Sandbox
 from sriovkit.hotplug.kube import ClusterApi, Informer, Obj
-from sriovkit.hotplug.nad import NetworkDefinitionError, parse_nad
+from sriovkit.hotplug.nad import NetworkDefinition, NetworkDefinitionError, parse_nad
 from sriovkit.hotplug.networks import (
     NETWORK_STATUS_ANNOTATION,
     NETWORKS_ANNOTATION,
@@ -39,7 +39,7 @@ from sriovkit.hotplug.networks import (
 )
 from sriovkit.hotplug.plan import Action, Backoff, Verb, plan
 from sriovkit.hotplug.podresources import free_device
-from sriovkit.hotplug.record import ADDING, ATTACHED, PodRecord, RecordStore
+from sriovkit.hotplug.record import ADDING, ATTACHED, Attachment, Mount, PodRecord, RecordStore
 from sriovkit.hotplug.sandbox import interfaces_in
 from sriovkit.hotplug.status import (
     pci_devices_in_status,
@@ -326,7 +326,7 @@ class HotplugController:
         config = cniexec.network_config(definition.plugins, cni_version=definition.cni_version,
                                         name=definition.network_name, device_id=device_id,
                                         runtime_config=runtime_config, cni_args=selection.cni_args)
-        attachment: dict[str, Any] = {
+        attachment: Attachment = {
             "network": action.network, "interface": action.interface, "auto": selection.interface is None,
             "state": ADDING, "config": config, "device_id": device_id, "container_id": sandbox.id}
         record.put(attachment)
@@ -344,7 +344,7 @@ class HotplugController:
             raise
         info = pci_device_info(device_id) if device_id and _PCI_ADDRESS.match(device_id) else None
         entry = status_entry(action.network, action.interface, result, device_info=info)
-        attachment.update(state=ATTACHED, result=result, status=entry)
+        attachment["state"], attachment["result"], attachment["status"] = ATTACHED, result, entry
         self.store.save(record)
         ips = ",".join(entry.get("ips", []))
         self._event(pod, "Normal", "AddedInterface", f"Add {action.interface} [{ips}] from {action.network}")
@@ -365,14 +365,14 @@ class HotplugController:
         self._event(pod, "Normal", "RemovedInterface", f"Remove {action.interface} from {action.network}")
         log.info("pod %s: removed %s", record.pod, action)
 
-    def _undo(self, record: PodRecord, attachment: dict[str, Any], netns: str) -> None:
+    def _undo(self, record: PodRecord, attachment: Attachment, netns: str) -> None:
         call = self._call(record, attachment.get("container_id") or record.sandbox_id, attachment["interface"],
                           netns=netns)
         cniexec.delete(self.settings.cni, attachment["config"], call, attachment.get("result"))
         record.drop(attachment["interface"])
         self.store.save(record)
 
-    def _definition(self, network: str) -> Any:
+    def _definition(self, network: str) -> NetworkDefinition:
         nad = self.nads.get(network)
         if nad is None:
             raise HotplugFailed(f"NetworkAttachmentDefinition {network} not found")
@@ -382,7 +382,7 @@ class HotplugController:
         if self.pod_resources is None:
             raise HotplugFailed(f"the network needs a {resource} device and no podresources socket is configured")
         assigned = self.pod_resources.devices(record.namespace, record.name, resource)
-        in_use = [a["device_id"] for a in record.attachments or [] if a.get("device_id")]
+        in_use = [held for a in record.attachments or [] if (held := a.get("device_id"))]
         # and the devices Multus attached when the pod started (network-status device-info)
         in_use = list(dict.fromkeys(in_use + pci_devices_in_status(
             read_network_status((pod.get("metadata") or {}).get("annotations")))))
@@ -402,7 +402,7 @@ class HotplugController:
         if dirs is None:
             return
         source, target = dirs.source(record.uid), dirs.target(record.uid)
-        entry = {"source": str(source), "target": str(target)}
+        entry: Mount = {"source": str(source), "target": str(target)}
         if entry not in (record.mounts or []):
             record.mounts = [*(record.mounts or []), entry]
             self.store.save(record)  # first: a crash after mount(2) still knows to unmount

@@ -12,12 +12,33 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from sriovkit.host.statefile import read_json, write_json_atomic
 
 ADDING = "adding"
 ATTACHED = "attached"
+
+
+class Attachment(TypedDict):
+    """One network the controller attached (or is attaching) to the pod, as the record keeps it."""
+
+    network: str  # the NAD, namespace/name
+    interface: str
+    state: str  # ADDING | ATTACHED
+    config: dict[str, Any]  # the network config ADD was given: what its DEL gets
+    auto: NotRequired[bool]  # the selection named no interface: the controller chose it
+    device_id: NotRequired[str | None]  # the device ADD was given (deviceID), if the network needs one
+    container_id: NotRequired[str]  # the sandbox ADD ran in (absent in older records: the pod's)
+    result: NotRequired[dict[str, Any]]  # ADD's CNI result, once attached: its DEL's prevResult
+    status: NotRequired[dict[str, Any]]  # its network-status entry
+
+
+class Mount(TypedDict):
+    """A vhost-user directory bind-mounted into the pod."""
+
+    source: str
+    target: str
 
 
 @dataclass
@@ -27,17 +48,17 @@ class PodRecord:
     name: str
     sandbox_id: str = ""
     netns: str = ""
-    attachments: list[dict[str, Any]] | None = None  # network, interface, state, config, result, status
-    mounts: list[dict[str, str]] | None = None  # source, target
+    attachments: list[Attachment] | None = None
+    mounts: list[Mount] | None = None
 
     @property
     def pod(self) -> str:
         return f"{self.namespace}/{self.name}"
 
-    def attachment(self, interface: str) -> dict[str, Any] | None:
+    def attachment(self, interface: str) -> Attachment | None:
         return next((a for a in self.attachments or [] if a["interface"] == interface), None)
 
-    def put(self, attachment: dict[str, Any]) -> None:
+    def put(self, attachment: Attachment) -> None:
         self.drop(attachment["interface"])
         self.attachments = [*(self.attachments or []), attachment]
 

@@ -12,9 +12,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from sriovkit.errors import UserError
+from sriovkit.errors import SriovkitError, UserError
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 __all__ = ["UserError", "main"]
 
 
@@ -61,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.lines:
             print(f"sriovctl: {line}", file=sys.stderr)
         return EXIT_USAGE
+    except SriovkitError as exc:  # a failure sriovkit describes (not a bug): its words, no traceback
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"sriovctl: {line}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -54,8 +54,17 @@ def _replace_one_byte(exc: UnicodeError) -> tuple[str, int]:
 codecs.register_error(_REPLACE_ONE_BYTE, _replace_one_byte)
 
 
-class JsonSyntaxError(SriovkitError, ValueError):
+class JsonError(SriovkitError, ValueError):
+    """JSON that cannot be read as a value: Go's decoder refuses it (`JsonSyntaxError`), or it holds
+    a number no float64 can (`NumberRangeError`). What callers of `parse` + `plain` catch."""
+
+
+class JsonSyntaxError(JsonError):
     """Text Go's decoder refuses: a syntax error, a non-finite literal, or nesting too deep."""
+
+
+class NumberRangeError(JsonError):
+    """A number Go's float64 cannot hold, read into interface{} (Go: "cannot unmarshal number")."""
 
 
 class Pairs(list[tuple[str, Any]]):
@@ -160,7 +169,7 @@ def show(value: Any, limit: int = 80) -> str:
 
 def plain(value: Any) -> Any:
     """A parsed tree as ordinary JSON values (objects as dicts, last duplicate wins), as Go reads
-    it into interface{}. Numbers Go's float64 cannot hold raise ValueError."""
+    it into interface{}. Numbers Go's float64 cannot hold raise NumberRangeError."""
     if isinstance(value, Pairs):
         return {sanitize(k): plain(v) for k, v in value}
     if isinstance(value, list):
@@ -170,11 +179,11 @@ def plain(value: Any) -> Any:
     if isinstance(value, Number):
         number = float(value.literal)
         if math.isinf(number):
-            raise ValueError(f"number {value.literal} does not fit a float64")
+            raise NumberRangeError(f"number {value.literal} does not fit a float64")
         return 0 if value.literal == "-0" else int(value.literal)
     if isinstance(value, Float):
         if math.isinf(value):
-            raise ValueError(f"number {value.literal} does not fit a float64")
+            raise NumberRangeError(f"number {value.literal} does not fit a float64")
         return float(value)
     return value
 
@@ -309,7 +318,7 @@ def plain_or_text(value: Any) -> Any:
         return [plain_or_text(v) for v in value]
     try:
         return plain(value)
-    except ValueError:
+    except NumberRangeError:
         return value.literal if isinstance(value, Number | Float) else str(value)
 
 
@@ -376,7 +385,7 @@ class Any_(GoType):
     def decode(self, value: Any, existing: Any, path: str, report: Report) -> Any:
         try:
             return plain(value)
-        except ValueError as exc:
+        except NumberRangeError as exc:
             report.problem(path, str(exc), str(value))
             return None
 

@@ -177,3 +177,15 @@ def test_yaml_aliases_cannot_expand_without_end() -> None:
         shared = [shared] * 10
     with pytest.raises(gojson.TooLarge):
         gojson.as_tree({"a": shared})
+
+
+@pytest.mark.parametrize("text", ["1e400", "-1e400", "[1, {\"x\": 123" + "0" * 400 + "}]"])
+def test_a_number_no_float64_holds_is_its_own_json_error(text):
+    with pytest.raises(gojson.NumberRangeError, match="does not fit a float64") as caught:
+        gojson.plain(gojson.parse(text).value)
+    assert isinstance(caught.value, gojson.JsonError) and isinstance(caught.value, ValueError)
+
+
+def test_syntax_errors_are_json_errors_too():
+    with pytest.raises(gojson.JsonError):
+        gojson.parse('{"a": NaN}')

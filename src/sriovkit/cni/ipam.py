@@ -129,7 +129,7 @@ def _parse_output(plugin: str, command: str, code: int, stdout: bytes, stderr: b
     if text:
         try:  # the plugin's output, read as any JSON we read: deep nesting or NaN is no result
             data = gojson.plain(gojson.parse(text).value)
-        except ValueError:
+        except gojson.JsonError:
             data = None
     if code != 0:
         if isinstance(data, dict) and isinstance(data.get("code"), int):

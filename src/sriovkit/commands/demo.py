@@ -30,6 +30,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from sriovkit.errors import SriovkitError
+
 NETNS_DIR = "/var/run/netns"
 RESOURCE_NAME = "sriov_demo"
 RESOURCE = f"intel.com/{RESOURCE_NAME}"
@@ -51,6 +53,10 @@ def _demo(args: argparse.Namespace) -> int:
 
         raise UserError("demo: needs root (it creates network namespaces and veth interfaces)")
     return run_demo(print)
+
+
+class DemoStepFailed(SriovkitError):
+    """A step of the flow did not do what it shows (a CNI call, a claim, a ping): the demo stops there."""
 
 
 @dataclass
@@ -232,7 +238,7 @@ class _Flow:
         answer = kubelet.prepare_claims(DRA_DRIVER, claim)[uid]
         self.stack.callback(kubelet.unprepare_claims, DRA_DRIVER, claim)  # undone even if interrupted
         if answer.error:
-            raise RuntimeError(f"NodePrepareResources failed: {answer.error}")
+            raise DemoStepFailed(f"NodePrepareResources failed: {answer.error}")
         ids = [i for d in answer.devices for i in d.cdi_device_ids]
         spec_file = self.dra.cdi_dir / f"sriovkit-dra-{uid}.json"
         env = [e for d in json.loads(spec_file.read_text())["devices"] for e in d["containerEdits"].get("env", [])]
@@ -285,8 +291,8 @@ class _Flow:
                               check=False, timeout=60)
         took = (time.monotonic() - started) * 1000
         if proc.returncode != 0:
-            raise RuntimeError(f"CNI {command} for {pod.name} failed: {proc.stdout.decode().strip()} "
-                               f"{proc.stderr.decode().strip()}")
+            raise DemoStepFailed(f"CNI {command} for {pod.name} failed: {proc.stdout.decode().strip()} "
+                                 f"{proc.stderr.decode().strip()}")
         if command == "ADD":
             pod.result, pod.attached = json.loads(proc.stdout), True
             self.stack.callback(self._cleanup_del, shim, pod)
@@ -299,7 +305,7 @@ class _Flow:
         if pod.attached:  # only when the flow stopped between ADD and its own DEL
             try:
                 self.cni(shim, "DEL", pod)
-            except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            except (DemoStepFailed, OSError, subprocess.TimeoutExpired) as exc:
                 self.say(f"{pod.name}: cleanup DEL failed: {exc}")
 
     def show_pods(self, pods: list[Pod]) -> None:
@@ -323,7 +329,7 @@ class _Flow:
         received = sum(1 for r in rtts if r is not None)
         self.say(f"\nping {src.name} -> {dst.name} ({dst.ip}): {received}/{len(rtts)} replies ({shown})")
         if not received:
-            raise RuntimeError(f"{src.name} cannot reach {dst.name}")
+            raise DemoStepFailed(f"{src.name} cannot reach {dst.name}")
 
     def show_returned(self, pods: list[Pod]) -> None:
         from sriovkit.output import format_table

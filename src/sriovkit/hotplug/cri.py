@@ -78,9 +78,12 @@ def netns_path(info: dict[str, str], *, pod: str) -> str:
     if not raw:
         raise CriError(f"pod {pod}: the runtime's sandbox status has no verbose info")
     try:
-        spec = gojson.plain(gojson.parse(raw).value).get("runtimeSpec") or {}
-    except (ValueError, AttributeError):
-        raise CriError(f"pod {pod}: the runtime's sandbox info is not JSON") from None
+        tree = gojson.plain(gojson.parse(raw).value)
+    except gojson.JsonError:
+        tree = None
+    if not isinstance(tree, dict):
+        raise CriError(f"pod {pod}: the runtime's sandbox info is not JSON")
+    spec = tree.get("runtimeSpec") or {}
     for namespace in (spec.get("linux") or {}).get("namespaces") or []:
         if namespace.get("type") == "network":
             return str(namespace.get("path") or "")

@@ -55,7 +55,7 @@ def parse_nad(obj: Mapping[str, Any]) -> NetworkDefinition:
         raise NetworkDefinitionError(f"{where}: spec.config is empty; a hot-plug needs the CNI config in it")
     try:
         config = gojson.plain(gojson.parse(raw).value)
-    except ValueError as exc:  # JsonSyntaxError (nesting, NaN, syntax), or a number no float64 holds
+    except gojson.JsonError as exc:  # nesting, NaN, syntax, or a number no float64 holds
         raise NetworkDefinitionError(f"{where}: spec.config is not JSON ({exc}): {gojson.show(raw)}") from None
     if not isinstance(config, dict):
         raise NetworkDefinitionError(f"{where}: spec.config must be a JSON object: {raw!r}")

@@ -53,7 +53,7 @@ def read_network_status(annotations: Mapping[str, str] | None) -> list[dict[str,
         return []
     try:
         entries = gojson.plain(gojson.parse(raw).value)
-    except ValueError:  # JsonSyntaxError, or a number no float64 holds
+    except gojson.JsonError:  # not JSON Go reads, or a number no float64 holds
         return []
     return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 

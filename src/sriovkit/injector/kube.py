@@ -6,12 +6,17 @@ from __future__ import annotations
 import datetime
 from typing import Any, cast
 
+from sriovkit.errors import SriovkitError
 from sriovkit.hotplug.nad import NAD_GROUP, NAD_PLURAL, NAD_VERSION
 from sriovkit.injector.patch import Obj, pod_name
 
 COMPONENT = "sriovkit-injector"
 _NOT_FOUND = 404
 _REQUEST_TIMEOUT_S = 5  # the API server waits for our answer (the webhook's timeoutSeconds)
+
+
+class NadUnreadable(SriovkitError):
+    """The API server answered a NAD lookup with an error other than 404 (the message: status, reason)."""
 
 
 class NadReader:
@@ -30,7 +35,7 @@ class NadReader:
         except ApiException as exc:
             if exc.status == _NOT_FOUND:
                 return None
-            raise RuntimeError(f"{exc.status} {exc.reason}") from None
+            raise NadUnreadable(f"{exc.status} {exc.reason}") from None
         return nad
 
 

@@ -2,10 +2,20 @@
 take as flags (the agent, the CNI, hot-plug, the status commands). Imports nothing, so the CLI
 can use them when it builds its parsers."""
 
+RESOURCE_PREFIX = "intel.com"  # upstream's default resourcePrefix, for resources that name none
 CNI_STATE_DIR = "/var/lib/cni/sriov"  # the sriov CNI's attachment records and per-VF locks
-POD_RESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"  # the kubelet's podresources API
-PLUGINS_REGISTRY_DIR = "/var/lib/kubelet/plugins_registry"  # the kubelet's plugin watcher
-KUBELET_PLUGINS_DIR = "/var/lib/kubelet/plugins"  # a DRA driver's dra.sock lives in <this>/<driver>/
+CNI_SOCKET = "/run/sriovkit/cni.sock"  # the agent serves the `sriov` shim here
+CNI_BIN_DIR = "/opt/cni/bin"  # where CNI plugins are installed and looked for
+KUBELET_ROOT = "/var/lib/kubelet"
+DEVICE_PLUGIN_DIR = f"{KUBELET_ROOT}/device-plugins"  # kubelet.sock and the device plugins' sockets
+POD_RESOURCES_SOCKET = f"{KUBELET_ROOT}/pod-resources/kubelet.sock"  # the kubelet's podresources API
+PLUGINS_REGISTRY_DIR = f"{KUBELET_ROOT}/plugins_registry"  # the kubelet's plugin watcher
+KUBELET_PLUGINS_DIR = f"{KUBELET_ROOT}/plugins"  # a DRA driver's dra.sock lives in <this>/<driver>/
+CRI_SOCKET = "/run/containerd/containerd.sock"  # the container runtime's CRI API (hot-plug)
+HOTPLUG_STATE_DIR = "/var/lib/sriovkit/hotplug"  # the hot-plug controller's record of attachments
+OVS_RUN_DIR = "/var/run/openvswitch"  # where vhost-user socket directories are mounted
+POLICY_POOLS_FILE = "/run/sriovkit/policy-pools.json"  # the pools the agent derived from --policy
+NETNS_DIR = "/var/run/netns"  # named network namespaces (iproute2's)
 DRA_DRIVER_NAME = "sriovnetwork.k8snetworkplumbingwg.io"  # dra-driver-sriov's: its DeviceClasses apply as they are
 DRA_STATE_DIR = "/var/lib/sriovkit/dra"  # the DRA driver's checkpoint of prepared claims
 CDI_DIR = "/var/run/cdi"  # where the container runtime reads CDI specs

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sriovkit import gojson
+from sriovkit import gojson, nodepaths
 from sriovkit.cni import spec
 from sriovkit.cni.spec import CniError, ErrorCode
 from sriovkit.netlink.model import MAX_QOS, MAX_VLAN, ZERO_MAC, LinkState, VlanProto
@@ -59,7 +59,7 @@ _VF_STATE = gojson.struct(*(_F(n, _S) for n in ("HostIFName", "AdminMAC", "Effec
                           _F("LinkState", gojson.Int(32, signed=False)))
 _UPSTREAM_STATE = "upstream's own bookkeeping, not read from a NAD"
 _DPDK = gojson.struct(_F("kernel_driver", _S), _F("dpdk_driver", _S), _F("dpdk_tool", _S))
-DEFAULT_CNI_DIR = "/var/lib/cni/sriov"  # the seeds' default for cniDir
+DEFAULT_CNI_DIR = nodepaths.CNI_STATE_DIR  # the seeds' default for cniDir
 NETCONF = gojson.struct(
     _F("cniVersion", _S), _F("name", _S), _F("type", _S), _F("capabilities", gojson.Map(_B)), _F("ipam", _IPAM),
     _F("dns", _DNS), _F("prevResult", gojson.Object()),

@@ -23,18 +23,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--config-file", help="the device plugin's config.json (reloaded on change)")
     p.add_argument("--policy", help="a node policy (see `sriovctl provision`) instead of --config-file: the agent "
                    "provisions VFs as it says, at start and on change, and serves the pools it defines")
-    p.add_argument("--policy-pools-file", default="/run/sriovkit/policy-pools.json",
+    p.add_argument("--policy-pools-file", default=nodepaths.POLICY_POOLS_FILE,
                    help="where the pools derived from --policy are written (a config.json)")
     p.add_argument("--pod-resources-socket", default=nodepaths.POD_RESOURCES_SOCKET,
                    help="the kubelet's podresources API: which VFs pods hold (never removed by --policy)")
-    p.add_argument("--resource-prefix", default="intel.com", help="prefix for resources without one")
+    p.add_argument("--resource-prefix", default=nodepaths.RESOURCE_PREFIX, help="prefix for resources without one")
     p.add_argument("--strict-config", action="store_true",
                    help="refuse a config.json (or --policy) with what upstream ignores (unknown fields, selectors "
                         "that match nothing) instead of warning")
     p.add_argument("--host-root", default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),
                    help="root of the node's filesystem: sysfs at ROOT/sys, procfs at ROOT/proc "
                    "(env SRIOVKIT_HOST_ROOT)")
-    p.add_argument("--device-plugin-dir", default="/var/lib/kubelet/device-plugins",
+    p.add_argument("--device-plugin-dir", default=nodepaths.DEVICE_PLUGIN_DIR,
                    help="the kubelet's device-plugin directory (kubelet.sock and the plugins' sockets)")
     p.add_argument("--plugin-watcher", action="store_true",
                    help="register through the kubelet's plugin watcher instead of kubelet.sock")
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--use-cdi", action="store_true", help="hand devices over as CDI devices instead of device nodes")
     p.add_argument("--cdi-dir", default=nodepaths.CDI_DIR,
                    help="where CDI spec files are written (with --use-cdi, and for --dra)")
-    p.add_argument("--cni-socket", default="/run/sriovkit/cni.sock",
+    p.add_argument("--cni-socket", default=nodepaths.CNI_SOCKET,
                    help="serve the `sriov` CNI shim on this unix socket (mode 0600; '' = do not serve)")
     p.add_argument("--cni-state-dir", default=nodepaths.CNI_STATE_DIR,
                    help="where CNI attachment records and per-VF locks live (shared with the shim's fallback)")

@@ -30,12 +30,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from sriovkit import nodepaths
 from sriovkit.errors import SriovkitError
 
-NETNS_DIR = "/var/run/netns"
+NETNS_DIR = nodepaths.NETNS_DIR
 RESOURCE_NAME = "sriov_demo"
-RESOURCE = f"intel.com/{RESOURCE_NAME}"
+RESOURCE = f"{nodepaths.RESOURCE_PREFIX}/{RESOURCE_NAME}"
 DRA_RESOURCE_NAME = "sriov_dra"
+_DRA_DEVINFO_FILES = f"{nodepaths.RESOURCE_PREFIX}-{DRA_RESOURCE_NAME}-*"  # device_info_file_name's
 DRA_DRIVER = "sriovnetwork.k8snetworkplumbingwg.io"
 NODE_NAME = "demo-node"
 SUBNET = "10.56.217.0/24"
@@ -210,8 +212,8 @@ class _Flow:
     def dra_claim(self, kubelet: Any) -> None:
         from sriovkit.kubesim.apiserver import CLAIMS, SLICES
 
-        self.heading(f"6. DRA: intel.com/{DRA_RESOURCE_NAME} (\"servedBy\": \"dra\") as ResourceSlices, and a claim "
-                     "the kubelet prepares")
+        self.heading(f"6. DRA: {nodepaths.RESOURCE_PREFIX}/{DRA_RESOURCE_NAME} (\"servedBy\": \"dra\") as "
+                     "ResourceSlices, and a claim the kubelet prepares")
         endpoint = kubelet.wait_for_dra(DRA_DRIVER, timeout=10)
         self.say(f"kubelet: DRA driver {DRA_DRIVER} registered ({endpoint.version}) at {endpoint.socket_path}")
         slices = self.api.wait_for(lambda api: [o for (k, _, _), o in api.objects.items()
@@ -242,12 +244,12 @@ class _Flow:
         ids = [i for d in answer.devices for i in d.cdi_device_ids]
         spec_file = self.dra.cdi_dir / f"sriovkit-dra-{uid}.json"
         env = [e for d in json.loads(spec_file.read_text())["devices"] for e in d["containerEdits"].get("env", [])]
-        devinfo = sorted(p.name for p in self.dra.devinfo_dir.glob(f"intel.com-{DRA_RESOURCE_NAME}-*"))
+        devinfo = sorted(p.name for p in self.dra.devinfo_dir.glob(_DRA_DEVINFO_FILES))
         self.say(f"NodePrepareResources: CDI devices {', '.join(ids)}")
         self.say(f"  container env (CDI spec {spec_file.name}): {'; '.join(sorted(env))}")
         self.say(f"  Multus device-info: {', '.join(devinfo)}")
         gone = kubelet.unprepare_claims(DRA_DRIVER, claim)[uid]
-        left = spec_file.exists() or any(self.dra.devinfo_dir.glob(f"intel.com-{DRA_RESOURCE_NAME}-*"))
+        left = spec_file.exists() or any(self.dra.devinfo_dir.glob(_DRA_DEVINFO_FILES))
         self.say(f"NodeUnprepareResources: {gone.error or 'ok'}; CDI spec and device-info "
                  f"{'still there' if left else 'removed'}")
 

@@ -32,16 +32,16 @@ def add_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, in_ag
     p.add_argument("--kubeconfig", help="kubeconfig file (default: the pod's service account, in-cluster)")
     p.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
                    help="this node's name: only its pods are watched (env NODE_NAME)")
-    p.add_argument("--cri-socket", default="/run/containerd/containerd.sock",
+    p.add_argument("--cri-socket", default=nodepaths.CRI_SOCKET,
                    help="the container runtime's CRI socket (runtime.v1)")
-    p.add_argument("--cni-bin-dir", default="/opt/cni/bin", help="CNI plugin directories, ':'-separated")
+    p.add_argument("--cni-bin-dir", default=nodepaths.CNI_BIN_DIR, help="CNI plugin directories, ':'-separated")
     if not in_agent:
         p.add_argument("--pod-resources-socket", default=nodepaths.POD_RESOURCES_SOCKET,
                        help="the kubelet's podresources socket (devices of NADs with a resourceName)")
     p.add_argument("--hotplug-state-dir", *(() if in_agent else ("--state-dir",)), dest="state_dir",
-                   metavar="DIR", default="/var/lib/sriovkit/hotplug", help="the controller's record of attachments")
-    p.add_argument("--kubelet-root", default="/var/lib/kubelet", help="the kubelet's root (pods' emptyDir volumes)")
-    p.add_argument("--ovs-run-dir", default="/var/run/openvswitch", help="where vhost_sockets/<uid> mounts go")
+                   metavar="DIR", default=nodepaths.HOTPLUG_STATE_DIR, help="the controller's record of attachments")
+    p.add_argument("--kubelet-root", default=nodepaths.KUBELET_ROOT, help="the kubelet's root (pods' emptyDir volumes)")
+    p.add_argument("--ovs-run-dir", default=nodepaths.OVS_RUN_DIR, help="where vhost_sockets/<uid> mounts go")
     p.add_argument("--no-vhostuser", action="store_true", help="do not bind-mount vhost-user socket directories")
     if not in_agent:
         p.add_argument("--host-root", default=os.environ.get("SRIOVKIT_HOST_ROOT", "/"),

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from sriovkit import nodepaths
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("install-cni", help="install the `sriov` CNI executable into a CNI bin directory")
     # one name per concept across subcommands (the agent's and hot-plug's); the first spellings stay as aliases
-    p.add_argument("--cni-bin-dir", "--dest", dest="dest", metavar="DIR", default="/opt/cni/bin",
-                   help="CNI bin directory (default /opt/cni/bin; alias --dest)")
+    p.add_argument("--cni-bin-dir", "--dest", dest="dest", metavar="DIR", default=nodepaths.CNI_BIN_DIR,
+                   help=f"CNI bin directory (default {nodepaths.CNI_BIN_DIR}; alias --dest)")
     p.add_argument("--cni-socket", "--agent-socket", dest="agent_socket", metavar="PATH",
-                   default="/run/sriovkit/cni.sock",
+                   default=nodepaths.CNI_SOCKET,
                    help="the agent's --cni-socket (alias --agent-socket)")
     p.add_argument("--python-shim", action="store_true",
                    help="install the Python shim (needs --python on the host) instead of the static native one")

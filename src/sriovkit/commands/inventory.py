@@ -8,6 +8,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from sriovkit import nodepaths
 from sriovkit.errors import UserError
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("pools", help="show the resource pools a device plugin config yields")
     p.add_argument("--config-file", required=True, help="the device plugin's config.json")
-    p.add_argument("--resource-prefix", default="intel.com", help="prefix for resources without one")
+    p.add_argument("--resource-prefix", default=nodepaths.RESOURCE_PREFIX, help="prefix for resources without one")
     p.add_argument("--explain", action="store_true", help="say for every device which pool took it, or why none")
     p.add_argument("--strict", action="store_true",
                    help="refuse what upstream ignores (unknown fields, selectors that match nothing): for CI linting")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import grpc
 
-from sriovkit import unixsocket
+from sriovkit import nodepaths, unixsocket
 from sriovkit.cni.pools import publish_pools, withdraw_pools
 from sriovkit.deviceplugin import health as hl
 from sriovkit.deviceplugin.metrics import PoolMetrics
@@ -44,10 +44,10 @@ from sriovkit.resources.selectors import device_id
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
-DEFAULT_PLUGINS_REGISTRY_DIR = Path("/var/lib/kubelet/plugins_registry")
-DEFAULT_DEVINFO_DIR = Path("/var/run/k8s.cni.cncf.io/devinfo/dp")
-DEFAULT_CDI_DIR = Path("/var/run/cdi")
+DEFAULT_DEVICE_PLUGIN_DIR = Path(nodepaths.DEVICE_PLUGIN_DIR)
+DEFAULT_PLUGINS_REGISTRY_DIR = Path(nodepaths.PLUGINS_REGISTRY_DIR)
+DEFAULT_DEVINFO_DIR = Path(nodepaths.DEVINFO_DIR)
+DEFAULT_CDI_DIR = Path(nodepaths.CDI_DIR)
 _SETTLE_STEPS = 6
 _SETTLE_INTERVAL = 0.5
 _MIN_POLL_GAP = 0.05

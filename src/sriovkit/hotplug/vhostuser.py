@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sriovkit import nodepaths
 from sriovkit.errors import SriovkitError
 
 VOLUME_NAME = "vhostuser-sockets"
@@ -36,8 +37,8 @@ class MountError(SriovkitError, OSError):
 
 @dataclass(frozen=True, slots=True)
 class VhostUserDirs:
-    kubelet_root: Path = Path("/var/lib/kubelet")
-    ovs_run_dir: Path = Path("/var/run/openvswitch")
+    kubelet_root: Path = Path(nodepaths.KUBELET_ROOT)
+    ovs_run_dir: Path = Path(nodepaths.OVS_RUN_DIR)
 
     def source(self, uid: str) -> Path:
         return self.kubelet_root / "pods" / uid / "volumes" / "kubernetes.io~empty-dir" / VOLUME_NAME

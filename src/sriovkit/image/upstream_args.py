@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sriovkit.errors import UserError
-from sriovkit.nodepaths import UPSTREAM_CNI_BIN_MOUNT, UPSTREAM_CONFIG_FILE
+from sriovkit.nodepaths import RESOURCE_PREFIX, UPSTREAM_CNI_BIN_MOUNT, UPSTREAM_CONFIG_FILE
 
 _VALUE_FLAGS = frozenset({"config-file", "resource-prefix", "log-dir", "log_dir", "log-level", "v", "log-max-size",
                           "log-max-files", "log-max-age", "log_file", "log-file", "stderrthreshold", "vmodule",
@@ -36,7 +36,7 @@ _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 @dataclass(frozen=True, slots=True)
 class DevicePluginArgs:
     config_file: str = UPSTREAM_CONFIG_FILE
-    resource_prefix: str = "intel.com"
+    resource_prefix: str = RESOURCE_PREFIX
     use_cdi: bool = False
     log_level: str = "debug"  # upstream's entrypoint default is -v 10
     log_dir: str = ""  # "" = stderr only

@@ -16,12 +16,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sriovkit import gojson
+from sriovkit import gojson, nodepaths
 from sriovkit.errors import SriovkitError
 from sriovkit.gojson import Field, Slice, String
 from sriovkit.resources.ranges import RangeError, format_ranges, parse_indexed_names
 
-DEFAULT_RESOURCE_PREFIX = "intel.com"
+DEFAULT_RESOURCE_PREFIX = nodepaths.RESOURCE_PREFIX
 _E = TypeVar("_E", bound=StrEnum)
 _RESOURCE_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")  # upstream's utils.ValidResourceName
 # a DNS subdomain, as Kubernetes requires of an extended resource's prefix

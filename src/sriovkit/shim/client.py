@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     Reader = Callable[[int], bytes]
 
 # --- settings, rewritten by `sriovctl install-cni` -------------------------------
-AGENT_SOCKET = "/run/sriovkit/cni.sock"
+AGENT_SOCKET = "/run/sriovkit/cni.sock"  # nodepaths.CNI_SOCKET (this file imports no sriovkit)
 FALLBACK_PYTHON = ""  # interpreter with sriovkit installed; "" = no fallback
 LOG_FILE = ""  # "" = log to stderr only
 HOST_ROOT = ""  # the agent's --host-root, so the fallback acts on the same node ("" = env or /)

@@ -17,13 +17,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sriovkit import atomicfile
+from sriovkit import atomicfile, nodepaths
 from sriovkit.errors import UserError
 
 SHIM_SOURCE = Path(__file__).with_name("client.py")
 WIRE_SOURCE = Path(__file__).with_name("wire.py")  # written into the Python shim where it imports it
 _WIRE_IMPORT = re.compile(r"^# --- the wire codec.*?^# --- end of the wire codec -*$", re.M | re.S)
-DEFAULT_SOCKET = "/run/sriovkit/cni.sock"
+DEFAULT_SOCKET = nodepaths.CNI_SOCKET
 NATIVE_ENV = "SRIOVKIT_SHIM_BINARY"  # overrides where the built native shim is looked for
 NATIVE_MARKER = b"#sriovkit-shim-settings-v1\n"
 NATIVE_END = b"#end-sriovkit-shim-settings\n"

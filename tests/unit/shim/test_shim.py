@@ -250,3 +250,12 @@ def test_installed_shim_carries_the_wire_codec_and_imports_no_sriovkit(shim):
 
     assert wire.decode_request(read) == (env, stdin)
     assert installed["MAX_STDIN"] == wire.MAX_STDIN and installed["MAX_ENV_BYTES"] == wire.MAX_ENV_BYTES
+
+
+def test_the_shims_own_defaults_are_the_nodes() -> None:
+    """The standalone shim imports no sriovkit, so it spells its defaults itself: they must be
+    nodepaths' (the installer rewrites them, a shim run as it stands uses them)."""
+    from sriovkit import nodepaths
+    from sriovkit.shim import client
+
+    assert client.AGENT_SOCKET == nodepaths.CNI_SOCKET

@@ -231,7 +231,8 @@ def _result_mac(call: Call, record: AttachmentRecord) -> str:
         return record.pod_mac
     if call.conf.mac:
         return call.conf.mac
-    admin = (record.original.vf or {}).get("mac", ZERO_MAC)
+    vf = record.original.vf
+    admin = vf.get("mac", ZERO_MAC) if vf else ZERO_MAC
     return "" if admin == ZERO_MAC else str(admin)
 
 

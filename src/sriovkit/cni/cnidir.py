@@ -19,10 +19,14 @@ import os
 import re
 import stat
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sriovkit import atomicfile
 from sriovkit.cni.spec import CniError, ErrorCode
+from sriovkit.cni.state import AttachmentRecord, CniFileTarget
+
+if TYPE_CHECKING:
+    from sriovkit.cni.steps import Call
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,254}$")
 _PROC_NETNS = re.compile(r"^/proc/(\d+)/(?:task/\d+/)?ns/net$")
@@ -50,7 +54,7 @@ def inside(roots: Sequence[str], cni_dir: str) -> tuple[str, list[str]] | None:
     return None
 
 
-def document(record: Any) -> dict[str, Any]:
+def document(record: AttachmentRecord) -> dict[str, Any]:
     """What a container may read about its attachment (the record's public part)."""
     return {"containerID": record.container_id, "ifname": record.ifname, "netns": record.netns,
             "network": record.network, "pciAddress": record.pci_address, "mode": record.mode,
@@ -173,7 +177,7 @@ def _holds(dir_fd: int, name: str, container_id: str, ifname: str) -> bool:
 
 
 # -- the steps ADD and DEL run ---------------------------------------------------------------
-def plan(call: Any, roots: Sequence[str]) -> dict[str, Any] | None:
+def plan(call: Call, roots: Sequence[str]) -> CniFileTarget | None:
     """Where this attachment's file goes (kept in the journal, so a DEL after a crash finds it),
     or None with a warning when cniDir is not the node's to write."""
     cni_dir = call.conf.cni_dir or call.ctx.state_dir
@@ -193,13 +197,15 @@ def plan(call: Any, roots: Sequence[str]) -> dict[str, Any] | None:
     return {"root": where[0], "parts": where[1], "netns": ns, "ifname": call.env.ifname, "dir_created": made}
 
 
-def publish_record(record: Any) -> None:
+def publish_record(record: AttachmentRecord) -> None:
     target = record.cni_file
+    if target is None:
+        raise ValueError(f"attachment {record.key}: no per-namespace record planned")
     made = publish(target["root"], target["parts"], target["netns"], target["ifname"], document(record))
     target["dir_created"] = target["dir_created"] or made
 
 
-def withdraw_record(record: Any) -> None:
+def withdraw_record(record: AttachmentRecord) -> None:
     target = record.cni_file
     if target:
         withdraw(target["root"], target["parts"], target["netns"], target["ifname"], record.container_id,

@@ -34,7 +34,7 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from sriovkit import atomicfile, nodepaths
 from sriovkit.cni.spec import CniError, ErrorCode
@@ -47,6 +47,32 @@ _ATTACHMENT_LOCK = ".attach"
 _POLL_S = 0.01
 
 
+class VfSettingsRecord(TypedDict):
+    """A VF's PF-side settings as a record keeps them (`vfconfig.settings_to_dict`): VfSettings'
+    fields, its enums as their kernel numbers."""
+
+    vf_index: int
+    mac: str  # the administrative MAC (00:..:00 = none)
+    vlan: int
+    qos: int
+    vlan_proto: NotRequired[int]  # ETH_P_8021Q / ETH_P_8021AD (absent: 802.1Q)
+    spoofchk: bool
+    trust: bool
+    link_state: NotRequired[int]  # IFLA_VF_LINK_STATE_* (absent: auto)
+    min_tx_rate: int
+    max_tx_rate: int
+
+
+class CniFileTarget(TypedDict):
+    """Where the seeds' per-namespace record goes (`cnidir.plan`): `root`/`parts`/`netns`/`ifname`.json."""
+
+    root: str  # one of the node's cniDir roots
+    parts: list[str]  # the directories below it
+    netns: str  # the namespace's name
+    ifname: str
+    dir_created: bool  # the namespace directory is this attachment's (DEL removes it once empty)
+
+
 @dataclass(slots=True)
 class OriginalState:
     """The VF as it was before ADD: what DEL puts back."""
@@ -56,7 +82,7 @@ class OriginalState:
     mtu: int | None = None
     up: bool | None = None
     driver: str | None = None
-    vf: dict[str, Any] | None = None  # VfSettings fields (admin MAC, vlan, qos, proto, ...)
+    vf: VfSettingsRecord | None = None  # the PF-side settings (admin MAC, vlan, qos, proto, ...)
     ifindex: int | None = None  # the netdev's ifindex in the host namespace
     perm_mac: str | None = None  # its permanent (hardware) MAC, when the kernel reports one
 
@@ -83,7 +109,7 @@ class AttachmentRecord:
     config: str = ""  # the ADD's network config, for IPAM DEL and GC
     ips: list[str] = field(default_factory=list)
     runtime_ifname: str = ""  # CNI_IFNAME, when the netconf's if0name named the interface instead
-    cni_file: dict[str, Any] | None = None  # the seeds' <cniDir>/<netns>/<ifname>.json (sriovkit.cni.cnidir)
+    cni_file: CniFileTarget | None = None  # the seeds' <cniDir>/<netns>/<ifname>.json (sriovkit.cni.cnidir)
     # ADD's CNI_PATH and CNI_ARGS: a DEL the runtime never sends (sriovkit.cni.forgotten) runs the
     # IPAM plugin's DEL with them, as the runtime's own DEL would
     cni_path: list[str] = field(default_factory=list)

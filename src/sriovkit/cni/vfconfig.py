@@ -8,12 +8,12 @@ without it, would fail a DEL that has nothing to undo there).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sriovkit.cni.netconf import NetConf
+from sriovkit.cni.state import VfSettingsRecord
 from sriovkit.netlink.model import LinkState, VfSettings, VlanProto
 from sriovkit.netlink.port import Netlink
 
@@ -88,15 +88,15 @@ def describe_restore(key: str, original: VfSettings) -> str:
     }.get(key, key)
 
 
-def settings_to_dict(settings: VfSettings) -> dict[str, Any]:
-    data = dataclasses.asdict(settings)
-    data["vlan_proto"] = int(settings.vlan_proto)
-    data["link_state"] = int(settings.link_state)
-    return data
+def settings_to_dict(settings: VfSettings) -> VfSettingsRecord:
+    return VfSettingsRecord(vf_index=settings.vf_index, mac=settings.mac, vlan=settings.vlan, qos=settings.qos,
+                            vlan_proto=int(settings.vlan_proto), spoofchk=settings.spoofchk, trust=settings.trust,
+                            link_state=int(settings.link_state), min_tx_rate=settings.min_tx_rate,
+                            max_tx_rate=settings.max_tx_rate)
 
 
-def settings_from_dict(data: dict[str, Any]) -> VfSettings:
-    values = dict(data)
+def settings_from_dict(data: VfSettingsRecord) -> VfSettings:
+    values: dict[str, Any] = dict(data)
     values["vlan_proto"] = VlanProto(values.get("vlan_proto", VlanProto.DOT1Q))
     values["link_state"] = LinkState(values.get("link_state", LinkState.AUTO))
     return VfSettings(**values)

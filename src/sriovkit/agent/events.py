@@ -85,7 +85,7 @@ def client_create(kubeconfig: str | None) -> Callable[[dict[str, Any]], None]:
     configuration errors now, not at the first Event."""
     from kubernetes import client
 
-    from sriovkit.hotplug.kube import api_client
+    from sriovkit.kubeclient import api_client
 
     core = client.CoreV1Api(api_client(kubeconfig))
 

@@ -303,7 +303,7 @@ def _add_node_events(agent: NodeAgent, args: argparse.Namespace, reconciler: Pol
 
     from sriovkit.agent.events import NodeEvents, client_create
     from sriovkit.errors import UserError
-    from sriovkit.hotplug.kube import KUBE_EXTRA_HINT, have_client, in_cluster
+    from sriovkit.kubeclient import KUBE_EXTRA_HINT, have_client, in_cluster
 
     if not (args.kubeconfig or in_cluster(os.environ)):
         return

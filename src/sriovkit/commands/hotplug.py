@@ -56,7 +56,7 @@ def controller_from_args(args: argparse.Namespace, *, in_agent: bool = False) ->
     from pathlib import Path
 
     from sriovkit.errors import UserError
-    from sriovkit.hotplug.kube import require_client
+    from sriovkit.kubeclient import require_client
 
     require_client("--hotplug" if in_agent else "sriovctl hotplug")
     from sriovkit.hotplug.cniexec import CniRuntime, in_bin_dir

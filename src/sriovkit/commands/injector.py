@@ -44,9 +44,9 @@ def _injector(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sriovkit.errors import UserError
-    from sriovkit.hotplug.kube import require_client
     from sriovkit.injector.review import Reviewer
     from sriovkit.injector.server import ReloadingTls, WebhookServer
+    from sriovkit.kubeclient import require_client
 
     logs.setup(args.log_level, args.log_format)
     require_client("sriovctl injector")
@@ -98,8 +98,8 @@ def _injector(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> tuple[NadLookup, EventSink | None, EventQueue | None]:
     from sriovkit.agent.events import EventQueue
     from sriovkit.errors import UserError
-    from sriovkit.hotplug.kube import api_client
     from sriovkit.injector.kube import NadReader, pod_event_body
+    from sriovkit.kubeclient import api_client
 
     try:
         client = api_client(args.kubeconfig)

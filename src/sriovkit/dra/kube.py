@@ -37,7 +37,7 @@ class KubernetesDraApi:
     def __init__(self, *, kubeconfig: str | None = None) -> None:
         from kubernetes import client
 
-        from sriovkit.hotplug.kube import api_client  # the one kubeconfig/in-cluster loader
+        from sriovkit.kubeclient import api_client  # the one kubeconfig/in-cluster loader
 
         self._custom = client.CustomObjectsApi(api_client(kubeconfig))
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast
 
 from sriovkit.errors import SriovkitError
 from sriovkit.hotplug.nad import NAD_GROUP, NAD_PLURAL, NAD_VERSION
+from sriovkit.kubeclient import api_client
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,6 @@ Obj = dict[str, Any]
 COMPONENT = "sriovkit-hotplug"
 _GONE = 410
 _LIST_CHUNK = 500
-_SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 _REQUEST_TIMEOUT_S = 30  # lists, patches, events: an API server that hangs must not hang the controller
 
 
@@ -37,49 +37,6 @@ class ClusterApi(Protocol):
     def patch_pod_annotations(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None: ...
     def create_event(self, pod: Obj, event_type: str, reason: str, message: str) -> None: ...
     def stop(self) -> None: ...
-
-
-KUBE_EXTRA_HINT = "the kubernetes client is not installed: pip install 'sriovkit[kube]'"
-
-
-def have_client() -> bool:
-    """Whether the `kubernetes` package (the `kube` extra) is installed."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("kubernetes") is not None
-    except (ImportError, ValueError):  # ValueError: blocked (sys.modules entry None)
-        return False
-
-
-def require_client(what: str) -> None:
-    """A one-line UserError naming `what` needs the client, when the `kube` extra is missing."""
-    if not have_client():
-        from sriovkit.errors import UserError
-
-        raise UserError(f"{what}: {KUBE_EXTRA_HINT}")
-
-
-def api_client(kubeconfig: str | None = None) -> Any:
-    """A `kubernetes.client.ApiClient` for `kubeconfig`, else the pod's service account (in-cluster).
-    Loads the configuration only (no requests); raises the client's own errors when it cannot."""
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
-        config.load_incluster_config(client_configuration=configuration)
-    # objects are read as plain dicts; a field the model does not know must not fail a watch
-    configuration.client_side_validation = False
-    return client.ApiClient(configuration)
-
-
-def in_cluster(environ: Mapping[str, str], token_file: str = _SERVICE_ACCOUNT_TOKEN) -> bool:
-    """Whether this process runs in a pod that can reach the API server with its service account."""
-    import os
-
-    return bool(environ.get("KUBERNETES_SERVICE_HOST")) and os.path.isfile(token_file)
 
 
 class Expired(SriovkitError):

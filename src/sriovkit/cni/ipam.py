@@ -11,14 +11,11 @@ both speak: the result is converted back to the caller's version anyway.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sriovkit import gojson
+from sriovkit.cni import pluginexec
 from sriovkit.cni.spec import CniError, ErrorCode, Result, best_common_version, parse_result
 
 IPAM_TIMEOUT_S = 60.0
@@ -45,10 +42,9 @@ class IpamError(CniError):
 def find_plugin(name: str, search_path: tuple[str, ...]) -> str:
     if not name or "/" in name or name in (".", ".."):
         raise IpamError(ErrorCode.INVALID_CONFIG, f"ipam.type {name!r} is not a plugin name")
-    for directory in search_path:
-        candidate = os.path.join(directory, name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
+    found = pluginexec.find_plugin(name, search_path)
+    if found is not None:
+        return found
     raise IpamError(ErrorCode.IPAM_FAILED, f"IPAM plugin {name!r} not found",
                     f"searched CNI_PATH {':'.join(search_path) or '(empty)'}")
 
@@ -99,45 +95,29 @@ def _in_caller_root(root: str, path: str) -> str:
 
 def _exec(call: IpamCall, command: str, config: Mapping[str, Any]) -> dict[str, Any]:
     root = call.caller_root
-    binary = _in_caller_root(root, find_plugin(call.plugin, call.search_path))
-    env = {
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": call.container_id,
-        "CNI_NETNS": _in_caller_root(root, call.netns),
-        "CNI_IFNAME": call.ifname,
-        "CNI_ARGS": call.cni_args,
-        "CNI_PATH": os.pathsep.join(_in_caller_root(root, p) for p in call.search_path),
-        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-    }
-
-    def enter_caller_root() -> None:  # in the child, before exec: the plugin sees the host's files
-        os.chroot(root)
-        os.chdir("/")
-
+    binary = find_plugin(call.plugin, call.search_path)
     try:
-        proc = subprocess.run([binary], input=json.dumps(config).encode(), env=env, capture_output=True,
-                              timeout=IPAM_TIMEOUT_S, check=False, preexec_fn=enter_caller_root if root else None)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        reply = pluginexec.run_plugin(
+            _in_caller_root(root, binary), command, config, container_id=call.container_id,
+            netns=_in_caller_root(root, call.netns), ifname=call.ifname, cni_args=call.cni_args,
+            cni_path=[_in_caller_root(root, p) for p in call.search_path], timeout_s=IPAM_TIMEOUT_S, chroot=root)
+    except pluginexec.PluginExecError as exc:
         raise IpamError(ErrorCode.IPAM_FAILED, f"IPAM plugin {call.plugin} {command} could not run",
                         str(exc)) from None
-    return _parse_output(call.plugin, command, proc.returncode, proc.stdout, proc.stderr)
+    return _parse_output(call.plugin, command, reply.returncode, reply.stdout, reply.stderr)
 
 
 def _parse_output(plugin: str, command: str, code: int, stdout: bytes, stderr: bytes) -> dict[str, Any]:
-    text = stdout.strip()
-    data: Any = {}
-    if text:
-        try:  # the plugin's output, read as any JSON we read: deep nesting or NaN is no result
-            data = gojson.plain(gojson.parse(text).value)
-        except gojson.JsonError:
-            data = None
+    reply = pluginexec.PluginReply(code, stdout, stderr)
     if code != 0:
-        if isinstance(data, dict) and isinstance(data.get("code"), int):
-            msg = f"IPAM plugin {plugin} {command} failed: {data.get('msg', '')}"
-            raise IpamError(data["code"], msg, str(data.get("details", "")))
+        error = reply.spec_error()
+        if error is not None:
+            msg = f"IPAM plugin {plugin} {command} failed: {error.get('msg', '')}"
+            raise IpamError(error["code"], msg, str(error.get("details", "")))
         reason = (stderr or stdout).decode(errors="replace").strip()[:500] or f"exit status {code}"
         raise IpamError(ErrorCode.IPAM_FAILED, f"IPAM plugin {plugin} {command} failed", reason)
+    data = reply.output()
     if not isinstance(data, dict):
         raise IpamError(ErrorCode.DECODE_FAILURE, f"IPAM plugin {plugin} {command} printed no JSON object",
-                        text[:200].decode(errors="replace"))
+                        stdout.strip()[:200].decode(errors="replace"))
     return data

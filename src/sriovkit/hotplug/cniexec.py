@@ -4,14 +4,12 @@ chained, DEL in reverse with the cached result."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sriovkit.cni import pluginexec
 from sriovkit.errors import SriovkitError
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -34,10 +32,9 @@ class CniRuntime:
     extra_env: Mapping[str, str] | None = None  # e.g. SRIOVKIT_HOST_ROOT for the sriov plugin
 
     def find(self, plugin_type: str) -> str:
-        for directory in self.bin_dirs:
-            path = os.path.join(directory, plugin_type)
-            if os.path.isfile(path) and os.access(path, os.X_OK):
-                return path
+        path = pluginexec.find_plugin(plugin_type, self.bin_dirs)
+        if path is not None:
+            return path
         raise PluginNotFound(f"CNI plugin {plugin_type!r} not found in {':'.join(self.bin_dirs)}")
 
 
@@ -97,38 +94,34 @@ def delete(runtime: CniRuntime, network_config: Mapping[str, Any], call: CniCall
 
 def _exec(runtime: CniRuntime, command: str, config: Mapping[str, Any], call: CniCall) -> dict[str, Any]:
     binary = runtime.find(str(config["type"]))
-    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **(runtime.extra_env or {}),
-           "CNI_COMMAND": command, "CNI_CONTAINERID": call.container_id, "CNI_NETNS": call.netns,
-           "CNI_IFNAME": call.ifname, "CNI_ARGS": call.cni_args(), "CNI_PATH": ":".join(runtime.bin_dirs)}
+    what = f"{config['type']} {command} {call.ifname}"
     try:
-        proc = subprocess.run([binary], input=json.dumps(config).encode(), env=env, capture_output=True,
-                              timeout=runtime.timeout_s, check=False, cwd="/")
-    except subprocess.TimeoutExpired:
-        raise CniExecError(f"{config['type']} {command} {call.ifname}: no answer in {runtime.timeout_s:g} s") from None
-    except OSError as exc:
-        raise CniExecError(f"{config['type']} {command} {call.ifname}: cannot run {binary}: {exc}") from None
-    out = proc.stdout.decode(errors="replace").strip()
-    if proc.returncode != 0:
-        raise CniExecError(f"{config['type']} {command} {call.ifname}: {_error_text(out, proc.stderr)}")
+        reply = pluginexec.run_plugin(binary, command, config, container_id=call.container_id, netns=call.netns,
+                                      ifname=call.ifname, cni_args=call.cni_args(), cni_path=runtime.bin_dirs,
+                                      timeout_s=runtime.timeout_s, extra_env=runtime.extra_env)
+    except pluginexec.PluginExecError as exc:
+        raise CniExecError(f"{what}: {exc}") from None
+    if reply.returncode != 0:
+        raise CniExecError(f"{what}: {_error_text(reply)}")
     if command != "ADD":
         return {}
-    try:
-        result = json.loads(out)
-    except json.JSONDecodeError:
-        raise CniExecError(f"{config['type']} ADD {call.ifname}: result is not JSON: {out[:200]!r}") from None
+    result = reply.output()
+    out = reply.stdout.decode(errors="replace").strip()
+    if result is None:
+        raise CniExecError(f"{what}: result is not JSON: {out[:200]!r}")
     if not isinstance(result, dict):
-        raise CniExecError(f"{config['type']} ADD {call.ifname}: result is not an object: {out[:200]!r}")
+        raise CniExecError(f"{what}: result is not an object: {out[:200]!r}")
     return result
 
 
-def _error_text(stdout: str, stderr: bytes) -> str:
-    try:
-        error = json.loads(stdout)
+def _error_text(reply: pluginexec.PluginReply) -> str:
+    error = reply.spec_error()
+    if error is not None:
         text = str(error.get("msg", "")) + (f": {error['details']}" if error.get("details") else "")
         return f"{text} (code {error.get('code')})"
-    except (json.JSONDecodeError, AttributeError):
-        tail = stderr.decode(errors="replace").strip().splitlines()
-        return (stdout or (tail[-1] if tail else "")) or "failed without a message"
+    stdout = reply.stdout.decode(errors="replace").strip()
+    tail = reply.stderr.decode(errors="replace").strip().splitlines()
+    return (stdout or (tail[-1] if tail else "")) or "failed without a message"
 
 
 def network_config(definition_plugins: Sequence[Mapping[str, Any]], *, cni_version: str, name: str,

@@ -96,18 +96,25 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         own = _own_fields(record)
-        body: dict[str, Any] = {
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
-            "level": _LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
-            "logger": record.name,
-            "msg": str(getattr(record, "event", "")) if own is not None else record.getMessage(),
-        }
-        for key, value in {**_context_of(record), **(own or {})}.items():
-            body.setdefault(key, value)  # the four keys above are never overwritten by a field
+        msg = str(getattr(record, "event", "")) if own is not None else record.getMessage()
+        fields = {**_context_of(record), **(own or {})}
         if record.exc_info:
-            body["error"] = self.formatException(record.exc_info)
-        return json.dumps(body, default=str, ensure_ascii=False)
+            fields["error"] = self.formatException(record.exc_info)
+        return json_line(record.created, _LEVEL_NAMES.get(record.levelno, record.levelname.lower()), record.name,
+                         msg, fields)
+
+
+def json_line(created: float, level: str, logger: str, msg: str, fields: Mapping[str, Any]) -> str:
+    """One log line as a JSON object: time (UTC, ms), level, logger, msg, then `fields` (which
+    never replace those four)."""
+    body: dict[str, Any] = {
+        "time": datetime.datetime.fromtimestamp(created, datetime.UTC).isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"),
+        "level": level, "logger": logger, "msg": msg,
+    }
+    for key, value in fields.items():
+        body.setdefault(key, value)
+    return json.dumps(body, default=str, ensure_ascii=False)
 
 
 def formatter(log_format: str) -> logging.Formatter:

@@ -89,6 +89,7 @@ SRIOV_NETCONF_SCHEMA: dict[str, Any] = {
         "dns": {"type": "object"},
         "logLevel": {"type": "string", "enum": ["panic", "error", "warning", "info", "debug"]},
         "logFile": {"type": "string"},
+        "logFormat": {"type": "string", "enum": ["text", "json"]},
         "capabilities": {"type": "object", "additionalProperties": {"type": "boolean"}},
         "runtimeConfig": {"type": "object"},
         "args": {"type": "object"},

@@ -16,7 +16,7 @@ from typing import Any
 
 from sriovkit import nodepaths
 from sriovkit.cni import paths
-from sriovkit.logs import key_values
+from sriovkit.logs import json_line, key_values
 
 _LEVELS = {"panic": logging.CRITICAL, "error": logging.ERROR, "warning": logging.WARNING,
            "info": logging.INFO, "debug": logging.DEBUG}
@@ -35,14 +35,16 @@ class EventLog:
         self.level = _LEVELS.get(level, logging.INFO)
         self.log_file = log_file
         self.log_dir = log_dir
+        self.log_format = "text"
         self._refused = False
 
     def bind(self, **fields: Any) -> None:
         self.fields.update(fields)
 
-    def configure(self, *, level: str, log_file: str, log_dir: str | None = None) -> None:
+    def configure(self, *, level: str, log_file: str, log_dir: str | None = None, log_format: str = "text") -> None:
         self.level = _LEVELS.get(level, logging.INFO)
         self.log_file = log_file
+        self.log_format = log_format
         if log_dir is not None:
             self.log_dir = log_dir
 
@@ -72,7 +74,13 @@ class EventLog:
         # the fields ride along for the JSON format (sriovkit.logs); the text is the line itself
         _log.log(level, "%s", text, extra={"event": event, "fields": {**self.fields, **kv}}, exc_info=exc_info)
         if self.log_file:
-            self._append(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {text}\n")
+            self._append(self._file_line(level, event, kv, text))
+
+    def _file_line(self, level: int, event: str, kv: dict[str, Any], text: str) -> str:
+        """The logFile's line: `time key=value...`, or with `logFormat: json` one JSON object."""
+        if self.log_format == "json":
+            return json_line(time.time(), _NAMES.get(level, "info"), _log.name, event, {**self.fields, **kv}) + "\n"
+        return f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {text}\n"
 
     def _append(self, line: str) -> None:
         if self._refused:

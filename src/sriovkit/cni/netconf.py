@@ -35,6 +35,7 @@ _PCI_SHORT = re.compile(r"^[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _DRIVER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 LOG_LEVELS = ("panic", "error", "warning", "info", "debug")
+LOG_FORMATS = ("text", "json")
 _ON_OFF = {"on": True, "off": False}
 _VLAN_PROTOS = {"802.1q": VlanProto.DOT1Q, "802.1ad": VlanProto.DOT1AD}
 _LINK_STATES = {"auto": LinkState.AUTO, "enable": LinkState.ENABLE, "disable": LinkState.DISABLE}
@@ -73,6 +74,7 @@ NETCONF = gojson.struct(
     _F("deviceID", _S), _F("VFID", gojson.Int(), note=_UPSTREAM_STATE),
     _F("min_tx_rate", _INT), _F("max_tx_rate", _INT), _F("spoofchk", _S), _F("trust", _S), _F("link_state", _S),
     _F("runtimeConfig", _RUNTIME_CONFIG), _F("logLevel", _S), _F("logFile", _S),
+    _F("logFormat", gojson.Raw()),  # sriovkit's; upstream ignores it whatever it holds: read leniently
     _F("pciBusID", _S), _F("driver", _S),
     keep_unknown=True,
 )
@@ -98,6 +100,7 @@ class NetConf:
     mtu: int | None = None
     log_level: str = "info"
     log_file: str = ""
+    log_format: str = "text"  # sriovkit extension: "json" writes logFile lines as JSON objects
     device_info_file: str = ""
     driver: str | None = None  # sriovkit extension: bind the VF to this driver for the attachment
     pf: str | None = None  # seeds: the PF to pick a free VF from when no deviceID is given
@@ -218,6 +221,7 @@ def parse_netconf(data: Mapping[str, Any] | gojson.Pairs | bytes | str, *, cni_a
         mtu=p.integer("mtu", MIN_MTU, MAX_MTU),
         log_level=_log_level(p),
         log_file=p.string("logFile") or "",
+        log_format=_log_format(data, warnings),
         device_info_file=_device_info_file(rc, problems),
         driver=_driver(p, problems, dpdk.get("dpdk_driver")),
         pf=pf,
@@ -349,6 +353,16 @@ def _ipam(data: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
         problems.append(f"ipam.type {json.dumps(kind)} must be a plugin name (no '/')")
         return {}
     return ipam
+
+
+def _log_format(data: Mapping[str, Any], warnings: list[str]) -> str:
+    """`logFormat` is sriovkit's own: upstream ignores the field, so a value we cannot use is a
+    warning and text lines, never a refused config."""
+    value = data.get("logFormat")
+    if value is None or value in LOG_FORMATS:
+        return str(value or "text")
+    warnings.append(f"logFormat {gojson.show(value)} is not one of {', '.join(LOG_FORMATS)}; text lines written")
+    return "text"
 
 
 def _log_level(p: _Parser) -> str:

@@ -119,7 +119,7 @@ def _dispatch(env: CniEnv, stdin: bytes, version: str, context: CniContext, log:
         if recovered is None:
             return None
         conf = recovered
-    log.configure(level=conf.log_level, log_file=conf.log_file, log_dir=context.log_dir)
+    log.configure(level=conf.log_level, log_file=conf.log_file, log_dir=context.log_dir, log_format=conf.log_format)
     if conf.pod_ifname and env.ifname and conf.pod_ifname != env.ifname:  # the seeds' if0name
         env = dataclasses.replace(env, ifname=conf.pod_ifname, runtime_ifname=env.ifname)
         log.bind(ifname=env.ifname)

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import re
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,17 @@ def test_success_logs_no_failure(node: Node, netns: NetnsFactory, caplog: pytest
     assert code == 0, out
     assert _failures(caplog) == []
     run_cni(node.env("DEL", pod, CNI_ARGS=POD_ARGS), json.dumps(node.conf(0)).encode(), node.ctx)
+
+
+def test_log_format_json_in_the_config_writes_its_log_file_as_json(node: Node, netns: NetnsFactory) -> None:
+    pod = netns()
+    log_file = Path(node.ctx.log_dir) / f"sriov-{node.pf}.log"
+    conf = node.conf(0, ipam=node.host_local(), logFile=str(log_file), logFormat="json", logLevel="debug")
+    for command in ("ADD", "DEL"):
+        out, code = run_cni(node.env(command, pod, CNI_ARGS=POD_ARGS), json.dumps(conf).encode(), node.ctx)
+        assert code == 0, out
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert {line["msg"] for line in lines} >= {"attached", "detached"}
+    for line in lines:
+        assert (line["pod"], line["container"], line["ifname"], line["pci"], line["netns"]) == (
+            "team-a/web-0", "c1", "net1", node.vf(0), pod), line

@@ -196,3 +196,13 @@ def test_undecodable_stdin_is_a_decoding_failure(stdin: bytes) -> None:
     with pytest.raises(CniError) as err:
         decode(stdin)
     assert err.value.code == ErrorCode.DECODE_FAILURE and "\n" not in err.value.details
+
+
+@pytest.mark.parametrize(("value", "expected", "warned"), [
+    (None, "text", False), ("text", "text", False), ("json", "json", False),
+    ("JSON", "text", True), ("xml", "text", True), (5, "text", True), ({"a": 1}, "text", True),
+])
+def test_log_format_is_sriovkits_own_and_never_refuses_a_config(value: Any, expected: str, warned: bool) -> None:
+    conf = parse_netconf({**BASE, "logFormat": value} if value is not None else BASE)
+    assert conf.log_format == expected
+    assert any("logFormat" in w for w in conf.warnings) == warned

@@ -76,6 +76,22 @@ def test_log_lines_are_key_value_with_pod_and_device(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+def test_log_format_json_writes_the_log_file_as_json_objects(tmp_path: Path) -> None:
+    path = tmp_path / "cni.log"
+    log = EventLog(command="DEL", container="f" * 64, ifname="net1", log_dir=str(tmp_path))
+    log.configure(level="debug", log_file=str(path), log_format="json")
+    log.bind(pci="0000:3b:02.4", pod="team-a/web-0", netns="/var/run/netns/p")
+    log.debug("step", step="vlan 10")
+    log.error("failed", code=101, msg='say "no"\nthen stop')
+    first, second = (json.loads(line) for line in path.read_text().splitlines())
+    assert (first["level"], first["msg"], first["step"]) == ("debug", "step", "vlan 10")
+    assert (second["level"], second["msg"], second["code"], second["msg"]) == ("error", "failed", 101, "failed")
+    for line in (first, second):
+        assert (line["command"], line["container"], line["ifname"], line["pci"], line["pod"], line["netns"]) == (
+            "DEL", "f" * 12, "net1", "0000:3b:02.4", "team-a/web-0", "/var/run/netns/p")
+        assert line["logger"] == "sriovkit.cni" and str(line["time"]).endswith("Z")
+
+
 def test_garp_frame_layout() -> None:
     frame = garp_frame("02:00:00:00:00:01", "10.0.0.5")
     assert frame[:6] == b"\xff" * 6 and frame[6:12] == bytes.fromhex("020000000001")

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sriovkit import nodepaths
+
+if TYPE_CHECKING:
+    from sriovkit.dra.checkpoint import ClaimRecord, PreparedVf
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -43,7 +46,7 @@ def _claims(args: argparse.Namespace) -> int:
     return 0
 
 
-def _row(uid: str, record: dict[str, Any], dev: dict[str, Any]) -> dict[str, Any]:
+def _row(uid: str, record: ClaimRecord, dev: PreparedVf) -> dict[str, Any]:
     bound, original = dev.get("bound_driver"), dev.get("original_driver")
     driver = f"{bound} (was {original})" if bound and bound != original else str(original or "-")
     return {"claim": f"{record.get('namespace', '')}/{record.get('name', '')}", "uid": uid,

@@ -34,7 +34,7 @@ from sriovkit.deviceplugin.payload import (
     env_name,
     info_json,
 )
-from sriovkit.dra.checkpoint import Checkpoint, Record
+from sriovkit.dra.checkpoint import Checkpoint, ClaimRecord, PreparedVf
 from sriovkit.dra.claimconfig import DEFAULT_DRIVER, AllocatedDevice, ClaimError, allocated_devices, reserved_pod_uid
 from sriovkit.dra.inventory import DraDevice
 from sriovkit.host.discover import discover_device
@@ -116,7 +116,7 @@ class ClaimPreparer:
                      ",".join(d["device"] for d in record["devices"]))
             return _answer(record)
 
-    def _plan(self, uid: str, claim: Mapping[str, Any]) -> Record:
+    def _plan(self, uid: str, claim: Mapping[str, Any]) -> ClaimRecord:
         if not _UID.match(uid):  # it names our CDI spec file: nothing that could leave cdi_dir
             raise ClaimError(f"claim uid {uid!r}: not a Kubernetes UID")
         meta = claim.get("metadata") or {}
@@ -142,7 +142,7 @@ class ClaimPreparer:
                 "cdi_spec": str(self._cdi_spec_path(uid))}
 
     def _device_plan(self, alloc: AllocatedDevice, offered: DraDevice, kind: str, uid: str, *,
-                     first: bool) -> dict[str, Any]:
+                     first: bool) -> PreparedVf:
         pci = offered.facts.pci_address
         current = discover_device(self.settings.sysfs, pci).driver
         wanted = _wanted_driver(alloc.config.driver, current)
@@ -154,7 +154,7 @@ class ClaimPreparer:
                 "config": alloc.config.to_json(), "cdi_ids": cdi_ids,
                 "devinfo": str(self.settings.devinfo_dir / device_info_file_name(offered.resource, pci))}
 
-    def _apply(self, record: Record, faults: FaultPoints) -> None:
+    def _apply(self, record: ClaimRecord, faults: FaultPoints) -> None:
         sysfs = self.settings.sysfs
         for dev in record["devices"]:
             if dev["bound_driver"] is not None or _rebinds_default(dev):
@@ -165,7 +165,7 @@ class ClaimPreparer:
         inventory = {d.facts.pci_address: d for d in self.inventory().values()}
         host = HostDevNodes(vhost_net=os.path.exists(sysfs.dev_path("/dev/vhost-net")),
                             rdma_cm=os.path.exists(sysfs.dev_path(RDMA_CM)))
-        payloads: list[tuple[dict[str, Any], PciDevice, DevicePayload, ResourceConfig]] = []
+        payloads: list[tuple[PreparedVf, PciDevice, DevicePayload, ResourceConfig]] = []
         for dev in record["devices"]:
             vf = discover_device(sysfs, dev["pci"])  # after the bind: its vfio group, its RDMA nodes
             resource = inventory[dev["pci"]].resource
@@ -176,8 +176,8 @@ class ClaimPreparer:
         files.write_json_atomic(Path(record["cdi_spec"]), self._cdi_spec(record, payloads))
         faults.reached("dra cdi spec")
 
-    def _cdi_spec(self, record: Record, payloads: list[tuple[dict[str, Any], PciDevice, DevicePayload,
-                                                                ResourceConfig]]) -> dict[str, Any]:
+    def _cdi_spec(self, record: ClaimRecord,
+                  payloads: list[tuple[PreparedVf, PciDevice, DevicePayload, ResourceConfig]]) -> dict[str, Any]:
         uid = record["uid"]
         devices = []
         by_resource: dict[str, tuple[ResourceConfig, list[DevicePayload]]] = {}
@@ -196,7 +196,7 @@ class ClaimPreparer:
         return self.settings.cdi_dir / f"sriovkit-dra-{uid}.json"
 
     # -- unprepare --------------------------------------------------------------------------
-    def held(self) -> dict[str, Record]:
+    def held(self) -> dict[str, PreparedVf]:
         """PCI address -> its device record, for every VF a claim holds (prepared or being prepared)."""
         return {d["pci"]: d for rec in self.checkpoint.claims().values() for d in rec.get("devices", [])}
 
@@ -211,7 +211,7 @@ class ClaimPreparer:
             log.info("claim %s/%s unprepared uid=%s", record.get("namespace"), record.get("name"), uid)
             return True
 
-    def _undo(self, record: Record, *, strict: bool = False, faults: FaultPoints | None = None) -> None:
+    def _undo(self, record: ClaimRecord, *, strict: bool = False, faults: FaultPoints | None = None) -> None:
         """Every step attempted; with `strict`, the first failure is raised afterwards (the record
         stays for the kubelet's retry). Removing what is already gone is not a failure."""
         faults = faults or FaultPoints()
@@ -233,7 +233,7 @@ class ClaimPreparer:
         for error in errors:  # a rollback's: the failure that caused it is what the caller reports
             log.error("%s", error)
 
-    def _restore_driver(self, dev: Mapping[str, Any]) -> None:
+    def _restore_driver(self, dev: PreparedVf) -> None:
         if dev["bound_driver"] is None and not _rebinds_default(dev):
             return
         original, pci = dev["original_driver"], dev["pci"]
@@ -258,11 +258,11 @@ def _wanted_driver(config_driver: str, current: str | None) -> str | None:
     return config_driver
 
 
-def _rebinds_default(dev: Mapping[str, Any]) -> bool:
+def _rebinds_default(dev: PreparedVf) -> bool:
     return dev["config"].get("driver") == DEFAULT_DRIVER and dev["original_driver"] in USERSPACE_DRIVERS
 
 
-def _device_env(dev: Mapping[str, Any], payload: DevicePayload) -> dict[str, str]:
+def _device_env(dev: PreparedVf, payload: DevicePayload) -> dict[str, str]:
     """dra-driver-sriov's per-device variables."""
     key = _env_key(dev["device"])
     env = {f"SRIOVNETWORK_VF_DEVICE_{key}": dev["pci"],
@@ -279,5 +279,5 @@ def _device_env(dev: Mapping[str, Any], payload: DevicePayload) -> dict[str, str
     return env
 
 
-def _answer(record: Record) -> list[PreparedDevice]:
+def _answer(record: ClaimRecord) -> list[PreparedDevice]:
     return [PreparedDevice(d["request"], d["pool"], d["device"], tuple(d["cdi_ids"])) for d in record["devices"]]

@@ -13,9 +13,9 @@ import logging
 import signal
 import threading
 from collections.abc import Sequence
-from types import FrameType
 from typing import Protocol
 
+from sriovkit import signals as signals_
 from sriovkit.agent.metrics import AgentMetrics, MetricsServer
 from sriovkit.deviceplugin.manager import DevicePluginManager, DevicePluginSettings
 
@@ -95,24 +95,15 @@ class NodeAgent:
                 problems += check()
         return problems
 
-    def run_until_signal(self, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)) -> None:
+    def run_until_signal(self, signals: Sequence[signal.Signals] = signals_.STOP_SIGNALS) -> None:
         """Start, serve until one of `signals`, then stop cleanly. Main thread only."""
-        stop_requested = threading.Event()
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            log.info("signal %s: shutting down", signal.Signals(signum).name)
-            stop_requested.set()
-
-        previous = {s: signal.signal(s, on_signal) for s in signals}
-        try:
-            self.start()
-            # What start-up built (modules, pools, payloads) lives as long as the agent: out of the
-            # collector's sight, a full collection no longer walks it, stalling a request for ms.
-            gc.collect()
-            gc.freeze()
-            while not stop_requested.wait(1.0):
-                pass
-        finally:
-            self.stop()
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        with signals_.stop_requested(signals) as stop:
+            try:
+                self.start()
+                # What start-up built (modules, pools, payloads) lives as long as the agent: out of the
+                # collector's sight, a full collection no longer walks it, stalling a request for ms.
+                gc.collect()
+                gc.freeze()
+                signals_.wait(stop)
+            finally:
+                self.stop()

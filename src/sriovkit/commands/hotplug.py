@@ -10,7 +10,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
-from sriovkit import logs, nodepaths
+from sriovkit import logs, nodepaths, signals
 
 if TYPE_CHECKING:
     from sriovkit.hotplug.controller import HotplugController
@@ -92,18 +92,12 @@ def controller_from_args(args: argparse.Namespace, *, in_agent: bool = False) ->
 
 
 def _hotplug(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
     logs.setup(args.log_level, args.log_format)
     controller = controller_from_args(args)
-    stop = threading.Event()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(s, lambda *_: stop.set())
-    controller.start()
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        controller.stop()
+    with signals.stop_requested() as stop:
+        controller.start()
+        try:
+            signals.wait(stop)
+        finally:
+            controller.stop()
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, cast
 
-from sriovkit import logs
+from sriovkit import logs, signals
 
 if TYPE_CHECKING:
     from sriovkit.agent.events import EventQueue
@@ -38,9 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _injector(args: argparse.Namespace) -> int:
-    import signal
     import ssl
-    import threading
     from pathlib import Path
 
     from sriovkit.errors import UserError
@@ -75,23 +73,20 @@ def _injector(args: argparse.Namespace) -> int:
     lookup, events, queue = _api(args)
     reviewer = Reviewer(lookup, events=events, honor_existing=args.honor_resources, resource_name_keys=keys)
     server = WebhookServer(f"{args.bind_address}:{args.port}", tls, reviewer)
-    stop = threading.Event()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(s, lambda *_: stop.set())
-    if queue is not None:
-        queue.start()
-    try:
-        server.start()
-    except OSError as exc:
-        raise UserError(f"--bind-address {args.bind_address} --port {args.port}: cannot listen: "
-                        f"{exc.strerror or exc}") from None
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        server.stop()
+    with signals.stop_requested() as stop:
         if queue is not None:
-            queue.stop()
+            queue.start()
+        try:
+            server.start()
+        except OSError as exc:
+            raise UserError(f"--bind-address {args.bind_address} --port {args.port}: cannot listen: "
+                            f"{exc.strerror or exc}") from None
+        try:
+            signals.wait(stop)
+        finally:
+            server.stop()
+            if queue is not None:
+                queue.stop()
     return 0
 
 

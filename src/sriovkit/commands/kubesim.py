@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sriovkit import logs
+from sriovkit import logs, signals
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -17,20 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _kubesim(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
     from sriovkit.kubesim import Kubelet
 
     logs.setup(args.log_level, args.log_format)
     kubelet = Kubelet(args.device_plugin_dir, pod_resources_socket=args.pod_resources_socket,
                       plugins_registry_dir=args.plugins_registry_dir)
-    done = threading.Event()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(s, lambda *_: done.set())
-    kubelet.start()
-    try:
-        done.wait()
-    finally:
-        kubelet.stop()
+    with signals.stop_requested() as stop:
+        kubelet.start()
+        try:
+            signals.wait(stop)
+        finally:
+            kubelet.stop()
     return 0

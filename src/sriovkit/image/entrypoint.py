@@ -17,12 +17,11 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
-import signal
 import sys
 import threading
 from collections.abc import Sequence
 
-from sriovkit import logs, nodepaths
+from sriovkit import logs, nodepaths, signals
 from sriovkit.errors import UserError
 from sriovkit.image.upstream_args import (
     CniInstallerArgs,
@@ -122,10 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             if not args and ENV_CNI_BIN_DIR in os.environ:
                 installer = CniInstallerArgs(cni_bin_dir=os.environ[ENV_CNI_BIN_DIR])
-            stop = threading.Event()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: stop.set())
-            return install_cni_and_wait(installer, stop)
+            with signals.stop_requested() as stop:
+                return install_cni_and_wait(installer, stop)
         if args[0].startswith("-"):
             return run_device_plugin(args)
     except UserError as exc:

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import grpc
 
@@ -260,10 +260,10 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         log.info("registered with kubelet resource=%s endpoint=%s", self.name, self.socket_path.name)
 
     # -- DevicePlugin service ---------------------------------------------------------
-    def GetDevicePluginOptions(self, request: pb.Empty, context: Any) -> pb.DevicePluginOptions:
+    def GetDevicePluginOptions(self, request: pb.Empty, context: grpc.ServicerContext) -> pb.DevicePluginOptions:
         return pb.DevicePluginOptions(pre_start_required=False, get_preferred_allocation_available=True)
 
-    def ListAndWatch(self, request: pb.Empty, context: Any) -> Iterator[pb.ListAndWatchResponse]:
+    def ListAndWatch(self, request: pb.Empty, context: grpc.ServicerContext) -> Iterator[pb.ListAndWatchResponse]:
         with self._cond:
             self.kubelet_streams += 1
         if not context.add_callback(self._stream_closed):  # the call already ended
@@ -291,7 +291,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         return self.kubelet_streams > 0
 
     def GetPreferredAllocation(self, request: pb.PreferredAllocationRequest,
-                               context: Any) -> pb.PreferredAllocationResponse:
+                               context: grpc.ServicerContext) -> pb.PreferredAllocationResponse:
         with self._cond:
             known = set(self._devices)
             placements = {i: _placement(d) for i, d in self._devices.items() if self._health.get(i, True)}
@@ -307,7 +307,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
                 available, must_include, req.allocation_size, placements, policy)))
         return pb.PreferredAllocationResponse(container_responses=responses)
 
-    def Allocate(self, request: pb.AllocateRequest, context: Any) -> pb.AllocateResponse:
+    def Allocate(self, request: pb.AllocateRequest, context: grpc.ServicerContext) -> pb.AllocateResponse:
         containers = [list(req.devices_ids) for req in request.container_requests]
         try:
             with self._cond:
@@ -318,7 +318,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
             self._refuse(context, "allocate", exc)
         return pb.AllocateResponse(container_responses=[_to_message(a) for a in answers])
 
-    def _refuse(self, context: Any, what: str, exc: Exception) -> NoReturn:
+    def _refuse(self, context: grpc.ServicerContext, what: str, exc: Exception) -> NoReturn:
         log.warning("%s refused resource=%s: %s", what, self.name, exc)
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         raise exc  # abort raises; this keeps type checkers and readers honest
@@ -342,16 +342,16 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         return payload
 
     def PreStartContainer(self, request: pb.PreStartContainerRequest,
-                          context: Any) -> pb.PreStartContainerResponse:
+                          context: grpc.ServicerContext) -> pb.PreStartContainerResponse:
         return pb.PreStartContainerResponse()
 
     # -- pluginregistration service (plugin-watcher mode) ------------------------------
-    def GetInfo(self, request: reg_pb.InfoRequest, context: Any) -> reg_pb.PluginInfo:
+    def GetInfo(self, request: reg_pb.InfoRequest, context: grpc.ServicerContext) -> reg_pb.PluginInfo:
         return reg_pb.PluginInfo(type=DEVICE_PLUGIN_TYPE, name=self.name, endpoint=str(self.socket_path),
                                  supported_versions=[API_VERSION])
 
     def NotifyRegistrationStatus(self, request: reg_pb.RegistrationStatus,
-                                 context: Any) -> reg_pb.RegistrationStatusResponse:
+                                 context: grpc.ServicerContext) -> reg_pb.RegistrationStatusResponse:
         self.watcher_registered = bool(request.plugin_registered)
         if request.plugin_registered:
             log.info("registered through plugin watcher resource=%s", self.name)

@@ -102,7 +102,7 @@ class _DraPluginService:
         self.pb = pb
         self.handler = handler
 
-    def NodePrepareResources(self, request: Any, context: Any) -> Any:
+    def NodePrepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
         response = self.pb.NodePrepareResourcesResponse()
         for claim in request.claims:
             devices, error = _answer_errors("prepare", claim, functools.partial(
@@ -117,7 +117,7 @@ class _DraPluginService:
                                                     cdi_device_ids=list(d.cdi_ids)))
         return response
 
-    def NodeUnprepareResources(self, request: Any, context: Any) -> Any:
+    def NodeUnprepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
         response = self.pb.NodeUnprepareResourcesResponse()
         for claim in request.claims:
             _, error = _answer_errors("unprepare", claim, functools.partial(self.handler.unprepare, claim.uid))
@@ -137,7 +137,7 @@ class _HealthV1beta1(health_beta_grpc.DRAResourceHealthServicer):
     def __init__(self, server: DraPluginServer) -> None:
         self.server = server
 
-    def NodeWatchResources(self, request: Any, context: Any) -> Iterator[Any]:
+    def NodeWatchResources(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         return self.server.watch_health(health_beta_pb, context)
 
 
@@ -211,12 +211,12 @@ class DraPluginServer(health_grpc.DRAResourceHealthServicer, reg_grpc.Registrati
                                              strict=True))
 
     # -- registration ----------------------------------------------------------------------
-    def GetInfo(self, request: reg_pb.InfoRequest, context: Any) -> reg_pb.PluginInfo:
+    def GetInfo(self, request: reg_pb.InfoRequest, context: grpc.ServicerContext) -> reg_pb.PluginInfo:
         return reg_pb.PluginInfo(type=PLUGIN_TYPE, name=self.driver, endpoint=str(self.socket_path),
                                  supported_versions=list(SUPPORTED_VERSIONS))
 
     def NotifyRegistrationStatus(self, request: reg_pb.RegistrationStatus,
-                                 context: Any) -> reg_pb.RegistrationStatusResponse:
+                                 context: grpc.ServicerContext) -> reg_pb.RegistrationStatusResponse:
         self.registered, self.registration_error = request.plugin_registered, request.error
         if request.plugin_registered:
             log.info("DRA driver %s registered with the kubelet", self.driver)
@@ -233,10 +233,10 @@ class DraPluginServer(health_grpc.DRAResourceHealthServicer, reg_grpc.Registrati
             self._cond.notify_all()
 
     def NodeWatchResources(self, request: health_pb.NodeWatchResourcesRequest,
-                           context: Any) -> Iterator[health_pb.NodeWatchResourcesResponse]:
+                           context: grpc.ServicerContext) -> Iterator[health_pb.NodeWatchResourcesResponse]:
         return self.watch_health(health_pb, context)
 
-    def watch_health(self, pb: ModuleType, context: Any) -> Iterator[Any]:
+    def watch_health(self, pb: ModuleType, context: grpc.ServicerContext) -> Iterator[Any]:
         """Every device's health now, then again at each change, until the kubelet goes away.
         `pb`: the health API version's message module (v1alpha1 or v1beta1)."""
         seen = -1

@@ -288,7 +288,7 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
             endpoint.close()
 
     # -- registration ----------------------------------------------------------------
-    def Register(self, request: pb.RegisterRequest, context: Any) -> pb.Empty:
+    def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.Empty:
         if request.version != SUPPORTED_VERSION:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"unsupported device plugin API version {request.version!r}")
@@ -487,12 +487,14 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
                 del self.assignments[key]
 
     # -- podresources/v1 ------------------------------------------------------------------
-    def List(self, request: pr_pb.ListPodResourcesRequest, context: Any) -> pr_pb.ListPodResourcesResponse:
+    def List(self, request: pr_pb.ListPodResourcesRequest,
+             context: grpc.ServicerContext) -> pr_pb.ListPodResourcesResponse:
         with self._cond:
             pods = sorted({(a.namespace, a.pod) for a in self.assignments.values()})
             return pr_pb.ListPodResourcesResponse(pod_resources=[self._pod_resources(ns, p) for ns, p in pods])
 
-    def Get(self, request: pr_pb.GetPodResourcesRequest, context: Any) -> pr_pb.GetPodResourcesResponse:
+    def Get(self, request: pr_pb.GetPodResourcesRequest,
+            context: grpc.ServicerContext) -> pr_pb.GetPodResourcesResponse:
         with self._cond:
             if not any(a.namespace == request.pod_namespace and a.pod == request.pod_name
                        for a in self.assignments.values()):
@@ -503,7 +505,7 @@ class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
                 pod_resources=self._pod_resources(request.pod_namespace, request.pod_name))
 
     def GetAllocatableResources(self, request: pr_pb.AllocatableResourcesRequest,
-                                context: Any) -> pr_pb.AllocatableResourcesResponse:
+                                context: grpc.ServicerContext) -> pr_pb.AllocatableResourcesResponse:
         devices = [
             pr_pb.ContainerDevices(resource_name=name, device_ids=sorted(states))
             for name, states in sorted(self.resources().items())

@@ -30,7 +30,8 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2 import netns as pyroute2_netns
 
-from sriovkit.agent.cni_service import CniService, agent_cni_context
+from sriovkit.agent.cni_service import CniService
+from sriovkit.commands.ports import agent_cni_context
 from sriovkit.netlink.netns import socket_in_netns
 from sriovkit.output import format_table
 from sriovkit.shim.server import CniSocketServer

@@ -37,12 +37,12 @@ from typing import Any
 
 from pyroute2 import netns as pyroute2_netns
 
-from sriovkit.agent.cni_service import CniService, agent_cni_context
+from sriovkit.agent.cni_service import CniService
 from sriovkit.cni.context import CniContext
 from sriovkit.cni.plugin import run_cni
+from sriovkit.commands.ports import agent_cni_context, netlink_for, provisioner_for
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.netns import socket_in_netns
-from sriovkit.netlink.select import netlink_for
 from sriovkit.shim.install import ShimSettings, install_shim, native_shim_binary
 from sriovkit.shim.server import CniSocketServer
 from sriovkit.sim import host as sim
@@ -95,7 +95,7 @@ def main() -> None:
 def run_bench(args: argparse.Namespace, host: sim.SimulatedHost, root: Path, netns: str) -> None:
     sysfs = Sysfs(host.root)
     state_dir = str(root / "state")
-    ctx = CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), state_dir=state_dir)
+    ctx = CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), drivers=provisioner_for(sysfs), state_dir=state_dir)
     conf: dict[str, Any] = {
         "cniVersion": "1.0.0", "name": "bench", "type": "sriov", "deviceID": host.vf_address(0, 0),
         "vlan": 100, "spoofchk": "off", "mac": "02:00:00:00:be:01",

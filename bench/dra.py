@@ -29,6 +29,7 @@ import time
 import uuid
 from pathlib import Path
 
+from sriovkit.commands.ports import provisioner_for
 from sriovkit.deviceplugin.health import set_operstate
 from sriovkit.deviceplugin.manager import DevicePluginManager, DevicePluginSettings
 from sriovkit.dra.driver import DraDriver, DraSettings
@@ -111,7 +112,8 @@ def run(num_vfs: int, claims: int, flips: int) -> list[list[str]]:
         driver = DraDriver(DraSettings(node_name=NODE, driver_name=DRIVER, plugins_registry_dir=root / "reg",
                                        plugins_dir=root / "plugins", state_dir=root / "state",
                                        cdi_dir=root / "cdi", devinfo_dir=root / "devinfo"),
-                           manager, KubernetesDraApi(kubeconfig=str(api.write_kubeconfig(root / "kubeconfig"))))
+                           manager, KubernetesDraApi(kubeconfig=str(api.write_kubeconfig(root / "kubeconfig"))),
+                           drivers=provisioner_for(sysfs))
         manager.start()
         t0 = time.perf_counter()
         driver.start()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pyroute2 import netns
 
+from sriovkit.commands.ports import netlink_for
 from sriovkit.host.sysfs import Sysfs
-from sriovkit.netlink.select import netlink_for
 from sriovkit.output import format_table
 from sriovkit.sim import host as sim
 from sriovkit.sim.net import attach_veths

@@ -26,12 +26,12 @@ from typing import Any
 import grpc
 import pytest
 
+from sriovkit.commands.ports import netlink_for
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.hotplug.cri import CriClient
 from sriovkit.kubeapi import cri_pb2 as pb
 from sriovkit.kubeapi import cri_pb2_grpc as pb_grpc
 from sriovkit.netlink.port import Netlink
-from sriovkit.netlink.select import netlink_for
 from sriovkit.sim import host as sim
 from sriovkit.sim.net import SimNetwork, attach_veths
 from tests.cnirt.runtime import Containerd

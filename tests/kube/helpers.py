@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sriovkit.commands.ports import netlink_for
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubeapi.podresources import PodResourcesClient
 from sriovkit.netlink.model import VfSettings
-from sriovkit.netlink.select import netlink_for
 from sriovkit.sim import host as sim
 from tests.kube.cluster import NAMESPACE, PAUSE_IMAGE, RESOURCE, Cluster
 

@@ -37,9 +37,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s agent %(levelname)s %(name)s %(message)s")
 
-    from sriovkit.agent.cni_service import CniService, agent_cni_context
+    from sriovkit.agent.cni_service import CniService
     from sriovkit.agent.metrics import AgentMetrics
     from sriovkit.cni.faults import kill_after
+    from sriovkit.commands.ports import agent_cni_context
     from sriovkit.shim.server import CniSocketServer
 
     metrics = AgentMetrics()

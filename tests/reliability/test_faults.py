@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sriovkit.agent.cni_service import agent_cni_context
-from sriovkit.cni.context import context_from_env
-from sriovkit.cni.faults import ENV_KILL_AFTER, FaultPoints, hook_from_env, is_simulated_root, parse_kill_spec
+from sriovkit.cni.faults import ENV_KILL_AFTER, FaultPoints, parse_kill_spec
+from sriovkit.commands.cni_plugin import context_from_env
+from sriovkit.commands.ports import agent_cni_context, is_simulated
+from sriovkit.commands.ports import fault_hook_from_env as hook_from_env
 from sriovkit.sim import host as sim
 
 
@@ -31,7 +32,7 @@ def test_spec_forms() -> None:
 
 def test_only_a_simulated_root_enables_the_hook(tmp_path: Path, sim_root: Path) -> None:
     env = {ENV_KILL_AFTER: "lock taken"}
-    assert is_simulated_root(sim_root) and not is_simulated_root("/") and not is_simulated_root(tmp_path)
+    assert is_simulated(sim_root) and not is_simulated("/") and not is_simulated(tmp_path)
     assert hook_from_env(env, "/") is None
     assert hook_from_env(env, tmp_path) is None
     assert hook_from_env({}, sim_root) is None
@@ -58,8 +59,9 @@ def test_points_without_a_hook_do_nothing_and_with_one_count_occurrences() -> No
 
 
 def test_the_kill_hook_really_kills(sim_root: Path) -> None:
-    program = ("import sys\nfrom sriovkit.cni.faults import hook_from_env, FaultPoints\n"
-               f"p = FaultPoints(hook_from_env({{'{ENV_KILL_AFTER}': 'b@2'}}, sys.argv[1]))\n"
+    program = ("import sys\nfrom sriovkit.cni.faults import FaultPoints\n"
+               "from sriovkit.commands.ports import fault_hook_from_env\n"
+               f"p = FaultPoints(fault_hook_from_env({{'{ENV_KILL_AFTER}': 'b@2'}}, sys.argv[1]))\n"
                "for label in 'abab': p.reached(label); print(label, flush=True)\n")
     proc = subprocess.run([sys.executable, "-c", program, str(sim_root)], capture_output=True, check=False,
                           env={**os.environ})

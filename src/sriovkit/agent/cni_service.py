@@ -1,7 +1,8 @@
 """The agent's half of the CNI fast path: `run_cni` behind the shim's socket, timed and counted.
 
-The agent builds one `CniContext` at start-up from its own flags (host root, state dir) and keeps
-it: its netlink sockets stay warm across calls, which is most of what the fast path saves. The
+The agent's composition root (`sriovkit.commands.ports.agent_cni_context`) builds one
+`CniContext` at start-up from its own flags (host root, state dir) and the agent keeps it: its
+netlink sockets stay warm across calls, which is most of what the fast path saves. The
 `SRIOVKIT_*` variables a shim forwards do not re-point the agent at another host root or state
 dir; `sriovctl install-cni` writes the agent's values into the shim for its fallback path, so both
 paths act on the same node and answer with the same bytes.
@@ -12,17 +13,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-from sriovkit import nodepaths
 from sriovkit.agent.metrics import AgentMetrics
-from sriovkit.cni.context import DEFAULT_LOCK_TIMEOUT_S, CniContext
-from sriovkit.cni.faults import FaultHook, only_on_simulated
+from sriovkit.cni.context import CniContext
 from sriovkit.cni.plugin import run_cni
-from sriovkit.cni.state import DEFAULT_STATE_DIR
-from sriovkit.host.sysfs import Sysfs
 
 
 @dataclass(frozen=True)
@@ -60,21 +56,3 @@ def answered_code(stdout: bytes) -> int | None:
     except (ValueError, AttributeError):
         return None
     return code if isinstance(code, int) else None
-
-
-def agent_cni_context(host_root: str | Path, *, state_dir: str = DEFAULT_STATE_DIR,
-                      lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
-                      fault_hook: FaultHook | None = None,
-                      on_config_warnings: Callable[[str, int], None] | None = None,
-                      caller_root: str = "", devinfo_dir: str = nodepaths.CNI_DEVINFO_DIR,
-                      log_dir: str = nodepaths.CNI_LOG_DIR) -> CniContext:
-    """The context every CNI call through this agent uses: one netlink implementation, kept warm.
-
-    `fault_hook` is for reliability tests only and is dropped unless `host_root` is a simulated
-    host (sriovkit.cni.faults); `sriovctl agent` never passes one."""
-    from sriovkit.netlink.select import LazyNetlink
-
-    sysfs = Sysfs(Path(host_root))
-    return CniContext(sysfs=sysfs, netlink=LazyNetlink(sysfs), state_dir=state_dir, lock_timeout_s=lock_timeout_s,
-                      fault_hook=only_on_simulated(fault_hook, host_root), on_config_warnings=on_config_warnings,
-                      caller_root=caller_root, devinfo_dir=devinfo_dir, log_dir=log_dir)

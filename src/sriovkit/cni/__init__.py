@@ -3,7 +3,7 @@
 Where things are:
 
     plugin.py     run_cni(env, stdin, context) and main(): parse, dispatch, answer
-    context.py    CniContext (host root, Netlink, state dir, lock timeout), context_from_env
+    context.py    CniContext (host root, Netlink, driver binder, state dir, lock timeout)
     spec.py       the CNI protocol: versions, commands, error codes, results per version
     env.py        CNI_* validation (names that reach paths are checked here)
     netconf.py    the network config: upstream sriov-cni's fields, defaults, precedence
@@ -18,5 +18,5 @@ Where things are:
     announce.py   gratuitous ARP / unsolicited NA
     deviceinfo.py the Device Information Spec file
     log.py        structured one-line-per-event logs
-    faults.py     test-only kill points after each ADD/DEL step (simulated hosts only; off in production)
+    faults.py     test-only kill points after each ADD/DEL step (off in production)
 """

@@ -1,18 +1,19 @@
 """`CniContext`: the node the CNI works on, passed in, never global.
 
 The node agent builds one at start-up and hands it to every `run_cni` call;
-the standalone plugin builds one per process with `context_from_env`.
+the standalone plugin builds one per process. Both are built by their entry
+point's composition root (`sriovkit.commands.ports.agent_cni_context`,
+`sriovkit.commands.cni_plugin.context_from_env`), which chooses the ports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from sriovkit import nodepaths
-from sriovkit.cni.faults import FaultHook, hook_from_env
+from sriovkit.cni.faults import FaultHook
 from sriovkit.cni.state import DEFAULT_STATE_DIR, StateStore
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.netns import netns_exists
@@ -41,7 +42,7 @@ class CniContext:
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
     devinfo_dir: str = nodepaths.CNI_DEVINFO_DIR  # runtimeConfig.CNIDeviceInfoFile must be inside it
     log_dir: str = nodepaths.CNI_LOG_DIR  # a config's logFile is written only inside it
-    drivers: DriverBinder | None = None  # None: binder_for(sysfs) when a rebind is asked for
+    drivers: DriverBinder | None = None  # None: a config asking for a driver fails (no rebinding here)
     netns_exists: Callable[[str], bool] = field(default=netns_exists)
     fault_hook: FaultHook | None = None  # tests only: see sriovkit.cni.faults (never set in production)
     # told (input kind, count) of the netconf fields a call ignored as upstream does: the agent counts them
@@ -69,31 +70,6 @@ class CniContext:
         return StateStore(self.state_dir)
 
     def driver_binder(self) -> DriverBinder:
-        return self.drivers if self.drivers is not None else binder_for(self.sysfs)
-
-
-def binder_for(sysfs: Sysfs) -> DriverBinder:
-    """sysfs writes on a real node; the simulated host's tree on a simulated one."""
-    from sriovkit.provision.apply import provisioner_for
-
-    return provisioner_for(sysfs)
-
-
-def context_from_env(env: Mapping[str, str]) -> CniContext:
-    """The standalone plugin's context: SRIOVKIT_HOST_ROOT (default /),
-    SRIOVKIT_CNI_STATE_DIR (default /var/lib/cni/sriov), SRIOVKIT_CNI_LOCK_TIMEOUT (s),
-    SRIOVKIT_CNI_DEVINFO_DIR (default /var/run/k8s.cni.cncf.io/devinfo), SRIOVKIT_CNI_LOG_DIR (/var/log).
-    SRIOVKIT_FAULT_KILL_AFTER is honoured only on a simulated host (see sriovkit.cni.faults)."""
-    from sriovkit.netlink.select import netlink_for  # pulls pyroute2: only when a command needs it
-
-    sysfs = Sysfs(Path(env.get(ENV_HOST_ROOT) or "/"))
-    try:
-        timeout = float(env.get(ENV_LOCK_TIMEOUT) or DEFAULT_LOCK_TIMEOUT_S)
-    except ValueError:
-        timeout = DEFAULT_LOCK_TIMEOUT_S
-    return CniContext(sysfs=sysfs, netlink=netlink_for(sysfs),
-                      state_dir=env.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR, lock_timeout_s=timeout,
-                      fault_hook=hook_from_env(env, sysfs.root),
-                      cni_dirs=tuple(d for d in (env.get(ENV_CNI_DIRS) or "").split(":") if d.startswith("/")),
-                      devinfo_dir=env.get(ENV_DEVINFO_DIR) or nodepaths.CNI_DEVINFO_DIR,
-                      log_dir=env.get(ENV_LOG_DIR) or nodepaths.CNI_LOG_DIR)
+        if self.drivers is None:
+            raise RuntimeError("this CniContext was built without a driver binder (CniContext.drivers)")
+        return self.drivers

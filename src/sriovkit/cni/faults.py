@@ -8,12 +8,9 @@ A label reached several times in one call (one "add address" per address) is tol
 occurrence, counted from 1.
 
 The hook is off unless the caller's `CniContext.fault_hook` is set. Production never sets it:
-
-- the standalone plugin (`context_from_env`) builds one from ``SRIOVKIT_FAULT_KILL_AFTER`` only
-  when its host root is a simulated host (the `sriovctl sim` marker file is there), which a
-  real node's ``/`` never is;
-- the agent (`agent_cni_context`) takes one only as an argument and also drops it unless the
-  host root is simulated; `sriovctl agent` never passes one.
+the entry points' composition roots (`sriovkit.commands.ports`) build one from
+``SRIOVKIT_FAULT_KILL_AFTER`` (or take one from a test) only for a host root that is no real
+node's, and `sriovctl agent` never passes one.
 
 ``SRIOVKIT_FAULT_KILL_AFTER=<label>`` or ``<label>@<n>`` (the n-th time the label is reached):
 the process SIGKILLs itself there, as an OOM kill or a node power cut would stop it, with no
@@ -24,10 +21,9 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from sriovkit.sim.marker import SIM_MARKER as SIM_MARKER  # what `sriovkit.sim.host` writes
-from sriovkit.sim.marker import is_simulated
 
 ENV_KILL_AFTER = "SRIOVKIT_FAULT_KILL_AFTER"
 
@@ -51,10 +47,6 @@ class FaultPoints:
         self._hook(label, count)
 
 
-def is_simulated_root(root: str | os.PathLike[str]) -> bool:
-    return is_simulated(root)
-
-
 def parse_kill_spec(spec: str) -> tuple[str, int]:
     """``label`` or ``label@n`` -> (label, n); n defaults to 1."""
     label, sep, nth = spec.rpartition("@")
@@ -72,16 +64,3 @@ def kill_after(spec: str) -> FaultHook:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return hook
-
-
-def hook_from_env(env: Mapping[str, str], host_root: str | os.PathLike[str]) -> FaultHook | None:
-    """The standalone plugin's hook: only with ``SRIOVKIT_FAULT_KILL_AFTER`` set on a simulated host."""
-    spec = env.get(ENV_KILL_AFTER, "")
-    if not spec or not is_simulated_root(host_root):
-        return None
-    return kill_after(spec)
-
-
-def only_on_simulated(hook: FaultHook | None, host_root: str | os.PathLike[str]) -> FaultHook | None:
-    """`hook` if `host_root` is a simulated host, else None: a hook never reaches a real node."""
-    return hook if hook is not None and is_simulated_root(host_root) else None

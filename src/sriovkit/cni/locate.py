@@ -3,8 +3,8 @@
 A pod with NET_ADMIN renames, deletes and creates interfaces as it likes, so the name an
 attachment gave its VF (CNI_IFNAME) says nothing about which link is the VF by the time DEL,
 CHECK or GC run. The VF is the link whose parent device is its PCI function (the Netlink port's
-`device_links`: IFLA_PARENT_DEV_NAME or the sysfs `device` link on a real node, the veth's
-host-side peer on a simulated one). The ifindex and permanent MAC recorded at ADD only choose
+`device_links`: IFLA_PARENT_DEV_NAME or the sysfs `device` link on a real node, an identity
+out of the pod's reach in any other implementation). The ifindex and permanent MAC recorded at ADD only choose
 among several links of one function (IPoIB children share their parent's device); they never
 make a link the VF on their own.
 """

@@ -1,8 +1,9 @@
 """Entry points of the `sriov` CNI plugin.
 
 `run_cni(env, stdin, context)` is the whole plugin as a function: the node
-agent calls it from worker threads, and `main()` (the `sriov` console script,
-``python -m sriovkit.cni.plugin``) calls it once per process. Both print the
+agent calls it from worker threads, and `main(compose)` (the `sriov` console
+script and ``python -m sriovkit.cni.plugin``, through their composition root
+`sriovkit.commands.cni_plugin`) calls it once per process. Both print the
 same bytes for the same input. Every failure becomes the spec's error JSON on
 stdout with exit status 1.
 """
@@ -13,9 +14,9 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from sriovkit.cni.context import CniContext, context_from_env
+from sriovkit.cni.context import CniContext
 from sriovkit.cni.env import CniEnv, parse_env
 from sriovkit.cni.faults import FaultPoints
 from sriovkit.cni.log import EventLog
@@ -33,7 +34,7 @@ from sriovkit.cni.spec import (
 from sriovkit.cni.state import ForeignRecord
 from sriovkit.cni.steps import Call
 
-__all__ = ["MAX_STDIN", "CniContext", "context_from_env", "main", "run_cni"]
+__all__ = ["MAX_STDIN", "CniContext", "main", "run_cni"]
 MAX_STDIN = 4 * 1024 * 1024  # as the shim's: a network config is a few KiB; more is not one
 _log = logging.getLogger("sriovkit.cni")
 
@@ -163,8 +164,9 @@ def _run_command(call: Call) -> Result | None:
     return None
 
 
-def main() -> None:
-    """The standalone plugin: os.environ and stdin in, the answer on stdout, the status as exit code."""
+def main(compose: Callable[[Mapping[str, str]], CniContext]) -> None:
+    """The standalone plugin: os.environ and stdin in, the answer on stdout, the status as exit code.
+    `compose` builds the node's ports from the environment (`sriovkit.commands.cni_plugin`)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s sriov %(message)s"))
     _log.addHandler(handler)
@@ -172,7 +174,7 @@ def main() -> None:
     env = dict(os.environ)
     stdin = sys.stdin.buffer.read(MAX_STDIN + 1)  # run_cni refuses more; never read an unbounded stream
     try:
-        context = _standalone_context(env)
+        context = _standalone_context(env, compose)
     except CniError as exc:
         sys.stdout.buffer.write(dumps(exc.to_json(LATEST_VERSION)))
         sys.stdout.buffer.flush()
@@ -183,13 +185,15 @@ def main() -> None:
     sys.exit(code)
 
 
-def _standalone_context(env: Mapping[str, str]) -> CniContext:
+def _standalone_context(env: Mapping[str, str], compose: Callable[[Mapping[str, str]], CniContext]) -> CniContext:
     try:
-        return context_from_env(env)
+        return compose(env)
     except Exception as exc:  # the runtime must get the spec's error, never a bare traceback
         call_log(env).exception("cannot open the node", error=repr(exc))
         raise CniError(ErrorCode.NOT_AVAILABLE, "cannot open the node for the sriov plugin", str(exc)) from None
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m sriovkit.cni.plugin`: what the shims' fallback runs
+    from sriovkit.commands.cni_plugin import main as standalone_main
+
+    standalone_main()

@@ -126,7 +126,7 @@ def _dra_driver(args: argparse.Namespace, agent: NodeAgent) -> Component:
         api = KubernetesDraApi(kubeconfig=args.kubeconfig)
     except Exception as exc:  # the client's config errors have no common base class
         raise UserError(f"--kubeconfig {args.kubeconfig or '(in-cluster)'}: {exc}") from None
-    from sriovkit.cni.faults import hook_from_env
+    from sriovkit.commands.ports import DriverBinderFor, fault_hook_from_env
 
     settings = DraSettings(node_name=args.node_name, driver_name=args.dra_driver_name,
                            plugins_registry_dir=Path(args.plugins_registry_dir),
@@ -134,8 +134,8 @@ def _dra_driver(args: argparse.Namespace, agent: NodeAgent) -> Component:
                            cdi_dir=Path(args.cdi_dir), devinfo_dir=Path(args.devinfo_dir),
                            taint_unhealthy=args.dra_taint_unhealthy,
                            # crash tests only: honoured on a simulated host, never on a real node's /
-                           fault_hook=hook_from_env(os.environ, args.host_root))
-    return DraDriver(settings, agent.device_plugins, api)
+                           fault_hook=fault_hook_from_env(os.environ, args.host_root))
+    return DraDriver(settings, agent.device_plugins, api, drivers=DriverBinderFor(agent.device_plugins.settings.sysfs))
 
 
 def _agent(args: argparse.Namespace) -> int:
@@ -144,11 +144,11 @@ def _agent(args: argparse.Namespace) -> int:
     from sriovkit.agent.metrics import AgentMetrics
     from sriovkit.agent.node import NodeAgent
     from sriovkit.cni.pools import pools_path
+    from sriovkit.commands.ports import kernel_link_events
     from sriovkit.deviceplugin.manager import DevicePluginSettings
     from sriovkit.errors import UserError
     from sriovkit.host.sysfs import Sysfs
     from sriovkit.resources.config import ConfigError, check_resource_prefix
-    from sriovkit.sim.marker import is_simulated
 
     logs.setup(args.log_level, args.log_format)
     check_resource_prefix("--resource-prefix", args.resource_prefix)
@@ -167,9 +167,7 @@ def _agent(args: argparse.Namespace) -> int:
         devinfo_dir=Path(args.devinfo_dir),
         use_cdi=args.use_cdi,
         cdi_dir=Path(args.cdi_dir),
-        # the agent shares the host's network namespace even when the host's files are mounted
-        # elsewhere (/host in the DaemonSet); only a simulated host has no kernel links to watch
-        netlink_events=not is_simulated(args.host_root),
+        netlink_events=kernel_link_events(args.host_root),
         strict_config=args.strict_config,
         pools_file=pools_path(args.cni_state_dir),  # the CNI never picks a pooled VF itself (cni.pick)
     )
@@ -226,6 +224,7 @@ def _policy_reconciler(args: argparse.Namespace, sysfs: Sysfs, *,
     from pathlib import Path
 
     from sriovkit.agent.in_use import devices_in_use
+    from sriovkit.commands.ports import provisioner_for
     from sriovkit.errors import UserError
     from sriovkit.provision.policy import PolicyError, load_policy
     from sriovkit.provision.reconcile import PolicyReconciler, PolicySettings
@@ -240,6 +239,7 @@ def _policy_reconciler(args: argparse.Namespace, sysfs: Sysfs, *,
         PolicySettings(policy_file=Path(args.policy), pools_file=Path(args.policy_pools_file), sysfs=sysfs,
                        proc_root=os.path.join(args.host_root, "proc"), resource_prefix=args.resource_prefix,
                        strict=args.strict_config),
+        provisioner=provisioner_for(sysfs),
         in_use=lambda: devices_in_use(socket, args.cni_state_dir, dra_state_dir=dra_state))
     reconciler.reconcile()
     # from now on pools are being served: let the device plugin withdraw them before VFs change
@@ -249,8 +249,9 @@ def _policy_reconciler(args: argparse.Namespace, sysfs: Sysfs, *,
 
 def _cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentMetrics) -> list[Component]:
     """The CNI socket server and the metrics endpoint the flags ask for, built (nothing bound yet)."""
-    from sriovkit.agent.cni_service import CniService, agent_cni_context
+    from sriovkit.agent.cni_service import CniService
     from sriovkit.agent.metrics import MetricsServer
+    from sriovkit.commands.ports import agent_cni_context
     from sriovkit.errors import UserError
     from sriovkit.shim.server import CniSocketServer
 

@@ -160,9 +160,10 @@ class _Flow:
         return kubelet
 
     def start_agent(self, kubelet: Any) -> None:
-        from sriovkit.agent.cni_service import CniService, agent_cni_context
+        from sriovkit.agent.cni_service import CniService
         from sriovkit.agent.metrics import AgentMetrics, MetricsServer
         from sriovkit.agent.node import NodeAgent
+        from sriovkit.commands.ports import agent_cni_context
         from sriovkit.deviceplugin.manager import DevicePluginSettings
         from sriovkit.host.sysfs import Sysfs
         from sriovkit.shim.server import CniSocketServer
@@ -195,6 +196,7 @@ class _Flow:
                  f"(registered {kubelet.registrations[0].at - started:.2f} s after the agent started)")
 
     def _dra_driver(self, agent: Any) -> Any:
+        from sriovkit.commands.ports import DriverBinderFor
         from sriovkit.dra.driver import DraDriver, DraSettings
         from sriovkit.dra.kube import KubernetesDraApi
         from sriovkit.kubesim.apiserver import FakeKubeApi
@@ -207,7 +209,8 @@ class _Flow:
                                plugins_registry_dir=self.tmp / "plugins_registry",
                                plugins_dir=self.tmp / "plugins", state_dir=self.tmp / "dra-state",
                                cdi_dir=self.tmp / "cdi", devinfo_dir=self.tmp / "devinfo")
-        return DraDriver(self.dra, agent.device_plugins, KubernetesDraApi(kubeconfig=str(kubeconfig)))
+        return DraDriver(self.dra, agent.device_plugins, KubernetesDraApi(kubeconfig=str(kubeconfig)),
+                         drivers=DriverBinderFor(agent.device_plugins.settings.sysfs))
 
     def dra_claim(self, kubelet: Any) -> None:
         from sriovkit.kubesim.apiserver import CLAIMS, SLICES

@@ -25,9 +25,10 @@ def _provision(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from sriovkit.commands.ports import provisioner_for
     from sriovkit.errors import UserError
     from sriovkit.host.sysfs import Sysfs
-    from sriovkit.provision.apply import ApplyError, apply, provisioner_for, read_host_state
+    from sriovkit.provision.apply import ApplyError, apply, read_host_state
     from sriovkit.provision.plan import PlanRefused, plan
     from sriovkit.provision.policy import PolicyError, load_policy
 

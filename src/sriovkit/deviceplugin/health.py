@@ -5,8 +5,8 @@ Healthy again when the link comes back. A VF whose own interface is absent
 from the host (moved into a pod's namespace) is *not* unhealthy: it is in use.
 
 Link state is read from ``sys/class/net/<if>/operstate`` under the host root,
-which on a real node is the kernel's own view and on a simulated host is a file
-a test writes, so both are served by the same code. On a real node, netlink
+which on a real node is the kernel's own view and under a test's host root a
+plain file, so both are served by the same code. On a real node, netlink
 link events (pyroute2) only wake the watcher early; they never decide health.
 Sysfs cannot be watched with inotify, so VF counts are polled: one small read
 per PF.
@@ -60,14 +60,6 @@ def read_vf_counts(sysfs: Sysfs, pf_addresses: Iterable[str]) -> dict[str, int |
 
 def sriov_pfs(snapshot: HostSnapshot) -> list[str]:
     return [d.pci_address for d in snapshot.physical_functions()]
-
-
-def set_operstate(sysfs: Sysfs, netdev: str, state: str) -> None:
-    """Write an interface's operstate in a *simulated* host tree (a test or demo
-    turning a PF's link down or up). Never use on a real host's /sys."""
-    path = os.path.join(sysfs.net_class_dir(netdev), "operstate")
-    with open(path, "w") as f:
-        f.write(state + "\n")
 
 
 class KernelLinkEvents:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sriovkit import nodepaths
-from sriovkit.cni.context import binder_for
+from sriovkit.cni.context import DriverBinder
 from sriovkit.cni.faults import FaultHook
 from sriovkit.deviceplugin.manager import DevicePluginManager
 from sriovkit.dra.checkpoint import Checkpoint
@@ -48,7 +48,8 @@ class DraSettings:
 
 
 class DraDriver:
-    def __init__(self, settings: DraSettings, manager: DevicePluginManager, api: DraApi | None) -> None:
+    def __init__(self, settings: DraSettings, manager: DevicePluginManager, api: DraApi | None, *,
+                 drivers: DriverBinder) -> None:
         self.settings = settings
         self.manager = manager
         self.api = api
@@ -58,7 +59,7 @@ class DraDriver:
         self.preparer = ClaimPreparer(
             PrepareSettings(settings.driver_name, settings.cdi_dir, settings.devinfo_dir, sysfs,
                             fault_hook=settings.fault_hook),
-            Checkpoint(settings.state_dir), binder_for(sysfs), self.devices)
+            Checkpoint(settings.state_dir), drivers, self.devices)
         self.server = DraPluginServer(settings.driver_name, registry_dir=settings.plugins_registry_dir,
                                       plugins_dir=settings.plugins_dir,
                                       handler=ClaimHandler(self._prepare, self.preparer.unprepare),

@@ -12,8 +12,8 @@ _DEFAULT_V6 = "00000000000000000000000000000000"
 
 
 def default_route_netdevs(proc_root: str = "/proc") -> frozenset[str]:
-    """Interfaces with an IPv4 or IPv6 default route. A simulated host root has no
-    ``proc/`` and so none, unless a test writes one."""
+    """Interfaces with an IPv4 or IPv6 default route. A host root without ``proc/``
+    has none, unless a test writes one."""
     return frozenset(_ipv4_defaults(proc_root) | _ipv6_defaults(proc_root))
 
 

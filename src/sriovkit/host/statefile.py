@@ -41,6 +41,6 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = True) -> None:
     """Replace `path` with `data` (mode 0600), by `sriovkit.atomicfile`'s policy; `durable=False`
-    for state that a reboot makes meaningless anyway, such as a simulated host's switch."""
+    for state that a reboot makes meaningless anyway, such as a test host's switch settings."""
     path.parent.mkdir(parents=True, exist_ok=True)
     atomicfile.replace(path, json.dumps(data, sort_keys=True).encode(), mode=0o600, durable=durable)

@@ -1,7 +1,7 @@
 """The `Sysfs` port: a host root plus cheap read helpers.
 
-Everything that reads the node's PCI state goes through a `Sysfs` so that a
-simulated host (a directory tree) and the real one (``/``) are served alike.
+Everything that reads the node's PCI state goes through a `Sysfs` so that any
+host root (a test's directory tree, or the real ``/``) is served alike.
 The helpers swallow only "not there" errors: sysfs attributes come and go as
 devices are added, removed and rebound, and a missing one is a fact, not a bug.
 """

@@ -11,7 +11,7 @@ admits a pod's device request by calling ``GetPreferredAllocation`` then
 and ``kubelet.sock`` comes back, so plugins must register again.
 
 DRA drivers register through the same plugin watcher (``PluginInfo.type``
-``DRAPlugin``); the simulator then calls their ``DRAPlugin`` service (v1 when
+``DRAPlugin``); the stand-in then calls their ``DRAPlugin`` service (v1 when
 offered, else v1beta1) on the endpoint they named, as the kubelet does before
 a pod starts (`prepare_claims`) and after it is gone (`unprepare_claims`), and
 follows their ``DRAResourceHealth`` stream as a kubelet with the
@@ -197,7 +197,7 @@ class DraEndpoint:
 
 
 class Kubelet(pb_grpc.RegistrationServicer, pr_grpc.PodResourcesListerServicer):
-    """The simulator. Construction stores paths; `start()` creates the sockets."""
+    """The kubelet stand-in. Construction stores paths; `start()` creates the sockets."""
 
     def __init__(self, device_plugin_dir: str | Path, *, pod_resources_socket: str | Path | None = None,
                  plugins_registry_dir: str | Path | None = None, watch_interval: float = 0.1,

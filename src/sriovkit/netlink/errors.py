@@ -12,7 +12,7 @@ from sriovkit.errors import SriovkitError
 
 
 class NetlinkError(SriovkitError):
-    """A netlink request the kernel (or the simulated switch) refused."""
+    """A netlink request the kernel (or what stands in for it) refused."""
 
     def __init__(self, what: str, reason: str, code: int | None = None) -> None:
         super().__init__(f"{what}: {reason}")

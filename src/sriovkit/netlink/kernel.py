@@ -57,7 +57,7 @@ class KernelNetlink:
         return ipr
 
     def route(self, netns: str | None) -> AbstractContextManager[IPRoute]:
-        """A pyroute2 IPRoute in `netns` for the simulated switch's own queries: this thread's
+        """A pyroute2 IPRoute in `netns` for queries beyond the port (a port layered on this one): this thread's
         kept host socket, or a fresh one in a pod's namespace (closed on exit)."""
         return self._route(netns)
 

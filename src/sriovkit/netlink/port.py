@@ -1,11 +1,10 @@
 """The `Netlink` port: every change the CNI makes to links and VFs goes through it.
 
-Two implementations serve it: `KernelNetlink` (pyroute2, the real kernel) and
-`SimulatedSwitchNetlink` (a simulated host: PF-side VF settings live in a
-state file, links are real veths). A namespace is named by its path (for
-example ``/var/run/netns/cni-...``); ``None`` is the caller's own namespace
-(the host's). Failures raise the typed errors of `sriovkit.netlink.errors`.
-`netlink_for(sysfs)` in `sriovkit.netlink.select` picks the implementation.
+`KernelNetlink` (pyroute2) serves it on the real kernel; the entry points'
+composition roots (`sriovkit.commands.ports`) choose the implementation and
+hand it in. A namespace is named by its path (for example
+``/var/run/netns/cni-...``); ``None`` is the caller's own namespace (the
+host's). Failures raise the typed errors of `sriovkit.netlink.errors`.
 """
 
 from __future__ import annotations
@@ -86,8 +85,8 @@ class Netlink(Protocol):
     def device_links(self, pci_address: str, netns: str | None = None) -> list[LinkInfo]:
         """The interfaces in `netns` that the kernel says belong to PCI function `pci_address`,
         whatever they are named now: on a real node their parent device (IFLA_PARENT_DEV_NAME on
-        bus "pci", the netdev's sysfs `device` link); on a simulated one the identity the host
-        gives its veths. Nothing a process inside `netns` can set makes another link match."""
+        bus "pci", the netdev's sysfs `device` link); elsewhere whatever identity the implementation
+        keeps out of pods' reach. Nothing a process inside `netns` can set makes another link match."""
         ...
 
     def close(self) -> None: ...

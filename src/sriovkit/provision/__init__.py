@@ -1,5 +1,5 @@
 """VF provisioning from a node policy: create VFs (sriov_numvfs) and bind their drivers.
 
 `policy` parses the file, `plan` computes the steps against a host's state (pure),
-`apply` runs them through a small port (real sysfs, or a simulated host).
+`apply` runs them through a small port (`Provisioner`), handed in by the entry point.
 """

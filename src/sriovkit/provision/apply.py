@@ -1,10 +1,8 @@
 """Carry a `Plan` out through the `Provisioner` port, and read the state planning needs.
 
-Two ports serve the same three writes: `SysfsProvisioner` writes the kernel's files under a
-host root (sriov_numvfs; driver_override + unbind + drivers_probe; class/net/<if>/mtu), and
-`sriovkit.sim.provision.SimulatedProvisioner` makes the same changes to a simulated host tree,
-with the kernel's refusals (count above sriov_totalvfs, non-zero to non-zero count) so plans are
-tested alike.
+`SysfsProvisioner` serves the port with the kernel's files under a host root (sriov_numvfs;
+driver_override + unbind + drivers_probe; class/net/<if>/mtu); the entry points' composition
+roots choose the implementation and hand it in.
 
 Steps run in plan order; the first one the kernel refuses stops the run, and the error says
 which step failed, the kernel's answer, and every step already applied (nothing is rolled
@@ -166,14 +164,3 @@ class SysfsProvisioner:
 
     def set_mtu(self, netdev: str, mtu: int) -> None:
         _write(os.path.join(self.sysfs.net_class_dir(netdev), "mtu"), str(mtu))
-
-
-def provisioner_for(sysfs: Sysfs) -> Provisioner:
-    """The kernel's sysfs files on a real node; the simulator's tree on a simulated one."""
-    from sriovkit.sim import host as sim
-
-    if sim.is_simulated(sysfs.root):
-        from sriovkit.sim.provision import SimulatedProvisioner
-
-        return SimulatedProvisioner(sim.open_existing(sysfs.root))
-    return SysfsProvisioner(sysfs)

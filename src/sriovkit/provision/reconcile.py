@@ -25,7 +25,7 @@ from sriovkit.filestamp import FileStamp
 from sriovkit.host.model import HostSnapshot
 from sriovkit.host.statefile import write_json_atomic
 from sriovkit.host.sysfs import Sysfs
-from sriovkit.provision.apply import ApplyError, Provisioner, apply, provisioner_for, read_host_state
+from sriovkit.provision.apply import ApplyError, Provisioner, apply, read_host_state
 from sriovkit.provision.plan import Plan, PlanRefused, plan
 from sriovkit.provision.policy import Policy, PolicyError, load_policy
 from sriovkit.provision.resources import pools_pending, resources_from_policy, withhold
@@ -49,8 +49,8 @@ class PolicyReconciler:
     """A node-agent component. Call `reconcile()` once before the device plugin starts (so its
     config exists); `start()` then watches the policy file."""
 
-    def __init__(self, settings: PolicySettings, *, in_use: Callable[[], Iterable[str]] = tuple,
-                 provisioner: Provisioner | None = None, before_apply: Callable[[], None] | None = None) -> None:
+    def __init__(self, settings: PolicySettings, *, provisioner: Provisioner,
+                 in_use: Callable[[], Iterable[str]] = tuple, before_apply: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.in_use = in_use
         self.provisioner = provisioner
@@ -113,10 +113,10 @@ class PolicyReconciler:
         self._publish(withhold(self._resources(policy, before), pending))
         if self.before_apply is not None:
             self.before_apply()
-        provisioner = self.provisioner or provisioner_for(self.settings.sysfs)
         ok = True
         try:
-            apply(steps, provisioner, self.settings.sysfs, on_step=lambda s: log.info("provisioned %s", s.describe()))
+            apply(steps, self.provisioner, self.settings.sysfs,
+                  on_step=lambda s: log.info("provisioned %s", s.describe()))
         except ApplyError as exc:
             log.error("policy %s: %s", self.settings.policy_file, exc)
             ok = False

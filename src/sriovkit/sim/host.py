@@ -28,6 +28,7 @@ from pydantic.alias_generators import to_camel
 from sriovkit import gojson
 from sriovkit.errors import SriovkitError
 from sriovkit.host.model import VFIO_DRIVER
+from sriovkit.host.sysfs import Sysfs
 from sriovkit.sim.marker import SIM_MARKER
 from sriovkit.sim.marker import is_simulated as is_simulated
 
@@ -423,3 +424,11 @@ def _expand_ranges(text: str) -> set[int]:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def set_operstate(sysfs: Sysfs, netdev: str, state: str) -> None:
+    """Write an interface's operstate in a simulated host tree (a test or demo turning a PF's
+    link down or up; the device plugin's health reads it). Never use on a real host's /sys."""
+    path = os.path.join(sysfs.net_class_dir(netdev), "operstate")
+    with open(path, "w") as f:
+        f.write(state + "\n")

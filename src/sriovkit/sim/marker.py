@@ -1,7 +1,7 @@
 """Whether a host root is a simulated host: the one marker check, without loading the simulator.
 
-`sriovkit.sim.host` (pydantic, yaml) writes the marker; the agent, the CNI and netlink selection
-only ask whether it is there, which on a real node it never is.
+`sriovkit.sim.host` (pydantic, yaml) writes the marker; the entry points' composition roots
+(`sriovkit.commands.ports`) only ask whether it is there, which on a real node it never is.
 """
 
 from __future__ import annotations

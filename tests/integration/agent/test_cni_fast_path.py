@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from sriovkit.agent.cni_service import CniService, agent_cni_context
+from sriovkit.agent.cni_service import CniService
 from sriovkit.agent.metrics import AgentMetrics, MetricsServer
 from sriovkit.cni.context import CniContext
+from sriovkit.commands.ports import agent_cni_context
 from sriovkit.shim.install import ShimSettings, install_shim
 from sriovkit.shim.server import CniSocketServer
 from tests.integration.cni.conftest import Node, NodeFactory, assert_no_leaks, node_factory, pod_addresses, random_id

@@ -24,9 +24,9 @@ import pytest
 
 from sriovkit.cni.context import CniContext
 from sriovkit.cni.plugin import run_cni
+from sriovkit.commands.ports import netlink_for, provisioner_for
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.model import LinkInfo, VfSettings
-from sriovkit.netlink.select import netlink_for
 from sriovkit.sim import host as sim
 from sriovkit.sim.net import SimNetwork, attach_veths
 from tests.integration.conftest import unique_name
@@ -167,8 +167,9 @@ def node_factory(tmp_path: Path) -> Iterator[NodeFactory]:
         host = sim.create(tmp_path / f"host{n}", spec)
         network = attach_veths(host)
         sysfs = Sysfs(host.root)
-        ctx = CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), state_dir=str(tmp_path / f"state{n}"),
-                         lock_timeout_s=10, devinfo_dir=str(tmp_path / "devinfo"), log_dir=str(tmp_path))
+        ctx = CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), drivers=provisioner_for(sysfs),
+                         state_dir=str(tmp_path / f"state{n}"), lock_timeout_s=10,
+                         devinfo_dir=str(tmp_path / "devinfo"), log_dir=str(tmp_path))
         node = Node(host, network, ctx, tmp_path / f"node{n}", name)
         node.tmp.mkdir()
         made.append((node, node.views()))

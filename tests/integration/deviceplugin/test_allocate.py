@@ -130,7 +130,7 @@ def test_unknown_device_is_invalid_argument_naming_it(node):
 
 
 def test_unhealthy_device_is_invalid_argument(node):
-    from sriovkit.deviceplugin.health import set_operstate
+    from sriovkit.sim.host import set_operstate
 
     node.start_plugins()
     node.kubelet.wait_for_devices("intel.com/net", 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from sriovkit.deviceplugin.health import set_operstate
+from sriovkit.sim.host import set_operstate
 
 
 def registrations(kubelet, resource):

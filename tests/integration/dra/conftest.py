@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from sriovkit.commands.ports import provisioner_for
 from sriovkit.deviceplugin.manager import DevicePluginManager, DevicePluginSettings
 from sriovkit.dra.driver import DraDriver, DraSettings
 from sriovkit.dra.kube import KubernetesDraApi
@@ -91,7 +92,8 @@ class DraNode:
                                        plugins_registry_dir=self.root / "reg", plugins_dir=self.root / "plugins",
                                        state_dir=self.state_dir, cdi_dir=self.cdi_dir,
                                        devinfo_dir=self.devinfo_dir, socket_check_s=0.1),
-                           manager, KubernetesDraApi(kubeconfig=str(self.kubeconfig)))
+                           manager, KubernetesDraApi(kubeconfig=str(self.kubeconfig)),
+                           drivers=provisioner_for(self.sysfs))
         try:
             driver.start()
         except BaseException:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sriovkit.deviceplugin.health import set_operstate
 from sriovkit.host.discover import discover_device
+from sriovkit.sim.host import set_operstate
 from tests.integration.dra.conftest import DRIVER, NODE_NAME, PF0_VF2, vf_config
 from tests.integration.hotplug.kubeapi_fake import rbac_verb
 

@@ -11,8 +11,8 @@ import os
 import pytest
 
 from sriovkit import logs
-from sriovkit.deviceplugin.health import set_operstate
 from sriovkit.host.discover import discover_device
+from sriovkit.sim.host import set_operstate
 from tests.integration.dra.conftest import DRIVER, MLX_VF0, NODE_NAME, PF0_VF2, DraNode, vf_config
 
 POOL0, POOL1 = f"{NODE_NAME}/0000-10-00-0", f"{NODE_NAME}/0000-12-00-0"

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from pyroute2 import netns as pyroute2_netns
 
+from sriovkit.commands.ports import netlink_for
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NameInUseError, NotSupportedError
 from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.model import ZERO_MAC, LinkState, VfSettings, VlanProto
-from sriovkit.netlink.select import netlink_for
 from sriovkit.sim import host as sim
 from sriovkit.sim.net import SimNetwork, attach_veths, plan_ports
 from sriovkit.sim.switch import SimulatedSwitchNetlink
@@ -84,7 +84,7 @@ def _run_setter_process(root: Path, vf_index: int, vlan: int) -> subprocess.Pope
     code = textwrap.dedent(f"""
         from sriovkit.sim import host as sim
         from sriovkit.host.sysfs import Sysfs
-        from sriovkit.netlink.select import netlink_for
+        from sriovkit.commands.ports import netlink_for
         from sriovkit.netlink.model import VlanProto
         nl = netlink_for(Sysfs(sim.open_existing({str(root)!r}).root))
         for round in range(20):

@@ -21,8 +21,8 @@ from pyroute2 import netns as pyroute2_netns
 
 from sriovkit.cni.context import CniContext
 from sriovkit.cni.plugin import run_cni
+from sriovkit.commands.ports import netlink_for, provisioner_for
 from sriovkit.host.sysfs import Sysfs
-from sriovkit.netlink.select import netlink_for
 from sriovkit.shim.install import ShimSettings, install_shim
 from sriovkit.sim import host as sim
 from sriovkit.sim.net import attach_veths
@@ -75,8 +75,8 @@ def sim_node(tmp: Path, num_vfs: int = 4, **pf: Any) -> Iterator[Node]:
                                               **pf}]})
     network = attach_veths(host)
     sysfs = Sysfs(host.root)
-    ctx = CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), state_dir=str(tmp / "state"), lock_timeout_s=20,
-                     devinfo_dir=str(tmp), log_dir=str(tmp))
+    ctx = CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), drivers=provisioner_for(sysfs),
+                     state_dir=str(tmp / "state"), lock_timeout_s=20, devinfo_dir=str(tmp), log_dir=str(tmp))
     node = Node(host, network, ctx, tmp / "node", name)
     node.tmp.mkdir(exist_ok=True)
     try:

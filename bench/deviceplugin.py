@@ -37,11 +37,11 @@ import grpc
 
 from sriovkit.deviceplugin.api import deviceplugin_pb2 as pb
 from sriovkit.deviceplugin.api import deviceplugin_pb2_grpc as pb_grpc
-from sriovkit.deviceplugin.health import set_operstate
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
 from sriovkit.output import format_table
 from sriovkit.sim import host as sim
+from sriovkit.sim.host import set_operstate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import upstream

@@ -30,7 +30,6 @@ import uuid
 from pathlib import Path
 
 from sriovkit.commands.ports import provisioner_for
-from sriovkit.deviceplugin.health import set_operstate
 from sriovkit.deviceplugin.manager import DevicePluginManager, DevicePluginSettings
 from sriovkit.dra.driver import DraDriver, DraSettings
 from sriovkit.dra.kube import KubernetesDraApi
@@ -40,6 +39,7 @@ from sriovkit.kubesim import Kubelet
 from sriovkit.kubesim.apiserver import CLAIMS, SLICES, FakeKubeApi
 from sriovkit.output import format_table
 from sriovkit.sim import host as sim
+from sriovkit.sim.host import set_operstate
 
 DRIVER = "sriovnetwork.k8snetworkplumbingwg.io"
 NODE = "bench-node"

@@ -13,7 +13,7 @@ files, CDI specs, the installed CNI executable):
 5. the directory fsynced, so the rename itself survives a power cut.
 
 `durable=False` skips both fsyncs: still atomic for readers, not across a power loss; for state
-that a reboot makes meaningless anyway (a simulated switch, the running agent's pools file).
+that a reboot makes meaningless anyway (a test host's switch settings, the running agent's pools file).
 """
 
 from __future__ import annotations

@@ -23,8 +23,6 @@ import os
 import signal
 from collections.abc import Callable
 
-from sriovkit.sim.marker import SIM_MARKER as SIM_MARKER  # what `sriovkit.sim.host` writes
-
 ENV_KILL_AFTER = "SRIOVKIT_FAULT_KILL_AFTER"
 
 FaultHook = Callable[[str, int], None]  # (label, occurrence from 1)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sriovkit.deviceplugin.health import is_healthy, link_netdev, read_link_states, read_vf_counts, set_operstate
+from sriovkit.deviceplugin.health import is_healthy, link_netdev, read_link_states, read_vf_counts
 from sriovkit.host.discover import discover
 from sriovkit.host.sysfs import Sysfs
+from sriovkit.sim.host import set_operstate
 
 
 def test_vf_health_follows_its_pf_link(make_host):

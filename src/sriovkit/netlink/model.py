@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 ZERO_MAC = "00:00:00:00:00:00"
 # A VF's VLAN: 802.1Q reserves 4095, and upstream sriov-cni accepts 0-4094 (0: no VLAN); the
-# CNI's validation and the simulated switch use these same bounds.
+# CNI's validation and every Netlink implementation use these same bounds.
 MAX_VLAN = 4094
 MAX_QOS = 7
 

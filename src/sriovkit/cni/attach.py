@@ -71,7 +71,7 @@ def _drop_journal(call: Call) -> None:
     """After the record is committed the journal is redundant (loads prefer the record, DEL
     removes both), so failing to remove it must not fail the ADD."""
     try:
-        call.ctx.store.delete(call.env.container_id, call.env.ifname, only_pending=True)
+        call.ctx.store.drop_journal(call.env.container_id, call.env.ifname)
     except OSError as exc:
         call.log.warning("journal left behind", reason=exc.strerror or str(exc))
 

@@ -244,6 +244,14 @@ class StateStore:
                 os.unlink(path)
                 atomicfile.fsync_dir(self.root)
 
+    def drop_journal(self, container_id: str, ifname: str) -> None:
+        """ADD's last step, once its committed record is durable: the journal goes without syncing
+        the directory. One that a power cut brings back is superseded (loads prefer the record, GC
+        leaves a record that differs from the one it listed, DEL removes both), so the fsync would
+        buy nothing; it cost a disk flush on every ADD."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(f"{container_id}-{ifname}", pending=True))
+
     def records(self, *, pending: bool = False) -> list[AttachmentRecord]:
         """Committed records; with `pending`, also the journals of interrupted ADDs."""
         suffixes = (_SUFFIX, _PENDING) if pending else (_SUFFIX,)

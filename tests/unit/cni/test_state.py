@@ -134,3 +134,17 @@ def test_journal_of_an_add_in_progress(tmp_path: Path) -> None:
     assert store.records(pending=True) == [record()]
     store.delete("c1", "net1")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dropping_the_journal_keeps_the_committed_record(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path))
+    journal = record()
+    journal.complete = False
+    store.save(journal)
+    store.save(record())
+    store.drop_journal("c1", "net1")
+    assert not (tmp_path / "c1-net1.pending").exists()
+    assert store.records(pending=True) == [record()]
+    store.drop_journal("c1", "net1")  # nothing left to drop: no error
+    store.save(journal)  # a journal back beside its record (a power cut undid the unlink)
+    assert store.load("c1", "net1", pending=True) == record()  # the committed record still wins

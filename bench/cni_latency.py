@@ -13,8 +13,14 @@ host-local IPAM, so every kind of step is in the numbers):
   pyroute2 loop (a host socket kept, one socket into the pod namespace per operation; look up,
   move + rename, MAC, up, address; on DEL down, move back under the old name, MAC back) plus one
   exec of host-local each. The PF-side VF settings have no kernel counterpart on a veth (the
-  simulated switch keeps them in a file), so the floor leaves them out: a slight advantage to it.
-Prints p50, p99 and max per path and command, and ADD/DEL p50 through the agent over the floor.
+  simulated switch keeps them in a file), so the floor leaves them out: a slight advantage to it;
+- the floor with durable state: the floor plus the writes the CNI's journal needs in the same state
+  directory (ADD: the journal and then the record, each written, fsynced, renamed and its directory
+  fsynced, then the journal unlinked; DEL: the record unlinked, the directory fsynced). What stays
+  when every other cost is gone: the journal must be on disk before the first change.
+The simulated host's tree is on tmpfs (/dev/shm) where there is one, as a node's sysfs is memory;
+the CNI state and host-local's dataDir are on disk (the temporary directory), as on a node.
+Prints p50, p99 and max per path and command, and ADD/DEL p50 through the agent over each floor.
 
     .venv/bin/python bench/cni_latency.py [--cycles 200] [--standalone 20] [--startup 100] [--json FILE]
 """
@@ -79,10 +85,12 @@ def main() -> None:
     parser.add_argument("--startup", type=int, default=100, help="shim start-up samples")
     parser.add_argument("--json", help="also write the figures here (for bench/table.py)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cni-bench-") as tmp:
+    memory = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(prefix="cni-bench-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="cni-bench-host-", dir=memory) as host_tmp:
         root = Path(tmp)
         pf = f"bn{secrets.token_hex(3)}"
-        host = sim.create(root / "host", {"pfs": [{"name": pf, "numVfs": 2, "totalVfs": 8}]})
+        host = sim.create(Path(host_tmp) / "host", {"pfs": [{"name": pf, "numVfs": 2, "totalVfs": 8}]})
         ns_name = f"cnibench-{secrets.token_hex(4)}"
         pyroute2_netns.create(ns_name)
         try:
@@ -109,18 +117,23 @@ def run_bench(args: argparse.Namespace, host: sim.SimulatedHost, root: Path, net
     agent.start()
     via_agent: dict[str, list[float]] = {"ADD": [], "DEL": []}
     floor_times: dict[str, list[float]] = {"ADD": [], "DEL": []}
+    durable_times: dict[str, list[float]] = {"ADD": [], "DEL": []}
     floor = KernelFloor(host.vf_netdev_name(0, 0), netns, conf["ipam"], env)
+    durable = DurableStateFloor(root / "state-floor")
     try:
         for _ in range(args.cycles):  # interleaved: the machine is noisy
             cycle(lambda e, s: _exec([str(shim)], e, s, {}), env, stdin, via_agent)
             floor.cycle(floor_times)
+            durable.cycle(floor, durable_times)
         report("shim->agent", via_agent)
         report("floor", floor_times)
+        report("floor+state", durable_times)
     finally:
         agent.stop()
         floor.close()
-    ratios = {c: statistics.median(via_agent[c]) / statistics.median(floor_times[c]) for c in via_agent}
-    print(f"through the agent over the floor (p50): ADD {ratios['ADD']:.2f}x, DEL {ratios['DEL']:.2f}x")
+    for label, base in (("floor", floor_times), ("floor with durable state", durable_times)):
+        ratios = {c: statistics.median(via_agent[c]) / statistics.median(base[c]) for c in via_agent}
+        print(f"through the agent over the {label} (p50): ADD {ratios['ADD']:.2f}x, DEL {ratios['DEL']:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps([
             {"figure": f"CNI {c} p50 on the host, shim -> agent vs kernel+IPAM floor", "unit": "ms",
@@ -209,6 +222,52 @@ class KernelFloor:
 
     def close(self) -> None:
         self.host.close()
+
+
+class DurableStateFloor:
+    """The floor plus the state writes the CNI's journal needs, in a state directory of its own on
+    the same filesystem: what an ADD and a DEL cannot do without (the journal on disk before the
+    first change, the committed record before the answer)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(mode=0o700)
+        self.dir = state_dir
+        self.record = json.dumps({"containerID": "floor", "ifname": "net1", "pciAddress": "0000:00:00.0",
+                                  "original": {"mac": "02:00:00:00:00:01", "mtu": 1500}}).encode()
+
+    def _durable_write(self, name: str) -> None:
+        tmp = self.dir / f".tmp-{name}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, self.record)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.dir / name)
+        self._sync_dir()
+
+    def _sync_dir(self) -> None:
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def cycle(self, floor: KernelFloor, times: dict[str, list[float]]) -> None:
+        kernel: dict[str, list[float]] = {"ADD": [], "DEL": []}
+        t0 = time.perf_counter()
+        self._durable_write("floor-net1.pending")
+        add_start = time.perf_counter()
+        floor.cycle(kernel)  # ADD and DEL of the kernel floor; the DEL part is taken out again
+        add_state = time.perf_counter()
+        self._durable_write("floor-net1.json")
+        os.unlink(self.dir / "floor-net1.pending")
+        add_end = time.perf_counter()
+        times["ADD"].append((add_start - t0) + kernel["ADD"][0] + (add_end - add_state))
+        t0 = time.perf_counter()
+        os.unlink(self.dir / "floor-net1.json")
+        self._sync_dir()
+        times["DEL"].append(kernel["DEL"][0] + time.perf_counter() - t0)
 
 
 def _install_shim(root: Path, host: sim.SimulatedHost, state_dir: str) -> Path:

@@ -7,7 +7,8 @@ host-local IPAM, so every kind of step is in the numbers. For each concurrency l
 agent (`--cni-max-concurrent`), prints total time for all ADDs and all DELs, p50/p99 per pod,
 errors, and what was left behind (records, interfaces not back in the host). Next to it the
 kernel floor, measured in the same run: the same 64 moves into the pods' namespaces (and back)
-done serially by a minimal pyroute2 loop.
+done serially by a minimal pyroute2 loop. The simulated host's tree is on tmpfs (/dev/shm) where
+there is one, as a node's sysfs is memory; the CNI state and IPAM data are on disk, as on a node.
 
     .venv/bin/python bench/churn.py [--pods 64] [--limits 4 8 16 32] [--json FILE]
 """
@@ -127,10 +128,13 @@ def main() -> None:
                         help="the agent's CNI concurrency limits to try")
     parser.add_argument("--json", help="also write the figures here (for bench/table.py)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="churn-") as tmp:
+    memory = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the simulated sysfs in memory, as a node's is
+    with tempfile.TemporaryDirectory(prefix="churn-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="churn-host-", dir=memory) as host_tmp:
         root = Path(tmp)
         pf = f"ch{secrets.token_hex(3)}"
-        host = sim.create(root / "host", {"pfs": [{"name": pf, "numVfs": args.pods, "totalVfs": max(args.pods, 8)}]})
+        spec = {"pfs": [{"name": pf, "numVfs": args.pods, "totalVfs": max(args.pods, 8)}]}
+        host = sim.create(Path(host_tmp) / "host", spec)
         names = [f"churn-{secrets.token_hex(4)}" for _ in range(args.pods)]
         for name in names:
             pyroute2_netns.create(name)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 from sriovkit.host.statefile import read_json, write_json_atomic
+from sriovkit.hotplug.status import NetworkStatusEntry
 
 ADDING = "adding"
 ATTACHED = "attached"
@@ -31,7 +32,7 @@ class Attachment(TypedDict):
     device_id: NotRequired[str | None]  # the device ADD was given (deviceID), if the network needs one
     container_id: NotRequired[str]  # the sandbox ADD ran in (absent in older records: the pod's)
     result: NotRequired[dict[str, Any]]  # ADD's CNI result, once attached: its DEL's prevResult
-    status: NotRequired[dict[str, Any]]  # its network-status entry
+    status: NotRequired[NetworkStatusEntry]  # its network-status entry
 
 
 class Mount(TypedDict):

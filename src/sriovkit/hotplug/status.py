@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from sriovkit import gojson
 from sriovkit.hotplug.networks import NETWORK_STATUS_ANNOTATION
 
+# One entry as we write it (Multus' fields; "default" is only ever the default network's, not ours).
+# Entries read back from a pod are other writers' JSON: Mapping[str, Any].
+NetworkStatusEntry = TypedDict("NetworkStatusEntry", {
+    "name": str,  # the network, namespace/name
+    "interface": str,
+    "ips": NotRequired[list[str]],
+    "mac": NotRequired[str],
+    "dns": NotRequired[dict[str, Any]],  # the result's DNS block as the plugin gave it (always written)
+    "device-info": NotRequired[dict[str, Any]],  # the Device Information document (sriovkit.devinfo)
+})
+
 
 def status_entry(network: str, interface: str, result: Mapping[str, Any], *,
-                 device_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 device_info: Mapping[str, Any] | None = None) -> NetworkStatusEntry:
     """One network-status entry from a CNI ADD result for `interface` in the sandbox."""
-    entry: dict[str, Any] = {"name": network, "interface": interface}
+    entry: NetworkStatusEntry = {"name": network, "interface": interface}
     ips, mac = _addresses(result, interface)
     if ips:
         entry["ips"] = ips

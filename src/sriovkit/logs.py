@@ -136,6 +136,20 @@ def setup(level: str, log_format: str = "text") -> None:
     root.setLevel(level.upper())
 
 
+def cni_call_fields(env: Mapping[str, str]) -> dict[str, str]:
+    """The fields every line about one CNI call carries, from its raw environment (a refused one
+    too): command, container (12 characters), ifname, the pod as ``namespace/name`` from CNI_ARGS'
+    K8S_POD_NAMESPACE and K8S_POD_NAME (as Kubernetes names an object in its logs), and netns."""
+    args: dict[str, str] = {}
+    for pair in env.get("CNI_ARGS", "").split(";"):
+        key, _, value = pair.partition("=")
+        args[key.strip()] = value.strip()
+    namespace, name = args.get("K8S_POD_NAMESPACE", ""), args.get("K8S_POD_NAME", "")
+    return {"command": env.get("CNI_COMMAND", ""), "container": env.get("CNI_CONTAINERID", "")[:12],
+            "ifname": env.get("CNI_IFNAME", ""), "pod": f"{namespace}/{name}" if name else "",
+            "netns": env.get("CNI_NETNS", "")}
+
+
 def add_arguments(parser: Any) -> None:
     """`--log-level` and `--log-format` on a command's argparse parser."""
     parser.add_argument("--log-level", default="info", choices=LEVELS)

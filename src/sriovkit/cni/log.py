@@ -70,11 +70,15 @@ class EventLog:
     def _emit(self, level: int, event: str, kv: dict[str, Any], *, exc_info: bool = False) -> None:
         if level < self.level:
             return
+        text = self._to_process_log(level, event, kv, exc_info=exc_info)
+        if self.log_file:
+            self._append(self._file_line(level, event, kv, text))
+
+    def _to_process_log(self, level: int, event: str, kv: dict[str, Any], *, exc_info: bool = False) -> str:
         text = self.line(level, event, kv)
         # the fields ride along for the JSON format (sriovkit.logs); the text is the line itself
         _log.log(level, "%s", text, extra={"event": event, "fields": {**self.fields, **kv}}, exc_info=exc_info)
-        if self.log_file:
-            self._append(self._file_line(level, event, kv, text))
+        return text
 
     def _file_line(self, level: int, event: str, kv: dict[str, Any], text: str) -> str:
         """The logFile's line: `time key=value...`, or with `logFormat: json` one JSON object."""
@@ -88,10 +92,11 @@ class EventLog:
         try:
             fd = open_log_file(self.log_file, self.log_dir)
         except (OSError, paths.PathRefused) as exc:
-            self._refused = True  # said once per call, not once per line
+            self._refused = True  # said once per call, not once per line (this line is not appended)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            _log.warning("logFile %s not written: it %s (a logFile must be a regular file inside %s)",
-                         json.dumps(self.log_file), reason, self.log_dir)
+            # whatever the call's logLevel: the config asked for a file it does not get
+            self._to_process_log(logging.WARNING, f"logFile {json.dumps(self.log_file)} not written: it {reason} "
+                                 f"(a logFile must be a regular file inside {self.log_dir})", {})
             return
         try:
             os.write(fd, line.encode(errors="replace"))

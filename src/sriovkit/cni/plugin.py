@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 
+from sriovkit import logs
 from sriovkit.cni.context import CniContext
 from sriovkit.cni.env import CniEnv, parse_env
 from sriovkit.cni.faults import FaultPoints
@@ -97,16 +98,10 @@ def _config_for_del(env: CniEnv, context: CniContext, problem: CniError, log: Ev
 
 def call_log(env: Mapping[str, str]) -> EventLog:
     """The call's log, from the raw environment (it must also log an environment that is refused):
-    the pod's namespace/name as the runtime passes them in CNI_ARGS (``pod=namespace/name``, as
-    Kubernetes names an object in its logs), its container, interface and network namespace."""
-    args: dict[str, str] = {}
-    for pair in env.get("CNI_ARGS", "").split(";"):
-        key, _, value = pair.partition("=")
-        args[key.strip()] = value.strip()
-    namespace, name = args.get("K8S_POD_NAMESPACE", ""), args.get("K8S_POD_NAME", "")
-    log = EventLog(command=env.get("CNI_COMMAND", ""), container=env.get("CNI_CONTAINERID", ""),
-                   ifname=env.get("CNI_IFNAME", ""))
-    log.bind(pod=f"{namespace}/{name}" if name else "", netns=env.get("CNI_NETNS", ""))
+    its container, interface, pod (namespace/name from CNI_ARGS) and netns (`logs.cni_call_fields`)."""
+    fields = logs.cni_call_fields(env)
+    log = EventLog(command=fields["command"], container=fields["container"], ifname=fields["ifname"])
+    log.bind(pod=fields["pod"], netns=fields["netns"])
     return log
 
 

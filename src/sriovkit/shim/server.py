@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sriovkit import unixsocket
+from sriovkit import logs, unixsocket
 from sriovkit.shim.callerroot import CallerRoot
 from sriovkit.shim.wire import (
     CODE_INTERNAL,
@@ -355,7 +355,7 @@ class CniSocketServer:
                 self.caller_root.adopt(fd)
             else:
                 os.close(fd)
-        with call.conn as conn:
+        with call.conn as conn, logs.context(**logs.cni_call_fields(env)):
             if _caller_gone(conn):
                 # it waited for us to read its request and gave up (the shim's answer was "try
                 # again"): acting now would race the runtime's retry

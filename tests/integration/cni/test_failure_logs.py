@@ -157,3 +157,21 @@ def test_log_format_json_in_the_config_writes_its_log_file_as_json(node: Node, n
     for line in lines:
         assert (line["pod"], line["container"], line["ifname"], line["pci"], line["netns"]) == (
             "team-a/web-0", "c1", "net1", node.vf(0), pod), line
+
+
+def test_a_log_file_refused_is_one_warning_with_the_call_context(node: Node, netns: NetnsFactory,
+                                                                 caplog: pytest.LogCaptureFixture,
+                                                                 tmp_path: Path) -> None:
+    caplog.set_level(logging.DEBUG, logger="sriovkit.cni")
+    pod = netns()
+    outside = tmp_path.parent / f"outside-{node.pf}.log"  # not inside the node's log directory
+    conf = node.conf(0, logFile=str(outside))
+    for command in ("ADD", "DEL"):
+        out, code = run_cni(node.env(command, pod, CNI_ARGS=POD_ARGS), json.dumps(conf).encode(), node.ctx)
+        assert code == 0, out
+    refused = [_fields(r.getMessage()) for r in caplog.records if "not written" in r.getMessage()]
+    assert len(refused) == 2  # once per call
+    for line in refused:
+        assert (line["level"], line["pod"], line["ifname"], line["netns"], line["pci"]) == (
+            "warning", "team-a/web-0", "net1", pod, node.vf(0))
+    assert not outside.exists()

@@ -9,12 +9,13 @@ Where things are:
     netconf.py    the network config: upstream sriov-cni's fields, defaults, precedence
     device.py     what a deviceID is: VF netdev, VF on a userspace driver, PF passthrough
     attach.py     ADD: the step list; VFs are moved into the pod's namespace here
-    detach.py     DEL: giving the VF back, also after the pod's namespace is gone
+    detach.py     DEL: the attachment's record, then release.py
+    release.py    giving the VF back (DEL, GC, forgotten attachments), also after the pod's namespace is gone
     vfconfig.py   PF-side VF settings: apply the config, restore the snapshot
     lifecycle.py  CHECK, STATUS, GC
     ipam.py       exec of the IPAM plugin from CNI_PATH, per the spec
     state.py      attachment records and per-VF locks (crash-safe files)
-    steps.py      the step runner with undo (ExitStack) used by ADD
+    steps.py      Call (one invocation), its IPAM exec, the step runner with undo (ExitStack) used by ADD
     announce.py   gratuitous ARP / unsolicited NA
     deviceinfo.py the Device Information Spec file
     log.py        structured one-line-per-event logs

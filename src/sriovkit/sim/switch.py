@@ -15,11 +15,10 @@ and reappears under the name it comes back with.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from sriovkit.host.statefile import locked, read_json, write_json_atomic
 from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NotSupportedError
@@ -27,6 +26,34 @@ from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.model import MAX_QOS, MAX_VLAN, LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
 from sriovkit.sim import net as simnet
 from sriovkit.sim.host import SimPF, SimulatedHost
+
+
+class SwitchChanges(TypedDict, total=False):
+    """Some of one VF's settings, as a setter changes them."""
+
+    mac: str
+    vlan: int
+    qos: int
+    vlan_proto: int  # ETH_P_8021Q / ETH_P_8021AD
+    spoofchk: bool
+    trust: bool
+    link_state: int  # IFLA_VF_LINK_STATE_*
+    min_tx_rate: int
+    max_tx_rate: int
+
+
+class SwitchEntry(TypedDict):
+    """One VF's settings in its PF's state file (keyed by VF index): every field, enums as numbers."""
+
+    mac: str
+    vlan: int
+    qos: int
+    vlan_proto: int
+    spoofchk: bool
+    trust: bool
+    link_state: int
+    min_tx_rate: int
+    max_tx_rate: int
 
 
 class SimulatedSwitchNetlink:
@@ -86,7 +113,7 @@ class SimulatedSwitchNetlink:
         needed = (["minTxRate"] if min_tx_rate else []) + (["maxTxRate"] if max_tx_rate else [])
         self._update(pf, vf_index, what, {"min_tx_rate": min_tx_rate, "max_tx_rate": max_tx_rate}, needed)
 
-    def _update(self, pf: str, vf_index: int, what: str, changes: dict[str, Any], needed: list[str]) -> None:
+    def _update(self, pf: str, vf_index: int, what: str, changes: SwitchChanges, needed: list[str]) -> None:
         spec = self._pf(pf)
         self._check_index(pf, spec, vf_index)
         refused = [name for name in needed if name in spec.unsupported_vf_settings]
@@ -255,7 +282,7 @@ class SimulatedSwitchNetlink:
         return parts[-3] if len(parts) >= 3 and parts[-2] == "net" else None
 
 
-def _decode(vf_index: int, raw: dict[str, Any] | None) -> VfSettings:
+def _decode(vf_index: int, raw: SwitchEntry | None) -> VfSettings:
     if not raw:
         return VfSettings(vf_index=vf_index)
     return VfSettings(
@@ -272,12 +299,10 @@ def _decode(vf_index: int, raw: dict[str, Any] | None) -> VfSettings:
     )
 
 
-def _encode(settings: VfSettings) -> dict[str, Any]:
-    raw = dataclasses.asdict(settings)
-    raw.pop("vf_index")
-    raw["vlan_proto"] = int(settings.vlan_proto)
-    raw["link_state"] = int(settings.link_state)
-    return raw
+def _encode(settings: VfSettings) -> SwitchEntry:
+    return SwitchEntry(mac=settings.mac, vlan=settings.vlan, qos=settings.qos, vlan_proto=int(settings.vlan_proto),
+                       spoofchk=settings.spoofchk, trust=settings.trust, link_state=int(settings.link_state),
+                       min_tx_rate=settings.min_tx_rate, max_tx_rate=settings.max_tx_rate)
 
 
 def _mac(mac: str, what: str) -> str:

@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextlib
 import platform
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from prometheus_client import (
     CollectorRegistry,
@@ -30,6 +29,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
+
+from sriovkit.httpserve import BackgroundHttpServer, host_port
 
 DEFAULT_METRICS_ADDRESS = "127.0.0.1:9808"
 _CNI_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -150,6 +151,9 @@ def _build_labels() -> dict[str, str]:
     return {"version": ours, "python_version": platform.python_version()}
 
 
+_DEFAULT_HOST = "127.0.0.1"  # metrics stay on the node unless an address says otherwise
+
+
 class MetricsServer:
     """Serves /metrics, /healthz and /readyz. `healthy()` decides /healthz: 200 or 503;
     `ready()` lists what keeps the node unusable: none, 200; any, 503 with one line each."""
@@ -160,39 +164,31 @@ class MetricsServer:
         self.metrics = metrics
         self.healthy = healthy
         self.ready = ready  # None: the NodeAgent it is added to fills in its own (NodeAgent.add)
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http: BackgroundHttpServer | None = None
 
     @property
     def port(self) -> int:
-        assert self._httpd is not None
-        return int(self._httpd.server_address[1])
+        assert self._http is not None
+        return self._http.port
 
     def check_conflicts(self) -> None:
         """Before anything starts: OSError (EADDRINUSE) when another process listens on our address."""
-        host, _, port = self.address.rpartition(":")
         try:
-            probe = socket.create_server((host.strip("[]") or "127.0.0.1", int(port)))
+            probe = socket.create_server(host_port(self.address, _DEFAULT_HOST))
         except OSError as exc:
             raise OSError(exc.errno, f"--metrics-address {self.address}: {exc.strerror} (is another agent "
                           "running?)") from None
         probe.close()
 
     def start(self) -> None:
-        host, _, port = self.address.rpartition(":")
         ready = self.ready or (lambda: [] if self.healthy() else ["agent: not running"])
-        handler = _make_handler(self.metrics, self.healthy, ready)
-        self._httpd = ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics", daemon=True)
-        self._thread.start()
+        self._http = BackgroundHttpServer(self.address, _make_handler(self.metrics, self.healthy, ready),
+                                          default_host=_DEFAULT_HOST, name="metrics")
+        self._http.start()
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._http is not None:
+            self._http.stop()
 
 
 def _make_handler(metrics: AgentMetrics, healthy: Callable[[], bool],

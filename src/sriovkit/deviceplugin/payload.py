@@ -97,32 +97,24 @@ def taking_selector(resource: ResourceConfig, dev: Device, *, vhost_net: bool) -
 
 
 def device_payload(dev: Device, resource: ResourceConfig, host: HostDevNodes) -> DevicePayload:
-    dev_id = device_id(dev)
+    """A pool's share of a device: what its taking selector's isRdma/needVhostNet ask for."""
     selector = taking_selector(resource, dev, vhost_net=host.vhost_net) or Selector()
-    nodes: list[DeviceNode] = []
-    info: dict[str, dict[str, str]] = {"generic": {"deviceID": dev_id}}
-    if isinstance(dev, PciDevice):
-        _driver_nodes(dev, nodes, info)
-    if selector.is_rdma and dev.rdma_devices:
-        _rdma_nodes(dev, host, nodes, info)
-    if selector.need_vhost_net and host.vhost_net:
-        nodes += [DeviceNode(VHOST_NET, VHOST_NET), DeviceNode(TUN, TUN)]
-        info["vhost"] = {"net-mount": VHOST_NET, "tun-mount": TUN}
-    extra = _extra_info(resource, dev_id)
-    if extra:
-        info["extra"] = extra
-    return DevicePayload(dev_id, tuple(nodes), info)
+    return _payload(dev, resource, host, rdma=selector.is_rdma, vhost=selector.need_vhost_net and host.vhost_net)
 
 
 def claim_payload(dev: Device, resource: ResourceConfig, host: HostDevNodes, *, vhost: bool) -> DevicePayload:
     """A DRA claim's share of a device: nodes for its driver, RDMA nodes whenever it has an RDMA
     device (DRA claims ask by the rdmaCapable attribute, not by selector), vhost-net when asked."""
+    return _payload(dev, resource, host, rdma=True, vhost=vhost)
+
+
+def _payload(dev: Device, resource: ResourceConfig, host: HostDevNodes, *, rdma: bool, vhost: bool) -> DevicePayload:
     dev_id = device_id(dev)
     nodes: list[DeviceNode] = []
     info: dict[str, dict[str, str]] = {"generic": {"deviceID": dev_id}}
     if isinstance(dev, PciDevice):
         _driver_nodes(dev, nodes, info)
-    if dev.rdma_devices:
+    if rdma and dev.rdma_devices:
         _rdma_nodes(dev, host, nodes, info)
     if vhost:
         nodes += [DeviceNode(VHOST_NET, VHOST_NET), DeviceNode(TUN, TUN)]

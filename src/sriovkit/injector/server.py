@@ -12,11 +12,12 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from sriovkit.filestamp import FileStamp
+from sriovkit.httpserve import BackgroundHttpServer
 from sriovkit.injector.review import BadReview
 
 log = logging.getLogger(__name__)
@@ -66,31 +67,21 @@ class WebhookServer:
 
     def __init__(self, address: str, tls: ReloadingTls, handler: Handler) -> None:
         self.address, self.tls, self.handler = address, tls, handler
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        # the handshake happens in the connection's thread, not in the one accepting connections
+        self._http = BackgroundHttpServer(
+            address, _make_handler(handler), default_host="0.0.0.0", name="injector",
+            wrap=lambda sock: tls.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False))
 
     @property
     def port(self) -> int:
-        assert self._httpd is not None
-        return int(self._httpd.server_address[1])
+        return self._http.port
 
     def start(self) -> None:
-        host, _, port = self.address.rpartition(":")
-        httpd = ThreadingHTTPServer((host.strip("[]") or "0.0.0.0", int(port)), _make_handler(self.handler))
-        httpd.daemon_threads = True
-        # the handshake happens in the connection's thread, not in the one accepting connections
-        httpd.socket = self.tls.context.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
-        self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="injector", daemon=True)
-        self._thread.start()
+        self._http.start()
         log.info("injector serving address=%s", self.address)
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._http.stop()
 
 
 def _make_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:

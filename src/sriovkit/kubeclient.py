@@ -6,7 +6,10 @@ the agent's Node Events.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the `kube` extra: imported only where it is used
+    from kubernetes.client import ApiClient
 
 _SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
@@ -31,7 +34,7 @@ def require_client(what: str) -> None:
         raise UserError(f"{what}: {KUBE_EXTRA_HINT}")
 
 
-def api_client(kubeconfig: str | None = None) -> Any:
+def api_client(kubeconfig: str | None = None) -> ApiClient:
     """A `kubernetes.client.ApiClient` for `kubeconfig`, else the pod's service account (in-cluster).
     Loads the configuration only (no requests); raises the client's own errors when it cannot."""
     from kubernetes import client, config

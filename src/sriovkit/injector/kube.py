@@ -4,11 +4,14 @@ Events about pods. (RBAC: network-attachment-definitions get, events create.)"""
 from __future__ import annotations
 
 import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, cast
 
 from sriovkit.errors import SriovkitError
 from sriovkit.hotplug.nad import NAD_GROUP, NAD_PLURAL, NAD_VERSION
 from sriovkit.injector.patch import Obj, pod_name
+
+if TYPE_CHECKING:  # the `kube` extra
+    from kubernetes.client import ApiClient
 
 COMPONENT = "sriovkit-injector"
 _NOT_FOUND = 404
@@ -20,7 +23,7 @@ class NadUnreadable(SriovkitError):
 
 
 class NadReader:
-    def __init__(self, api_client: Any) -> None:
+    def __init__(self, api_client: ApiClient) -> None:
         from kubernetes import client
 
         self._custom = client.CustomObjectsApi(api_client)

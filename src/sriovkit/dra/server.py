@@ -19,7 +19,7 @@ from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -77,7 +77,18 @@ def _listener(server: grpc.Server, final: Path) -> Callable[[Path], None]:
     return listen
 
 
-def _answer_errors(what: str, claim: Any, action: Callable[[], Any]) -> tuple[Any, str]:
+_T = TypeVar("_T")
+
+
+class _Claim(Protocol):
+    """A claim in a DRAPlugin request (v1 and v1beta1 alike)."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+def _answer_errors(what: str, claim: _Claim, action: Callable[[], _T]) -> tuple[_T | None, str]:
     """One claim's answer, or its error; every line logged meanwhile names the claim, and a
     failure is logged once, here."""
     ref = f"{claim.namespace}/{claim.name}" if claim.name else ""
@@ -108,7 +119,7 @@ class _DraPluginService:
             devices, error = _answer_errors("prepare", claim, functools.partial(
                 self.handler.prepare, claim.namespace, claim.name, claim.uid))
             entry = response.claims[claim.uid]
-            if error:
+            if error or devices is None:
                 entry.error = error
                 continue
             for d in devices:

@@ -9,7 +9,7 @@ and receive into a buffer sized for the largest PF (256 VFs).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Required, TypedDict
 
 from sriovkit.netlink.model import LinkState, VfSettings, VlanProto
 
@@ -46,11 +46,29 @@ def decode_vf_list(msg: Any) -> list[VfSettings]:
     return sorted(result, key=lambda s: s.vf_index)
 
 
+class _VfFlags(TypedDict, total=False):
+    """The on/off settings a driver reports (a knob it lacks is left out: VfSettings' default)."""
+
+    spoofchk: bool
+    trust: bool
+    link_state: LinkState
+
+
+class _VfFields(_VfFlags, total=False):
+    """VfSettings' constructor arguments as the message gives them (what it lacks: the defaults)."""
+
+    vf_index: Required[int]
+    mac: Required[str]
+    vlan: int
+    qos: int
+    vlan_proto: VlanProto
+    min_tx_rate: int
+    max_tx_rate: int
+
+
 def decode_vf(info: Any) -> VfSettings:
-    fields: dict[str, Any] = {}
     mac = info.get_attr("IFLA_VF_MAC")
-    fields["vf_index"] = mac["vf"]
-    fields["mac"] = mac["mac"]
+    fields: _VfFields = {"vf_index": mac["vf"], "mac": mac["mac"]}
     vlan = info.get_attr("IFLA_VF_VLAN")
     if vlan is not None:
         fields["vlan"], fields["qos"] = vlan["vlan"], vlan["qos"]
@@ -59,15 +77,15 @@ def decode_vf(info: Any) -> VfSettings:
         entries = vlist.get_attrs("IFLA_VF_VLAN_INFO")
         if entries and entries[0]["proto"] in iter(VlanProto):
             fields["vlan_proto"] = VlanProto(entries[0]["proto"])
-    fields.update(_flags(info))
+    _read_flags(info, fields)
     rate = info.get_attr("IFLA_VF_RATE")
     if rate is not None:
         fields["min_tx_rate"], fields["max_tx_rate"] = rate["min_tx_rate"], rate["max_tx_rate"]
     return VfSettings(**fields)
 
 
-def _flags(info: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _read_flags(info: Any, out: _VfFlags) -> None:
+    """The on/off settings into `out`."""
     # Drivers that lack a knob report it as -1 (0xffffffff): keep the default then.
     spoof = info.get_attr("IFLA_VF_SPOOFCHK")
     if spoof is not None and spoof["spoofchk"] in (0, 1):
@@ -78,4 +96,3 @@ def _flags(info: Any) -> dict[str, Any]:
     state = info.get_attr("IFLA_VF_LINK_STATE")
     if state is not None and state["link_state"] in iter(LinkState):
         out["link_state"] = LinkState(state["link_state"])
-    return out

@@ -29,6 +29,12 @@ class BackgroundHttpServer:
         self._thread: threading.Thread | None = None
 
     @property
+    def bound_host(self) -> str:
+        """The address the started server listens on (what a default host became)."""
+        assert self._httpd is not None
+        return str(self._httpd.server_address[0])
+
+    @property
     def port(self) -> int:
         assert self._httpd is not None
         return int(self._httpd.server_address[1])

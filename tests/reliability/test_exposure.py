@@ -79,8 +79,7 @@ def test_metrics_bind_loopback_by_default() -> None:
     server = MetricsServer(":0", AgentMetrics(), lambda: True)  # no host given: still loopback
     server.start()
     try:
-        assert server._httpd is not None
-        bound = server._httpd.server_address[0]
+        bound = server.bound_host
         assert bound in ("127.0.0.1", "::1"), bound
     finally:
         server.stop()

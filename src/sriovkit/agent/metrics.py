@@ -171,6 +171,11 @@ class MetricsServer:
         assert self._http is not None
         return self._http.port
 
+    @property
+    def bound_host(self) -> str:
+        assert self._http is not None
+        return self._http.bound_host
+
     def check_conflicts(self) -> None:
         """Before anything starts: OSError (EADDRINUSE) when another process listens on our address."""
         try:

@@ -19,7 +19,7 @@ from typing import NoReturn
 
 import grpc
 
-from sriovkit import unixsocket
+from sriovkit import grpcserve, unixsocket
 from sriovkit.deviceplugin import files, requests
 from sriovkit.deviceplugin.api import deviceplugin_pb2 as pb
 from sriovkit.deviceplugin.api import deviceplugin_pb2_grpc as pb_grpc
@@ -196,19 +196,10 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         pb_grpc.add_DevicePluginServicer_to_server(self, server)
         if self.watcher_mode:
             reg_grpc.add_RegistrationServicer_to_server(self, server)
-
-        def listen(path: Path) -> None:
-            try:
-                server.add_insecure_port(f"unix:{path}")
-            except RuntimeError as exc:  # grpc's way to say bind failed (e.g. a path over 107 bytes)
-                raise OSError(f"cannot listen on {self.socket_path}: {exc}") from None
-            server.start()
-
         with self._cond:
             self._stopping = False
         try:
-            self._socket_identity = unixsocket.serve_at(self.socket_path, listen,
-                                                        f"device plugin socket of {self.name}")
+            self._socket_identity = grpcserve.serve_at(server, self.socket_path, f"device plugin socket of {self.name}")
         except BaseException:
             server.stop(0)
             raise

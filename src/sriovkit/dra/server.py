@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from sriovkit import logs, unixsocket
+from sriovkit import grpcserve, logs, unixsocket
 from sriovkit.dra.claimconfig import ClaimError
 from sriovkit.dra.kube import ApiError
 from sriovkit.dra.prepare import PreparedDevice
@@ -64,17 +64,6 @@ class ClaimHandler:
                  unprepare: Callable[[str], object]) -> None:
         self.prepare = prepare  # (namespace, name, uid)
         self.unprepare = unprepare
-
-
-def _listener(server: grpc.Server, final: Path) -> Callable[[Path], None]:
-    def listen(path: Path) -> None:
-        try:
-            server.add_insecure_port(f"unix:{path}")
-        except RuntimeError as exc:  # grpc's way to say bind failed (e.g. a path over 107 bytes)
-            raise OSError(f"cannot listen on {final}: {exc}") from None
-        server.start()
-
-    return listen
 
 
 _T = TypeVar("_T")
@@ -185,12 +174,11 @@ class DraPluginServer(health_grpc.DRAResourceHealthServicer, reg_grpc.Registrati
         self.registered, self.registration_error = None, ""
         try:
             self.socket_path.parent.mkdir(parents=True, exist_ok=True)
-            self._identities[0] = unixsocket.serve_at(self.socket_path, _listener(dra, self.socket_path),
-                                                      f"DRA socket of {self.driver}")
+            self._identities[0] = grpcserve.serve_at(dra, self.socket_path, f"DRA socket of {self.driver}")
             self._servers.append(dra)
             self.registration_path.parent.mkdir(parents=True, exist_ok=True)
-            self._identities[1] = unixsocket.serve_at(self.registration_path, _listener(reg, self.registration_path),
-                                                      f"DRA registration socket of {self.driver}")
+            self._identities[1] = grpcserve.serve_at(reg, self.registration_path,
+                                                     f"DRA registration socket of {self.driver}")
             self._servers.append(reg)
         except BaseException:
             dra.stop(0)

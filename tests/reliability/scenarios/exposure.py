@@ -82,7 +82,7 @@ def modes(tmp: Path) -> Outcome:
         os.umask(old)
     metrics = MetricsServer(":0", AgentMetrics(), lambda: True)
     metrics.start()
-    bound = metrics._httpd.server_address[0] if metrics._httpd is not None else ""
+    bound = metrics.bound_host
     metrics.stop()
     checks["metrics default loopback"] = DEFAULT_METRICS_ADDRESS.startswith("127.0.0.1:") and bound == "127.0.0.1"
     for what, ok in checks.items():

@@ -28,9 +28,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sriovkit import nodepaths
+
+if TYPE_CHECKING:  # imported where used: `sriovctl demo --help` stays cheap
+    from sriovkit.agent.node import NodeAgent
+    from sriovkit.dra.driver import DraDriver
+    from sriovkit.kubesim import Kubelet
+    from sriovkit.netlink.model import VfSettings
 from sriovkit.errors import SriovkitError
 
 NETNS_DIR = nodepaths.NETNS_DIR
@@ -150,7 +156,7 @@ class _Flow:
         self.made.update(network.bridges, *((p.netdev, p.peer) for p in network.ports))
         self.say(device_table(discover(Sysfs(self.root))))
 
-    def start_kubelet(self) -> Any:
+    def start_kubelet(self) -> Kubelet:
         from sriovkit.kubesim import Kubelet
 
         kubelet = Kubelet(self.tmp / "device-plugins", pod_resources_socket=self.tmp / "pod-resources.sock",
@@ -159,7 +165,7 @@ class _Flow:
         self.stack.callback(kubelet.stop)
         return kubelet
 
-    def start_agent(self, kubelet: Any) -> None:
+    def start_agent(self, kubelet: Kubelet) -> None:
         from sriovkit.agent.cni_service import CniService
         from sriovkit.agent.metrics import AgentMetrics, MetricsServer
         from sriovkit.agent.node import NodeAgent
@@ -195,7 +201,7 @@ class _Flow:
         self.say(f"kubelet sees {RESOURCE}: {len(devices)} devices, {healthy} healthy "
                  f"(registered {kubelet.registrations[0].at - started:.2f} s after the agent started)")
 
-    def _dra_driver(self, agent: Any) -> Any:
+    def _dra_driver(self, agent: NodeAgent) -> DraDriver:
         from sriovkit.commands.ports import DriverBinderFor
         from sriovkit.dra.driver import DraDriver, DraSettings
         from sriovkit.dra.kube import KubernetesDraApi
@@ -212,7 +218,7 @@ class _Flow:
         return DraDriver(self.dra, agent.device_plugins, KubernetesDraApi(kubeconfig=str(kubeconfig)),
                          drivers=DriverBinderFor(agent.device_plugins.settings.sysfs))
 
-    def dra_claim(self, kubelet: Any) -> None:
+    def dra_claim(self, kubelet: Kubelet) -> None:
         from sriovkit.kubesim.apiserver import CLAIMS, SLICES
 
         self.heading(f"6. DRA: {nodepaths.RESOURCE_PREFIX}/{DRA_RESOURCE_NAME} (\"servedBy\": \"dra\") as "
@@ -266,7 +272,7 @@ class _Flow:
                                                   interpreter=interpreter, host_root=str(self.root),
                                                   state_dir=str(self.state_dir)))
 
-    def make_pod(self, name: str, kubelet: Any) -> Pod:
+    def make_pod(self, name: str, kubelet: Kubelet) -> Pod:
         from pyroute2 import netns
 
         pod = Pod(name, os.path.join(NETNS_DIR, f"sriovkit-demo-{self.tag}-{name}"))
@@ -360,7 +366,7 @@ class _Flow:
     def heading(self, text: str) -> None:
         self.say(f"\n== {text}")
 
-    def _vf_settings(self, pci_address: str) -> Any:
+    def _vf_settings(self, pci_address: str) -> VfSettings:
         vf = self.host_vf(pci_address)
         return self.context.netlink.vf_settings(vf[0], vf[1])
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sriovkit.nodepaths import CNI_STATE_DIR, POD_RESOURCES_SOCKET
+
+if TYPE_CHECKING:
+    from sriovkit.cni.state import AttachmentRecord
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -53,7 +56,7 @@ def _attachments(args: argparse.Namespace) -> int:
     return 0
 
 
-def _attachment_row(record: Any) -> dict[str, Any]:
+def _attachment_row(record: AttachmentRecord) -> dict[str, Any]:
     return {"container": record.container_id, "ifname": record.ifname, "pciAddress": record.pci_address,
             "pf": record.pf_netdev, "vfIndex": record.vf_index, "mode": record.mode, "network": record.network,
             "hostName": record.original.host_ifname, "ips": list(record.ips), "netns": record.netns,

@@ -150,6 +150,17 @@ def fold(name: str) -> str:
     return "".join(c.upper() if c.isascii() else c for c in name.translate(_NON_ASCII_FOLDS))
 
 
+def lookup(obj: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    """What Go's encoding/json decodes into a struct field `name` from the object `obj`: each key
+    equal to it, or folding to it, sets the field in turn, so the last such key wins; `default`
+    when none does."""
+    folded, found = fold(name), default
+    for key, value in obj.items():
+        if isinstance(key, str) and (key == name or fold(key) == folded):
+            found = value
+    return found
+
+
 def member(path: str, key: str) -> str:
     """JSON path of `key` under `path`; odd keys (spaces, newlines) are quoted so a problem
     always stays on one line."""

@@ -189,3 +189,21 @@ def test_a_number_no_float64_holds_is_its_own_json_error(text):
 def test_syntax_errors_are_json_errors_too():
     with pytest.raises(gojson.JsonError):
         gojson.parse('{"a": NaN}')
+
+
+@pytest.mark.parametrize(("obj", "expected"), [
+    ({"containerID": "a"}, "a"),
+    ({"CONTAINERID": "a"}, "a"),
+    ({"ContainerID": "a", "containerID": "b"}, "b"),  # every matching key sets the field: the last wins
+    ({"containerID": "b", "ContainerID": "a"}, "a"),
+    ({"container\u212aD": "x"}, "missing"),  # K-sign folds to K, not to the 'i' the name has
+    ({"container\u0131D": "x"}, "missing"),  # dotless i: Go does not fold it onto I
+    ({}, "missing"),
+])
+def test_lookup_matches_a_field_as_encoding_json_does(obj: dict[str, str], expected: str) -> None:
+    assert gojson.lookup(obj, "containerID", "missing") == expected
+
+
+def test_lookup_folds_the_non_ascii_runes_go_folds() -> None:
+    assert gojson.lookup({"\u212aey": 1, "\u017fize": 2}, "key") == 1
+    assert gojson.lookup({"\u017fize": 2}, "size") == 2

@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from sriovkit import gojson
 from sriovkit.cni import vfconfig
 from sriovkit.cni.ipam import ipam_check, ipam_lifecycle
 from sriovkit.cni.locate import find_vf
@@ -118,7 +119,7 @@ def parse_valid_attachments(config: Mapping[str, Any]) -> set[tuple[str, str]]:
     match as Go's encoding/json matches them (exact first, then case-insensitively). `null` is
     refused like any other non-list (a Go runtime's nil list): "no attachment is valid" is `[]`."""
     lists = [(key, value) for key in (VALID_ATTACHMENTS, LEGACY_ATTACHMENTS)
-             if (value := _lookup(config, key, _MISSING)) is not _MISSING]
+             if (value := gojson.lookup(config, key, _MISSING)) is not _MISSING]
     if not lists:
         raise CniError(ErrorCode.INVALID_CONFIG, f"GC needs {VALID_ATTACHMENTS} in the network config",
                        "without the list of attachments still in use, nothing can be told stale; nothing released")
@@ -137,20 +138,13 @@ def _attachments_of(key: str, raw: Any) -> set[tuple[str, str]]:
             raise _malformed(f"{key}[{i}]", f"must be an object, got {_json_type(entry)}", entry)
         pair = []
         for field in ("containerID", "ifname"):
-            value = _lookup(entry, field, None)
+            value = gojson.lookup(entry, field, None)
             if not isinstance(value, str) or not value:
                 got = "missing" if value is None else f"{_json_type(value)} {_short(value)}"
                 raise _malformed(f"{key}[{i}].{field}", f"must be a non-empty string, got {got}", entry)
             pair.append(value)
         out.add((pair[0], pair[1]))
     return out
-
-
-def _lookup(obj: Mapping[str, Any], key: str, default: Any) -> Any:
-    if key in obj:
-        return obj[key]
-    folded = key.casefold()
-    return next((v for k, v in obj.items() if isinstance(k, str) and k.casefold() == folded), default)
 
 
 def _malformed(where: str, problem: str, value: Any) -> CniError:

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sriovkit import atomicfile
+from sriovkit.cni import paths
 from sriovkit.cni.spec import CniError, ErrorCode
 from sriovkit.cni.state import AttachmentRecord, CniFileTarget
 
@@ -107,7 +108,6 @@ def _opened(fd: int) -> Iterator[int]:
 @contextlib.contextmanager
 def _open_dirs(root: str, parts: Sequence[str], *, create: bool) -> Iterator[int]:
     """A descriptor of root/parts..., each component opened without following a symlink."""
-    where = root
     try:
         if create:  # the node's own directory (its path is the node's configuration, not a NAD's)
             os.makedirs(root, 0o755, exist_ok=True)
@@ -117,22 +117,15 @@ def _open_dirs(root: str, parts: Sequence[str], *, create: bool) -> Iterator[int
             raise
         raise CniError(ErrorCode.IO_FAILURE, f"cniDir root {root} is unusable", exc.strerror or str(exc)) from None
     try:
-        for part in parts:
-            where = os.path.join(where, part)
-            if create:
-                _make_dir(fd, part)
-            try:
-                nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                if isinstance(exc, FileNotFoundError) and not create:
-                    raise
-                raise CniError(ErrorCode.IO_FAILURE, f"cniDir {where} is not a plain directory",
-                               exc.strerror or str(exc)) from None
-            os.close(fd)
-            fd = nxt
-        yield fd
+        below = paths.open_below(fd, parts, create=create)  # FileNotFoundError when not `create`
+    except paths.ComponentError as exc:
+        where = os.path.join(root, *parts[:exc.index + 1])
+        raise CniError(ErrorCode.IO_FAILURE, f"cniDir {where} is not a plain directory",
+                       exc.error.strerror or str(exc.error)) from None
     finally:
         os.close(fd)
+    with _opened(below):
+        yield below
 
 
 def _open_ns_dir(base: int, ns_name: str, where: str) -> int:

@@ -15,7 +15,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from sriovkit import atomicfile
 from sriovkit.errors import SriovkitError
@@ -54,6 +54,40 @@ def _root_spellings(root: str) -> list[list[str]]:
     return spellings
 
 
+class ComponentError(OSError):
+    """A directory on the way could not be opened (or made): `index` names which, `error` why."""
+
+    def __init__(self, index: int, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror)
+        self.index, self.error = index, error
+
+
+def open_below(fd: int, names: Sequence[str], *, create: bool) -> int:
+    """A new descriptor of the directory `names` below the open directory `fd`, each component
+    opened without following a symlink; with `create`, missing ones are made (mode 0755).
+    FileNotFoundError for a missing one otherwise; ComponentError for anything else on the way."""
+    current = os.dup(fd)
+    try:
+        for index, name in enumerate(names):
+            try:
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, 0o755, dir_fd=current)
+                child = os.open(name, _DIR_FLAGS, dir_fd=current)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                raise ComponentError(index, FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))) from None
+            except OSError as exc:
+                raise ComponentError(index, exc) from None
+            os.close(current)
+            current = child
+    except BaseException:
+        os.close(current)
+        raise
+    return current
+
+
 @contextlib.contextmanager
 def parent_dir(root: str, parts: list[str], *, create: bool) -> Iterator[int | None]:
     """An open descriptor of the directory holding `parts[-1]`, reached from `root` without
@@ -62,27 +96,22 @@ def parent_dir(root: str, parts: list[str], *, create: bool) -> Iterator[int | N
     if create:
         os.makedirs(root, mode=0o755, exist_ok=True)
     try:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
         if create:
             raise
         yield None
         return
     try:
-        for name in parts[:-1]:
-            try:
-                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    yield None
-                    return
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(name, 0o755, dir_fd=fd)
-                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                raise _refusal(exc, name) from None
-            os.close(fd)
-            fd = child
+        fd = open_below(root_fd, parts[:-1], create=create)
+    except FileNotFoundError:
+        yield None
+        return
+    except ComponentError as exc:
+        raise _refusal(exc.error, parts[exc.index]) from None
+    finally:
+        os.close(root_fd)
+    try:
         yield fd
     finally:
         os.close(fd)

@@ -32,13 +32,15 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sriovkit.host.statefile import locked, read_json, write_json_atomic
 from sriovkit.netlink.errors import LinkNotFoundError, from_errno
 from sriovkit.sim.host import SimulatedHost
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pyroute2 import IPRoute
 
 ALIAS_PREFIX = "sriovkit-sim"
@@ -52,13 +54,26 @@ _RECORD_BATCH = 128
 
 @dataclass(frozen=True, slots=True)
 class SimPort:
-    """One veth pair standing for a PCI function's interface."""
+    """One veth pair standing for a PCI function's interface (recorded in ``simnet.json``)."""
 
     pci_address: str
     netdev: str  # the VF end, named as the tree names the function
     peer: str  # the host-side end (in the PF's bridge, if any)
     bridge: str | None
     mac: str
+
+
+class _Away(TypedDict):
+    """Where a function's interface is while it is outside the host namespace (``away.json``,
+    keyed by PCI address)."""
+
+    netns: str
+    name: str
+
+
+def _read_away(path: Path) -> dict[str, _Away]:
+    away: dict[str, _Away] = read_json(path)
+    return away
 
 
 def tree_lock(host: SimulatedHost) -> AbstractContextManager[None]:
@@ -179,11 +194,12 @@ class SimNetwork:
         revived: list[str] = []
         with _route() as ipr, tree_lock(self.host):
             away_path = self.host.root / "eswitch" / _AWAY
-            away = read_json(away_path)
+            away = _read_away(away_path)
             for port in self.ports:
                 if pci_address not in (None, port.pci_address) or ipr.link_lookup(ifname=port.peer):
                     continue
-                name = _free_name(ipr, away.get(port.pci_address, {}).get("name") or port.netdev)
+                where = away.get(port.pci_address)
+                name = _free_name(ipr, (where.get("name") if where else None) or port.netdev)
                 _call(f"recreate {name} for {port.pci_address}", lambda p=port, n=name: self._add_pair(ipr, p, n))
                 self.host.set_netdev(port.pci_address, name)
                 away.pop(port.pci_address, None)
@@ -253,7 +269,7 @@ def has_network(host: SimulatedHost) -> bool:
 def note_away(host: SimulatedHost, pci_address: str, netns: str, name: str) -> None:
     """Record where the function's interface now is outside the host (caller holds `tree_lock`)."""
     path = host.root / "eswitch" / _AWAY
-    away = read_json(path)
+    away = _read_away(path)
     away[pci_address] = {"netns": netns, "name": name}
     write_json_atomic(path, away, durable=False)
 
@@ -261,14 +277,14 @@ def note_away(host: SimulatedHost, pci_address: str, netns: str, name: str) -> N
 def clear_away(host: SimulatedHost, pci_address: str) -> None:
     """Forget the record once the interface is back (caller holds `tree_lock`)."""
     path = host.root / "eswitch" / _AWAY
-    away = read_json(path)
+    away = _read_away(path)
     if away.pop(pci_address, None) is not None:
         write_json_atomic(path, away, durable=False)
 
 
 def away_pci(host: SimulatedHost, netns: str, name: str) -> str | None:
     """The function whose interface is recorded as `name` in `netns`, if exactly one is."""
-    found = [pci for pci, where in read_json(host.root / "eswitch" / _AWAY).items()
+    found = [pci for pci, where in _read_away(host.root / "eswitch" / _AWAY).items()
              if where == {"netns": netns, "name": name}]
     return found[0] if len(found) == 1 else None
 

@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -479,9 +480,12 @@ class Cluster:
                                        f"--kubeconfig={self.state / 'pki' / 'kubelet.kubeconfig'}",
                                        f"--hostname-override={self.node_name}", "--v=2"], in_namespace=True)
 
-    def restart_kubelet(self) -> float:
-        """Stops the kubelet and starts it again; returns the monotonic time it was started at."""
+    def restart_kubelet(self, while_down: Callable[[], object] | None = None) -> float:
+        """Stops the kubelet and starts it again (calling `while_down` in between); returns the
+        monotonic time it was started at."""
         self.stop("kubelet")
+        if while_down is not None:
+            while_down()
         started = time.monotonic()
         self.start_kubelet()
         return started

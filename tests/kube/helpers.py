@@ -161,13 +161,14 @@ class Kube:
         return pods[0]
 
 
-def simulated_host(cluster: Cluster) -> sim.SimulatedHost:
-    return sim.open_existing(cluster.sim_root)
+def simulated_host(cluster: Cluster, root: Path | None = None) -> sim.SimulatedHost:
+    """The node's simulated host (or another one at `root`)."""
+    return sim.open_existing(root or cluster.sim_root)
 
 
-def vf_of(cluster: Cluster, pci_address: str) -> tuple[str, int]:
+def vf_of(cluster: Cluster, pci_address: str, root: Path | None = None) -> tuple[str, int]:
     """(PF name, VF index) of a simulated VF, from the host's tree."""
-    host = simulated_host(cluster)
+    host = simulated_host(cluster, root)
     for device in host.devices():
         if device.pci_address == pci_address and device.pf_address is not None and device.vf_index is not None:
             pf = next(d.netdev for d in host.devices() if d.pci_address == device.pf_address)
@@ -176,10 +177,10 @@ def vf_of(cluster: Cluster, pci_address: str) -> tuple[str, int]:
     raise KubeError(f"{pci_address}: not a VF of the simulated host")
 
 
-def vf_settings(cluster: Cluster, pci_address: str) -> VfSettings:
+def vf_settings(cluster: Cluster, pci_address: str, root: Path | None = None) -> VfSettings:
     """The VF's settings as its PF reports them (the simulated NIC's switch)."""
-    pf, index = vf_of(cluster, pci_address)
-    return netlink_for(Sysfs(cluster.sim_root)).vf_settings(pf, index)
+    pf, index = vf_of(cluster, pci_address, root)
+    return netlink_for(Sysfs(root or cluster.sim_root)).vf_settings(pf, index)
 
 
 def vf_settings_all(cluster: Cluster) -> dict[str, VfSettings]:

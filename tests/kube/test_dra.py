@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from sriovkit.deviceplugin.health import set_operstate
+from sriovkit.host.sysfs import Sysfs
 from tests.kube.cluster import RESOURCE, Cluster
 from tests.kube.helpers import Kube, simulated_host, wait_for
 
@@ -77,3 +79,29 @@ def test_dra_claim_on_the_real_node(kube: Kube, cluster: Cluster) -> None:
     kube.delete("pod", "dra")
     wait_for("the claim unprepared", lambda: checkpoint(cluster) == {}, timeout=120)
     assert sorted(d["name"] for s in our_slices(kube) for d in s["spec"]["devices"]) == before
+
+
+def test_pf_link_down_its_vfs_are_unhealthy_through_dra(kube: Kube, cluster: Cluster) -> None:
+    """Issue 17 test 7: the PF's link goes down (the simulated NIC's operstate, which the agent's
+    health monitor reads as it reads a real one's): its DRA VFs leave the ResourceSlice and its
+    device-plugin VFs leave the node's allocatable; back when the link is."""
+    old_agent = kube.agent_pod()["metadata"]["uid"]
+    kube.cleanups.append(cluster.install_sriovkit)
+    cluster.install_sriovkit(dra_values(cluster))
+    wait_for("the agent pod with DRA, Ready", lambda: kube.agent_pod()["metadata"]["uid"] != old_agent
+             and all(c.get("ready") for c in kube.agent_pod()["status"].get("containerStatuses", [{}])),
+             timeout=180)
+
+    def dra_devices() -> list[str]:
+        return sorted(d["name"] for s in our_slices(kube) for d in s["spec"]["devices"])
+    healthy = wait_for("our ResourceSlice with both DRA VFs", lambda: len(dra_devices()) == 2 and dra_devices(),
+                       timeout=120)
+    wait_for("2 VFs through the device plugin", lambda: kube.allocatable().get(RESOURCE) == "2", timeout=120)
+    sysfs, pf0 = Sysfs(cluster.sim_root), cluster.pf_names()[0]
+    kube.cleanups.append(lambda: set_operstate(sysfs, pf0, "up"))  # runs first: before the chart goes back
+    set_operstate(sysfs, pf0, "down")
+    wait_for("the PF's DRA VFs withdrawn from the slice", lambda: dra_devices() == [], timeout=120)
+    wait_for("the PF's device-plugin VFs unhealthy", lambda: kube.allocatable().get(RESOURCE) == "0", timeout=120)
+    set_operstate(sysfs, pf0, "up")
+    assert wait_for("the DRA VFs back", lambda: dra_devices() == healthy and dra_devices(), timeout=120) == healthy
+    wait_for("the device-plugin VFs back", lambda: kube.allocatable().get(RESOURCE) == "2", timeout=120)

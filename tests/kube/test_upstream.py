@@ -64,8 +64,13 @@ def test_upstreams_daemonsets_with_our_image_give_pods_vfs(kube: Kube, cluster: 
         for obj in reversed(objects):
             if obj["kind"] != "ConfigMap":
                 kube.delete(obj["kind"].lower(), obj["metadata"]["name"], namespace=NAMESPACE)
-        wait_for("upstream's pods gone", lambda: not [
-            p for p in kube.list("pods", NAMESPACE) if p["metadata"]["name"].startswith("kube-sriov-")], timeout=120)
+        # the device-plugin pod (hostNetwork) must be gone before the chart's agent serves the same
+        # pools; the CNI pod's sandbox may linger: on this node Multus' DEL of the cluster network
+        # (bridge + host-local) for it kept failing "no IP ranges specified", so it is force-deleted
+        wait_for("upstream's device-plugin pod gone",
+                 lambda: not kube.list("pods", NAMESPACE, "name=sriov-device-plugin"), timeout=120)
+        kube.run("delete", "pods", "-n", NAMESPACE, "-l", "name=sriov-cni", "--force", "--grace-period=0",
+                 "--ignore-not-found", check=False)
         if sim_root.exists():
             subprocess.run([sriovctl(), "sim", "destroy", str(sim_root)], capture_output=True, timeout=120,
                            check=False)

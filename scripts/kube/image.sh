@@ -82,7 +82,8 @@ start=$(date +%s)
     --ignorefile "$ignore" -f deploy/Dockerfile -t "$image" .) >"$D/build.log" 2>&1 \
   || { tail -30 "$D/build.log" >&2; echo "image.sh: buildah bud failed" >&2; exit 1; }
 # keep the three newest archives (other trees' builds may still use theirs)
-ls -t "$D"/sriovkit-*.tar 2>/dev/null | tail -n +3 | xargs -r rm -f
+# (on a fresh cache there is none yet: ls fails, which must not fail the build under pipefail)
+{ ls -t "$D"/sriovkit-*.tar 2>/dev/null || true; } | tail -n +3 | xargs -r rm -f
 bah push -q "$image" "docker-archive:$out.tmp:$image" >/dev/null
 mv "$out.tmp" "$out"
 log "built $image in $(( $(date +%s) - start )) s"

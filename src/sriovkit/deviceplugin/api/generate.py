@@ -33,7 +33,9 @@ PROTOS = (
 )
 
 
-def main() -> int:
+def generate(out: Path = SRC) -> int:
+    """Every module and stub from the protos under `SRC`, written under `out` (the same relative
+    paths: `out` = SRC regenerates the committed files; a test compares another `out` with them)."""
     from grpc_tools import protoc  # dev-time only
 
     include = str(Path(protoc.__file__).parent / "_proto")
@@ -41,15 +43,19 @@ def main() -> int:
     plugins = Path(sys.executable).parent
     for proto in PROTOS:
         args = ["grpc_tools.protoc", f"-I{SRC}", f"-I{include}",
-                f"--python_out={SRC}", f"--grpc_python_out={SRC}",
-                f"--plugin=protoc-gen-mypy={plugins / 'protoc-gen-mypy'}", f"--mypy_out={SRC}",
-                f"--plugin=protoc-gen-mypy_grpc={plugins / 'protoc-gen-mypy_grpc'}", f"--mypy_grpc_out={SRC}",
+                f"--python_out={out}", f"--grpc_python_out={out}",
+                f"--plugin=protoc-gen-mypy={plugins / 'protoc-gen-mypy'}", f"--mypy_out={out}",
+                f"--plugin=protoc-gen-mypy_grpc={plugins / 'protoc-gen-mypy_grpc'}", f"--mypy_grpc_out={out}",
                 str(SRC / proto)]
         if protoc.main(args) != 0:
             print(f"protoc failed for {proto}", file=sys.stderr)
             return 1
         print(f"generated {proto}")
     return 0
+
+
+def main() -> int:
+    return generate(SRC)
 
 
 if __name__ == "__main__":

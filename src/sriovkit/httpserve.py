@@ -18,6 +18,21 @@ def host_port(address: str, default_host: str) -> tuple[str, int]:
     return host.strip("[]") or default_host, int(port)
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that answers with `send_body` and logs no access lines (probes and
+    scrapes every few seconds would flood the log; what matters is logged where it happens)."""
+
+    def send_body(self, code: int, body: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 class BackgroundHttpServer:
     """Serves `handler` on `address` from a daemon thread named `name`; `wrap` (e.g. TLS) is
     applied to the listening socket before serving."""

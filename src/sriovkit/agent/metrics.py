@@ -30,7 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from sriovkit.httpserve import BackgroundHttpServer, host_port
+from sriovkit.httpserve import BackgroundHttpServer, QuietHandler, host_port
 
 DEFAULT_METRICS_ADDRESS = "127.0.0.1:9808"
 _CNI_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -198,29 +198,20 @@ class MetricsServer:
 
 def _make_handler(metrics: AgentMetrics, healthy: Callable[[], bool],
                   ready: ReadinessCheck) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             path = self.path.split("?")[0]
             if path == "/metrics":
-                self._send(200, metrics.exposition(), CONTENT_TYPE_LATEST)
+                self.send_body(200, metrics.exposition(), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 ok = healthy()
-                self._send(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n", "text/plain")
+                self.send_body(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n", "text/plain")
             elif path == "/readyz":
                 problems = ready()
                 body = "".join(f"{p}\n" for p in problems) if problems else "ok\n"
-                self._send(503 if problems else 200, body.encode(), "text/plain; charset=utf-8")
+                self.send_body(503 if problems else 200, body.encode(), "text/plain; charset=utf-8")
             else:
-                self._send(404, b"not found\n", "text/plain")
+                self.send_body(404, b"not found\n", "text/plain")
 
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass  # scrapes every few seconds would flood the agent's log
 
     return Handler

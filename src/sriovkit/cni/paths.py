@@ -117,6 +117,22 @@ def parent_dir(root: str, parts: list[str], *, create: bool) -> Iterator[int | N
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _entry(root: str, parts: list[str]) -> Iterator[tuple[int, os.stat_result] | None]:
+    """The open directory holding the path's file and the file's own stat (a symlink not
+    followed), or None when the file or a directory on the way is missing."""
+    with parent_dir(root, parts, create=False) as fd:
+        if fd is None:
+            yield None
+            return
+        try:
+            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            yield None
+            return
+        yield fd, st
+
+
 def _refusal(exc: OSError, name: str) -> PathRefused | OSError:
     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
         return PathRefused(f"goes through {name!r}, which is a symlink or not a directory")
@@ -127,13 +143,10 @@ def check_file_slot(root: str, parts: list[str]) -> bool:
     """Before any change: whether a file already sits at the path (True: a regular file, which is
     left alone; False: nothing there). Raises PathRefused for a symlink or anything not a
     regular file on the way or at the end."""
-    with parent_dir(root, parts, create=False) as fd:
-        if fd is None:
+    with _entry(root, parts) as found:
+        if found is None:
             return False
-        try:
-            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return False
+        st = found[1]
     if stat.S_ISLNK(st.st_mode):
         raise PathRefused("is a symlink")
     if not stat.S_ISREG(st.st_mode):
@@ -164,31 +177,19 @@ def _identity(st: os.stat_result) -> tuple[int, int, int]:
 def remove_if_ours(root: str, parts: list[str], identity: tuple[int, ...]) -> bool:
     """Remove the file at the path only if it is still the one we created (same device, inode and
     change time); never through a symlink. Returns whether it was removed."""
-    with parent_dir(root, parts, create=False) as fd:
-        if fd is None:
+    with _entry(root, parts) as found:
+        if found is None or _identity(found[1]) != tuple(identity) or not stat.S_ISREG(found[1].st_mode):
             return False
-        try:
-            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return False
-        if _identity(st) != tuple(identity) or not stat.S_ISREG(st.st_mode):
-            return False
-        os.unlink(parts[-1], dir_fd=fd)
+        os.unlink(parts[-1], dir_fd=found[0])
         return True
 
 
 def remove_if_regular(root: str, parts: list[str]) -> bool:
     """Remove the regular file at the path (never a symlink, never through one)."""
-    with parent_dir(root, parts, create=False) as fd:
-        if fd is None:
+    with _entry(root, parts) as found:
+        if found is None or not stat.S_ISREG(found[1].st_mode):
             return False
-        try:
-            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return False
-        if not stat.S_ISREG(st.st_mode):
-            return False
-        os.unlink(parts[-1], dir_fd=fd)
+        os.unlink(parts[-1], dir_fd=found[0])
         return True
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sriovkit.filestamp import FileStamp
-from sriovkit.httpserve import BackgroundHttpServer
+from sriovkit.httpserve import BackgroundHttpServer, QuietHandler
 from sriovkit.injector.review import BadReview
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class WebhookServer:
 
 
 def _make_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:
-    class Http(BaseHTTPRequestHandler):
+    class Http(QuietHandler):
         timeout = _CONNECTION_TIMEOUT_S
         protocol_version = "HTTP/1.1"  # the API server keeps connections to webhooks open
         # headers and body go out as two writes: with Nagle on, the second waits for the client's
@@ -94,42 +94,33 @@ def _make_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path.split("?")[0] in ("/healthz", "/readyz"):
-                self._send(200, b"ok\n", "text/plain")
+                self.send_body(200, b"ok\n", "text/plain")
             else:
-                self._send(404, b"not found\n", "text/plain")
+                self.send_body(404, b"not found\n", "text/plain")
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length <= 0 or length > MAX_BODY:
-                self._send(400 if length <= 0 else 413, b"AdmissionReview body missing or too large\n",
+                self.send_body(400 if length <= 0 else 413, b"AdmissionReview body missing or too large\n",
                            "text/plain")
                 return
             body = self.rfile.read(length)
             content_type = self.headers.get("Content-Type", "").split(";")[0].strip()
             if content_type != "application/json":
-                self._send(415, f"Content-Type {content_type!r}: expected application/json\n".encode(),
+                self.send_body(415, f"Content-Type {content_type!r}: expected application/json\n".encode(),
                            "text/plain")
                 return
             try:
                 answer = handler(body)
             except BadReview as exc:
                 log.warning("bad request from %s: %s", self.client_address[0], exc)
-                self._send(400, f"{exc}\n".encode(), "text/plain")
+                self.send_body(400, f"{exc}\n".encode(), "text/plain")
                 return
             except Exception:  # the top of a request: the API server applies the failurePolicy (Ignore)
                 log.exception("review failed")
-                self._send(500, b"internal error\n", "text/plain")
+                self.send_body(500, b"internal error\n", "text/plain")
                 return
-            self._send(200, json.dumps(answer).encode(), "application/json")
+            self.send_body(200, json.dumps(answer).encode(), "application/json")
 
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass  # probes every few seconds; reviews are logged by the reviewer
 
     return Http

@@ -212,7 +212,7 @@ def _await_return(call: Call, record: AttachmentRecord) -> LinkInfo | None:
     within VF_RETURN_WAIT_S (the caller answers "try again" and keeps the record)."""
     deadline = time.monotonic() + VF_RETURN_WAIT_S
     while time.monotonic() < deadline:
-        time.sleep(_RETURN_POLL_S)
+        call.ctx.netlink.await_link_changes(_RETURN_POLL_S)
         home = _do(call, "find the VF in the host", lambda: _find(call, record, None))
         if home is not None:
             call.log.info("back from the pod's namespace", host_ifname=home.name)

@@ -8,6 +8,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -268,6 +269,9 @@ class KernelNetlink:
             return found
 
         return self._call(f"list routes of {name} in {_where(netns)}", netns, get)
+
+    def await_link_changes(self, timeout_s: float) -> None:
+        time.sleep(timeout_s)  # the kernel changes links by itself; the caller's next query sees it
 
     def device_netdev(self, pci_address: str) -> str | None:
         names = list_dir(os.path.join(self.sysfs.pci_device_dir(pci_address), "net"))

@@ -82,6 +82,12 @@ class Netlink(Protocol):
         """Around one CNI operation: sockets into a pod's namespace are kept for its duration."""
         ...
 
+    def await_link_changes(self, timeout_s: float) -> None:
+        """Let up to `timeout_s` pass for links to change on their own (a VF coming back from a
+        namespace being torn down): a caller waiting for such a change asks its queries again
+        after each wait."""
+        ...
+
     def device_links(self, pci_address: str, netns: str | None = None) -> list[LinkInfo]:
         """The interfaces in `netns` that the kernel says belong to PCI function `pci_address`,
         whatever they are named now: on a real node their parent device (IFLA_PARENT_DEV_NAME on

@@ -282,6 +282,11 @@ def clear_away(host: SimulatedHost, pci_address: str) -> None:
         write_json_atomic(path, away, durable=False)
 
 
+def away_functions(host: SimulatedHost) -> list[str]:
+    """The functions whose interface the switch moved out of the host namespace, as recorded."""
+    return sorted(read_json(host.root / "eswitch" / _AWAY))
+
+
 def away_pci(host: SimulatedHost, netns: str, name: str) -> str | None:
     """The function whose interface is recorded as `name` in `netns`, if exactly one is."""
     found = [pci for pci, where in _read_away(host.root / "eswitch" / _AWAY).items()
@@ -364,15 +369,6 @@ def peer_of(host: SimulatedHost, pci_address: str) -> str | None:
 def has_port(host: SimulatedHost, pci_address: str) -> bool:
     """Whether `attach_veths` made a pair for the function."""
     return any(p.pci_address == pci_address for p in SimNetwork.of(host).ports)
-
-
-def interface_gone(host: SimulatedHost, pci_address: str) -> bool:
-    """Whether the function has a recorded pair whose peer no longer exists."""
-    port = next((p for p in SimNetwork.of(host).ports if p.pci_address == pci_address), None)
-    if port is None:
-        return False
-    with _route() as ipr:
-        return not ipr.link_lookup(ifname=port.peer)
 
 
 # -- pyroute2 plumbing -----------------------------------------------------------------------

@@ -10,13 +10,18 @@ PF's spec (`unsupportedVfSettings`) the way a driver without a knob refuses it.
 Like the kernel's sysfs, the host's tree follows the interfaces: a VF's
 ``net/<name>`` entry disappears when its interface leaves the host namespace
 and reappears under the name it comes back with.
+
+Queries change nothing. What a kernel does on its own and veths do not (a VF
+whose pod's namespace is torn down returns to the host namespace; a veth dies
+with it) is one explicit step, `return_vfs_of_dead_namespaces`, taken at the
+start of every operation and after every `await_link_changes`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypedDict
 
@@ -157,7 +162,18 @@ class SimulatedSwitchNetlink:
     def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str,
                   index: int | None = None) -> None:
         leaving = self._pci_of_host_netdev(name) if src_netns is None else None
-        self._links.move_link(name, src_netns=src_netns, dst_netns=dst_netns, new_name=new_name, index=index)
+        if leaving is not None and dst_netns is not None:
+            # recorded before the kernel moves it: a process killed right after the move still
+            # leaves the function where `return_vfs_of_dead_namespaces` looks
+            with simnet.tree_lock(self.host):
+                simnet.note_away(self.host, leaving, dst_netns, new_name)
+        try:
+            self._links.move_link(name, src_netns=src_netns, dst_netns=dst_netns, new_name=new_name, index=index)
+        except BaseException:
+            if leaving is not None and dst_netns is not None:
+                with simnet.tree_lock(self.host):
+                    simnet.clear_away(self.host, leaving)
+            raise
         with simnet.tree_lock(self.host):
             if dst_netns is not None:
                 if leaving is not None:
@@ -211,8 +227,8 @@ class SimulatedSwitchNetlink:
         return self._links.routes(name, netns)
 
     def device_netdev(self, pci_address: str) -> str | None:
-        """The VF end's name when the kernel has it in the host namespace (the tree is brought
-        in line); the tree's answer for a function without a veth."""
+        """The VF end's name when the kernel has it in the host namespace; the tree's answer for
+        a function without a veth."""
         links = self.device_links(pci_address)
         if links:
             return links[0].name
@@ -220,16 +236,12 @@ class SimulatedSwitchNetlink:
 
     def device_links(self, pci_address: str, netns: str | None = None) -> list[LinkInfo]:
         """The simulated counterpart of a VF's parent device: its veth's peer, which stays in the
-        host namespace, says which link (ifindex) in which namespace (nsid) is the VF end. A real
-        VF returns to the host namespace when the namespace holding it is deleted; a veth is
-        deleted instead, so a host lookup first brings such a pair back."""
+        host namespace, says which link (ifindex) in which namespace (nsid) is the VF end. A pair
+        that died with a pod's namespace has none until `return_vfs_of_dead_namespaces`."""
         from sriovkit.netlink.kernel import link_info
 
         with self._links.route(None) as host_ipr:
             end = simnet.vf_end(self.host, pci_address, host_ipr)
-            if end is None and netns is None and simnet.interface_gone(self.host, pci_address):
-                simnet.SimNetwork.of(self.host).revive(pci_address)
-                end = simnet.vf_end(self.host, pci_address, host_ipr)
             if end is None:
                 return []
             index, nsid = end
@@ -243,18 +255,43 @@ class SimulatedSwitchNetlink:
                 msg = simnet.get_link(pod_ipr, index=index)
         if msg is None:
             return []
-        link = link_info(msg)
-        if netns is None:
-            self._sync_tree(pci_address, link.name)
-        return [link]
+        return [link_info(msg)]
+
+    # -- what the kernel does on its own -----------------------------------------------
+    def return_vfs_of_dead_namespaces(self) -> list[str]:
+        """The step a kernel takes by itself when a namespace holding a VF is torn down: the VF
+        is back in the host namespace. A veth dies with the namespace instead, so its pair is made
+        again, under the pod-side name when that is free in the host (else ``devN``). A function
+        whose interface is back in the host while the tree still has it away (a process killed
+        between the kernel's change and the tree's update) gets the tree brought in line. Only
+        functions the switch moved out of the host are looked at, one lookup each. Returns the
+        names the revived pairs got."""
+        away = simnet.away_functions(self.host)
+        if not away:
+            return []
+        revived: list[str] = []
+        with self._links.route(None) as ipr:
+            for pci_address in away:
+                end = simnet.vf_end(self.host, pci_address, ipr)
+                if end is None:
+                    revived += simnet.SimNetwork.of(self.host).revive(pci_address)
+                elif end[1] is None:
+                    msg = simnet.get_link(ipr, index=end[0])
+                    if msg is not None:
+                        self._sync_tree(pci_address, msg.get_attr("IFLA_IFNAME"))
+        return revived
+
+    def await_link_changes(self, timeout_s: float) -> None:
+        self._links.await_link_changes(timeout_s)
+        self.return_vfs_of_dead_namespaces()
 
     def _sync_tree(self, pci_address: str, name: str) -> None:
-        """The tree shows the function's interface under the name the kernel has for it (a process
-        killed between a kernel change and the tree's update leaves the tree behind)."""
-        if self._tree_netdev(pci_address) == name:
-            return
+        """The tree shows the function's interface, back in the host, under the name the kernel
+        has for it, and no longer has it away (a process killed between a kernel change and the
+        tree's update leaves the tree behind)."""
         with simnet.tree_lock(self.host):
-            self.host.set_netdev(pci_address, name)
+            if self._tree_netdev(pci_address) != name:
+                self.host.set_netdev(pci_address, name)
             simnet.clear_away(self.host, pci_address)
 
     def _tree_netdev(self, pci_address: str) -> str | None:
@@ -268,8 +305,11 @@ class SimulatedSwitchNetlink:
     def close(self) -> None:
         self._links.close()
 
-    def operation(self) -> AbstractContextManager[None]:
-        return self._links.operation()
+    @contextlib.contextmanager
+    def operation(self) -> Iterator[None]:
+        with self._links.operation():
+            self.return_vfs_of_dead_namespaces()  # what happened while no call was running
+            yield
 
     def _pci_of_host_netdev(self, name: str) -> str | None:
         """The function the tree shows as host interface `name` (``class/net``): the host side is

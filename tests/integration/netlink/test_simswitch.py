@@ -258,13 +258,56 @@ def test_a_vf_whose_netns_died_comes_back_by_pci_address(veth_host: VethHost, ne
     pyroute2_netns.remove(pod.rsplit("/", 1)[-1])
     wait_until(lambda: peer not in all_ifnames(), "the veth to die with its namespace")
 
+    # A query changes nothing: the pair stays dead until the simulator's own step.
+    assert nl.device_netdev(vf3) is None and nl.device_links(vf3) == []
+    assert peer not in all_ifnames()
     # Like the kernel returning a real VF: under its pod-side name, free in the host.
+    assert nl.return_vfs_of_dead_namespaces() == [pod_side]
     returned = nl.device_netdev(vf3)
     assert returned == pod_side
     assert {pod_side, peer} <= all_ifnames()
     assert switch_of(host).find_link(pod_side) is not None
     nl.rename_link(returned, name)
     assert nl.device_netdev(vf3) == name
+
+
+@pytest.mark.root
+def test_an_operation_and_a_wait_for_link_changes_return_the_vfs_of_dead_namespaces(
+    veth_host: VethHost, netns: NetnsFactory
+) -> None:
+    host, network = veth_host
+    nl = switch_of(host)
+    for index, step in ((0, "operation"), (1, "await")):
+        pod, vf = netns(), host.vf_address(0, index)
+        pod_side = unique_name("skn")
+        nl.move_link(host.vf_netdev_name(0, index), src_netns=None, dst_netns=pod, new_name=pod_side)
+        peer = next(p.peer for p in network.ports if p.pci_address == vf)
+        pyroute2_netns.remove(pod.rsplit("/", 1)[-1])
+        wait_until(lambda p=peer: p not in all_ifnames(), "the veth to die with its namespace")
+        assert nl.device_netdev(vf) is None
+        if step == "operation":
+            with nl.operation():
+                assert nl.device_netdev(vf) == pod_side
+        else:
+            nl.await_link_changes(0)
+            assert nl.device_netdev(vf) == pod_side
+        assert pod_side in tree_names(host)
+    assert nl.return_vfs_of_dead_namespaces() == []  # nothing else is away
+
+
+@pytest.mark.root
+def test_the_tree_follows_an_interface_back_in_the_host_once_the_simulator_catches_up(
+    veth_host: VethHost, netns: NetnsFactory
+) -> None:
+    host, _ = veth_host
+    kernel, nl, pod = KernelNetlink(Sysfs(host.root)), switch_of(host), netns()
+    vf2 = host.vf_address(0, 2)
+    nl.move_link(host.vf_netdev_name(0, 2), src_netns=None, dst_netns=pod, new_name="net1")
+    back = unique_name("skb")
+    kernel.move_link("net1", src_netns=pod, dst_netns=None, new_name=back)  # the tree not told
+    assert nl.device_netdev(vf2) == back and back not in tree_names(host)  # a query changes nothing
+    assert nl.return_vfs_of_dead_namespaces() == []
+    assert back in tree_names(host)
 
 
 @pytest.mark.root

@@ -45,7 +45,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def _commands() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
+def _commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     import importlib
 
     return [importlib.import_module(f"sriovkit.commands.{m}").register for m in _COMMAND_MODULES]

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from sriovkit.provision.reconcile import PolicyReconciler
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("agent", help="run the node agent: a device plugin per resource pool, until SIGTERM")
     p.add_argument("--config-file", help="the device plugin's config.json (reloaded on change)")
     p.add_argument("--policy", help="a node policy (see `sriovctl provision`) instead of --config-file: the agent "

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sriovkit.dra.checkpoint import ClaimRecord, PreparedVf
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("claims", help="the DRA claims prepared on this node (the DRA driver's checkpoint)")
     p.add_argument("--dra-state-dir", default=nodepaths.DRA_STATE_DIR,
                    help=f"the driver's state dir (default {nodepaths.DRA_STATE_DIR})")

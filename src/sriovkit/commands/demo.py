@@ -50,7 +50,7 @@ SUBNET = "10.56.217.0/24"
 VLAN = 100
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="run the whole flow on a simulated node (root; no NIC or cluster needed)")
     p.set_defaults(func=_demo)
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from sriovkit.hotplug.controller import HotplugController
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("hotplug", help="add and remove secondary interfaces of running pods on this node")
     add_arguments(p)
     logs.add_arguments(p)

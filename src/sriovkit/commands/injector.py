@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sriovkit.injector.review import EventSink
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("injector", help="run the resource injector: a mutating admission webhook adding the "
                        "device requests of the networks a pod names")
     p.add_argument("--tls-cert-file", required=True, help="the server certificate (PEM; reloaded on change)")
@@ -113,7 +113,7 @@ def _api(args: argparse.Namespace) -> tuple[NadLookup, EventSink | None, EventQu
 
     queue = EventQueue(create)
 
-    def sink(pod: dict, namespace: str, reason: str, message: str) -> None:  # type: ignore[type-arg]
+    def sink(pod: dict[str, Any], namespace: str, reason: str, message: str) -> None:
         queue.submit(pod_event_body(pod, namespace, reason, message))
 
     return lookup, sink, queue

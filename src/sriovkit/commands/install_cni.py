@@ -7,7 +7,7 @@ import argparse
 from sriovkit import nodepaths
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("install-cni", help="install the `sriov` CNI executable into a CNI bin directory")
     # one name per concept across subcommands (the agent's and hot-plug's); the first spellings stay as aliases
     p.add_argument("--cni-bin-dir", "--dest", dest="dest", metavar="DIR", default=nodepaths.CNI_BIN_DIR,

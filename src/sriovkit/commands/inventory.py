@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from sriovkit.resources.pools import PoolSet
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("discover", help="show PFs and VFs found in sysfs")
     _host_root_arg(p)
     _output_arg(p)

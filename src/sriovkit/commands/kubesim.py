@@ -7,7 +7,7 @@ import argparse
 from sriovkit import logs, signals
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("kubesim", help="run a kubelet stand-in (device-plugin registration, podresources)")
     p.add_argument("--device-plugin-dir", required=True, help="where kubelet.sock is served")
     p.add_argument("--pod-resources-socket", help="serve podresources/v1 on this socket")

@@ -6,7 +6,7 @@ import argparse
 import os
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("provision", help="create VFs and bind their drivers as a node policy says")
     p.add_argument("--policy", required=True, help="node policy file (YAML or JSON; see docs/provisioning.md)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sim", help="build or remove a simulated host tree")
     sim_sub = p.add_subparsers(dest="sim_command", required=True, metavar="ACTION")
     c = sim_sub.add_parser("create", help="create a simulated host under DIR from a topology spec")

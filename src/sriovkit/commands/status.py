@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sriovkit.cni.state import AttachmentRecord
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("attachments", help="the VFs the sriov CNI attached to pods (its records on this node)")
     p.add_argument("--cni-state-dir", default=CNI_STATE_DIR,
                    help=f"the CNI's state dir (default {CNI_STATE_DIR})")

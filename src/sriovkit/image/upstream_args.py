@@ -11,6 +11,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from sriovkit.errors import UserError
 from sriovkit.nodepaths import RESOURCE_PREFIX, UPSTREAM_CNI_BIN_MOUNT, UPSTREAM_CONFIG_FILE
@@ -44,6 +45,19 @@ class DevicePluginArgs:
     log_max_files: int = 5
     help: bool = False
     ignored: list[str] = field(default_factory=list)  # flags accepted without an effect, for one log line
+
+
+class _DevicePluginFlags(TypedDict, total=False):
+    """The DevicePluginArgs fields the flags given set (the others keep their defaults)."""
+
+    config_file: str
+    resource_prefix: str
+    use_cdi: bool
+    log_level: str
+    log_dir: str
+    log_max_size_mb: int
+    log_max_files: int
+    help: bool
 
 
 def _split(argv: list[str], value_flags: frozenset[str] = _VALUE_FLAGS, bool_flags: frozenset[str] = _BOOL_FLAGS,
@@ -102,7 +116,7 @@ def _positive(value: str, flag: str) -> int:
 
 
 def parse_device_plugin_args(argv: list[str]) -> DevicePluginArgs:
-    values: dict[str, object] = {}
+    values: _DevicePluginFlags = {}
     ignored: list[str] = []
     for name, value in _split(argv):
         if name == "config-file":
@@ -125,7 +139,7 @@ def parse_device_plugin_args(argv: list[str]) -> DevicePluginArgs:
             ignored.append(f"--{name}={value}")
     if values.get("config_file") == "":
         raise UserError("--config-file: must not be empty")
-    return DevicePluginArgs(**values, ignored=ignored)  # type: ignore[arg-type]
+    return DevicePluginArgs(**values, ignored=ignored)
 
 
 DEFAULT_LOG_DIR = "/var/log/sriovdp"
@@ -152,6 +166,15 @@ class CniInstallerArgs:
     help: bool = False
 
 
+class _CniInstallerFlags(TypedDict, total=False):
+    """The CniInstallerArgs fields the flags given set."""
+
+    cni_bin_dir: str
+    sriov_bin_file: str
+    no_sleep: bool
+    help: bool
+
+
 def is_cni_installer_args(argv: list[str]) -> bool:
     """Whether these are upstream's sriov-cni image's arguments (none, or any of its own flags)."""
     names = {a.lstrip("-").partition("=")[0] for a in argv if a.startswith("-")}
@@ -159,7 +182,7 @@ def is_cni_installer_args(argv: list[str]) -> bool:
 
 
 def parse_cni_installer_args(argv: list[str]) -> CniInstallerArgs:
-    values: dict[str, object] = {}
+    values: _CniInstallerFlags = {}
     for name, value in _split(argv, _CNI_VALUE_FLAGS, _CNI_BOOL_FLAGS, _CNI_FLAGS_HELP):
         if name == "cni-bin-dir":
             values["cni_bin_dir"] = value
@@ -169,7 +192,7 @@ def parse_cni_installer_args(argv: list[str]) -> CniInstallerArgs:
             values["no_sleep"] = value == "true"
         else:
             values["help"] = value == "true"
-    for key in ("cni_bin_dir", "sriov_bin_file"):
-        if values.get(key) == "":
-            raise UserError(f"--{key.replace('_', '-')}: must not be empty")
-    return CniInstallerArgs(**values)  # type: ignore[arg-type]
+    for flag, given in (("cni-bin-dir", values.get("cni_bin_dir")), ("sriov-bin-file", values.get("sriov_bin_file"))):
+        if given == "":
+            raise UserError(f"--{flag}: must not be empty")
+    return CniInstallerArgs(**values)

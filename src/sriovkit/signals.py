@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
+from typing import Protocol
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _POLL_S = 1.0
@@ -35,6 +36,22 @@ def stop_requested(signals: Sequence[signal.Signals] = STOP_SIGNALS) -> Iterator
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+class Component(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def run_until_signal(component: Component) -> None:
+    """Start `component`, serve until SIGTERM or SIGINT, then stop it (also when waiting failed)."""
+    with stop_requested() as stop:
+        component.start()
+        try:
+            wait(stop)
+        finally:
+            component.stop()
 
 
 def wait(event: threading.Event) -> None:

@@ -94,10 +94,5 @@ def controller_from_args(args: argparse.Namespace, *, in_agent: bool = False) ->
 def _hotplug(args: argparse.Namespace) -> int:
     logs.setup(args.log_level, args.log_format)
     controller = controller_from_args(args)
-    with signals.stop_requested() as stop:
-        controller.start()
-        try:
-            signals.wait(stop)
-        finally:
-            controller.stop()
+    signals.run_until_signal(controller)
     return 0

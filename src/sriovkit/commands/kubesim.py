@@ -22,10 +22,5 @@ def _kubesim(args: argparse.Namespace) -> int:
     logs.setup(args.log_level, args.log_format)
     kubelet = Kubelet(args.device_plugin_dir, pod_resources_socket=args.pod_resources_socket,
                       plugins_registry_dir=args.plugins_registry_dir)
-    with signals.stop_requested() as stop:
-        kubelet.start()
-        try:
-            signals.wait(stop)
-        finally:
-            kubelet.stop()
+    signals.run_until_signal(kubelet)
     return 0

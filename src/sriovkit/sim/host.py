@@ -138,6 +138,7 @@ class SimulatedHost:
         self.root = Path(root)
         self.spec = spec
         self._iommu_next = 10
+        self.network_id: str | None = None  # what its veths are named by, once read (sriovkit.sim.net)
 
     # -- lifecycle ---------------------------------------------------------------
     def create(self) -> SimulatedHost:

@@ -83,11 +83,18 @@ def tree_lock(host: SimulatedHost) -> AbstractContextManager[None]:
 
 def host_id(host: SimulatedHost) -> str:
     """The id the host's interfaces are named by: the one its tree keeps, else (no network made
-    yet, or a tree made before the id was kept) its root as this process sees it."""
+    yet, or a tree made before the id was kept) its root as this process sees it. Once read from
+    the tree it is kept on `host` (it never changes: a lookup by PCI address reads it several times)."""
+    if host.network_id is not None:
+        return host.network_id
     try:
-        return (host.root / _ID).read_text().strip() or str(host.root.resolve())
+        kept = (host.root / _ID).read_text().strip()
     except (FileNotFoundError, NotADirectoryError):
+        kept = ""
+    if not kept:
         return str(host.root.resolve())
+    host.network_id = kept
+    return kept
 
 
 def _keep_host_id(host: SimulatedHost) -> None:

@@ -103,23 +103,24 @@ def _matches_indexed(entries: tuple[IndexedName, ...], name: str | None, vf_inde
 
 
 def _pf_names(s: Selector, d: Device, _: bool) -> Reason | None:
-    if not s.pf_names:
-        return None
     pf_name = d.pf_name if isinstance(d, PciDevice) else d.pf_netdev
-    vf_index = d.vf_index if isinstance(d, PciDevice) else None
-    if _matches_indexed(s.pf_names, pf_name, vf_index):
-        return None
-    return Reason(_not_covered, "pfNames", pf_name or "(no PF interface)", vf_index, s.pf_names)
+    return _indexed_reason("pfNames", s.pf_names, d, pf_name, pf_name or "(no PF interface)")
 
 
 def _root_devices(s: Selector, d: Device, _: bool) -> Reason | None:
-    if not s.root_devices:
-        return None
     root = d.root_device if isinstance(d, PciDevice) else d.parent_address
-    vf_index = d.vf_index if isinstance(d, PciDevice) else None
-    if _matches_indexed(s.root_devices, root, vf_index):
+    return _indexed_reason("rootDevices", s.root_devices, d, root, root)
+
+
+def _indexed_reason(field: str, entries: tuple[IndexedName, ...], d: Device, name: str | None,
+                    shown: str | None) -> Reason | None:
+    """None when `entries` (a `name#indices` selector) is empty or covers the device, else why not."""
+    if not entries:
         return None
-    return Reason(_not_covered, "rootDevices", root, vf_index, s.root_devices)
+    vf_index = d.vf_index if isinstance(d, PciDevice) else None
+    if _matches_indexed(entries, name, vf_index):
+        return None
+    return Reason(_not_covered, field, shown, vf_index, entries)
 
 
 def _not_covered(field: str, name: str, vf_index: int | None, entries: tuple[IndexedName, ...]) -> str:

@@ -497,6 +497,9 @@ class Struct(GoType):
     unknown: str = "unknown field"
     keep_unknown: bool = False  # carry unknown keys along as plain data (a config passed on to a plugin)
     what = "an object"
+    # the fields by exact name and by folded name, built once (not compared, not shown)
+    _exact: dict[str, Field] = field(init=False, repr=False, compare=False)
+    _folded: dict[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         exact = {f.name: f for f in self.fields}
@@ -507,8 +510,8 @@ class Struct(GoType):
         object.__setattr__(self, "_folded", folded)
 
     def lookup(self, key: str) -> Field | None:
-        found: Field | None = self._exact.get(key)  # type: ignore[attr-defined]
-        return found if found is not None else self._folded.get(fold(key))  # type: ignore[attr-defined]
+        found = self._exact.get(key)
+        return found if found is not None else self._folded.get(fold(key))
 
     def decode(self, value: Any, existing: Any, path: str, report: Report) -> Any:
         if not isinstance(value, Pairs):

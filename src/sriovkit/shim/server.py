@@ -184,7 +184,8 @@ class CniSocketServer:
                     if key.fileobj is self._sock:
                         self._accept_all(sel)
                     else:
-                        request = self._reading.get(key.fileobj)  # type: ignore[call-overload]
+                        conn = key.fileobj  # every other registration is a connection's socket
+                        request = self._reading.get(conn) if isinstance(conn, socket.socket) else None
                         if request is not None:
                             self._read_some(sel, request)
                 now = time.monotonic()

@@ -54,7 +54,7 @@ def _root_spellings(root: str) -> list[list[str]]:
     return spellings
 
 
-class ComponentError(OSError):
+class ComponentError(SriovkitError, OSError):
     """A directory on the way could not be opened (or made): `index` names which, `error` why."""
 
     def __init__(self, index: int, error: OSError) -> None:

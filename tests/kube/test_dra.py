@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from sriovkit.deviceplugin.health import set_operstate
 from sriovkit.host.sysfs import Sysfs
+from sriovkit.sim.host import set_operstate
 from tests.kube.cluster import RESOURCE, Cluster
 from tests.kube.helpers import Kube, simulated_host, wait_for
 

@@ -12,11 +12,14 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sriovkit.errors import SriovkitError
 from sriovkit.hotplug.nad import NAD_GROUP, NAD_PLURAL, NAD_VERSION
 from sriovkit.kubeclient import api_client
+
+if TYPE_CHECKING:  # the `kube` extra
+    from kubernetes.watch import Watch
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class KubernetesApi:
         self._api_client = api_client(kubeconfig)
         self._core = client.CoreV1Api(self._api_client)
         self._custom = client.CustomObjectsApi(self._api_client)
-        self._watches: set[Any] = set()
+        self._watches: set[Watch] = set()
         self._lock = threading.Lock()
 
     # -- pods ------------------------------------------------------------------------------

@@ -21,6 +21,13 @@ def dra_values(cluster: Cluster) -> dict:
         {"resourceName": "sriov_dra", "servedBy": "dra", "selectors": {"pfNames": [f"{pf0}#2-3"]}}]}}
 
 
+def back_to_default(cluster: Cluster) -> None:
+    """The chart's default install again, and its pool whole before the next test reads it (the
+    full suite found test_flow reading allocatable 0 while the default agent was still starting)."""
+    cluster.install_sriovkit()
+    cluster.wait_allocatable(RESOURCE, 4, timeout=240)
+
+
 def our_slices(kube: Kube) -> list[dict]:
     items = json.loads(kube.run("get", "resourceslices", "-o", "json").stdout)["items"]
     return [s for s in items if s["spec"]["driver"] == DRIVER and s["spec"]["nodeName"] == kube.cluster.node_name]
@@ -33,7 +40,7 @@ def checkpoint(cluster: Cluster) -> dict:
 
 def test_dra_claim_on_the_real_node(kube: Kube, cluster: Cluster) -> None:
     old_agent = kube.agent_pod()["metadata"]["uid"]
-    kube.cleanups.append(cluster.install_sriovkit)
+    kube.cleanups.append(lambda: back_to_default(cluster))
     cluster.install_sriovkit(dra_values(cluster))
     wait_for("the agent pod with DRA, Ready", lambda: kube.agent_pod()["metadata"]["uid"] != old_agent
              and all(c.get("ready") for c in kube.agent_pod()["status"].get("containerStatuses", [{}])),
@@ -86,7 +93,7 @@ def test_pf_link_down_its_vfs_are_unhealthy_through_dra(kube: Kube, cluster: Clu
     health monitor reads as it reads a real one's): its DRA VFs leave the ResourceSlice and its
     device-plugin VFs leave the node's allocatable; back when the link is."""
     old_agent = kube.agent_pod()["metadata"]["uid"]
-    kube.cleanups.append(cluster.install_sriovkit)
+    kube.cleanups.append(lambda: back_to_default(cluster))
     cluster.install_sriovkit(dra_values(cluster))
     wait_for("the agent pod with DRA, Ready", lambda: kube.agent_pod()["metadata"]["uid"] != old_agent
              and all(c.get("ready") for c in kube.agent_pod()["status"].get("containerStatuses", [{}])),

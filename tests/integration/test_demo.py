@@ -54,6 +54,22 @@ def test_demo_runs_the_whole_flow_and_leaves_nothing() -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_demo_still_leaves_nothing(sig: signal.Signals) -> None:
+    for _ in range(ATTEMPTS):
+        out, landed = _demo_interrupted_after_pod_a_add(sig)
+        assert _leftovers(_tag(out)) == [], out
+        if landed:
+            break
+    assert "interrupted: tearing down" in out, out
+    assert "nothing left behind" in out, out
+
+
+ATTEMPTS = 5
+
+
+def _demo_interrupted_after_pod_a_add(sig: signal.Signals) -> tuple[str, bool]:
+    """The demo's output after `sig` was sent once pod-a had its VF, and whether the signal came
+    while the demo still ran its flow or teardown: on a loaded machine this test may read the line
+    only after the demo has finished, and then the run says nothing about being interrupted."""
     proc = subprocess.Popen([SRIOVCTL, "demo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None
@@ -69,6 +85,5 @@ def test_interrupted_demo_still_leaves_nothing(sig: signal.Signals) -> None:
         if proc.poll() is None:
             proc.kill()
     out = "".join(seen) + rest
-    assert "interrupted: tearing down" in out, out
-    assert "nothing left behind" in out, out
-    assert _leftovers(_tag(out)) == []
+    finished_first = "interrupted" not in out and "nothing left behind" in out and proc.returncode in (0, -sig)
+    return out, not finished_first

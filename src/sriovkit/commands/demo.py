@@ -87,27 +87,63 @@ class Pod:
 
 def run_demo(say: Callable[[str], None]) -> int:
     tag = secrets.token_hex(2)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    stop = _Interruption()
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     start = time.monotonic()
     made: set[str] = set()  # interface names the flow created, to check afterwards
     try:
         with tempfile.TemporaryDirectory(prefix="sriovkit-demo-") as tmp:
             workdir = tmp
+            stack = ExitStack()
             try:
-                with ExitStack() as stack:
-                    _Flow(Path(tmp), tag, stack, say, made).run()
-            except KeyboardInterrupt:
-                say("\ninterrupted: tearing down")
+                _run_interruptibly(_Flow(Path(tmp), tag, stack, say, made).run, stop, say)
+            finally:  # disarmed here whichever way the flow ended: no signal cuts the teardown short
+                stack.close()
+        if stop.outside_flow:
+            say("\ninterrupted: tearing down (the signal came after the flow; the teardown ran to its end)")
+        leftovers = _leftovers(tag, made, workdir)
+        say(f"\nteardown: {'left behind: ' + ', '.join(leftovers) if leftovers else 'nothing left behind'}"
+            f" ({time.monotonic() - start:.1f} s in all)")
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    leftovers = _leftovers(tag, made, workdir)
-    say(f"\nteardown: {'left behind: ' + ', '.join(leftovers) if leftovers else 'nothing left behind'}"
-        f" ({time.monotonic() - start:.1f} s in all)")
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 1 if leftovers else 0
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+def _run_interruptibly(flow: Callable[[], None], stop: _Interruption, say: Callable[[str], None]) -> None:
+    """Run the flow; SIGINT/SIGTERM stops it. Returns (or raises the flow's own error) with `stop`
+    disarmed, also when the signal lands in the `finally` below (the handler disarms as it raises)."""
+    try:
+        try:
+            stop.arm()
+            flow()
+        finally:
+            stop.disarm()
+    except KeyboardInterrupt:
+        say("\ninterrupted: tearing down")
+
+
+class _Interruption:
+    """SIGINT/SIGTERM while the flow runs stops it (KeyboardInterrupt, once); outside the flow (its
+    teardown above all) a signal is only noted, so the teardown always runs to its end and the
+    report still says what was left."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.raised = False
+        self.outside_flow = False
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.armed:
+            self.armed, self.raised = False, True
+            raise KeyboardInterrupt
+        self.outside_flow = self.outside_flow or not self.raised
 
 
 class _Flow:
@@ -297,6 +333,11 @@ class _Flow:
                "CNI_PATH": f"{shim.parent}:/usr/lib/cni",
                "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod.name};"
                            f"K8S_POD_INFRA_CONTAINER_ID={pod.container_id}"}
+        if command == "ADD" and not pod.attached:
+            # DEL is owed from the moment ADD starts: an ADD the flow is interrupted in (Ctrl-C, SIGTERM)
+            # kills the shim, not the agent's ADD, which may still move the VF into the pod
+            pod.attached = True
+            self.stack.callback(self._cleanup_del, shim, pod)
         started = time.monotonic()
         proc = subprocess.run([str(shim)], input=json.dumps(netconf).encode(), capture_output=True, env=env,
                               check=False, timeout=60)
@@ -305,15 +346,14 @@ class _Flow:
             raise DemoStepFailed(f"CNI {command} for {pod.name} failed: {proc.stdout.decode().strip()} "
                                  f"{proc.stderr.decode().strip()}")
         if command == "ADD":
-            pod.result, pod.attached = json.loads(proc.stdout), True
-            self.stack.callback(self._cleanup_del, shim, pod)
+            pod.result = json.loads(proc.stdout)
             self.say(f"{pod.name}: ADD ok in {took:.0f} ms -> {pod.ip} on net1 ({pod.mac})")
         else:
             pod.attached = False
             self.say(f"{pod.name}: DEL ok in {took:.0f} ms")
 
     def _cleanup_del(self, shim: Path, pod: Pod) -> None:
-        if pod.attached:  # only when the flow stopped between ADD and its own DEL
+        if pod.attached:  # only when the flow stopped after an ADD started and before its own DEL
             try:
                 self.cni(shim, "DEL", pod)
             except (DemoStepFailed, OSError, subprocess.TimeoutExpired) as exc:

@@ -3,7 +3,6 @@ also when interrupted in the middle."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -13,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.kernel import ip_json
+
 pytestmark = pytest.mark.root
 SRIOVCTL = str(Path(sys.executable).parent / "sriovctl")
 
 
 def _leftovers(tag: str) -> list[str]:
     netns = [n for n in os.listdir("/var/run/netns") if f"-{tag}-" in n] if os.path.isdir("/var/run/netns") else []
-    links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True,
-                                      check=True).stdout)
-    names = [link["ifname"] for link in links if link["ifname"].startswith(f"dm{tag}")]
+    names = [link["ifname"] for link in ip_json("link", "show") if link["ifname"].startswith(f"dm{tag}")]
     return netns + names
 
 

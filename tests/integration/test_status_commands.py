@@ -4,24 +4,19 @@ real ADD on a veth-backed VF, and a kubelet simulator's podresources API after a
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from sriovkit.agent.node import NodeAgent
 from sriovkit.deviceplugin.manager import DevicePluginSettings
 from sriovkit.host.sysfs import Sysfs
-from sriovkit.kubesim import Kubelet
-from sriovkit.sim import host as sim
-from tests.integration.cni.conftest import Node, NodeFactory, node_factory
-from tests.integration.helpers import NetnsFactory
+from tests.support.cni_host import Node, NodeFactory
+from tests.support.device_plugins import DevicePluginNodeFactory
+from tests.support.names import NetnsFactory
 
 pytestmark = pytest.mark.root
-__all__ = ["node_factory"]  # the CNI suite's fixture: a veth-backed node, leak-checked afterwards
 
 
 @pytest.fixture
@@ -57,33 +52,29 @@ def test_attachments_on_a_missing_dir_is_one_line() -> None:
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "/nonexistent/sriov" in proc.stderr
 
 
-def test_allocations_shows_what_the_kubelet_assigned() -> None:
-    root = Path(tempfile.mkdtemp(prefix="al", dir="/tmp"))
+def test_allocations_shows_what_the_kubelet_assigned(make_dp_node: DevicePluginNodeFactory) -> None:
+    node = make_dp_node([{"name": "enp1s0f0", "numVfs": 2}], [{"resourceName": "net"}], pod_resources="pr.sock",
+                        prefix="al", watch_interval=0.1)
+    root, kubelet = node.root, node.kubelet
+    agent = NodeAgent(DevicePluginSettings(config_file=root / "config.json", sysfs=Sysfs(root / "host"),
+                                           proc_root=str(root / "proc"), device_plugin_dir=root / "dp",
+                                           devinfo_dir=root / "devinfo"))
+    agent.start()
     try:
-        sim.create(root / "host", {"pfs": [{"name": "enp1s0f0", "numVfs": 2}]})
-        (root / "config.json").write_text(json.dumps({"resourceList": [{"resourceName": "net"}]}))
-        kubelet = Kubelet(root / "dp", pod_resources_socket=root / "pr.sock")
-        kubelet.start()
-        agent = NodeAgent(DevicePluginSettings(config_file=root / "config.json", sysfs=Sysfs(root / "host"),
-                                               proc_root=str(root / "proc"), device_plugin_dir=root / "dp",
-                                               devinfo_dir=root / "devinfo"))
-        agent.start()
-        try:
-            kubelet.wait_for_devices("intel.com/net", 2, timeout=10)
-            kubelet.allocate("web-0", "app", {"intel.com/net": 1}, namespace="shop")
-            proc = sriovctl("allocations", "--pod-resources-socket", str(root / "pr.sock"), "-o", "json")
-            assert proc.returncode == 0, proc.stderr
-            (row,) = json.loads(proc.stdout)
-            assert (row["namespace"], row["pod"], row["container"], row["resource"]) == (
-                "shop", "web-0", "app", "intel.com/net")
-            assert row["devices"] == kubelet.assignments[("shop", "web-0", "app")].devices["intel.com/net"]
-            other = sriovctl("allocations", "--pod-resources-socket", str(root / "pr.sock"), "--resource", "x/y",
-                             "-o", "json")
-            assert json.loads(other.stdout) == []
-        finally:
-            agent.stop()
-            kubelet.stop()
-        down = sriovctl("allocations", "--pod-resources-socket", str(root / "pr.sock"))
-        assert down.returncode == 2 and down.stderr.count("\n") == 1 and "UNAVAILABLE" in down.stderr
+        kubelet.wait_for_devices("intel.com/net", 2, timeout=10)
+        kubelet.allocate("web-0", "app", {"intel.com/net": 1}, namespace="shop")
+        proc = sriovctl("allocations", "--pod-resources-socket", str(root / "pr.sock"), "-o", "json")
+        assert proc.returncode == 0, proc.stderr
+        (row,) = json.loads(proc.stdout)
+        assert (row["namespace"], row["pod"], row["container"], row["resource"]) == (
+            "shop", "web-0", "app", "intel.com/net")
+        assert row["devices"] == kubelet.assignments[("shop", "web-0", "app")].devices["intel.com/net"]
+        other = sriovctl("allocations", "--pod-resources-socket", str(root / "pr.sock"), "--resource", "x/y",
+                         "-o", "json")
+        assert json.loads(other.stdout) == []
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        agent.stop()
+        kubelet.stop()
+    down = sriovctl("allocations", "--pod-resources-socket", str(root / "pr.sock"))
+    assert down.returncode == 2 and down.stderr.count("\n") == 1 and "UNAVAILABLE" in down.stderr
+

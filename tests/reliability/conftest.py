@@ -1,12 +1,7 @@
-"""The CNI suite's fixtures, for the reliability tests: `node_factory`/`node` (a veth-backed
-simulated node, leak-checked after the test) and `netns` (pods' namespaces, removed after)."""
+"""The reliability suite's report (its fixtures, `node_factory`/`node` and `netns`, are the shared
+ones of tests/support/fixtures.py)."""
 
 from typing import Any
-
-from tests.integration.cni.conftest import node, node_factory
-from tests.integration.conftest import netns
-
-__all__ = ["netns", "node", "node_factory"]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

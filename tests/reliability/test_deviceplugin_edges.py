@@ -19,12 +19,17 @@ from sriovkit.deviceplugin.api import deviceplugin_pb2 as pb
 from sriovkit.deviceplugin.api import deviceplugin_pb2_grpc as pb_grpc
 from sriovkit.deviceplugin.requests import MAX_DEVICE_ID_BYTES
 from sriovkit.deviceplugin.server import socket_name
-from tests.integration.deviceplugin.conftest import Node, make_node, node
 from tests.reliability.scenarios import deviceplugin_requests
-
-__all__ = ["make_node", "node"]
+from tests.support.device_plugins import DevicePluginNode as Node
+from tests.support.device_plugins import DevicePluginNodeFactory
 
 RESOURCE = "intel.com/net"
+
+
+@pytest.fixture
+def node(make_dp_node: DevicePluginNodeFactory) -> Node:
+    """The device-plugin rig (this suite's `node` otherwise is the CNI host's)."""
+    return make_dp_node()
 
 
 @contextlib.contextmanager

@@ -14,9 +14,9 @@ import pytest
 
 from sriovkit.agent.metrics import DEFAULT_METRICS_ADDRESS, AgentMetrics, MetricsServer
 from sriovkit.shim.server import CniSocketServer
-from tests.integration.cni.conftest import Node
-from tests.integration.helpers import NetnsFactory
 from tests.reliability import scenarios
+from tests.support.cni_host import Node
+from tests.support.names import NetnsFactory
 
 
 @contextlib.contextmanager

@@ -15,9 +15,9 @@ import pytest
 
 from sriovkit.cni.plugin import MAX_STDIN, run_cni
 from sriovkit.cni.spec import ErrorCode
-from tests.integration.cni.conftest import Node
-from tests.integration.helpers import NetnsFactory
 from tests.reliability import scenarios
+from tests.support.cni_host import Node
+from tests.support.names import NetnsFactory
 
 pytestmark = pytest.mark.root
 EXAMPLES = int(os.environ.get("SRIOVKIT_FUZZ_EXAMPLES", "300"))

@@ -22,11 +22,12 @@ from sriovkit.cni.context import CniContext
 from sriovkit.commands.ports import agent_cni_context
 from sriovkit.shim.install import ShimSettings, install_shim
 from sriovkit.shim.server import CniSocketServer
-from tests.integration.cni.conftest import Node, NodeFactory, assert_no_leaks, node_factory, pod_addresses, random_id
-from tests.integration.helpers import NetnsFactory
+from tests.support.cni_host import Node, NodeFactory
+from tests.support.kernel import pod_addresses
+from tests.support.leaks import assert_no_leaks
+from tests.support.names import NetnsFactory, random_id
 
 pytestmark = pytest.mark.root
-__all__ = ["node_factory"]  # the CNI suite's fixture: a veth-backed node, leak-checked afterwards
 
 
 @dataclass

@@ -19,7 +19,7 @@ import pytest
 from sriovkit.kubesim import Kubelet
 from sriovkit.shim.client import call_agent
 from sriovkit.sim import host as sim
-from tests.integration.helpers import NetnsFactory
+from tests.support.names import NetnsFactory
 
 pytestmark = pytest.mark.root
 PFS = [{"name": "enp1s0f0", "numVfs": 2}]

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +22,7 @@ from sriovkit.deviceplugin.manager import DevicePluginSettings
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
 from sriovkit.shim.client import call_agent
-from sriovkit.sim import host as sim
+from tests.support.device_plugins import DevicePluginNodeFactory
 
 PFS = [{"name": "enp1s0f0", "numVfs": 3, "vfDrivers": {"2": "vfio-pci"}}]
 RESOURCES = [{"resourceName": "net", "selectors": {"drivers": ["iavf"]}},
@@ -32,15 +30,9 @@ RESOURCES = [{"resourceName": "net", "selectors": {"drivers": ["iavf"]}},
 
 
 @pytest.fixture
-def site():
-    root = Path(tempfile.mkdtemp(prefix="ag", dir="/tmp"))
-    sim.create(root / "host", {"pfs": PFS})
-    (root / "config.json").write_text(json.dumps({"resourceList": RESOURCES}))
-    kubelet = Kubelet(root / "dp")
-    kubelet.start()
-    yield root, kubelet
-    kubelet.stop()
-    shutil.rmtree(root, ignore_errors=True)
+def site(make_dp_node: DevicePluginNodeFactory) -> tuple[Path, Kubelet]:
+    node = make_dp_node(PFS, RESOURCES, pod_resources=None, prefix="ag", watch_interval=0.1)
+    return node.root, node.kubelet
 
 
 def settings(root: Path) -> DevicePluginSettings:

@@ -3,14 +3,11 @@ watched while the agent runs, and a VF the kubelet assigned is never pulled from
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +15,7 @@ import yaml
 
 from sriovkit.host.discover import discover
 from sriovkit.host.sysfs import Sysfs
-from sriovkit.kubesim import Kubelet
-from sriovkit.sim import host as sim
+from tests.support.device_plugins import DevicePluginNode, DevicePluginNodeFactory
 
 PF = {"name": "ens1f0", "totalVfs": 8, "numVfs": 0, "vendor": "8086", "device": "10c9", "vfDevice": "10ca",
       "driver": "igb", "vfDriver": "igbvf"}
@@ -34,12 +30,12 @@ def rule(name: str, pf: str, num_vfs: int, **extra: Any) -> dict[str, Any]:
 
 
 class Site:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.host = sim.create(root / "host", {"pfs": [PF]})
-        (root / "host/sys/bus/pci/drivers/vfio-pci").mkdir(parents=True, exist_ok=True)
-        self.policy = root / "policy.yaml"
-        self.kubelet = Kubelet(root / "dp", pod_resources_socket=root / "pod-resources.sock")
+    """The kubelet-node rig (its config.json unused: the agent reads the policy) and the agent."""
+
+    def __init__(self, node: DevicePluginNode) -> None:
+        self.root, self.host, self.kubelet = node.root, node.host, node.kubelet
+        (self.root / "host/sys/bus/pci/drivers/vfio-pci").mkdir(parents=True, exist_ok=True)
+        self.policy = self.root / "policy.yaml"
         self.proc: subprocess.Popen[str] | None = None
 
     def write(self, data: dict[str, Any]) -> None:
@@ -74,18 +70,14 @@ class Site:
 
 
 @pytest.fixture
-def site() -> Iterator[Site]:
-    root = Path(tempfile.mkdtemp(prefix="pa", dir="/tmp"))  # short: unix socket paths
-    s = Site(root)
-    s.kubelet.start()
+def site(make_dp_node: DevicePluginNodeFactory) -> Iterator[Site]:
+    s = Site(make_dp_node([PF], pod_resources="pod-resources.sock", prefix="pa", watch_interval=0.1))
     try:
         yield s
     finally:
         if s.proc is not None and s.proc.poll() is None:
             s.proc.kill()
             s.proc.wait()
-        s.kubelet.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def wait(condition: Callable[[], bool], timeout: float = 15.0) -> bool:

@@ -5,12 +5,10 @@ the metrics that say the same."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -21,8 +19,8 @@ from typing import Any
 import pytest
 
 from sriovkit.kubesim import Kubelet
-from sriovkit.sim import host as sim
 from tests.integration.hotplug.kubeapi_fake import FakeKubeApi
+from tests.support.device_plugins import DevicePluginNodeFactory
 
 PFS = [{"name": "enp1s0f0", "numVfs": 3, "vfDrivers": {"2": "vfio-pci"}}]
 RESOURCES = [{"resourceName": "net", "selectors": {"drivers": ["iavf"]}},
@@ -80,20 +78,14 @@ class Agent:
 
 
 @pytest.fixture
-def site() -> Iterator[tuple[Path, Kubelet, FakeKubeApi]]:
-    root = Path(tempfile.mkdtemp(prefix="rdy", dir="/tmp"))
-    sim.create(root / "host", {"pfs": PFS})
-    (root / "config.json").write_text(json.dumps({"resourceList": RESOURCES}))
-    kubelet = Kubelet(root / "dp")
-    kubelet.start()
+def site(make_dp_node: DevicePluginNodeFactory) -> Iterator[tuple[Path, Kubelet, FakeKubeApi]]:
+    node = make_dp_node(PFS, RESOURCES, pod_resources=None, prefix="rdy", watch_interval=0.1)
     api = FakeKubeApi()
     api.start()
     try:
-        yield root, kubelet, api
+        yield node.root, node.kubelet, api
     finally:
-        kubelet.stop()
         api.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

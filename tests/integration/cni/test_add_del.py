@@ -11,8 +11,10 @@ import pytest
 
 from sriovkit.cni.spec import SUPPORTED_VERSIONS
 from sriovkit.netlink.model import LinkState, VlanProto
-from tests.integration.cni.conftest import Node, delete_netns_and_revive, ipam_allocations, pod_addresses, pod_link
-from tests.integration.conftest import NetnsFactory
+from tests.support.cni_host import Node, delete_netns_and_revive
+from tests.support.ipam import ipam_allocations
+from tests.support.kernel import pod_addresses, pod_link
+from tests.support.names import NetnsFactory
 
 pytestmark = pytest.mark.root
 

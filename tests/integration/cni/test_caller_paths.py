@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from sriovkit.cni.spec import ErrorCode
-from tests.integration.cni.conftest import Node, pod_link
-from tests.integration.helpers import NetnsFactory
+from tests.support.cni_host import Node
+from tests.support.kernel import pod_link
+from tests.support.names import NetnsFactory
 
 pytestmark = pytest.mark.root
 

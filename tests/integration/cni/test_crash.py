@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from sriovkit.cni.spec import ErrorCode
-from tests.integration.cni.conftest import Node, ipam_allocations, pod_link
-from tests.integration.conftest import NetnsFactory
+from tests.support.cni_host import Node
+from tests.support.ipam import ipam_allocations
+from tests.support.kernel import pod_link
+from tests.support.names import NetnsFactory
 
 pytestmark = pytest.mark.root
 

@@ -15,8 +15,8 @@ import pytest
 from sriovkit import logs
 from sriovkit.cni.plugin import run_cni
 from sriovkit.cni.spec import ErrorCode
-from tests.integration.cni.conftest import Node, NodeFactory
-from tests.integration.conftest import NetnsFactory
+from tests.support.cni_host import Node, NodeFactory
+from tests.support.names import NetnsFactory
 
 pytestmark = pytest.mark.root
 POD_ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=c1"

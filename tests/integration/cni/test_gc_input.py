@@ -10,8 +10,9 @@ import pytest
 
 from sriovkit.cni.plugin import run_cni
 from sriovkit.cni.spec import ErrorCode
-from tests.integration.cni.conftest import Node, pod_link
-from tests.integration.helpers import NetnsFactory
+from tests.support.cni_host import Node
+from tests.support.kernel import pod_link
+from tests.support.names import NetnsFactory
 
 MISSING = object()
 GOOD = {"containerID": "pod0", "ifname": "net1"}

@@ -12,8 +12,10 @@ import pytest
 from sriovkit.cni.context import CniContext
 from sriovkit.cni.plugin import run_cni
 from sriovkit.cni.spec import SUPPORTED_VERSIONS, ErrorCode
-from tests.integration.cni.conftest import Node, ipam_allocations, pod_link
-from tests.integration.conftest import NetnsFactory
+from tests.support.cni_host import Node
+from tests.support.ipam import ipam_allocations
+from tests.support.kernel import pod_link
+from tests.support.names import NetnsFactory
 
 pytestmark = pytest.mark.root
 

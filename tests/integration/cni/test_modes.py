@@ -8,8 +8,10 @@ import pytest
 
 from sriovkit.cni.spec import ErrorCode
 from sriovkit.host.discover import discover_device
-from tests.integration.cni.conftest import NodeFactory, ipam_allocations, pod_link
-from tests.integration.conftest import NetnsFactory, unique_name
+from tests.support.cni_host import NodeFactory
+from tests.support.ipam import ipam_allocations
+from tests.support.kernel import pod_link
+from tests.support.names import NetnsFactory, unique_name
 
 pytestmark = pytest.mark.root
 

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.cni.conftest import Node, pod_addresses
-from tests.integration.helpers import NetnsFactory
+from tests.support.cni_host import Node
+from tests.support.kernel import pod_addresses
+from tests.support.names import NetnsFactory
 
 pytestmark = pytest.mark.root
 NAD = Path(__file__).resolve().parents[3] / "deploy" / "nad" / "kernel-vf-ipam.yaml"

@@ -10,8 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from sriovkit.cni.spec import ErrorCode
-from tests.integration.cni.conftest import NodeFactory, pod_link
-from tests.integration.conftest import NetnsFactory
+from tests.support.cni_host import NodeFactory
+from tests.support.kernel import pod_link
+from tests.support.names import NetnsFactory
 
 pytestmark = pytest.mark.root
 

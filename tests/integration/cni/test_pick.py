@@ -16,8 +16,10 @@ import pytest
 from sriovkit.cni.pools import pools_path, publish_pools
 from sriovkit.cni.spec import ErrorCode
 from sriovkit.host.discover import discover_device
-from tests.integration.cni.conftest import Node, NodeFactory, ipam_allocations, pod_addresses, pod_link
-from tests.integration.helpers import NetnsFactory, unique_name
+from tests.support.cni_host import Node, NodeFactory
+from tests.support.ipam import ipam_allocations
+from tests.support.kernel import pod_addresses, pod_link
+from tests.support.names import NetnsFactory, unique_name
 
 
 def pf_conf(node: Node, key: str = "if0", **extra: Any) -> dict[str, Any]:

@@ -16,15 +16,12 @@ import pytest
 
 from sriovkit.cni.plugin import run_cni
 from sriovkit.cni.spec import ErrorCode
-from tests.integration.cni.conftest import Node, ip_json, ipam_allocations, pod_link
-from tests.integration.helpers import NetnsFactory, unique_name
+from tests.support.cni_host import Node
+from tests.support.ipam import ipam_allocations
+from tests.support.kernel import ip, ip_json, pod_link
+from tests.support.names import NetnsFactory, unique_name
 
 pytestmark = pytest.mark.root
-
-
-def ip(*args: str, netns: str | None = None) -> None:
-    cmd = ["ip"] + (["-n", os.path.basename(netns)] if netns else []) + list(args)
-    subprocess.run(cmd, check=True, capture_output=True)
 
 
 def host_links() -> dict[str, str]:
@@ -172,7 +169,7 @@ def test_gc_releases_a_renamed_vf_and_leaves_the_decoy(node: Node, netns: NetnsF
 
 
 def test_a_vf_renamed_then_its_pod_namespace_deleted_comes_back(node: Node, netns: NetnsFactory) -> None:
-    from tests.integration.cni.conftest import delete_netns_and_revive
+    from tests.support.cni_host import delete_netns_and_revive
 
     pod = netns()
     conf = add(node, pod, index=1)

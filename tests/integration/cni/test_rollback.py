@@ -18,8 +18,9 @@ import pytest
 
 from sriovkit.cni.plugin import run_cni
 from sriovkit.cni.spec import ErrorCode
-from tests.integration.cni.conftest import Node, NodeFactory, pod_link
-from tests.integration.conftest import NetnsFactory
+from tests.support.cni_host import Node, NodeFactory
+from tests.support.kernel import pod_link
+from tests.support.names import NetnsFactory
 
 pytestmark = pytest.mark.root
 
@@ -144,14 +145,18 @@ def test_planted_symlink_in_the_state_dir_is_refused_before_any_change(node: Nod
     planted = tmp_path / "elsewhere.json"
     (node.state_dir / "c1-net1.json").symlink_to(planted)
     pod = netns()
+    conf = node.conf(1, vlan=9, ipam=node.host_local())
     try:
-        out, code = node.run("ADD", node.conf(1, vlan=9, ipam=node.host_local()), pod)
+        out, code = node.run("ADD", conf, pod)
         assert code == 1 and out["code"] == ErrorCode.IO_FAILURE
         assert "symlink" in out["msg"]
         assert not planted.exists()
         assert pod_link(pod, "net1") is None
     finally:
         (node.state_dir / "c1-net1.json").unlink()
+    # the runtime's DEL after a failed ADD: with the planted file gone it finds no record, and
+    # removes the attachment lock the refused ADD had to leave (a record-like file was there)
+    assert node.run("DEL", conf, pod)[1] == 0
 
 
 def test_state_dir_that_cannot_be_written_fails_before_any_change(node: Node, netns: NetnsFactory) -> None:
@@ -182,13 +187,16 @@ exec /usr/lib/cni/host-local
     node.cni_path = f"{bin_dir}:/usr/lib/cni"
     pod = netns()
     ipam = {**node.host_local(), "type": "planting-ipam"}
+    conf = node.conf(1, vlan=9, trust="on", mac="02:00:00:00:09:09", ipam=ipam)
     try:
-        out, code = node.run("ADD", node.conf(1, vlan=9, trust="on", mac="02:00:00:00:09:09", ipam=ipam), pod)
+        out, code = node.run("ADD", conf, pod)
         assert code == 1 and out["code"] == ErrorCode.IO_FAILURE
         assert "save state" in out["msg"] and "symlink" in out["msg"]
         assert pod_link(pod, "net1") is None
     finally:
         record.unlink()
+    # the runtime's DEL after the failed ADD removes the attachment lock the planted file kept
+    assert node.run("DEL", conf, pod)[1] == 0
 
 
 def test_nonexistent_device_and_pf_with_vfs(node: Node, netns: NetnsFactory) -> None:

@@ -3,7 +3,6 @@ netlink link events waking the watcher (root: creates a veth pair)."""
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import threading
 import time
@@ -12,19 +11,9 @@ import pytest
 
 from sriovkit.deviceplugin.health import KernelLinkEvents, read_link_states
 from sriovkit.host.sysfs import Sysfs
+from tests.support.kernel import VethPair
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def veth():
-    name = f"dpk{secrets.token_hex(4)}"
-    peer = f"dpq{secrets.token_hex(4)}"
-    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", peer], check=True)
-    try:
-        yield name, peer
-    finally:
-        subprocess.run(["ip", "link", "del", name], check=False)
 
 
 def _settles_to(sysfs: Sysfs, name: str, up: bool, timeout: float = 5.0) -> bool:
@@ -37,8 +26,8 @@ def _settles_to(sysfs: Sysfs, name: str, up: bool, timeout: float = 5.0) -> bool
     return True
 
 
-def test_link_state_of_a_real_interface(veth):
-    name, peer = veth
+def test_link_state_of_a_real_interface(veth_pair: VethPair) -> None:
+    name, peer = veth_pair
     sysfs = Sysfs()
     assert read_link_states(sysfs, [name]) == {name: False}  # created down
     subprocess.run(["ip", "link", "set", name, "up"], check=True)
@@ -48,8 +37,8 @@ def test_link_state_of_a_real_interface(veth):
     assert _settles_to(sysfs, name, False)
 
 
-def test_link_events_wake_the_watcher(veth):
-    name, _ = veth
+def test_link_events_wake_the_watcher(veth: str) -> None:
+    name = veth
     wake = threading.Event()
     events = KernelLinkEvents(wake)
     events.start()

@@ -14,8 +14,8 @@ import yaml
 
 from sriovkit.host.discover import discover_device
 from sriovkit.sim.host import set_operstate
-from tests.integration.dra.conftest import DRIVER, NODE_NAME, PF0_VF2, vf_config
 from tests.integration.hotplug.kubeapi_fake import rbac_verb
+from tests.support.dra_node import DRIVER, NODE_NAME, PF0_VF2, vf_config
 
 AGENT_NEEDS = Path(__file__).resolve().parents[3] / "deploy" / "agent-needs.yaml"
 

@@ -13,7 +13,7 @@ import pytest
 
 from sriovkit.cni.faults import ENV_KILL_AFTER
 from sriovkit.host.discover import discover_device
-from tests.integration.dra.conftest import DRIVER, PF0_VF2, DraNode, vf_config
+from tests.support.dra_node import DRIVER, PF0_VF2, DraNode, vf_config
 
 PREPARE_POINTS = ["dra journal", "dra bind", "dra device info", "dra cdi spec", "dra complete"]
 UNPREPARE_POINTS = ["dra remove cdi spec", "dra remove device info", "dra restore driver"]

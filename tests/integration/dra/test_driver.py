@@ -13,7 +13,7 @@ import pytest
 from sriovkit import logs
 from sriovkit.host.discover import discover_device
 from sriovkit.sim.host import set_operstate
-from tests.integration.dra.conftest import DRIVER, MLX_VF0, NODE_NAME, PF0_VF2, DraNode, vf_config
+from tests.support.dra_node import DRIVER, MLX_VF0, NODE_NAME, PF0_VF2, DraNode, vf_config
 
 POOL0, POOL1 = f"{NODE_NAME}/0000-10-00-0", f"{NODE_NAME}/0000-12-00-0"
 ALL_DRA = {POOL0: ["0000-11-00-2"], POOL1: ["0000-13-00-0", "0000-13-00-1"]}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sriovkit.host.discover import discover_device
-from tests.integration.dra.conftest import DRIVER, NODE_NAME, PF0_VF2, DraNode, vf_config
+from tests.support.dra_node import DRIVER, NODE_NAME, PF0_VF2, DraNode, vf_config
 
 PEER_SRC = Path(__file__).resolve().parent / "kubeletpeer"
 CACHE = Path(os.environ.get("SRIOVKIT_DRA_PEER_CACHE", "/var/tmp/sriovkit-dra-peer"))

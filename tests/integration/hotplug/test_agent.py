@@ -14,8 +14,9 @@ import yaml
 from sriovkit.hotplug.vhostuser import is_mounted
 from sriovkit.kubesim import Kubelet
 from sriovkit.sim import host as sim
-from tests.integration.hotplug.conftest import NODE, Site, links
 from tests.integration.hotplug.kubeapi_fake import rbac_verb
+from tests.support.hotplug_site import NODE, Site
+from tests.support.kernel import ipv4_by_interface
 
 pytestmark = pytest.mark.root
 
@@ -48,7 +49,7 @@ def test_agent_with_hotplug_adds_a_network_and_mounts_vhostuser_dir(site: Site):
         kubelet.wait_for_devices("intel.com/net", 1, timeout=20)  # the device plugin runs beside it
         site.set_networks(pod, "br-g@hp1")
         status = site.wait_status(pod, {"hp1"})
-        assert links(site.netns(pod))["hp1"] == status["hp1"]["ips"]
+        assert ipv4_by_interface(site.netns(pod))["hp1"] == status["hp1"]["ips"]
         assert is_mounted(site.dirs.target(pod["metadata"]["uid"]))
     finally:
         proc.send_signal(signal.SIGTERM)

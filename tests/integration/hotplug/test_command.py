@@ -13,8 +13,10 @@ from sriovkit.hotplug import cniexec
 from sriovkit.hotplug.cniexec import CniCall, CniRuntime
 from sriovkit.hotplug.nad import parse_nad
 from sriovkit.hotplug.status import status_entry
-from tests.integration.hotplug.conftest import NODE, STATUS, Site, ipam_allocations, links
 from tests.integration.hotplug.kubeapi_fake import PODS
+from tests.support.hotplug_site import NODE, STATUS, Site
+from tests.support.ipam import ipam_allocations
+from tests.support.kernel import ipv4_by_interface
 
 pytestmark = pytest.mark.root
 
@@ -30,7 +32,7 @@ def test_sriovctl_hotplug_serves_until_sigterm(site: Site):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         status = site.wait_status(pod, {"net1"})
-        assert links(site.netns(pod))["net1"] == status["net1"]["ips"]
+        assert ipv4_by_interface(site.netns(pod))["net1"] == status["net1"]["ips"]
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
@@ -63,5 +65,5 @@ def test_network_multus_attached_at_start_is_kept_then_removed(site: Site):
     site.set_networks(pod, "")
     status = site.wait_status(pod, {"eth0"})
     assert status["eth0"]["default"] is True
-    assert "net1" not in links(netns)
+    assert "net1" not in ipv4_by_interface(netns)
     assert ipam_allocations(site.ipam_dir) == []

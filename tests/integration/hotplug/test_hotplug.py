@@ -6,15 +6,15 @@ import contextlib
 import io
 import json
 import logging
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from sriovkit import logs
-from tests.integration.hotplug.conftest import Site, ipam_allocations, links
+from tests.support.hotplug_site import Site
+from tests.support.ipam import ipam_allocations
+from tests.support.kernel import ip_json, ipv4_by_interface
 
 pytestmark = pytest.mark.root
 
@@ -28,20 +28,20 @@ def test_add_remove_and_add_again(site: Site):
     site.set_networks(pod, "br-a")
     status = site.wait_status(pod, {"net1"})
     assert status["net1"]["name"] == "ns1/br-a"
-    assert links(netns)["net1"] == status["net1"]["ips"]
+    assert ipv4_by_interface(netns)["net1"] == status["net1"]["ips"]
     assert status["net1"]["ips"][0].startswith("10.215.1.")
     assert site.events("AddedInterface", pod) == [f"Add net1 [{status['net1']['ips'][0]}] from ns1/br-a"]
 
     site.set_networks(pod, "")
     site.wait_status(pod, set())
-    assert "net1" not in links(netns)
+    assert "net1" not in ipv4_by_interface(netns)
     assert ipam_allocations(site.ipam_dir) == []
     assert site.events("RemovedInterface", pod) == ["Remove net1 from ns1/br-a"]
 
     site.set_networks(pod, "br-a@hp0")
     status = site.wait_status(pod, {"hp0"})
-    assert links(netns)["hp0"] == status["hp0"]["ips"]
-    assert "eth0" in links(netns)  # the pod's own network untouched throughout
+    assert ipv4_by_interface(netns)["hp0"] == status["hp0"]["ips"]
+    assert "eth0" in ipv4_by_interface(netns)  # the pod's own network untouched throughout
 
 
 def test_json_selection_with_mac_and_ips(site: Site):
@@ -51,10 +51,8 @@ def test_json_selection_with_mac_and_ips(site: Site):
     site.controller()
     status = site.wait_status(pod, {"hp1"})
     assert (status["hp1"]["mac"], status["hp1"]["ips"]) == ("02:42:ac:11:00:99", ["10.215.12.50"])
-    assert links(site.netns(pod))["hp1"] == ["10.215.12.50"]
-    link = subprocess.run(["ip", "-j", "-n", os.path.basename(site.netns(pod)), "link", "show", "hp1"],
-                          capture_output=True, text=True, check=True).stdout
-    assert json.loads(link)[0]["address"] == "02:42:ac:11:00:99"
+    assert ipv4_by_interface(site.netns(pod))["hp1"] == ["10.215.12.50"]
+    assert ip_json("link", "show", "hp1", netns=site.netns(pod))[0]["address"] == "02:42:ac:11:00:99"
 
 
 @contextlib.contextmanager

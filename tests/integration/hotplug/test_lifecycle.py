@@ -11,8 +11,10 @@ import subprocess
 import pytest
 
 from sriovkit.hotplug.vhostuser import is_mounted
-from tests.integration.hotplug.conftest import Site, ipam_allocations, links
 from tests.integration.hotplug.kubeapi_fake import PODS
+from tests.support.hotplug_site import Site
+from tests.support.ipam import ipam_allocations
+from tests.support.kernel import ipv4_by_interface
 
 pytestmark = pytest.mark.root
 
@@ -32,7 +34,7 @@ def test_restart_converges_without_touching_what_stays(site: Site):
     after = site.wait_status(pod, {"net2", "net3"})
     assert after["net2"] == before["net2"]  # not re-plugged: same address
     assert after["net3"]["name"] == "ns1/br-c"
-    assert set(links(site.netns(pod))) == {"lo", "eth0", "net2", "net3"}
+    assert set(ipv4_by_interface(site.netns(pod))) == {"lo", "eth0", "net2", "net3"}
     assert site.events("AddedInterface", pod)[-1].endswith("from ns1/br-c")
     assert site.events("RemovedInterface", pod) == ["Remove net1 from ns1/br-a"]
     assert sum("from ns1/br-b" in m for m in site.events("AddedInterface", pod)) == 1
@@ -55,7 +57,7 @@ def test_unfinished_add_is_undone_and_redone_after_a_restart(site: Site):
 
     site.controller()
     status = site.wait_status(pod, {"net1"})
-    assert links(site.netns(pod))["net1"] == status["net1"]["ips"]
+    assert ipv4_by_interface(site.netns(pod))["net1"] == status["net1"]["ips"]
     assert len(ipam_allocations(site.ipam_dir)) == 1  # the first address was given back
 
 
@@ -71,7 +73,7 @@ def test_deleted_pod_is_cleaned_up(site: Site):
     site.kube.wait_for(lambda _: not (site.state_dir / "pods" / f"{pod['metadata']['uid']}.json").exists())
     assert controller.wait_idle(10)
     assert ipam_allocations(site.ipam_dir) == []
-    assert "net1" not in links(site.netns(pod))
+    assert "net1" not in ipv4_by_interface(site.netns(pod))
     assert not is_mounted(target) and not target.parent.exists()
 
 
@@ -189,8 +191,8 @@ def test_new_sandbox_gets_its_networks_again(site: Site):
 
     netns = site.netns(pod)
     assert netns != old_netns
-    site.kube.wait_for(lambda _: "net1" in links(netns)
-                       and site.status(pod).get("net1", {}).get("ips") == links(netns)["net1"])
+    site.kube.wait_for(lambda _: "net1" in ipv4_by_interface(netns)
+                       and site.status(pod).get("net1", {}).get("ips") == ipv4_by_interface(netns)["net1"])
     assert len(ipam_allocations(site.ipam_dir)) == 1  # the old sandbox's address was given back
 
 

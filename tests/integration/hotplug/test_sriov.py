@@ -15,7 +15,8 @@ from sriovkit.agent.node import NodeAgent
 from sriovkit.deviceplugin.manager import DevicePluginSettings
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
-from tests.integration.hotplug.conftest import Site, links
+from tests.support.hotplug_site import Site
+from tests.support.kernel import ipv4_by_interface
 
 pytestmark = pytest.mark.root
 
@@ -68,7 +69,7 @@ def test_vf_from_the_pods_own_allocation(sriov_site):
     site.set_networks(pod, "sriov-a")
     status = site.wait_status(pod, {"net1"})
     assert status["net1"]["device-info"] == {"type": "pci", "version": "1.1.0", "pci": {"pci-address": mine}}
-    assert links(site.netns(pod))["net1"] == status["net1"]["ips"]
+    assert ipv4_by_interface(site.netns(pod))["net1"] == status["net1"]["ips"]
     assert not in_host(netdevs[mine]) and in_host(netdevs[theirs])
 
     # a second VF network: the pod has no second VF from the kubelet, so it is refused

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import subprocess
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NameInUseError, NamespaceError
 from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.model import RouteInfo
 from sriovkit.netlink.port import link_by_alias, link_by_mac
-from tests.integration.helpers import NetnsFactory, unique_name
+from tests.support.kernel import ip_json
+from tests.support.names import NetnsFactory, unique_name
 
 pytestmark = pytest.mark.root
-
-
-def ip_json(*args: str, netns: str | None = None) -> list[dict[str, Any]]:
-    """What `ip -j` reports (the test's independent view of the kernel)."""
-    prefix = ["ip", "-n", netns.rsplit("/", 1)[-1]] if netns else ["ip"]
-    out = subprocess.run([*prefix, "-j", *args], check=True, capture_output=True, text=True).stdout
-    return json.loads(out) if out.strip() else []
 
 
 @pytest.fixture
@@ -34,21 +23,6 @@ def kernel() -> Iterator[KernelNetlink]:
     nl = KernelNetlink(Sysfs())
     yield nl
     nl.close()
-
-
-@pytest.fixture
-def veth() -> Iterator[str]:
-    """A veth pair in the host netns; yields the end under test. Deleting the peer removes both."""
-    name, peer = unique_name("skt"), unique_name("skp")
-    with IPRoute() as ipr:
-        ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer})
-    yield name
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=peer)
-        if found:
-            # the kernel may be deleting the pair already (its other end's namespace went)
-            with contextlib.suppress(NetlinkError):
-                ipr.link("del", index=found[0])
 
 
 def test_move_into_netns_with_rename_and_back_under_the_original_name(

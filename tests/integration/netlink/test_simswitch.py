@@ -22,7 +22,9 @@ from sriovkit.netlink.model import ZERO_MAC, LinkState, VfSettings, VlanProto
 from sriovkit.sim import host as sim
 from sriovkit.sim.net import SimNetwork, attach_veths, plan_ports
 from sriovkit.sim.switch import SimulatedSwitchNetlink
-from tests.integration.helpers import NetnsFactory, unique_name, veth_host_spec
+from tests.support.cni_host import veth_host_spec
+from tests.support.kernel import ip_json
+from tests.support.names import NetnsFactory, unique_name
 
 VethHost = tuple[sim.SimulatedHost, SimNetwork]
 
@@ -38,8 +40,7 @@ def tree_host(tmp_path: Path) -> sim.SimulatedHost:
 
 
 def all_ifnames() -> set[str]:
-    out = subprocess.run(["ip", "-j", "link", "show"], check=True, capture_output=True, text=True).stdout
-    return {link["ifname"] for link in json.loads(out)}
+    return {link["ifname"] for link in ip_json("link", "show")}
 
 
 def tree_names(host: sim.SimulatedHost) -> set[str]:
@@ -206,9 +207,8 @@ def test_attach_makes_a_bridge_and_veths_named_by_the_tree(veth_host: VethHost) 
     names = all_ifnames()
     assert pf in names
     assert {host.vf_netdev_name(0, i) for i in range(4)} <= names
-    out = subprocess.run(["ip", "-j", "-d", "link", "show", "master", pf], check=True,
-                         capture_output=True, text=True).stdout
-    assert sorted(link["ifname"] for link in json.loads(out)) == sorted(p.peer for p in network.ports)
+    peers = ip_json("-d", "link", "show", "master", pf)
+    assert sorted(link["ifname"] for link in peers) == sorted(p.peer for p in network.ports)
     nl = switch_of(host)
     vf0 = nl.find_link(host.vf_netdev_name(0, 0))
     assert vf0 is not None and vf0.mac == network.ports[0].mac

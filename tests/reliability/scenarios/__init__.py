@@ -26,13 +26,13 @@ from tests.reliability.scenarios.rig import (
     Outcome,
     execute,
     is_spec_error,
-    leak_report,
     process_env,
     shim_for,
 )
 from tests.reliability.scenarios.second_agent import second_agent
 from tests.reliability.scenarios.soak import memory_soak
 from tests.reliability.scenarios.stall import socket_attacks
+from tests.support.leaks import leak_report
 
 __all__ = [
     "KILLED",

@@ -16,7 +16,6 @@ from typing import Any
 
 from sriovkit.cni.faults import ENV_KILL_AFTER
 from sriovkit.cni.plugin import run_cni
-from tests.integration.cni.conftest import Node
 from tests.reliability.scenarios.rig import (
     KILLED,
     PLUGIN,
@@ -27,13 +26,14 @@ from tests.reliability.scenarios.rig import (
     execute,
     full_conf,
     is_spec_error,
-    leak_report,
     pods,
     process_env,
     recorded_points,
     shim_for,
     sim_node,
 )
+from tests.support.cni_host import Node
+from tests.support.leaks import leak_report
 
 # -- 1. crash at every step -------------------------------------------------------------------
 

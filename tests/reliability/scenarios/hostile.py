@@ -10,16 +10,16 @@ from typing import Any
 
 from sriovkit.cni.plugin import run_cni
 from sriovkit.cni.spec import ErrorCode
-from tests.integration.cni.conftest import Node
 from tests.reliability import jsonfuzz
 from tests.reliability.scenarios.rig import (
     Outcome,
     answer,
     is_spec_error,
-    leak_report,
     pods,
     sim_node,
 )
+from tests.support.cni_host import Node
+from tests.support.leaks import leak_report
 
 # -- 4. hostile input ---------------------------------------------------------------------------
 

@@ -15,18 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.cni.conftest import Node
 from tests.reliability.scenarios.rig import (
     AgentProcess,
     Outcome,
     PodFactory,
     answer,
     execute,
-    leak_report,
     pods,
     shim_for,
     sim_node,
 )
+from tests.support.cni_host import Node
+from tests.support.leaks import leak_report
 
 DEL_ATTEMPTS = 40
 

@@ -10,13 +10,11 @@ import dataclasses
 import json
 import os
 import secrets
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sriovkit.cni.plugin import run_cni
-from tests.integration.cni.conftest import Node
 from tests.reliability.scenarios.rig import (
     PLUGIN,
     AgentProcess,
@@ -24,31 +22,27 @@ from tests.reliability.scenarios.rig import (
     PodFactory,
     answer,
     execute,
-    leak_report,
     pods,
     process_env,
     shim_for,
     sim_node,
 )
+from tests.support.cni_host import Node
+from tests.support.kernel import ip, ip_json
+from tests.support.leaks import leak_report
 
 # what the pod does between ADD and DEL; returns the MACs of links it made itself
 PodMove = Callable[[Node, str, PodFactory], set[str]]
 
 
-def _ip(netns: str, *args: str) -> None:
-    subprocess.run(["ip", "-n", os.path.basename(netns), *args], check=True, capture_output=True)
-
-
 def _decoy(netns: str, name: str) -> set[str]:
-    _ip(netns, "link", "add", name, "type", "veth", "peer", "name", f"pd{secrets.token_hex(3)}")
-    shown = subprocess.run(["ip", "-j", "-n", os.path.basename(netns), "link", "show", name], check=True,
-                           capture_output=True, text=True).stdout
-    return {json.loads(shown)[0]["address"]}
+    ip("link", "add", name, "type", "veth", "peer", "name", f"pd{secrets.token_hex(3)}", netns=netns)
+    return {ip_json("link", "show", name, netns=netns)[0]["address"]}
 
 
 def _rename(netns: str, new: str) -> None:
-    _ip(netns, "link", "set", "net1", "down")
-    _ip(netns, "link", "set", "net1", "name", new)
+    ip("link", "set", "net1", "down", netns=netns)
+    ip("link", "set", "net1", "name", new, netns=netns)
 
 
 def _rename_and_decoy(vf_name: str, decoy_name: str) -> PodMove:
@@ -60,7 +54,7 @@ def _rename_and_decoy(vf_name: str, decoy_name: str) -> PodMove:
 
 
 def _delete_and_recreate(node: Node, pod: str, make_pod: PodFactory) -> set[str]:
-    _ip(pod, "link", "del", "net1")
+    ip("link", "del", "net1", netns=pod)
     return _decoy(pod, "net1")
 
 
@@ -99,8 +93,7 @@ def _call(node: Node, shim: Path | None, env: dict[str, str], conf: dict[str, An
 
 
 def _host_macs() -> set[str]:
-    shown = subprocess.run(["ip", "-j", "link", "show"], check=True, capture_output=True, text=True).stdout
-    return {link.get("address", "") for link in json.loads(shown)}
+    return {link.get("address", "") for link in ip_json("link", "show")}
 
 
 def _attack_case(node: Node, make_pod: PodFactory, attack: PodMove, shim: Path | None, out: Outcome,
@@ -132,14 +125,14 @@ def _hidden_case(node: Node, make_pod: PodFactory, shim: Path, out: Outcome) -> 
     if code != 0:
         out.fail(case, f"ADD answered {code} {added[:200]!r}")
         return
-    _ip(pod, "link", "set", "net1", "netns", os.path.basename(hideout), "name", "stash")
+    ip("link", "set", "net1", "netns", os.path.basename(hideout), "name", "stash", netns=pod)
     foreign = _decoy(pod, "net1")
     stdout, code = _call(node, shim, {**env, "CNI_COMMAND": "DEL"}, conf)
     if code == 0 or answer(stdout).get("code") != 11:
         out.fail(case, f"DEL with the VF hidden answered {code} {stdout[:200]!r}, not 'try again'")
     if node.ctx.netlink.vf_settings(node.pf, 2).vlan != 232 or not node.ctx.store.records(pending=True):
         out.fail(case, "DEL with the VF hidden undid part of the attachment")
-    _ip(hideout, "link", "set", "stash", "netns", os.path.basename(pod), "name", "back")
+    ip("link", "set", "stash", "netns", os.path.basename(pod), "name", "back", netns=hideout)
     stdout, code = _call(node, shim, {**env, "CNI_COMMAND": "DEL"}, conf)
     if (stdout, code) != (b"", 0):
         out.fail(case, f"DEL once the VF was back answered {code} {stdout[:200]!r}")

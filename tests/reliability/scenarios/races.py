@@ -14,19 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from sriovkit.cni.faults import ENV_KILL_AFTER
-from tests.integration.cni.conftest import Node
 from tests.reliability.scenarios.rig import (
     PLUGIN,
     AgentProcess,
     Outcome,
     answer,
     execute,
-    leak_report,
     pods,
     process_env,
     shim_for,
     sim_node,
 )
+from tests.support.cni_host import Node
+from tests.support.kernel import pod_link
+from tests.support.leaks import leak_report
 
 # -- 2. races ---------------------------------------------------------------------------------
 
@@ -229,9 +230,8 @@ def late_del_of_an_old_pod(tmp: Path, rounds: int) -> Outcome:
 
 
 def _attachment_view(node: Node, pod: str) -> tuple[Any, ...]:
-    show = subprocess.run(["ip", "-j", "-n", os.path.basename(pod), "addr", "show", "net1"], capture_output=True,
-                          text=True, check=False)
-    link = json.loads(show.stdout or "[]")
+    shown = pod_link(pod, "net1")
+    link = [shown] if shown else []
     settings = node.ctx.netlink.vf_settings(node.pf, 0)
     return (bool(link), link[0].get("address") if link else None,
             sorted(a["local"] for a in link[0].get("addr_info", [])) if link else [], settings)

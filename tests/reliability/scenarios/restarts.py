@@ -13,17 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.integration.cni.conftest import Node
 from tests.reliability.scenarios.rig import (
     AgentProcess,
     Outcome,
     PodFactory,
     execute,
-    leak_report,
     pods,
     shim_for,
     sim_node,
 )
+from tests.support.cni_host import Node
+from tests.support.leaks import leak_report
 
 # -- 3. restarts ----------------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import secrets
@@ -19,16 +18,12 @@ from typing import Any
 
 from pyroute2 import netns as pyroute2_netns
 
-from sriovkit.cni.context import CniContext
 from sriovkit.cni.plugin import run_cni
-from sriovkit.commands.ports import netlink_for, provisioner_for
-from sriovkit.host.sysfs import Sysfs
 from sriovkit.shim.install import ShimSettings, install_shim
-from sriovkit.sim import host as sim
-from sriovkit.sim.net import attach_veths
-from tests.integration.cni.conftest import Node, ipam_allocations
+from tests.support.cni_host import Node, cni_node, cni_node_teardown
+from tests.support.leaks import host_leaks, host_marks
+from tests.support.names import NETNS_DIR, unique_name
 
-NETNS_DIR = "/var/run/netns"
 LAUNCHER = Path(__file__).resolve().parents[1] / "agent_launcher.py"
 PLUGIN = [sys.executable, "-m", "sriovkit.cni.plugin"]
 KILLED = -9
@@ -69,21 +64,14 @@ class Outcome:
 
 @contextlib.contextmanager
 def sim_node(tmp: Path, num_vfs: int = 4, **pf: Any) -> Iterator[Node]:
-    """A simulated PF (random name) with veth-backed VFs; torn down on exit."""
-    name = f"rl{secrets.token_hex(3)}"
-    host = sim.create(tmp / "host", {"pfs": [{"name": name, "numVfs": num_vfs, "totalVfs": max(num_vfs, 8),
-                                              **pf}]})
-    network = attach_veths(host)
-    sysfs = Sysfs(host.root)
-    ctx = CniContext(sysfs=sysfs, netlink=netlink_for(sysfs), drivers=provisioner_for(sysfs),
-                     state_dir=str(tmp / "state"), lock_timeout_s=20, devinfo_dir=str(tmp), log_dir=str(tmp))
-    node = Node(host, network, ctx, tmp / "node", name)
-    node.tmp.mkdir(exist_ok=True)
+    """A simulated PF (random name) with veth-backed VFs (the CNI host rig); torn down and
+    leak-checked on exit."""
+    node = cni_node(tmp, f"rl{secrets.token_hex(3)}", num_vfs, lock_timeout_s=20, **pf)
     try:
         yield node
     finally:
-        network.destroy()
-        ctx.netlink.close()
+        left = cni_node_teardown(node)
+    assert left == [], f"left behind: {left}"
 
 
 @contextlib.contextmanager
@@ -95,6 +83,8 @@ def pods() -> Iterator[PodFactory]:
     finally:
         for path in factory.made:
             factory.remove(path)
+    left = host_leaks(host_marks(), netns=factory.made)
+    assert left == [], f"left behind: {left}"
 
 
 class PodFactory:
@@ -102,7 +92,7 @@ class PodFactory:
         self.made: list[str] = []
 
     def __call__(self) -> str:
-        name = f"skrel-{secrets.token_hex(5)}"
+        name = unique_name("skrel-", 10)
         pyroute2_netns.create(name)
         path = f"{NETNS_DIR}/{name}"
         self.made.append(path)
@@ -112,27 +102,6 @@ class PodFactory:
     def remove(path: str) -> None:
         with contextlib.suppress(OSError, FileNotFoundError):
             pyroute2_netns.remove(os.path.basename(path))
-
-
-def leak_report(node: Node, before: dict[int, tuple[Any, ...]], *, extra_files: tuple[Path, ...] = ()) -> list[str]:
-    """What was not given back, one line each (the CNI suite's `assert_no_leaks`, as a list)."""
-    state = node.state_dir
-    found = [f"state file {p.name}" for pattern in ("*.json", "*.pending", ".tmp-*") for p in state.glob(pattern)]
-    lock_dir = state / "locks"
-    for lock in sorted(lock_dir.glob("*.lock")) if lock_dir.exists() else []:
-        fd = os.open(lock, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            found.append(f"lock {lock.name} still held")
-        finally:
-            os.close(fd)
-    found += [f"attachment lock {p.name}" for p in sorted(lock_dir.glob("*.attach"))]
-    found += [f"IPAM allocation {a}" for a in ipam_allocations(node.ipam_dir)]
-    found += [f"file {p}" for p in extra_files if p.exists()]
-    after = node.views()
-    found += [f"VF {i}: {before[i]} became {after.get(i)}" for i in before if after.get(i) != before[i]]
-    return found
 
 
 def process_env(node: Node, env: dict[str, str], **extra: str) -> dict[str, str]:

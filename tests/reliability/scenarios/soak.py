@@ -15,8 +15,9 @@ from pathlib import Path
 from pyroute2 import netns as pyroute2_netns
 
 from sriovkit.shim.client import call_agent
-from tests.integration.cni.conftest import Node
-from tests.reliability.scenarios.rig import NETNS_DIR, AgentProcess, Outcome, leak_report, sim_node
+from tests.reliability.scenarios.rig import NETNS_DIR, AgentProcess, Outcome, sim_node
+from tests.support.cni_host import Node
+from tests.support.leaks import leak_report
 
 # A leak of a fraction of a kilobyte per call is invisible against the steps in which the
 # allocator grows its arenas; one that matters over weeks of churn (the 20 KB a call of the

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from sriovkit.shim.client import call_agent
 from sriovkit.shim.wire import MAX_ENV_BYTES, MAX_STDIN
-from tests.integration.cni.conftest import Node
-from tests.reliability.scenarios.rig import AgentProcess, Outcome, leak_report, pods, sim_node
+from tests.reliability.scenarios.rig import AgentProcess, Outcome, pods, sim_node
+from tests.support.cni_host import Node
+from tests.support.leaks import leak_report
 
 # The agent's own budget for buffered requests is 64 MiB; twice that plus the interpreter is
 # still far from the gigabytes an unbounded decoder reached.

@@ -19,8 +19,8 @@ from sriovkit.dra.driver import DraDriver, DraSettings
 from sriovkit.dra.kube import KubernetesDraApi
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
+from sriovkit.kubesim.apiserver import CLAIMS, SLICES, FakeKubeApi
 from sriovkit.sim import host as sim
-from tests.integration.hotplug.kubeapi_fake import CLAIMS, SLICES, FakeKubeApi
 
 DRIVER = "sriovnetwork.k8snetworkplumbingwg.io"
 NODE_NAME = "node-a"

@@ -19,8 +19,8 @@ from sriovkit.hotplug.kube import KubernetesApi
 from sriovkit.hotplug.plan import Backoff
 from sriovkit.hotplug.vhostuser import VhostUserDirs
 from sriovkit.kubeapi.podresources import PodResourcesClient
+from sriovkit.kubesim.apiserver import NADS, PODS, FakeKubeApi
 from tests.cnirt.runtime import Containerd
-from tests.integration.hotplug.kubeapi_fake import NADS, PODS, FakeKubeApi
 from tests.support.names import unique_name
 
 NODE = "node-a"

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from sriovkit.kubesim import Kubelet
-from tests.integration.hotplug.kubeapi_fake import FakeKubeApi
+from sriovkit.kubesim.apiserver import FakeKubeApi
 from tests.support.device_plugins import DevicePluginNodeFactory
 
 PFS = [{"name": "enp1s0f0", "numVfs": 3, "vfDrivers": {"2": "vfio-pci"}}]

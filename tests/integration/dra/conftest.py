@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.hotplug.kubeapi_fake import FakeKubeApi
+from sriovkit.kubesim.apiserver import FakeKubeApi
 from tests.support.device_plugins import DevicePluginNodeFactory
 from tests.support.dra_node import PFS, RESOURCES, DraNode
 

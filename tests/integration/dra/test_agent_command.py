@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from sriovkit.host.discover import discover_device
+from sriovkit.kubesim.apiserver import rbac_verb
 from sriovkit.sim.host import set_operstate
-from tests.integration.hotplug.kubeapi_fake import rbac_verb
 from tests.support.dra_node import DRIVER, NODE_NAME, PF0_VF2, vf_config
 
 AGENT_NEEDS = Path(__file__).resolve().parents[3] / "deploy" / "agent-needs.yaml"

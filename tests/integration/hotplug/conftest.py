@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from sriovkit.kubesim.apiserver import FakeKubeApi
 from tests.cnirt.runtime import Containerd
-from tests.integration.hotplug.kubeapi_fake import FakeKubeApi
 from tests.support.hotplug_site import Site, cni_bin_dir
 from tests.support.leaks import host_leaks, host_marks
 

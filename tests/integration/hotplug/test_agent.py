@@ -13,8 +13,8 @@ import yaml
 
 from sriovkit.hotplug.vhostuser import is_mounted
 from sriovkit.kubesim import Kubelet
+from sriovkit.kubesim.apiserver import rbac_verb
 from sriovkit.sim import host as sim
-from tests.integration.hotplug.kubeapi_fake import rbac_verb
 from tests.support.hotplug_site import NODE, Site
 from tests.support.kernel import ipv4_by_interface
 

@@ -13,7 +13,7 @@ from sriovkit.hotplug import cniexec
 from sriovkit.hotplug.cniexec import CniCall, CniRuntime
 from sriovkit.hotplug.nad import parse_nad
 from sriovkit.hotplug.status import status_entry
-from tests.integration.hotplug.kubeapi_fake import PODS
+from sriovkit.kubesim.apiserver import PODS
 from tests.support.hotplug_site import NODE, STATUS, Site
 from tests.support.ipam import ipam_allocations
 from tests.support.kernel import ipv4_by_interface

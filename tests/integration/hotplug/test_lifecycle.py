@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from sriovkit.hotplug.vhostuser import is_mounted
-from tests.integration.hotplug.kubeapi_fake import PODS
+from sriovkit.kubesim.apiserver import PODS
 from tests.support.hotplug_site import Site
 from tests.support.ipam import ipam_allocations
 from tests.support.kernel import ipv4_by_interface

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.hotplug.kubeapi_fake import NADS, FakeKubeApi
+from sriovkit.kubesim.apiserver import NADS, FakeKubeApi
 
 NET = "intel.com/sriov_net"
 

@@ -18,6 +18,7 @@ from sriovkit.deviceplugin.manager import DevicePluginManager, DevicePluginSetti
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
 from sriovkit.sim import host as sim
+from tests.support.leaks import host_leaks, host_marks
 
 DEFAULT_PFS: list[dict[str, Any]] = [
     {"name": "enp1s0f0", "numVfs": 4, "vfDrivers": {"2": "vfio-pci", "3": "igb_uio"}},
@@ -83,8 +84,10 @@ def device_plugin_nodes() -> Iterator[DevicePluginNodeFactory]:
     above; a string as it is), the kubelet stand-in with its device-plugin dir at dp/, podresources
     at `pod_resources` (None: not served), the plugin watcher's registry at reg/ with `registry`,
     and `kubelet`'s other options; started. On exit every manager and kubelet is stopped and the
-    directory removed."""
+    directory removed; the one leak check then finds no process the test started still running and
+nothing mounted under the directories."""
     made: list[DevicePluginNode] = []
+    marks = host_marks()
 
     def build(pfs: list[dict[str, Any]] | None = None, resources: list[dict[str, Any]] | str | None = None,
               *, registry: bool = False, pod_resources: str | None = "pr/kubelet.sock", prefix: str = "dp",
@@ -100,6 +103,7 @@ def device_plugin_nodes() -> Iterator[DevicePluginNodeFactory]:
         made.append(node)
         return node
 
+    left: list[str] = []
     try:
         yield build
     finally:
@@ -107,4 +111,7 @@ def device_plugin_nodes() -> Iterator[DevicePluginNodeFactory]:
             for manager in node.managers:
                 manager.stop()
             node.kubelet.stop()
+        left = host_leaks(marks, dirs=[node.root for node in made])
+        for node in made:
             shutil.rmtree(node.root, ignore_errors=True)
+    assert left == [], f"left behind: {left}"

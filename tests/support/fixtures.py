@@ -19,7 +19,7 @@ from tests.support.cni_host import Node, NodeFactory, cni_node, cni_node_teardow
 from tests.support.device_plugins import DevicePluginNodeFactory, device_plugin_nodes
 from tests.support.kernel import VethPair
 from tests.support.kernel import veth_pair as make_veth_pair
-from tests.support.leaks import assert_no_leaks, host_leaks, host_marks
+from tests.support.leaks import assert_no_leaks, host_leaks
 from tests.support.names import NETNS_DIR, NetnsFactory, unique_name
 
 
@@ -38,7 +38,7 @@ def netns() -> Iterator[NetnsFactory]:
     for name in made:
         with contextlib.suppress(OSError, FileNotFoundError):
             pyroute2_netns.remove(name)
-    left = host_leaks(host_marks(), netns=[f"{NETNS_DIR}/{name}" for name in made])
+    left = host_leaks(None, netns=[f"{NETNS_DIR}/{name}" for name in made])
     assert left == [], f"left behind: {left}"
 
 

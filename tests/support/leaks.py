@@ -74,17 +74,19 @@ def host_marks() -> HostMarks:
     return HostMarks(frozenset(_live_descendants()))
 
 
-def host_leaks(marks: HostMarks, *, interfaces: Iterable[str] = (), prefixes: Iterable[str] = (),
+def host_leaks(marks: HostMarks | None, *, interfaces: Iterable[str] = (), prefixes: Iterable[str] = (),
                dirs: Iterable[Path] = (), netns: Iterable[str] = ()) -> list[str]:
     """What is still on the host after a rig's teardown, one line each: any of its `interfaces`
     or one named with its `prefixes` in the host namespace, a mount under its `dirs`, a process
-    started under this test since `marks` (alive, not a zombie), one of its `netns` paths."""
+    started under this test since `marks` (alive, not a zombie; None: not checked), one of its
+    `netns` paths."""
     names, starts = set(interfaces), tuple(prefixes)
     with IPRoute() as ipr:
         links = [str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()]
     found = [f"interface {n}" for n in links if n in names or (starts and n.startswith(starts))]
     found += [f"mount {m}" for m in mounts_under(dirs)]
-    found += [f"process {pid} ({_cmdline(pid)})" for pid in sorted(_live_descendants() - marks.processes)]
+    if marks is not None:
+        found += [f"process {pid} ({_cmdline(pid)})" for pid in sorted(_live_descendants() - marks.processes)]
     found += [f"netns {path}" for path in netns if os.path.exists(path)]
     return found
 

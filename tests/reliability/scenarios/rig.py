@@ -21,7 +21,7 @@ from pyroute2 import netns as pyroute2_netns
 from sriovkit.cni.plugin import run_cni
 from sriovkit.shim.install import ShimSettings, install_shim
 from tests.support.cni_host import Node, cni_node, cni_node_teardown
-from tests.support.leaks import host_leaks, host_marks
+from tests.support.leaks import host_leaks
 from tests.support.names import NETNS_DIR, unique_name
 
 LAUNCHER = Path(__file__).resolve().parents[1] / "agent_launcher.py"
@@ -83,7 +83,7 @@ def pods() -> Iterator[PodFactory]:
     finally:
         for path in factory.made:
             factory.remove(path)
-    left = host_leaks(host_marks(), netns=factory.made)
+    left = host_leaks(None, netns=factory.made)
     assert left == [], f"left behind: {left}"
 
 

@@ -99,6 +99,9 @@ def test_symlinks_planted_in_the_state_dir(node: Node, netns: NetnsFactory, tmp_
         for path in (state, state / "locks", *(p for p, _ in links.values())):
             if path.is_symlink():
                 path.unlink()
+    # the runtime's DEL after the failed ADD, the planted links gone: it finds no record and removes the
+    # attachment lock a refused ADD keeps while a record-like file is there
+    assert node.run("DEL", node.conf(2, vlan=8, ipam=node.host_local()), netns())[1] == 0
 
 
 def test_oversized_stdin_is_refused_by_run_cni_the_plugin_and_the_shim(node: Node, netns: NetnsFactory,

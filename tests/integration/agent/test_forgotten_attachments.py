@@ -12,15 +12,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-from tests.integration.cni.conftest import Node, NodeFactory, ipam_allocations, node_factory, random_id
-from tests.integration.helpers import NetnsFactory, unique_name
 
 from sriovkit.agent.forgotten import ForgottenAttachments
 from sriovkit.hotplug.cri import CriClient
 from tests.cnirt.runtime import Containerd
+from tests.support.cni_host import Node, NodeFactory
+from tests.support.ipam import ipam_allocations
+from tests.support.names import NetnsFactory, random_id, unique_name
 
 pytestmark = pytest.mark.root
-__all__ = ["node_factory"]  # the CNI suite's fixture: a veth-backed node, leak-checked afterwards
 
 
 def _answers(runtime: Containerd) -> bool:

@@ -280,10 +280,21 @@ class Problem:
     consequence: str = ""  # for a notice: what comes of it ("ignored", "the last one is used")
 
     def line(self, source: str) -> str:
-        where = f"{source}: {self.path}: " if self.path else f"{source}: "
+        # path and message may quote input (a key, a pfNames name): escaped, so a line stays one
+        where = f"{one_line(source)}: {one_line(self.path)}: " if self.path else f"{one_line(source)}: "
         if self.value is NO_VALUE:
-            return f"{where}{self.message}"
-        return f"{where}{self.message} (value: {show(self.value)})"
+            return f"{where}{one_line(self.message)}"
+        return f"{where}{one_line(self.message)} (value: {show(self.value)})"
+
+
+def one_line(text: str) -> str:
+    """`text` with every character that is not printable (newlines, control and format
+    characters, lone surrogates) written as its Python escape: a message quoting input stays
+    one line and shows what was there."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in text)
 
 
 IGNORED = "ignored, as upstream ignores it"

@@ -207,3 +207,18 @@ def test_a_resource_list_written_back_as_json_reads_back_the_same() -> None:
     written = to_config_json(first)
     assert parse_config(json.loads(json.dumps(written))) == first
     assert written["resourceList"][0]["selectors"][0]["pfNames"] == ["eth0#0-3,7", "eth1"]
+
+
+@pytest.mark.parametrize("names", [
+    ["et\nh0#1-2", "et\nh0#3"],          # a name from the input quoted in the message itself
+    ["eth0\u2028#1", "eth0\u2028#2"],    # a line separator a terminal may break on
+    ["e\x1b[2Jth0#1", "e\x1b[2Jth0#2"],  # an escape sequence
+])
+def test_a_problem_quoting_input_stays_one_line(names):
+    lines = problems_of({"resourceList": [{"resourceName": "a", "selectors": {"pfNames": names}}]},
+                        source="c\nfg.json")
+    assert lines, "the repeated pfNames name is a problem in strict mode"
+    for line in lines:
+        assert line.isprintable(), f"not one printable line: {line!r}"
+        assert line.startswith("c\\nfg.json: resourceList[0].selectors.pfNames[1]: ")
+    assert any("is named by an earlier entry" in line for line in lines)

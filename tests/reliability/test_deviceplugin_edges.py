@@ -43,8 +43,11 @@ def umask(value: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def plugin(node: Node) -> Iterator[pb_grpc.DevicePluginStub]:
-    node.start_plugins()
+    manager = node.start_plugins()
     node.kubelet.wait_for_devices(RESOURCE, 2)
+    # every device's device-info file is written at start, on a thread: wait for it, so a file
+    # seen appearing during a refused request is the request's doing
+    assert manager.device_info_prewritten(), "the start-up device-info pass did not finish"
     with grpc.insecure_channel(f"unix:{node.dp_dir / socket_name(RESOURCE)}") as channel:
         yield pb_grpc.DevicePluginStub(channel)
 

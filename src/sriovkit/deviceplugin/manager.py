@@ -179,6 +179,13 @@ class DevicePluginManager:
         with self._lock:
             return {name: s.health() for name, s in self.servers.items()}
 
+    def device_info_prewritten(self, timeout: float = 10.0) -> bool:
+        """True once every pool's start-up pass writing its device-info files has finished
+        (each waited for up to `timeout`)."""
+        with self._lock:
+            servers = list(self.servers.values())
+        return all(server.device_info_prewritten(timeout) for server in servers)
+
     # -- the watch loop ----------------------------------------------------------------
     def _watch_loop(self) -> None:
         interval = self.settings.poll_interval

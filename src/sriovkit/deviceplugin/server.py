@@ -159,6 +159,14 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         self._prewriter = threading.Thread(target=self._write_pending_device_info, name="devinfo", daemon=True)
         self._prewriter.start()
 
+    def device_info_prewritten(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` for the start-up pass writing every device's device-info file;
+        True once it has finished (or none runs)."""
+        writer = self._prewriter
+        if writer is not None:
+            writer.join(timeout)
+        return writer is None or not writer.is_alive()
+
     def _write_pending_device_info(self, ids: Sequence[str] | None = None) -> None:
         """Write the files of `ids` (default: all devices) not known to be current; a file removed
         behind our back is written again."""

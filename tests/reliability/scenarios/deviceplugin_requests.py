@@ -85,6 +85,9 @@ def device_plugin_edges(tmp: Path) -> Outcome:
         os.umask(old)
     try:
         kubelet.wait_for_devices(RESOURCE, 3)
+        # the files every device gets at start are written by then: a refused request may add none
+        if not manager.device_info_prewritten():
+            out.fail("device-info files at start", "the start-up pass did not finish")
         sock = tmp / "dp" / socket_name(RESOURCE)
         out.tried += 1
         if stat.S_IMODE(os.lstat(sock).st_mode) != 0o600:

@@ -23,7 +23,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from sriovkit.host.statefile import locked, read_json, write_json_atomic
 from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NotSupportedError
@@ -31,6 +31,9 @@ from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.model import MAX_QOS, MAX_VLAN, LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
 from sriovkit.sim import net as simnet
 from sriovkit.sim.host import SimPF, SimulatedHost
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 
 class SwitchChanges(TypedDict, total=False):
@@ -276,10 +279,21 @@ class SimulatedSwitchNetlink:
                 if end is None:
                     revived += simnet.SimNetwork.of(self.host).revive(pci_address)
                 elif end[1] is None:
-                    msg = simnet.get_link(ipr, index=end[0])
-                    if msg is not None:
-                        self._sync_tree(pci_address, msg.get_attr("IFLA_IFNAME"))
+                    self._sync_tree_if_home(pci_address, ipr)
         return revived
+
+    def _sync_tree_if_home(self, pci_address: str, ipr: IPRoute) -> None:
+        """`_sync_tree` for a function whose interface the kernel has in the host namespace,
+        looked at again under the tree lock: another process's move records the function away
+        before the kernel moves it and updates the tree under that lock after, so a look taken
+        outside it can be stale and would put a pod's VF back in the host's tree."""
+        with simnet.tree_lock(self.host):
+            end = simnet.vf_end(self.host, pci_address, ipr)
+            if end is None or end[1] is not None:
+                return
+            msg = simnet.get_link(ipr, index=end[0])
+            if msg is not None:
+                self._sync_tree_locked(pci_address, msg.get_attr("IFLA_IFNAME"))
 
     def await_link_changes(self, timeout_s: float) -> None:
         self._links.await_link_changes(timeout_s)
@@ -290,9 +304,12 @@ class SimulatedSwitchNetlink:
         has for it, and no longer has it away (a process killed between a kernel change and the
         tree's update leaves the tree behind)."""
         with simnet.tree_lock(self.host):
-            if self._tree_netdev(pci_address) != name:
-                self.host.set_netdev(pci_address, name)
-            simnet.clear_away(self.host, pci_address)
+            self._sync_tree_locked(pci_address, name)
+
+    def _sync_tree_locked(self, pci_address: str, name: str) -> None:
+        if self._tree_netdev(pci_address) != name:
+            self.host.set_netdev(pci_address, name)
+        simnet.clear_away(self.host, pci_address)
 
     def _tree_netdev(self, pci_address: str) -> str | None:
         net = self.host.root / "sys" / "bus" / "pci" / "devices" / pci_address / "net"

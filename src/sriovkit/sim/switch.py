@@ -283,33 +283,27 @@ class SimulatedSwitchNetlink:
         return revived
 
     def _sync_tree_if_home(self, pci_address: str, ipr: IPRoute) -> None:
-        """`_sync_tree` for a function whose interface the kernel has in the host namespace,
-        looked at again under the tree lock: another process's move records the function away
-        before the kernel moves it and updates the tree under that lock after, so a look taken
-        outside it can be stale and would put a pod's VF back in the host's tree."""
+        """The tree shows the function's interface, back in the host, under the name the kernel
+        has for it, and no longer has it away (a process killed between a kernel change and the
+        tree's update leaves the tree behind). The kernel is asked again under the tree lock:
+        another process's move records the function away before the kernel moves it and updates
+        the tree under that lock after, so a look taken outside it can be stale and would put a
+        pod's VF back in the host's tree."""
         with simnet.tree_lock(self.host):
             end = simnet.vf_end(self.host, pci_address, ipr)
             if end is None or end[1] is not None:
                 return
             msg = simnet.get_link(ipr, index=end[0])
-            if msg is not None:
-                self._sync_tree_locked(pci_address, msg.get_attr("IFLA_IFNAME"))
+            if msg is None:
+                return
+            name = msg.get_attr("IFLA_IFNAME")
+            if self._tree_netdev(pci_address) != name:
+                self.host.set_netdev(pci_address, name)
+            simnet.clear_away(self.host, pci_address)
 
     def await_link_changes(self, timeout_s: float) -> None:
         self._links.await_link_changes(timeout_s)
         self.return_vfs_of_dead_namespaces()
-
-    def _sync_tree(self, pci_address: str, name: str) -> None:
-        """The tree shows the function's interface, back in the host, under the name the kernel
-        has for it, and no longer has it away (a process killed between a kernel change and the
-        tree's update leaves the tree behind)."""
-        with simnet.tree_lock(self.host):
-            self._sync_tree_locked(pci_address, name)
-
-    def _sync_tree_locked(self, pci_address: str, name: str) -> None:
-        if self._tree_netdev(pci_address) != name:
-            self.host.set_netdev(pci_address, name)
-        simnet.clear_away(self.host, pci_address)
 
     def _tree_netdev(self, pci_address: str) -> str | None:
         net = self.host.root / "sys" / "bus" / "pci" / "devices" / pci_address / "net"

@@ -139,6 +139,7 @@ class SimulatedHost:
         self.spec = spec
         self._iommu_next = 10
         self.network_id: str | None = None  # what its veths are named by, once read (sriovkit.sim.net)
+        self._marker_stamp: tuple[int, int, int] | None = None  # the marker file this spec was read from
 
     # -- lifecycle ---------------------------------------------------------------
     def create(self) -> SimulatedHost:
@@ -153,6 +154,7 @@ class SimulatedHost:
         self._make_dev_nodes()
         for number, pf in enumerate(self.spec.pfs):
             self._make_pf(number, pf)
+        self._marker_stamp = _stamp(self.root / _MARKER)
         return self
 
     def destroy(self) -> None:
@@ -200,7 +202,29 @@ class SimulatedHost:
         pf.num_vfs = num_vfs
         self._write(self._dev_path(self.pf_address(pf_number)) / "sriov_numvfs", str(num_vfs))
         self._make_vfs(pf_number, pf)
-        (self.root / _MARKER).write_text(self.spec.model_dump_json(by_alias=True))
+        self._save_spec()
+
+    def refresh(self) -> None:
+        """Take up the spec as the tree now has it, when another process changed it (a VF count
+        written through the provisioner): a long-lived handle, like the kernel, sees today's VFs.
+        One stat when nothing changed."""
+        marker = self.root / _MARKER
+        try:
+            stamp = _stamp(marker)
+            if stamp == self._marker_stamp:
+                return
+            spec = SimSpec.model_validate_json(marker.read_text())
+        except (OSError, ValueError):
+            return  # gone (destroyed) or not ours: keep what was read
+        self.spec, self._marker_stamp = spec, stamp
+
+    def _save_spec(self) -> None:
+        """The spec into the marker, whole (readers in other processes never see half of it)."""
+        marker = self.root / _MARKER
+        tmp = marker.with_name(f".{_MARKER}.{os.getpid()}.tmp")
+        tmp.write_text(self.spec.model_dump_json(by_alias=True))
+        os.replace(tmp, marker)
+        self._marker_stamp = _stamp(marker)
 
     def set_netdev(self, pci_address: str, netdev: str | None) -> None:
         """Show the device's interface under a new name, or none (moved to a pod)."""
@@ -287,9 +311,12 @@ class SimulatedHost:
         os.symlink(f"../../../devices/pci0000:00/{address}", self.root / "sys/bus/pci/devices" / address)
         if driver is not None:
             self._link_driver(path, address, driver)
+        groups = self.root / "sys/kernel/iommu_groups"
+        while (groups / str(self._iommu_next)).exists():  # a number another handle gave (counts lag removals)
+            self._iommu_next += 1
         group = str(self._iommu_next)
         self._iommu_next += 1
-        group_dir = self.root / "sys/kernel/iommu_groups" / group / "devices"
+        group_dir = groups / group / "devices"
         group_dir.mkdir(parents=True)
         os.symlink(f"../../../../devices/pci0000:00/{address}", group_dir / address)
         os.symlink(f"../../kernel/iommu_groups/{group}", path / "iommu_group")
@@ -388,9 +415,16 @@ def open_existing(root: str | Path) -> SimulatedHost:
     marker = Path(root) / _MARKER
     if not marker.exists():
         raise SimSpecError(f"{root}: not a simulated host (no {_MARKER})")
+    stamp = _stamp(marker)
     host = SimulatedHost(root, SimSpec.model_validate_json(marker.read_text()))
+    host._marker_stamp = stamp
     host._iommu_next = 10 + sum(1 for _ in host.devices())
     return host
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def destroy(root: str | Path) -> None:

@@ -215,6 +215,33 @@ class SimNetwork:
                 write_json_atomic(away_path, away, durable=False)
         return revived
 
+    def follow_tree(self) -> None:
+        """Make the interfaces match the host's tree again after a PF's VF count changed (the
+        provisioner writing sriov_numvfs): the pairs of VFs that went are deleted, wherever their
+        VF end is, as a real VF's netdev goes with it; the new VFs get pairs, as a real NIC's new
+        VFs get netdevs. A PF that gets its first VFs stops being a veth and becomes its switch's
+        bridge (and back when it has none again)."""
+        bridges, ports = plan_ports(self.host)
+        planned = {p.pci_address: p for p in ports}
+        gone = [p for p in self.ports if planned.get(p.pci_address) != p]
+        old_bridges = [b for b in self.bridges if b not in bridges]
+        with _route() as ipr:
+            for port in gone:
+                _delete(ipr, port.peer, None)
+                self.ports.remove(port)
+            for bridge in old_bridges:
+                _delete(ipr, bridge, self._bridge_alias())
+                self.bridges.remove(bridge)
+        if gone or old_bridges:
+            self._save()
+            away_path = self.host.root / "eswitch" / _AWAY
+            away = _read_away(away_path)
+            for port in gone:
+                away.pop(port.pci_address, None)
+            write_json_atomic(away_path, away, durable=False)
+        have = {p.pci_address for p in self.ports}
+        self._create([b for b in bridges if b not in self.bridges], [p for p in ports if p.pci_address not in have])
+
     # -- building -------------------------------------------------------------------------
     def _create(self, bridges: list[str], ports: list[SimPort]) -> None:
         with _route() as ipr:

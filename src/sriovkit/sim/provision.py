@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 
 from sriovkit.host.model import VFIO_DRIVER
+from sriovkit.host.statefile import locked
+from sriovkit.sim import net as simnet
 from sriovkit.sim.host import SimulatedHost
 
 
@@ -26,10 +28,21 @@ class SimulatedProvisioner:
         pf = self.host.spec.pfs[number]
         if num_vfs > pf.total_vfs:
             raise OSError(errno.ERANGE, os.strerror(errno.ERANGE))
-        if pf.num_vfs and num_vfs and pf.num_vfs != num_vfs:
+        if num_vfs == pf.num_vfs:
+            return  # the kernel takes the same count as done
+        if pf.num_vfs and num_vfs:
             raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
         pf.vf_drivers = {}  # VFs the kernel creates come up with their default driver
-        self.host.set_num_vfs(number, num_vfs)
+        switch_state = self.host.root / "eswitch" / f"{pf.name}.json"
+        if switch_state.exists():  # the switch forgets the old VFs' settings: the kernel's new VFs have none
+            with locked(switch_state.with_suffix(".lock")):
+                switch_state.unlink(missing_ok=True)
+        if not simnet.has_network(self.host):
+            self.host.set_num_vfs(number, num_vfs)
+            return
+        with simnet.tree_lock(self.host):  # VFs with interfaces: the new ones get theirs, the old lose them
+            self.host.set_num_vfs(number, num_vfs)
+            simnet.SimNetwork.of(self.host).follow_tree()
 
     def bind_driver(self, pci_address: str, driver: str | None) -> None:
         number, index = self._vf(pci_address)

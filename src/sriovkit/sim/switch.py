@@ -136,12 +136,14 @@ class SimulatedSwitchNetlink:
             write_json_atomic(path, state, durable=False)  # a NIC keeps these in RAM too
 
     def _pf(self, pf: str) -> SimPF:
+        self.host.refresh()  # VFs the provisioner created or removed since (another handle, maybe another process)
         number = self.host.pf_number(pf)
         if number is None:
             raise LinkNotFoundError(f"PF {pf}", f"not a PF of the simulated host at {self.host.root}")
         return self.host.spec.pfs[number]
 
     def _vf_address(self, pf: str, vf_index: int) -> str:
+        self.host.refresh()
         number = self.host.pf_number(pf)
         if number is None:
             raise LinkNotFoundError(f"PF {pf}", f"not a PF of the simulated host at {self.host.root}")

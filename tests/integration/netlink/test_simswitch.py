@@ -473,3 +473,47 @@ def test_the_host_is_the_same_wherever_its_tree_is_mounted(tmp_path: Path, netns
         assert not made & all_ifnames()
     finally:
         network.destroy()
+
+
+@pytest.mark.root
+def test_vfs_the_provisioner_creates_get_interfaces_and_lose_them_when_removed(
+    tmp_path: Path, netns: NetnsFactory
+) -> None:
+    """Writing a PF's VF count (the node policy) on a host with interfaces: the new VFs get veths a
+    pod can be given, as a real NIC's new VFs get netdevs; a switch opened before sees them; the
+    PF, a veth while it had no VFs, becomes its switch's bridge; removed VFs take their pairs along,
+    from a pod's namespace too."""
+    from sriovkit.sim.provision import SimulatedProvisioner
+
+    pf = unique_name("sk", 4)
+    host = sim.create(tmp_path / "host", {"pfs": [{"name": pf, "numVfs": 0, "totalVfs": 8}]})
+    network = attach_veths(host)
+    try:
+        nl = switch_of(sim.open_existing(host.root))  # long-lived, like the agent's
+        assert nl.find_link(pf) is not None and [p.netdev for p in SimNetwork.of(host).ports] == [pf]
+        pf_address = host.pf_address(0)
+        provisioner = SimulatedProvisioner(sim.open_existing(host.root))
+        provisioner.set_num_vfs(pf_address, 3)
+
+        names = [host.vf_netdev_name(0, i) for i in range(3)]
+        assert set(names) <= all_ifnames() and set(names) <= tree_names(sim.open_existing(host.root))
+        assert ip_json("-d", "link", "show", pf)[0]["linkinfo"]["info_kind"] == "bridge"
+        vf2 = host.vf_address(0, 2)
+        assert nl.device_netdev(vf2) == names[2]
+        nl.set_vf_vlan(pf, 2, 300, 0, VlanProto.DOT1Q)  # the old handle knows the PF has VFs now
+        assert nl.vf_settings(pf, 2).vlan == 300
+        pod = netns()
+        nl.move_link(names[2], src_netns=None, dst_netns=pod, new_name="net1")
+        assert [link.name for link in nl.device_links(vf2, pod)] == ["net1"]
+
+        provisioner.set_num_vfs(pf_address, 0)
+        assert not set(names) & all_ifnames()
+        assert nl.find_link("net1", pod) is None, "the removed VF's interface went from the pod too"
+        assert [p.netdev for p in SimNetwork.of(host).ports] == [pf] and SimNetwork.of(host).bridges == []
+        assert ip_json("-d", "link", "show", pf)[0]["linkinfo"]["info_kind"] == "veth", "a PF without VFs again"
+        provisioner.set_num_vfs(pf_address, 2)
+        assert nl.vf_settings(pf, 1).vlan == 0 and nl.vf_settings(pf, 0).vlan == 0, "new VFs: no old settings"
+    finally:
+        SimNetwork.of(host).destroy()
+        network.destroy()
+    assert not {pf, *names} & all_ifnames()

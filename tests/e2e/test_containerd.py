@@ -35,6 +35,7 @@ from sriovkit.netlink.port import Netlink
 from sriovkit.sim import host as sim
 from sriovkit.sim.net import SimNetwork, attach_veths
 from tests.cnirt.runtime import Containerd
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.root
 SRIOVCTL = str(Path(sys.executable).parent / "sriovctl")
@@ -101,7 +102,7 @@ def node(runtime: Containerd) -> Iterator[Node]:
                     str(root / "cni-state")], check=True, capture_output=True)
     sysfs = Sysfs(host.root)
     n = Node(root, host, network, netlink_for(sysfs), runtime, agent)
-    _wait_for(lambda: (root / "run" / "cni.sock").exists(), "the agent's CNI socket")
+    wait_for("the agent's CNI socket", lambda: (root / "run" / "cni.sock").exists(), timeout=20)
     try:
         yield n
     finally:
@@ -112,14 +113,6 @@ def node(runtime: Containerd) -> Iterator[Node]:
         network.destroy()
         n.netlink.close()
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait_for(condition: Any, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _cri(runtime: Containerd) -> tuple[grpc.Channel, pb_grpc.RuntimeServiceStub]:
@@ -202,14 +195,15 @@ def test_a_conflist_naming_only_the_pf_gives_each_sandbox_a_free_vf(node: Node) 
     pool covers every VF at first, so the pick is refused naming it, until the pool is held back."""
     pf = node.host.spec.pfs[0].name
     node.conflist({"if0": pf, "ipam": {"type": "host-local", "subnet": SUBNET, "dataDir": str(node.ipam_dir)}})
-    _wait_for(lambda: _pools_file_says(node, lambda p: len(p.get("intel.com/ct", [])) == 2), "the agent's pools")
+    wait_for("the agent's pools", lambda: _pools_file_says(node, lambda p: len(p.get("intel.com/ct", [])) == 2),
+             timeout=20)
     with pytest.raises(grpc.RpcError) as exc:
         node.runtime.run_pod("seed-refused", "default", secrets.token_hex(8))
     assert "no VF outside the agent's pools" in str(exc.value.details()) and "intel.com/ct" in str(exc.value.details())
     assert _sandboxes(node.runtime) == []
 
     (node.root / "config.json").write_text(json.dumps({"resourceList": [{"resourceName": "ct", "servedBy": "none"}]}))
-    _wait_for(lambda: _pools_file_says(node, lambda p: p == {}), "the agent to hold the pool back")
+    wait_for("the agent to hold the pool back", lambda: _pools_file_says(node, lambda p: p == {}), timeout=20)
     names = [node.host_view(i)[0] for i in range(2)]
     sandboxes = []
     for i in range(2):

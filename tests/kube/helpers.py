@@ -8,7 +8,6 @@ import json
 import re
 import secrets
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from sriovkit.kubeapi.podresources import PodResourcesClient
 from sriovkit.netlink.model import VfSettings
 from sriovkit.sim import host as sim
 from tests.kube.cluster import NAMESPACE, PAUSE_IMAGE, RESOURCE, Cluster
+from tests.support import waiting
 
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
 STATUS = "k8s.v1.cni.cncf.io/network-status"
@@ -32,19 +32,9 @@ class KubeError(AssertionError):
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 120, interval: float = 0.5) -> Any:
-    """check()'s first truthy answer; fails naming `what` (and the last answer) after `timeout`."""
-    deadline, last = time.monotonic() + timeout, None
-    while True:
-        try:
-            last = check()
-        except Exception as exc:  # e.g. the kubelet not answering yet: reported if it lasts
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            raise KubeError(f"{what}: not after {timeout:.0f} s (last: {last!r})")
-        time.sleep(interval)
+    """check()'s first truthy answer; fails naming `what` (and the last answer) after `timeout`. Any
+    exception counts as not yet (e.g. the kubelet not answering yet): reported if it lasts."""
+    return waiting.wait_for(what, check, timeout=timeout, interval=interval, ignoring=(Exception,), error=KubeError)
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import socket
 import ssl
 import subprocess
 import sys
@@ -21,12 +20,7 @@ import pytest
 from tests.kube.cluster import RESOURCE, Cluster
 from tests.kube.helpers import Kube, wait_for
 from tests.kube.test_flow import vlan_nad
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.endpoints import free_port
 
 
 @pytest.fixture
@@ -37,7 +31,7 @@ def injector(kube: Kube, cluster: Cluster, tmp_path: Path) -> Iterator[str]:
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=injector",
                     "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "sriovkit", "injector", "--tls-cert-file", str(cert),
                              "--tls-private-key-file", str(key), "--address", f"127.0.0.1:{port}",
                              "--kubeconfig", str(cluster.kubeconfig)],

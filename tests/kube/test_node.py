@@ -6,28 +6,18 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 
 from sriovkit.cni.state import StateStore
 from tests.kube.cluster import NAMESPACE, RESOURCE, Cluster
 from tests.kube.helpers import Kube, vf_settings, wait_for
 from tests.kube.test_flow import host_vfs, vlan_nad
+from tests.support.endpoints import http_get
 
 REGISTERED = "Got registration request from device plugin"
 
 
 def registrations(cluster: Cluster) -> int:
     return sum(REGISTERED in line for line in cluster.log_lines("kubelet"))
-
-
-def readiness(url: str) -> tuple[int, str]:
-    """The agent's /readyz answer: (status, body)."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def test_kubelet_restart_plugins_reregister_pods_keep_their_vfs(kube: Kube, cluster: Cluster) -> None:
@@ -37,18 +27,18 @@ def test_kubelet_restart_plugins_reregister_pods_keep_their_vfs(kube: Kube, clus
     pci = kube.pod_devices("before")[0]
     seen = registrations(cluster)
     readyz = f"http://127.0.0.1:{cluster.info['ports']['metrics']}/readyz"  # the probe's endpoint (hostNetwork)
-    assert readiness(readyz)[0] == 200
+    assert http_get(readyz)[0] == 200
 
     def agent_unready() -> None:  # issue 16: /readyz says the kubelet is gone, while it is
         code, body = wait_for("/readyz unready while the kubelet is away",
-                              lambda: (r := readiness(readyz))[0] == 503 and r, timeout=90, interval=0.2)
+                              lambda: (r := http_get(readyz))[0] == 503 and r, timeout=90, interval=0.2)
         assert "kubelet" in body, body
     started = cluster.restart_kubelet(while_down=agent_unready)
     wait_for("the agent's device plugin registered again with the new kubelet",
              lambda: registrations(cluster) > seen, timeout=120, interval=0.1)
     print(f"\ndevice plugin re-registered {time.monotonic() - started:.1f} s after the kubelet was started")
     cluster.wait_node_ready(timeout=120)
-    wait_for("/readyz ready again", lambda: readiness(readyz)[0] == 200, timeout=60, interval=0.2)
+    wait_for("/readyz ready again", lambda: http_get(readyz)[0] == 200, timeout=60, interval=0.2)
     wait_for("the agent pod Ready again (the real kubelet probing /readyz)",
              lambda: all(c.get("ready") for c in kube.agent_pod()["status"].get("containerStatuses", [{}])),
              timeout=60)

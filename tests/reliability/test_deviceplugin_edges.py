@@ -22,6 +22,7 @@ from sriovkit.deviceplugin.server import socket_name
 from tests.reliability.scenarios import deviceplugin_requests
 from tests.support.device_plugins import DevicePluginNode as Node
 from tests.support.device_plugins import DevicePluginNodeFactory
+from tests.support.kernel import umask
 
 RESOURCE = "intel.com/net"
 
@@ -30,15 +31,6 @@ RESOURCE = "intel.com/net"
 def node(make_dp_node: DevicePluginNodeFactory) -> Node:
     """The device-plugin rig (this suite's `node` otherwise is the CNI host's)."""
     return make_dp_node()
-
-
-@contextlib.contextmanager
-def umask(value: int) -> Iterator[None]:
-    old = os.umask(value)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 @contextlib.contextmanager

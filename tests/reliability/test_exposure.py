@@ -4,10 +4,8 @@ metrics on loopback unless told otherwise, and no shell anywhere in the product.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +14,8 @@ from sriovkit.agent.metrics import DEFAULT_METRICS_ADDRESS, AgentMetrics, Metric
 from sriovkit.shim.server import CniSocketServer
 from tests.reliability import scenarios
 from tests.support.cni_host import Node
+from tests.support.kernel import umask
 from tests.support.names import NetnsFactory
-
-
-@contextlib.contextmanager
-def umask(value: int) -> Iterator[None]:
-    old = os.umask(value)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def mode(path: Path) -> int:

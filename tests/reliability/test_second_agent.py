@@ -17,11 +17,11 @@ from tests.reliability.scenarios.second_agent import (
     SECOND_AGENT_CASES,
     agent_argv,
     agent_site,
-    free_port,
     running_agent,
     second_agent_case,
     serves,
 )
+from tests.support.endpoints import free_port
 
 pytestmark = pytest.mark.root
 

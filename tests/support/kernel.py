@@ -1,5 +1,5 @@
 """The tests' own view of the kernel: `ip -j` as an observer independent of the product's
-pyroute2 code, and veth pairs made through pyroute2."""
+pyroute2 code, veth pairs made through pyroute2, and a umask for the length of a block."""
 
 from __future__ import annotations
 
@@ -69,3 +69,13 @@ def veth_pair(prefix: str = "skv") -> Iterator[VethPair]:
             if found:
                 with contextlib.suppress(NetlinkError):
                     ipr.link("del", index=found[0])
+
+
+@contextlib.contextmanager
+def umask(value: int) -> Iterator[None]:
+    """The process's umask is `value` inside the block (what the product creates must not depend on it)."""
+    old = os.umask(value)
+    try:
+        yield
+    finally:
+        os.umask(old)

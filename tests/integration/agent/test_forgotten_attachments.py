@@ -19,6 +19,7 @@ from tests.cnirt.runtime import Containerd
 from tests.support.cni_host import Node, NodeFactory
 from tests.support.ipam import ipam_allocations
 from tests.support.names import NetnsFactory, random_id, unique_name
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -54,11 +55,8 @@ def _pod(runtime: Containerd) -> tuple[str, str, dict[str, str]]:
 
 def _wait_revived(node: Node, pci: str) -> None:
     """The kernel returns a real VF to the host when its netns goes; a veth stand-in is recreated."""
-    for _ in range(400):
-        if node.network.revive(pci) or node.ctx.netlink.device_netdev(pci):
-            return
-        time.sleep(0.025)
-    raise AssertionError(f"the interface of {pci} never went away with its namespace")
+    wait_for(f"the interface of {pci} to go away with its namespace",
+             lambda: node.network.revive(pci) or node.ctx.netlink.device_netdev(pci), timeout=10, interval=0.025)
 
 
 def test_vf_of_a_removed_sandbox_returns_to_the_pool(containerd: Containerd, node_factory: NodeFactory,

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import stat
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,6 +21,8 @@ from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubesim import Kubelet
 from sriovkit.shim.client import call_agent
 from tests.support.device_plugins import DevicePluginNodeFactory
+from tests.support.endpoints import free_port, http_get
+from tests.support.waiting import wait_for
 
 PFS = [{"name": "enp1s0f0", "numVfs": 3, "vfDrivers": {"2": "vfio-pci"}}]
 RESOURCES = [{"resourceName": "net", "selectors": {"drivers": ["iavf"]}},
@@ -94,30 +94,14 @@ def test_metrics_follow_pools_and_allocations(site):
         agent.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str, wait_s: float = 10.0) -> tuple[int, str]:
     """GET, waiting for the endpoint to come up: the agent starts it after the device plugins."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as reply:
-                return reply.status, reply.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, ""
-        except urllib.error.URLError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    return wait_for(url, lambda: http_get(url), timeout=wait_s, ignoring=(urllib.error.URLError,))
 
 
 def test_sriovctl_agent_runs_until_sigterm_and_cleans_up(site):
     root, kubelet = site
-    port = _free_port()
+    port = free_port()
     cni_socket = root / "run" / "cni.sock"
     cmd = [sys.executable, "-m", "sriovkit", "agent", "--config-file", str(root / "config.json"),
            "--host-root", str(root / "host"), "--device-plugin-dir", str(root / "dp"),
@@ -206,14 +190,10 @@ def test_metrics_endpoint_added_to_an_agent_answers_readyz_from_it(site):
     agent.start()
     try:
         kubelet.wait_for_devices("intel.com/net", 2)
-        deadline = time.monotonic() + 10
-        while _get(f"http://127.0.0.1:{server.port}/readyz")[0] != 200:
-            assert time.monotonic() < deadline, "never ready"
-            time.sleep(0.05)
+        readyz = f"http://127.0.0.1:{server.port}/readyz"
+        wait_for("/readyz ready", lambda: _get(readyz)[0] == 200, timeout=10)
         kubelet.stop()
-        while _get(f"http://127.0.0.1:{server.port}/readyz")[0] != 503:
-            assert time.monotonic() < deadline + 10, "still ready with the kubelet gone"
-            time.sleep(0.05)
+        wait_for("/readyz unready with the kubelet gone", lambda: _get(readyz)[0] == 503, timeout=20)
         assert _get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200
     finally:
         agent.stop()

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ import yaml
 from sriovkit.host.discover import discover
 from sriovkit.host.sysfs import Sysfs
 from tests.support.device_plugins import DevicePluginNode, DevicePluginNodeFactory
+from tests.support.waiting import wait_for
 
 PF = {"name": "ens1f0", "totalVfs": 8, "numVfs": 0, "vendor": "8086", "device": "10c9", "vfDevice": "10ca",
       "driver": "igb", "vfDriver": "igbvf"}
@@ -80,15 +81,6 @@ def site(make_dp_node: DevicePluginNodeFactory) -> Iterator[Site]:
             s.proc.wait()
 
 
-def wait(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def ids(site: Site, resource: str) -> list[str]:
     return sorted(site.kubelet.resources().get(resource, {}))
 
@@ -103,10 +95,12 @@ def test_one_policy_file_drives_vfs_and_pools(site: Site) -> None:
     assert ids(site, "intel.com/net") == [site.vf(2), site.vf(3)]
 
     site.write(policy(rule("net", "ens1f0", 2)))  # the agent sees the change and converges
-    assert wait(lambda: ids(site, "intel.com/net") == [site.vf(0), site.vf(1)])
+    wait_for("intel.com/net on VFs 0 and 1", lambda: ids(site, "intel.com/net") == [site.vf(0), site.vf(1)],
+             timeout=15)
     assert site.drivers() == ["igbvf", "igbvf"]
     # a pool the policy no longer names stops being served: the kubelet marks its devices unhealthy
-    assert wait(lambda: not any(d.healthy for d in site.kubelet.resources().get("intel.com/dpdk", {}).values()))
+    wait_for("intel.com/dpdk unhealthy", timeout=15,
+             check=lambda: not any(d.healthy for d in site.kubelet.resources().get("intel.com/dpdk", {}).values()))
     site.stop_agent()
 
 

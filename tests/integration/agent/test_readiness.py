@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +19,8 @@ import pytest
 from sriovkit.kubesim import Kubelet
 from sriovkit.kubesim.apiserver import FakeKubeApi
 from tests.support.device_plugins import DevicePluginNodeFactory
+from tests.support.endpoints import free_port, http_get
+from tests.support.waiting import wait_for
 
 PFS = [{"name": "enp1s0f0", "numVfs": 3, "vfDrivers": {"2": "vfio-pci"}}]
 RESOURCES = [{"resourceName": "net", "selectors": {"drivers": ["iavf"]}},
@@ -28,32 +28,10 @@ RESOURCES = [{"resourceName": "net", "selectors": {"drivers": ["iavf"]}},
 NODE = "node-a"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def _until(what: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = what()
-        except (urllib.error.URLError, ConnectionError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {getattr(what, '__name__', what)}")
-        time.sleep(0.05)
+    """what()'s first truthy answer (the endpoint not listening yet counts as not yet)."""
+    return wait_for(getattr(what, "__name__", "the condition"), what, timeout=timeout,
+                    ignoring=(urllib.error.URLError, ConnectionError))
 
 
 class Agent:
@@ -61,7 +39,7 @@ class Agent:
         self.root, self.port, self.proc = root, port, proc
 
     def get(self, path: str) -> tuple[int, str]:
-        return _get(f"http://127.0.0.1:{self.port}{path}")
+        return http_get(f"http://127.0.0.1:{self.port}{path}")
 
     def ready(self) -> bool:
         return self.get("/readyz")[0] == 200
@@ -91,7 +69,7 @@ def site(make_dp_node: DevicePluginNodeFactory) -> Iterator[tuple[Path, Kubelet,
 @pytest.fixture
 def agent(site: tuple[Path, Kubelet, FakeKubeApi]) -> Iterator[Agent]:
     root, kubelet, api = site
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "sriovkit", "agent", "--config-file", str(root / "config.json"),
            "--host-root", str(root / "host"), "--device-plugin-dir", str(root / "dp"),
            "--devinfo-dir", str(root / "devinfo"), "--cni-socket", str(root / "run" / "cni.sock"),

@@ -5,25 +5,21 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 
 import pytest
 
 from sriovkit.deviceplugin.health import KernelLinkEvents, read_link_states
 from sriovkit.host.sysfs import Sysfs
 from tests.support.kernel import VethPair
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.root
 
 
-def _settles_to(sysfs: Sysfs, name: str, up: bool, timeout: float = 5.0) -> bool:
+def _settles_to(sysfs: Sysfs, name: str, up: bool) -> None:
     # the kernel updates operstate asynchronously (linkwatch), so poll for it, bounded
-    deadline = time.monotonic() + timeout
-    while read_link_states(sysfs, [name]) != {name: up}:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    wait_for(f"{name} {'up' if up else 'down'}", lambda: read_link_states(sysfs, [name]) == {name: up}, timeout=5,
+             interval=0.02)
 
 
 def test_link_state_of_a_real_interface(veth_pair: VethPair) -> None:
@@ -32,9 +28,9 @@ def test_link_state_of_a_real_interface(veth_pair: VethPair) -> None:
     assert read_link_states(sysfs, [name]) == {name: False}  # created down
     subprocess.run(["ip", "link", "set", name, "up"], check=True)
     subprocess.run(["ip", "link", "set", peer, "up"], check=True)
-    assert _settles_to(sysfs, name, True)
+    _settles_to(sysfs, name, True)
     subprocess.run(["ip", "link", "set", peer, "down"], check=True)  # carrier lost: lowerlayerdown
-    assert _settles_to(sysfs, name, False)
+    _settles_to(sysfs, name, False)
 
 
 def test_link_events_wake_the_watcher(veth: str) -> None:

@@ -7,7 +7,6 @@ import base64
 import http.client
 import json
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -22,14 +21,9 @@ from typing import Any
 import pytest
 
 from sriovkit.kubesim.apiserver import NADS, FakeKubeApi
+from tests.support.endpoints import free_port
 
 NET = "intel.com/sriov_net"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_cert(directory: Path, name: str) -> tuple[Path, Path]:
@@ -100,7 +94,7 @@ def api() -> Iterator[FakeKubeApi]:
 @pytest.fixture
 def injector(api: FakeKubeApi, tmp_path: Path) -> Iterator[Injector]:
     cert, key = make_cert(tmp_path, "injector")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "sriovkit", "injector", "--tls-cert-file", str(cert), "--tls-private-key-file",
          str(key), "--address", f"127.0.0.1:{port}",
@@ -210,3 +204,4 @@ def test_bad_tls_files_are_one_line(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "--tls-cert-file" in proc.stderr
+

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from sriovkit.sim.switch import SimulatedSwitchNetlink
 from tests.support.cni_host import veth_host_spec
 from tests.support.kernel import ip_json
 from tests.support.names import NetnsFactory, unique_name
+from tests.support.waiting import wait_for
 
 VethHost = tuple[sim.SimulatedHost, SimNetwork]
 
@@ -45,15 +45,6 @@ def all_ifnames() -> set[str]:
 
 def tree_names(host: sim.SimulatedHost) -> set[str]:
     return {p.name for p in (host.root / "sys/class/net").iterdir()}
-
-
-def wait_until(check: Callable[[], bool], what: str) -> None:
-    """Namespace teardown is asynchronous in the kernel: poll (bounded) for its effect."""
-    for _ in range(200):
-        if check():
-            return
-        time.sleep(0.025)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # -- the embedded switch: settings (no root needed) --------------------------------------
@@ -256,7 +247,7 @@ def test_a_vf_whose_netns_died_comes_back_by_pci_address(veth_host: VethHost, ne
     nl.move_link(name, src_netns=None, dst_netns=pod, new_name=pod_side)
     peer = next(p.peer for p in network.ports if p.pci_address == vf3)
     pyroute2_netns.remove(pod.rsplit("/", 1)[-1])
-    wait_until(lambda: peer not in all_ifnames(), "the veth to die with its namespace")
+    wait_for("the veth to die with its namespace", lambda: peer not in all_ifnames(), timeout=5, interval=0.025)
 
     # A query changes nothing: the pair stays dead until the simulator's own step.
     assert nl.device_netdev(vf3) is None and nl.device_links(vf3) == []
@@ -283,7 +274,7 @@ def test_an_operation_and_a_wait_for_link_changes_return_the_vfs_of_dead_namespa
         nl.move_link(host.vf_netdev_name(0, index), src_netns=None, dst_netns=pod, new_name=pod_side)
         peer = next(p.peer for p in network.ports if p.pci_address == vf)
         pyroute2_netns.remove(pod.rsplit("/", 1)[-1])
-        wait_until(lambda p=peer: p not in all_ifnames(), "the veth to die with its namespace")
+        wait_for("the veth to die with its namespace", lambda p=peer: p not in all_ifnames(), timeout=5, interval=0.025)
         assert nl.device_netdev(vf) is None
         if step == "operation":
             with nl.operation():
@@ -321,7 +312,7 @@ def test_revive_takes_a_dev_name_when_the_pod_side_name_is_taken(
     nl.move_link(host.vf_netdev_name(0, 0), src_netns=None, dst_netns=pod, new_name=taken)
     pyroute2_netns.remove(pod.rsplit("/", 1)[-1])
     peer = next(p.peer for p in network.ports if p.pci_address == vf0)
-    wait_until(lambda: peer not in all_ifnames(), "the veth to die with its namespace")
+    wait_for("the veth to die with its namespace", lambda: peer not in all_ifnames(), timeout=5, interval=0.025)
 
     revived = network.revive()
     assert len(revived) == 1 and revived[0].startswith("dev") and revived[0] != host.vf_netdev_name(0, 0)
@@ -395,9 +386,9 @@ def test_link_state_disable_takes_the_carrier_away(veth_host: VethHost, netns: N
         return info.operstate
 
     nl.set_vf_link_state(host.spec.pfs[0].name, 2, LinkState.DISABLE)
-    wait_until(lambda: operstate() != "up", "carrier loss")
+    wait_for("carrier loss", lambda: operstate() != "up", timeout=5, interval=0.025)
     nl.set_vf_link_state(host.spec.pfs[0].name, 2, LinkState.AUTO)
-    wait_until(lambda: operstate() == "up", "carrier")
+    wait_for("carrier", lambda: operstate() == "up", timeout=5, interval=0.025)
 
 
 @pytest.mark.root

@@ -20,6 +20,7 @@ from pathlib import Path
 from sriovkit.shim.client import AgentUnreachable, call_agent
 from sriovkit.sim import host as sim
 from tests.reliability.scenarios.rig import Outcome
+from tests.support.endpoints import free_port
 
 SECOND_AGENT_CASES = ("same-everything", "other-cni-socket", "other-port", "other-port-and-socket")
 
@@ -37,12 +38,6 @@ def agent_site() -> Iterator[Path]:
     finally:
         sim.destroy(root / "host")
         shutil.rmtree(root, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def agent_argv(root: Path, *, cni: str = "run/cni.sock", port: int) -> list[str]:

@@ -29,14 +29,7 @@ from sriovkit.hotplug.cniexec import CniCall, CniExecError, CniRuntime, PluginNo
 from sriovkit.hotplug.cri import CriError, Sandbox
 from sriovkit.hotplug.kube import ClusterApi, Informer, Obj
 from sriovkit.hotplug.nad import NetworkDefinition, NetworkDefinitionError, parse_nad
-from sriovkit.hotplug.networks import (
-    NETWORK_STATUS_ANNOTATION,
-    NETWORKS_ANNOTATION,
-    DesiredAttachment,
-    NetworkAnnotationError,
-    name_interfaces,
-    parse_networks,
-)
+from sriovkit.hotplug.networks import DesiredAttachment, name_interfaces
 from sriovkit.hotplug.plan import Action, Backoff, Verb, plan
 from sriovkit.hotplug.podresources import free_device
 from sriovkit.hotplug.record import ADDING, ATTACHED, Attachment, Mount, PodRecord, RecordStore
@@ -51,6 +44,7 @@ from sriovkit.hotplug.status import (
 )
 from sriovkit.hotplug.vhostuser import MountError, VhostUserDirs
 from sriovkit.kubeapi.podresources import PodResourcesError
+from sriovkit.multus import NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, NetworkAnnotationError, parse_networks
 
 log = logging.getLogger(__name__)
 

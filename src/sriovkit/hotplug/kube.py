@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sriovkit.errors import SriovkitError
-from sriovkit.hotplug.nad import NAD_GROUP, NAD_PLURAL, NAD_VERSION
 from sriovkit.kubeclient import api_client
+from sriovkit.multus import NAD_GROUP, NAD_PLURAL, NAD_VERSION
 
 if TYPE_CHECKING:  # the `kube` extra
     from kubernetes.watch import Watch

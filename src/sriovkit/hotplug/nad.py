@@ -15,11 +15,8 @@ from typing import Any
 
 from sriovkit import gojson
 from sriovkit.errors import SriovkitError
-from sriovkit.hotplug.networks import RESOURCE_NAME_ANNOTATION
+from sriovkit.multus import RESOURCE_NAME_ANNOTATION
 
-NAD_GROUP = "k8s.cni.cncf.io"
-NAD_VERSION = "v1"
-NAD_PLURAL = "network-attachment-definitions"
 DEFAULT_CNI_VERSION = "0.3.1"  # what Multus assumes when a config names none
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired, TypedDict
 
 from sriovkit import gojson
-from sriovkit.hotplug.networks import NETWORK_STATUS_ANNOTATION
+from sriovkit.multus import NETWORK_STATUS_ANNOTATION
 
 # One entry as we write it (Multus' fields; "default" is only ever the default network's, not ours).
 # Entries read back from a pod are other writers' JSON: Mapping[str, Any].

@@ -7,8 +7,8 @@ import datetime
 from typing import TYPE_CHECKING, cast
 
 from sriovkit.errors import SriovkitError
-from sriovkit.hotplug.nad import NAD_GROUP, NAD_PLURAL, NAD_VERSION
 from sriovkit.injector.patch import Obj, pod_name
+from sriovkit.multus import NAD_GROUP, NAD_PLURAL, NAD_VERSION
 
 if TYPE_CHECKING:  # the `kube` extra
     from kubernetes.client import ApiClient

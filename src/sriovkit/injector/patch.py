@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sriovkit.hotplug.networks import (
+from sriovkit.multus import (
     NETWORKS_ANNOTATION,
     RESOURCE_NAME_ANNOTATION,
     NetworkAnnotationError,

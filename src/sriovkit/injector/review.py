@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sriovkit.errors import SriovkitError
-from sriovkit.hotplug.networks import RESOURCE_NAME_ANNOTATION
 from sriovkit.injector.patch import Injection, NadLookup, Obj, inject, pod_name
+from sriovkit.multus import RESOURCE_NAME_ANNOTATION
 
 log = logging.getLogger(__name__)
 

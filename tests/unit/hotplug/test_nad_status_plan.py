@@ -9,7 +9,7 @@ import pytest
 from sriovkit.devinfo import pci_device_info
 from sriovkit.hotplug.cniexec import CniCall, network_config, plugin_configs
 from sriovkit.hotplug.nad import NetworkDefinitionError, parse_nad
-from sriovkit.hotplug.networks import name_interfaces, parse_networks
+from sriovkit.hotplug.networks import name_interfaces
 from sriovkit.hotplug.plan import Backoff, Verb, plan
 from sriovkit.hotplug.status import (
     read_network_status,
@@ -17,6 +17,7 @@ from sriovkit.hotplug.status import (
     secondary_attachments,
     status_entry,
 )
+from sriovkit.multus import parse_networks
 
 
 def nad(config: object, resource: str | None = None, name: str = "net-a") -> dict:

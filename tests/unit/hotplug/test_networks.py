@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sriovkit.hotplug.networks import NetworkAnnotationError, NetworkSelection, name_interfaces, parse_networks
+from sriovkit.hotplug.networks import name_interfaces
+from sriovkit.multus import NetworkAnnotationError, NetworkSelection, parse_networks
 
 
 def parse(value: str) -> list[NetworkSelection]:

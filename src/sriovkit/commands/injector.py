@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from sriovkit.agent.events import EventQueue
     from sriovkit.injector.patch import NadLookup
     from sriovkit.injector.review import EventSink
+    from sriovkit.injector.server import WebhookServer
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,21 +74,32 @@ def _injector(args: argparse.Namespace) -> int:
     lookup, events, queue = _api(args)
     reviewer = Reviewer(lookup, events=events, honor_existing=args.honor_resources, resource_name_keys=keys)
     server = WebhookServer(f"{args.bind_address}:{args.port}", tls, reviewer)
-    with signals.stop_requested() as stop:
-        if queue is not None:
-            queue.start()
-        try:
-            server.start()
-        except OSError as exc:
-            raise UserError(f"--bind-address {args.bind_address} --port {args.port}: cannot listen: "
-                            f"{exc.strerror or exc}") from None
-        try:
-            signals.wait(stop)
-        finally:
-            server.stop()
-            if queue is not None:
-                queue.stop()
+    signals.run_until_signal(_Injector(server, queue, listen=f"--bind-address {args.bind_address} --port {args.port}"))
     return 0
+
+
+class _Injector:
+    """The webhook server and the queue posting its Events, started and stopped as one component."""
+
+    def __init__(self, server: WebhookServer, queue: EventQueue | None, *, listen: str) -> None:
+        self.server, self.queue, self.listen = server, queue, listen
+
+    def start(self) -> None:
+        from sriovkit.errors import UserError
+
+        if self.queue is not None:
+            self.queue.start()
+        try:
+            self.server.start()
+        except OSError as exc:
+            if self.queue is not None:
+                self.queue.stop()
+            raise UserError(f"{self.listen}: cannot listen: {exc.strerror or exc}") from None
+
+    def stop(self) -> None:
+        self.server.stop()
+        if self.queue is not None:
+            self.queue.stop()
 
 
 def _api(args: argparse.Namespace) -> tuple[NadLookup, EventSink | None, EventQueue | None]:

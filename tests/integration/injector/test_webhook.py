@@ -7,6 +7,7 @@ import base64
 import http.client
 import json
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -204,4 +205,19 @@ def test_bad_tls_files_are_one_line(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "--tls-cert-file" in proc.stderr
+
+
+def test_a_port_in_use_is_one_line(api: FakeKubeApi, tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path, "c")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "sriovkit", "injector", "--tls-cert-file", str(cert),
+                               "--tls-private-key-file", str(key), "--address", f"127.0.0.1:{port}",
+                               "--kubeconfig", str(api.write_kubeconfig(tmp_path / "kubeconfig"))],
+                              capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"sriovctl: --bind-address 127.0.0.1 --port {port}: cannot listen: Address already in use"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ class DraNode:
     def wait_published(self, expected: dict[str, list[str]], timeout: float = 10.0) -> None:
         self.api.wait_for(lambda _: self.published() == expected, timeout)
 
-    def claim(self, devices: list[tuple[str, str]], configs: list[dict[str, Any]] = (), *,
+    def claim(self, devices: list[tuple[str, str]], configs: Sequence[dict[str, Any]] = (), *,
               name: str | None = None, namespace: str = "default") -> tuple[str, str, str]:
         """An allocated claim (what the scheduler leaves) for (request, device name) pairs."""
         uid = str(uuid.uuid4())

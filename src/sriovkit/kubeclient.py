@@ -5,8 +5,8 @@ the agent's Node Events.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:  # the `kube` extra: imported only where it is used
     from kubernetes.client import ApiClient
@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # the `kube` extra: imported only where it is used
 _SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 KUBE_EXTRA_HINT = "the kubernetes client is not installed: pip install 'sriovkit[kube]'"
+T = TypeVar("T")
 
 
 def have_client() -> bool:
@@ -47,6 +48,19 @@ def api_client(kubeconfig: str | None = None) -> ApiClient:
     # objects are read as plain dicts; a field the model does not know must not fail a watch
     configuration.client_side_validation = False
     return client.ApiClient(configuration)
+
+
+def from_kubeconfig(make: Callable[[str | None], T], kubeconfig: str | None) -> T:
+    """`make(kubeconfig)`: something built on a client of `kubeconfig` (None: in-cluster). When the
+    configuration cannot be loaded, one UserError naming --kubeconfig and the client's reason (on
+    one line: a YAML error's own spans several)."""
+    try:
+        return make(kubeconfig)
+    except Exception as exc:  # the client's config errors have no common base class
+        from sriovkit.errors import UserError
+
+        reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise UserError(f"--kubeconfig {kubeconfig or '(in-cluster)'}: {reason}") from None
 
 
 def in_cluster(environ: Mapping[str, str], token_file: str = _SERVICE_ACCOUNT_TOKEN) -> bool:

@@ -106,6 +106,7 @@ def _dra_driver(args: argparse.Namespace, agent: NodeAgent) -> Component:
     from sriovkit.dra.driver import DraDriver, DraSettings
     from sriovkit.dra.kube import KubernetesDraApi
     from sriovkit.errors import UserError
+    from sriovkit.kubeclient import from_kubeconfig
 
     problems = []
     # the API server's rule for a DRA driver name: a DNS subdomain of at most 63 characters
@@ -122,10 +123,7 @@ def _dra_driver(args: argparse.Namespace, agent: NodeAgent) -> Component:
                         "and publishes ResourceSlices)")
     if problems:
         raise UserError(problems)
-    try:
-        api = KubernetesDraApi(kubeconfig=args.kubeconfig)
-    except Exception as exc:  # the client's config errors have no common base class
-        raise UserError(f"--kubeconfig {args.kubeconfig or '(in-cluster)'}: {exc}") from None
+    api = from_kubeconfig(lambda kubeconfig: KubernetesDraApi(kubeconfig=kubeconfig), args.kubeconfig)
     from sriovkit.commands.ports import DriverBinderFor, fault_hook_from_env
 
     settings = DraSettings(node_name=args.node_name, driver_name=args.dra_driver_name,
@@ -303,18 +301,14 @@ def _add_node_events(agent: NodeAgent, args: argparse.Namespace, reconciler: Pol
     import logging
 
     from sriovkit.agent.events import NodeEvents, client_create
-    from sriovkit.errors import UserError
-    from sriovkit.kubeclient import KUBE_EXTRA_HINT, have_client, in_cluster
+    from sriovkit.kubeclient import KUBE_EXTRA_HINT, from_kubeconfig, have_client, in_cluster
 
     if not (args.kubeconfig or in_cluster(os.environ)):
         return
     if not have_client():  # optional: the log and /readyz still say it
         logging.getLogger(__name__).warning("no Events on the Node: %s", KUBE_EXTRA_HINT)
         return
-    try:
-        create = client_create(args.kubeconfig)
-    except Exception as exc:  # the client's config errors have no common base class
-        raise UserError(f"--kubeconfig {args.kubeconfig or '(in-cluster)'}: {exc}") from None
+    create = from_kubeconfig(client_create, args.kubeconfig)
     events = NodeEvents(args.node_name, create=create)
     agent.add(events)
     agent.device_plugins.on_reload_failure = lambda problems: events.post(

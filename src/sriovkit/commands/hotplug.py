@@ -56,7 +56,7 @@ def controller_from_args(args: argparse.Namespace, *, in_agent: bool = False) ->
     from pathlib import Path
 
     from sriovkit.errors import UserError
-    from sriovkit.kubeclient import require_client
+    from sriovkit.kubeclient import from_kubeconfig, require_client
 
     require_client("--hotplug" if in_agent else "sriovctl hotplug")
     from sriovkit.hotplug.cniexec import CniRuntime, in_bin_dir
@@ -78,10 +78,7 @@ def controller_from_args(args: argparse.Namespace, *, in_agent: bool = False) ->
         problems.append(f"{flag} {args.resync_seconds}: must be positive")
     if problems:
         raise UserError(problems)
-    try:
-        api = KubernetesApi(args.node_name, kubeconfig=args.kubeconfig)
-    except Exception as exc:  # the client's config errors have no common base class
-        raise UserError(f"--kubeconfig {args.kubeconfig or '(in-cluster)'}: {exc}") from None
+    api = from_kubeconfig(lambda kubeconfig: KubernetesApi(args.node_name, kubeconfig=kubeconfig), args.kubeconfig)
     settings = HotplugSettings(
         node_name=args.node_name, state_dir=Path(args.state_dir),
         cni=CniRuntime(bin_dirs, extra_env={"SRIOVKIT_HOST_ROOT": args.host_root}),

@@ -104,14 +104,10 @@ class _Injector:
 
 def _api(args: argparse.Namespace) -> tuple[NadLookup, EventSink | None, EventQueue | None]:
     from sriovkit.agent.events import EventQueue
-    from sriovkit.errors import UserError
     from sriovkit.injector.kube import NadReader, pod_event_body
-    from sriovkit.kubeclient import api_client
+    from sriovkit.kubeclient import api_client, from_kubeconfig
 
-    try:
-        client = api_client(args.kubeconfig)
-    except Exception as exc:  # the client's config errors have no common base class
-        raise UserError(f"--kubeconfig {args.kubeconfig or '(in-cluster)'}: {exc}") from None
+    client = from_kubeconfig(api_client, args.kubeconfig)
     lookup = NadReader(client)
     if args.no_events:
         return lookup, None, None

@@ -221,3 +221,13 @@ def test_a_port_in_use_is_one_line(api: FakeKubeApi, tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         f"sriovctl: --bind-address 127.0.0.1 --port {port}: cannot listen: Address already in use"]
 
+
+def test_an_unreadable_kubeconfig_is_one_line(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path, "c")
+    (tmp_path / "kubeconfig").write_text("clusters: [")
+    proc = subprocess.run([sys.executable, "-m", "sriovkit", "injector", "--tls-cert-file", str(cert),
+                           "--tls-private-key-file", str(key), "--kubeconfig", str(tmp_path / "kubeconfig")],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()  # the YAML parser's message spans lines
+    assert line.startswith(f"sriovctl: --kubeconfig {tmp_path / 'kubeconfig'}: ") and "column" in line

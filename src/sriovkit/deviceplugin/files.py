@@ -1,7 +1,11 @@
 """Files the device plugin leaves for others: device-info files and CDI specs.
 
 Both are written atomically (`sriovkit.atomicfile`) so a reader (Multus, the
-container runtime) never sees half a document.
+container runtime) never sees half a document, and not fsynced (`durable=False`): they live under
+/var/run, which a reboot empties, and the agent writes them all anew when a pool starts, so a
+power cut cannot leave a stale one that matters. An fsync each made the start-up pass over a
+1024-VF pool take seconds on a disk-backed /run, and an Allocate arriving meanwhile wrote its
+device's file itself at two fsyncs' cost (1.3-1.6 ms Allocate mean instead of 0.5).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ def _json_text(document: object) -> str:
 def write_json_atomic(path: Path, document: object) -> None:
     """The document as readable JSON (mode 0644: Multus and the runtime read it), whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomicfile.replace(path, _json_text(document).encode(), mode=0o644)
+    atomicfile.replace(path, _json_text(document).encode(), mode=0o644, durable=False)
 
 
 def write_device_info(directory: Path, resource: ResourceConfig,

@@ -50,6 +50,9 @@ _REGISTER_TIMEOUT = 5.0
 _STREAM_WAKEUP = 0.5
 # A kubelet request names at most a node's devices; 4 MiB (gRPC's default) is far more than that
 MAX_REQUEST_BYTES = 4 * 1024 * 1024  # how often an idle ListAndWatch checks that its client is still there
+# Allocate answers kept per device list (one per device for single-device containers, the usual
+# case); past this many, the cache starts over (a kubelet asking for every combination of devices)
+_ANSWER_CACHE_MAX = 8192
 
 
 class UnknownDeviceError(SriovkitError, ValueError):
@@ -93,6 +96,9 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         self._payloads: dict[str, DevicePayload] = {}
         self._devices: dict[str, Device] = {}
         self._devinfo_written: set[str] = set()  # IDs whose device-info file is current
+        self._devinfo_paths: dict[str, str] = {}  # ID -> its device-info file's path
+        # device IDs -> the ContainerAllocateResponse for them: a pure function of the index
+        self._answers: dict[tuple[str, ...], pb.ContainerAllocateResponse] = {}
         self._prewriter: threading.Thread | None = None
         self._index(pool)
 
@@ -115,6 +121,8 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         self._devices = {device_id(d): d for d in pool.devices}
         self._payloads = {}
         self._devinfo_written = set()
+        self._devinfo_paths = {}
+        self._answers = {}
 
     def publish(self, pool: ResourcePool, health: dict[str, bool], *, host: HostDevNodes | None = None) -> None:
         """New devices or health: every ListAndWatch stream sends the new list."""
@@ -167,6 +175,13 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
             writer.join(timeout)
         return writer is None or not writer.is_alive()
 
+    def _devinfo_path(self, dev_id: str) -> str:
+        path = self._devinfo_paths.get(dev_id)
+        if path is None:
+            path = self._devinfo_paths[dev_id] = os.path.join(self.out.devinfo_dir,
+                                                               device_info_file_name(self._pool.config, dev_id))
+        return path
+
     def _write_pending_device_info(self, ids: Sequence[str] | None = None) -> None:
         """Write the files of `ids` (default: all devices) not known to be current; a file removed
         behind our back is written again."""
@@ -178,11 +193,13 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
                 if self._stopping or written is not self._devinfo_written:
                     return  # stopping, or re-indexed: the new index has its own pass
                 todo = [(i, self._devices[i], self._payload(i)) for i in wanted[start:start + 64]
-                        if i in self._devices and not (i in written and (directory / device_info_file_name(
-                            config, i)).exists())]
+                        if i in self._devices and not (i in written and os.path.exists(self._devinfo_path(i)))]
             if todo:
                 files.write_device_info(directory, config, [(dev, payload) for _, dev, payload in todo])
                 with self._cond:
+                    if written is self._devinfo_written:  # still this index: its paths are right
+                        for i, _, _ in todo:
+                            self._devinfo_path(i)  # Allocate's check needs it
                     written.update(i for i, _, _ in todo)
 
     def _list_response(self) -> pb.ListAndWatchResponse:
@@ -307,15 +324,15 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         return pb.PreferredAllocationResponse(container_responses=responses)
 
     def Allocate(self, request: pb.AllocateRequest, context: grpc.ServicerContext) -> pb.AllocateResponse:
-        containers = [list(req.devices_ids) for req in request.container_requests]
+        containers = [tuple(req.devices_ids) for req in request.container_requests]
         try:
             with self._cond:
                 known = self._devices  # replaced, never changed in place: no copy per call
             requests.check_allocate(containers, known, self.name)
-            answers = [self.allocate(ids) for ids in containers]
+            answers = [self._allocate_message(ids) for ids in containers]
         except (UnknownDeviceError, requests.DeviceRequestError) as exc:
             self._refuse(context, "allocate", exc)
-        return pb.AllocateResponse(container_responses=[_to_message(a) for a in answers])
+        return pb.AllocateResponse(container_responses=answers)
 
     def _refuse(self, context: grpc.ServicerContext, what: str, exc: Exception) -> NoReturn:
         log.warning("%s refused resource=%s: %s", what, self.name, exc)
@@ -323,14 +340,36 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         raise exc  # abort raises; this keeps type checkers and readers honest
 
     def allocate(self, ids: Sequence[str]) -> ContainerAllocation:
+        """One container's answer for `ids` (checked: known, healthy), their device-info files
+        written if they are not yet, the allocation counted and logged."""
         with self._cond:
             payloads = [self._payload_for(i) for i in ids]
             config = self._pool.config
-        self._write_pending_device_info(ids)  # written ahead already, unless asked for first
+        self._allocated(ids)
+        return container_allocation(config, payloads, use_cdi=self.out.cdi_dir is not None)
+
+    def _allocate_message(self, ids: tuple[str, ...]) -> pb.ContainerAllocateResponse:
+        """`allocate(ids)` as the wire message, built once per device list and index: the
+        kubelet waits on Allocate at every pod start, and the answer only changes with the pool."""
+        with self._cond:
+            payloads = [self._payload_for(i) for i in ids]  # known and healthy now, cached or not
+            config, answers = self._pool.config, self._answers
+        self._allocated(ids)
+        message = answers.get(ids)
+        if message is None:
+            message = _to_message(container_allocation(config, payloads, use_cdi=self.out.cdi_dir is not None))
+            if len(answers) >= _ANSWER_CACHE_MAX:
+                answers.clear()
+            answers[ids] = message
+        return message
+
+    def _allocated(self, ids: Sequence[str]) -> None:
+        written, paths = self._devinfo_written, self._devinfo_paths  # replaced on a new index, never shrunk
+        if not all(i in written and (path := paths.get(i)) is not None and os.path.exists(path) for i in ids):
+            self._write_pending_device_info(ids)  # written ahead already, unless asked for first or removed
         if self.metrics is not None:
             self.metrics.count_allocations(self.name, len(ids))
         log.info("allocate resource=%s devices=%s", self.name, ",".join(ids))
-        return container_allocation(config, payloads, use_cdi=self.out.cdi_dir is not None)
 
     def _payload_for(self, dev_id: str) -> DevicePayload:
         payload = self._payload(dev_id)

@@ -103,6 +103,37 @@ def test_device_info_file_removed_when_device_leaves_pool(node):
     assert answer.envs  # the running container keeps what it got
 
 
+def test_answer_follows_the_pool_after_a_config_change(node):
+    # Allocate answers are built once per device list: a pool changed in place (same resource,
+    # new additionalInfo) must answer from the new config, asked for the same device again
+    manager = node.start_plugins()
+    node.kubelet.wait_for_devices("intel.com/net", 2)
+    vf = node.host.vf_address(0, 0)
+    before = node.kubelet.allocate_ids("intel.com/net", [vf]).container_responses[0]
+    assert json.loads(before.envs["PCIDEVICE_INTEL_COM_NET_INFO"]) == {vf: {"generic": {"deviceID": vf}}}
+    node.write_config([{"resourceName": "net", "selectors": {"vendors": ["8086"], "drivers": ["iavf"]},
+                        "additionalInfo": {"*": {"k": "v"}}}])
+    assert node.kubelet.wait_for(lambda k: manager.pools()["intel.com/net"].config.additional_info)
+    after = node.kubelet.allocate_ids("intel.com/net", [vf]).container_responses[0]
+    assert json.loads(after.envs["PCIDEVICE_INTEL_COM_NET_INFO"]) == {vf: {"extra": {"k": "v"},
+                                                                          "generic": {"deviceID": vf}}}
+    again = node.kubelet.allocate_ids("intel.com/net", [vf]).container_responses[0]
+    assert again == after
+
+
+def test_device_info_file_removed_behind_our_back_is_written_by_allocate(node):
+    manager = node.start_plugins()
+    node.kubelet.wait_for_devices("intel.com/net", 2)
+    assert manager.device_info_prewritten()
+    vf = node.host.vf_address(0, 1)
+    path = node.devinfo_dir / f"intel.com-net-{vf}-device.json"
+    node.kubelet.allocate_ids("intel.com/net", [vf])
+    written = path.read_text()
+    path.unlink()
+    node.kubelet.allocate_ids("intel.com/net", [vf])
+    assert path.read_text() == written
+
+
 def test_cdi_mode(node):
     node.start_plugins(use_cdi=True)
     node.kubelet.wait_for_devices("intel.com/dpdk", 1)

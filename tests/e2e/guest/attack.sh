@@ -21,20 +21,6 @@ WORK=$(mktemp -d /tmp/sriovkit-attack-e2e.XXXXXX)
 BIN=$WORK/bin STATE=$WORK/state IPAM=$WORK/ipam
 mkdir -p "$BIN" "$OUT/conf"
 
-conf() {
-    local path="$OUT/conf/$1-$2.json"
-    sed -e "s|@DEVICE@|$2|" -e "s|@MAC@|${3:-}|" -e "s|@IPAMDIR@|$IPAM|" "$DATA/cni-$1.json" > "$path"
-    echo "$path"
-}
-
-cni() {
-    local out=$1 name=$2 command=$3 id=$4 netns=$5 conf=$6
-    record "$out" "$name" env CNI_COMMAND="$command" CNI_CONTAINERID="$id" CNI_NETNS="$netns" \
-        CNI_IFNAME=net1 CNI_PATH="$BIN:/usr/lib/cni" SRIOVKIT_CNI_STATE_DIR="$STATE" "$BIN/sriov" < "$conf"
-}
-
-state_files() { find "$STATE" -name '*.json' 2>/dev/null | sed "s|$STATE/||" | sort > "$1/state-files.txt"; }
-
 ip link set eth0 up
 set_numvfs eth0 2 || exit 1
 VF0=$(vf_addr eth0 0) VF1=$(vf_addr eth0 1)

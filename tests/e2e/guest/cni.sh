@@ -34,25 +34,9 @@ WORK=$(mktemp -d /tmp/sriovkit-cni-e2e.XXXXXX)
 BIN=$WORK/bin STATE=$WORK/state IPAM=$WORK/ipam
 mkdir -p "$BIN" "$OUT/conf"
 
-# conf TEMPLATE DEVICE [MAC]: data/cni-TEMPLATE.json filled in; prints the file's path
-conf() {
-    local path="$OUT/conf/$1-$2.json"
-    sed -e "s|@DEVICE@|$2|" -e "s|@MAC@|${3:-}|" -e "s|@IPAMDIR@|$IPAM|" "$DATA/cni-$1.json" > "$path"
-    echo "$path"
-}
-
-# cni STEP NAME COMMAND CONTAINER_ID NETNS CONF: one plugin call through the shim, as a runtime
-# makes it; stdout (result or error JSON) -> STEP/NAME.json, stderr -> .err, status -> .rc
-cni() {
-    local out=$1 name=$2 command=$3 id=$4 netns=$5 conf=$6
-    record "$out" "$name" env CNI_COMMAND="$command" CNI_CONTAINERID="$id" CNI_NETNS="$netns" \
-        CNI_IFNAME=net1 CNI_PATH="$BIN:/usr/lib/cni" SRIOVKIT_CNI_STATE_DIR="$STATE" "$BIN/sriov" < "$conf"
-}
-
 pod_ip() { ip -n "$1" -4 -o addr show dev net1 2>/dev/null | awk '{print $4; exit}' | cut -d/ -f1; }
 
-# the attachment records in the plugin's state dir and host-local's allocations (one file per IP)
-state_files() { find "$STATE" -name '*.json' 2>/dev/null | sed "s|$STATE/||" | sort > "$1/state-files.txt"; }
+# host-local's allocations (one file per IP; the attachment records: state_files, lib.sh)
 ipam_files() { find "$IPAM" -type f 2>/dev/null | sed "s|$IPAM/||" | sort > "$1/ipam-files.txt"; }
 
 ip link set eth0 up

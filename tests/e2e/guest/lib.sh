@@ -160,3 +160,24 @@ wait_netdev() {
     say "$1: no interface in the host after $2 s"
     return 1
 }
+
+# The CNI scenarios' calls (cni.sh, seed.sh, attack.sh); they use the script's $OUT, $DATA, $BIN
+# (where the shim is installed), $STATE (the CNI state dir) and $IPAM (host-local's data dir).
+
+# conf TEMPLATE DEVICE [MAC]: data/cni-TEMPLATE.json filled in; prints the file's path
+conf() {
+    local path="$OUT/conf/$1-$2.json"
+    sed -e "s|@DEVICE@|$2|" -e "s|@MAC@|${3:-}|" -e "s|@IPAMDIR@|$IPAM|" "$DATA/cni-$1.json" > "$path"
+    echo "$path"
+}
+
+# cni STEP NAME COMMAND CONTAINER_ID NETNS CONF: one plugin call through the shim, as a runtime
+# makes it; stdout (result or error JSON) -> STEP/NAME.json, stderr -> .err, status -> .rc
+cni() {
+    local out=$1 name=$2 command=$3 id=$4 netns=$5 conf=$6
+    record "$out" "$name" env CNI_COMMAND="$command" CNI_CONTAINERID="$id" CNI_NETNS="$netns" \
+        CNI_IFNAME=net1 CNI_PATH="$BIN:/usr/lib/cni" SRIOVKIT_CNI_STATE_DIR="$STATE" "$BIN/sriov" < "$conf"
+}
+
+# state_files STEP: the CNI state dir's records -> STEP/state-files.txt
+state_files() { find "$STATE" -name '*.json' 2>/dev/null | sed "s|$STATE/||" | sort > "$1/state-files.txt"; }

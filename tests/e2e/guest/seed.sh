@@ -29,11 +29,6 @@ cat > "$OUT/conf/dpdk.json" <<JSON
  "dpdk": {"kernel_driver": "igbvf", "dpdk_driver": "vfio-pci", "dpdk_tool": "/opt/dpdk/dpdk-devbind.py"}}
 JSON
 
-cni() {
-    local out=$1 name=$2 command=$3 id=$4 netns=$5 conf=$6
-    record "$out" "$name" env CNI_COMMAND="$command" CNI_CONTAINERID="$id" CNI_NETNS="$netns" \
-        CNI_IFNAME=net1 CNI_PATH="$BIN:/usr/lib/cni" SRIOVKIT_CNI_STATE_DIR="$STATE" "$BIN/sriov" < "$conf"
-}
 files() { (cd "$STATE" && find . -path ./locks -prune -o -print) | sort > "$1/files.txt"; }
 
 ip link set eth0 up

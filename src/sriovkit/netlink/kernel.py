@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sriovkit.host.sysfs import Sysfs, list_dir
@@ -24,6 +25,7 @@ from sriovkit.netlink.errors import (
     from_errno,
 )
 from sriovkit.netlink.model import LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
+from sriovkit.netlink.rawlink import LinkQuery, open_query
 from sriovkit.netlink.vfinfo import VF_EXT_MASK, decode_vf_list, receive_buffer_bytes
 
 if TYPE_CHECKING:
@@ -39,12 +41,15 @@ _HOST_NETNS = "/proc/self/ns/net"
 
 
 class KernelNetlink:
-    """Links and VFs on this node's kernel. Host-namespace sockets are kept per thread."""
+    """Links and VFs on this node's kernel. Host-namespace sockets are kept per thread.
+
+    Reads of links go through `LinkQuery` (one request for exactly the link asked for, only the
+    attributes the port reads decoded); changes through pyroute2."""
 
     def __init__(self, sysfs: Sysfs) -> None:
         self.sysfs = sysfs
         self._local = threading.local()
-        self._opened: list[IPRoute] = []
+        self._opened: list[IPRoute | LinkQuery] = []
         self._opened_lock = threading.Lock()
 
     # -- sockets ------------------------------------------------------------------
@@ -56,6 +61,45 @@ class KernelNetlink:
             with self._opened_lock:
                 self._opened.append(ipr)
         return ipr
+
+    def _host_query(self) -> LinkQuery:
+        query = getattr(self._local, "query", None)
+        if query is None:
+            query = self._local.query = LinkQuery()
+            with self._opened_lock:
+                self._opened.append(query)
+        return query
+
+    @contextmanager
+    def query(self, netns: str | None) -> Iterator[LinkQuery]:
+        """A `LinkQuery` in `netns`: this thread's kept host one, the operation's one for a pod's
+        namespace (see `operation`), or a fresh one closed on exit."""
+        if netns is None:
+            yield self._host_query()
+            return
+        kept = getattr(self._local, "netns_queries", None)
+        if kept is not None:
+            query = kept.get(netns)
+            if query is None:
+                query = kept[netns] = open_query(netns)
+            yield query
+            return
+        query = open_query(netns)
+        try:
+            yield query
+        finally:
+            query.close()
+
+    def _read(self, what: str, netns: str | None, fn: Callable[[LinkQuery], T]) -> T:
+        with self.query(netns) as query:
+            try:
+                return fn(query)
+            except NamespaceError:
+                raise
+            except NetlinkError as exc:
+                raise from_errno(exc.errno or 0, what) from None
+            except OSError as exc:
+                raise from_errno(exc.errno or 0, what) from None
 
     def route(self, netns: str | None) -> AbstractContextManager[IPRoute]:
         """A pyroute2 IPRoute in `netns` for queries beyond the port (a port layered on this one): this thread's
@@ -71,13 +115,16 @@ class KernelNetlink:
             yield
             return
         sockets: dict[str, IPRoute] = {}
-        self._local.netns_sockets = sockets
+        queries: dict[str, LinkQuery] = {}
+        self._local.netns_sockets, self._local.netns_queries = sockets, queries
         try:
             yield
         finally:
-            self._local.netns_sockets = None
+            self._local.netns_sockets = self._local.netns_queries = None
             for ipr in sockets.values():
                 ipr.close()
+            for query in queries.values():
+                query.close()
 
     @contextmanager
     def _route(self, netns: str | None) -> Iterator[IPRoute]:
@@ -169,14 +216,17 @@ class KernelNetlink:
 
     # -- links --------------------------------------------------------------------------
     def find_link(self, name: str, netns: str | None = None) -> LinkInfo | None:
-        def get(ipr: IPRoute) -> LinkInfo | None:
-            found = _ifindex(ipr, name)
-            return _link_info(ipr.link("get", index=found)[0]) if found is not None else None
+        if not _possible_name(name):
+            return None
 
-        return self._call(f"look up {name} in {_where(netns)}", netns, get)
+        def get(query: LinkQuery) -> LinkInfo | None:
+            msg = query.get(name=name)
+            return _link_info(msg) if msg is not None else None
+
+        return self._read(f"look up {name} in {_where(netns)}", netns, get)
 
     def links(self, netns: str | None = None) -> list[LinkInfo]:
-        return self._call(f"list links in {_where(netns)}", netns, lambda ipr: [_link_info(m) for m in ipr.get_links()])
+        return self._read(f"list links in {_where(netns)}", netns, lambda query: [_link_info(m) for m in query.dump()])
 
     def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str,
                   index: int | None = None) -> None:
@@ -281,9 +331,9 @@ class KernelNetlink:
         if netns is None:
             return self._host_device_links(pci_address)
 
-        def matching(ipr: IPRoute) -> list[LinkInfo]:
+        def matching(query: LinkQuery) -> list[LinkInfo]:
             found = []
-            for msg in ipr.get_links():
+            for msg in query.dump():
                 parent = _pci_parent(msg)
                 if parent is None and _may_lack_parent_attr(msg):
                     parent = _bus_info(netns, msg.get_attr("IFLA_IFNAME"))
@@ -291,18 +341,16 @@ class KernelNetlink:
                     found.append(_link_info(msg))
             return found
 
-        return self._call(f"list links of {pci_address} in {_where(netns)}", netns, matching)
+        return self._read(f"list links of {pci_address} in {_where(netns)}", netns, matching)
 
     def _host_device_links(self, pci_address: str) -> list[LinkInfo]:
         """The host's sysfs names the function's netdevs (its `net/` entries, which are the
         kernel's); each is then read by name and kept only if the kernel still says so."""
         found = []
         for name in list_dir(os.path.join(self.sysfs.pci_device_dir(pci_address), "net")):
-            def get(ipr: IPRoute, name: str = name) -> Any:
-                index = ipr.link_lookup(ifname=name)
-                return ipr.link("get", index=index[0])[0] if index else None
-
-            msg = self._call(f"look up {name} in host netns", None, get)
+            if not _possible_name(name):
+                continue
+            msg = self._read(f"look up {name} in host netns", None, partial(_get_by_name, name=name))
             if msg is None:
                 continue  # renamed or moved between the two looks
             parent = _pci_parent(msg)
@@ -367,6 +415,16 @@ def discard_stray_messages(ipr: IPRoute) -> int:
 
 SIOCGIFINDEX = 0x8933
 _IFNAMSIZ = 16
+
+
+def _get_by_name(query: LinkQuery, *, name: str) -> Any:
+    return query.get(name=name)
+
+
+def _possible_name(name: str) -> bool:
+    """Whether some interface could be named `name` (the kernel's IFNAMSIZ, no NUL)."""
+    raw = name.encode()
+    return bool(raw) and len(raw) < _IFNAMSIZ and b"\0" not in raw
 
 
 def _ifindex(ipr: IPRoute, name: str) -> int | None:

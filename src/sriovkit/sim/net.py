@@ -35,13 +35,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from sriovkit.host.statefile import locked, read_json, write_json_atomic
-from sriovkit.netlink.errors import LinkNotFoundError, from_errno
+from sriovkit.netlink.errors import LinkNotFoundError, NetlinkError, from_errno
 from sriovkit.sim.host import SimulatedHost
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from pyroute2 import IPRoute
+
+    from sriovkit.netlink.rawlink import LinkMessage, LinkQuery
 
 ALIAS_PREFIX = "sriovkit-sim"
 _RECORD = "simnet.json"
@@ -329,10 +331,10 @@ def away_pci(host: SimulatedHost, netns: str, name: str) -> str | None:
 
 
 def pci_of_host_link(host: SimulatedHost, *, name: str | None = None, index: int | None = None,
-                     ipr: IPRoute | None = None) -> str | None:
+                     query: LinkQuery | None = None) -> str | None:
     """The function whose VF end is the host-namespace link `name` (or `index`): its peer, in the
     host namespace too, carries the function's alias. None for any other link."""
-    with _route_or(ipr) as route:
+    with _query_or(query) as route:
         msg = get_link(route, name=name, index=index)
         if msg is None or msg.get_attr("IFLA_LINK_NETNSID") is not None or not msg.get_attr("IFLA_LINK"):
             return None
@@ -345,18 +347,18 @@ def pci_of_host_link(host: SimulatedHost, *, name: str | None = None, index: int
     return pci_address if ours and peer.get_attr("IFLA_IFNAME") == peer_name(host, pci_address) else None
 
 
-def vf_end(host: SimulatedHost, pci_address: str, ipr: IPRoute | None = None) -> tuple[int, int | None] | None:
+def vf_end(host: SimulatedHost, pci_address: str, query: LinkQuery | None = None) -> tuple[int, int | None] | None:
     """Where the function's VF end is, as the kernel reports it through the peer: (its ifindex
     there, the host's nsid for its namespace or None for the host's own). None: no peer (never
     made, or deleted with a pod's namespace)."""
-    with _route_or(ipr) as route:
+    with _query_or(query) as route:
         peer = get_link(route, name=peer_name(host, pci_address))
     if peer is None or peer.get_attr("IFLA_IFALIAS") != _alias(host, pci_address) or not peer.get_attr("IFLA_LINK"):
         return None
     return int(peer.get_attr("IFLA_LINK")), peer.get_attr("IFLA_LINK_NETNSID")
 
 
-def nsid_of(netns: str, ipr: IPRoute | None = None) -> int | None:
+def nsid_of(netns: str, query: LinkQuery | None = None) -> int | None:
     """The id the host namespace knows the namespace at path `netns` by (RTM_GETNSID), if any."""
     import os
 
@@ -365,34 +367,37 @@ def nsid_of(netns: str, ipr: IPRoute | None = None) -> int | None:
     except OSError:
         return None
     try:
-        with _route_or(ipr) as route:
-            reply = route.get_netnsid(fd=fd)
+        with _query_or(query) as route:
+            try:
+                return route.netnsid(fd)
+            except NetlinkError:
+                return None
     finally:
         os.close(fd)
-    nsid = reply.get("nsid") if isinstance(reply, dict) else None
-    return nsid if isinstance(nsid, int) and nsid >= 0 else None
 
 
 @contextmanager
-def _route_or(ipr: IPRoute | None) -> Iterator[IPRoute]:
-    if ipr is not None:
-        yield ipr
+def _query_or(query: LinkQuery | None) -> Iterator[LinkQuery]:
+    if query is not None:
+        yield query
         return
-    with _route() as fresh:
+    from sriovkit.netlink.rawlink import LinkQuery
+
+    fresh = LinkQuery()
+    try:
         yield fresh
+    finally:
+        fresh.close()
 
 
-def get_link(ipr: IPRoute, *, name: str | None = None, index: int | None = None) -> Any:
+def get_link(query: LinkQuery, *, name: str | None = None, index: int | None = None) -> LinkMessage | None:
     """One RTM_GETLINK by index or name; None when there is no such link."""
-    from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
-
     if index is None and not name:
         return None
     try:
-        found = ipr.link("get", index=index) if index is not None else ipr.link("get", ifname=name)
-    except Pyroute2Error:
+        return query.get(index=index) if index is not None else query.get(name=name)
+    except NetlinkError:
         return None
-    return found[0] if found else None
 
 
 def peer_of(host: SimulatedHost, pci_address: str) -> str | None:

@@ -33,7 +33,7 @@ from sriovkit.sim import net as simnet
 from sriovkit.sim.host import SimPF, SimulatedHost
 
 if TYPE_CHECKING:
-    from pyroute2 import IPRoute
+    from sriovkit.netlink.rawlink import LinkQuery
 
 
 class SwitchChanges(TypedDict, total=False):
@@ -186,8 +186,8 @@ class SimulatedSwitchNetlink:
                     simnet.note_away(self.host, leaving, dst_netns, new_name)
                 return
             # what arrived is whatever its peer says it is, never what the pod side called it
-            with self._links.route(None) as ipr:
-                arrived = simnet.pci_of_host_link(self.host, name=new_name, ipr=ipr)
+            with self._links.query(None) as query:
+                arrived = simnet.pci_of_host_link(self.host, name=new_name, query=query)
             if arrived is not None:
                 self.host.set_netdev(arrived, new_name)
                 simnet.clear_away(self.host, arrived)
@@ -245,19 +245,19 @@ class SimulatedSwitchNetlink:
         that died with a pod's namespace has none until `return_vfs_of_dead_namespaces`."""
         from sriovkit.netlink.kernel import link_info
 
-        with self._links.route(None) as host_ipr:
-            end = simnet.vf_end(self.host, pci_address, host_ipr)
+        with self._links.query(None) as host_query:
+            end = simnet.vf_end(self.host, pci_address, host_query)
             if end is None:
                 return []
             index, nsid = end
             if netns is None and nsid is not None:
                 return []
-            if netns is not None and (nsid is None or simnet.nsid_of(netns, host_ipr) != nsid):
+            if netns is not None and (nsid is None or simnet.nsid_of(netns, host_query) != nsid):
                 return []
-            msg = simnet.get_link(host_ipr, index=index) if netns is None else None
+            msg = host_query.get(index=index) if netns is None else None
         if netns is not None:
-            with self._links.route(netns) as pod_ipr:
-                msg = simnet.get_link(pod_ipr, index=index)
+            with self._links.query(netns) as pod_query:
+                msg = pod_query.get(index=index)
         if msg is None:
             return []
         return [link_info(msg)]
@@ -275,16 +275,16 @@ class SimulatedSwitchNetlink:
         if not away:
             return []
         revived: list[str] = []
-        with self._links.route(None) as ipr:
+        with self._links.query(None) as query:
             for pci_address in away:
-                end = simnet.vf_end(self.host, pci_address, ipr)
+                end = simnet.vf_end(self.host, pci_address, query)
                 if end is None:
                     revived += simnet.SimNetwork.of(self.host).revive(pci_address)
                 elif end[1] is None:
-                    self._sync_tree_if_home(pci_address, ipr)
+                    self._sync_tree_if_home(pci_address, query)
         return revived
 
-    def _sync_tree_if_home(self, pci_address: str, ipr: IPRoute) -> None:
+    def _sync_tree_if_home(self, pci_address: str, query: LinkQuery) -> None:
         """The tree shows the function's interface, back in the host, under the name the kernel
         has for it, and no longer has it away (a process killed between a kernel change and the
         tree's update leaves the tree behind). The kernel is asked again under the tree lock:
@@ -292,10 +292,10 @@ class SimulatedSwitchNetlink:
         the tree under that lock after, so a look taken outside it can be stale and would put a
         pod's VF back in the host's tree."""
         with simnet.tree_lock(self.host):
-            end = simnet.vf_end(self.host, pci_address, ipr)
+            end = simnet.vf_end(self.host, pci_address, query)
             if end is None or end[1] is not None:
                 return
-            msg = simnet.get_link(ipr, index=end[0])
+            msg = query.get(index=end[0])
             if msg is None:
                 return
             name = msg.get_attr("IFLA_IFNAME")

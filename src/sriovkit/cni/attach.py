@@ -11,7 +11,8 @@ The step list, each step with its undo on an ExitStack (see `steps.Steps`):
  6. MAC, MTU, up
  7. IPAM ADD (undo: IPAM DEL), then addresses and routes, then announce them
  8. the Device Information file
- 9. the state record, written atomically only now that every step succeeded
+ 9. the state record, written atomically only now that every step succeeded (the journal
+    stays beside it until DEL: `sriovkit.cni.state`, "Durability")
 """
 
 from __future__ import annotations
@@ -60,20 +61,9 @@ def attach(call: Call) -> Result:
                           lambda: cnidir.withdraw_record(record), point="write cni dir")
             steps.run("save state", lambda: store.save(record))
             steps.commit()
-        _drop_journal(call)
-        call.faults.reached("journal dropped")
     call.log.info("attached", mode=device.mode.value,
                   ips=",".join(ip.address for ip in result.ips))
     return result
-
-
-def _drop_journal(call: Call) -> None:
-    """After the record is committed the journal is redundant (loads prefer the record, DEL
-    removes both), so failing to remove it must not fail the ADD."""
-    try:
-        call.ctx.store.drop_journal(call.env.container_id, call.env.ifname)
-    except OSError as exc:
-        call.log.warning("journal left behind", reason=exc.strerror or str(exc))
 
 
 def _refuse_if_taken(call: Call, pci: str) -> None:

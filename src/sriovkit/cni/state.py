@@ -5,8 +5,10 @@ Layout under the state dir (default ``/var/lib/cni/sriov``, mode 0700):
     <containerID>-<ifname>.json   one attachment's record (0600), written
                                   by `sriovkit.atomicfile`, so a crash leaves the
                                   old file or the new one, never half of one
-    <containerID>-<ifname>.pending  the snapshot an ADD in progress took; if the
-                                  process dies mid-ADD, DEL restores from it
+    <containerID>-<ifname>.pending  the snapshot an ADD took before its first change
+                                  (the journal); if the process dies mid-ADD, DEL
+                                  restores from it. It stays beside the record
+                                  until DEL (see "Durability" below)
     .tmp-<containerID>-<ifname>+<pci>.json|.pending  a write in progress, named
                                   per attachment and VF (written only under that
                                   VF's lock), so one left by a killed process is
@@ -16,6 +18,15 @@ Layout under the state dir (default ``/var/lib/cni/sriov``, mode 0700):
     locks/<containerID>-<ifname>.attach  per-attachment flock, taken first: a DEL
                                   waits for its own ADD still in progress; removed
                                   once the attachment has no record
+
+Durability. The journal is the one durable write of an ADD: fsynced, renamed, and its
+directory fsynced before the first change, so it survives a power cut as surely as a kill.
+The committed record is written atomically (a temp file renamed over its name: a kill leaves
+the old file or the new one) but not fsynced: it adds only what ADD learnt on the way (the pod's
+MAC and ifindex, the addresses), and until DEL the journal beside it describes the same
+attachment. After a power cut, a record that did not reach the disk whole (missing, empty or
+torn) gives way to the journal; a DEL that follows restores from it as from an interrupted
+ADD. DEL removes the record, the journal and any temp file, then fsyncs the directory once.
 
 Symlinks inside the directory are refused: a file planted there must not make
 us write or read somewhere else. A record is only ever used for the attachment
@@ -185,15 +196,17 @@ class StateStore:
 
     # -- records --------------------------------------------------------------------
     def save(self, record: AttachmentRecord) -> None:
+        """The journal (`complete` False) durably; the committed record atomically, not durably:
+        the journal it is written beside stays until DEL (see "Durability" above)."""
         self._ensure_dir(self.root)
         target = self._path(record.key, pending=not record.complete)
         tmp = self._tmp_path(record)
         if os.path.islink(target):
             raise StateError(f"state file {target} is a symlink", "refusing to replace it")
         try:
-            # durable: the journal must survive a power cut as surely as the VF change it describes;
             # the temp name is per attachment and VF, so DEL finds what a killed write left
-            atomicfile.replace(target, record.to_json().encode(), mode=0o600, tmp_name=os.path.basename(tmp))
+            atomicfile.replace(target, record.to_json().encode(), mode=0o600, tmp_name=os.path.basename(tmp),
+                               durable=not record.complete)
         except OSError as exc:
             raise StateError(f"cannot write state file {target}", exc.strerror or str(exc)) from None
 
@@ -205,11 +218,17 @@ class StateStore:
         return os.path.join(self.root, f".tmp-{record.key}+{record.pci_address}{suffix}")
 
     def load(self, container_id: str, ifname: str, *, pending: bool = False) -> AttachmentRecord | None:
-        """The committed record; with `pending`, else the journal of an interrupted ADD.
-        Raises ForeignRecord when the file holds another attachment whose key collides."""
+        """The committed record; with `pending`, else the journal of an interrupted ADD (also in
+        place of a record a power cut left unreadable). Raises ForeignRecord when the file holds
+        another attachment whose key collides."""
         key = f"{container_id}-{ifname}"
         path = self._path(key)
-        record = self._load_path(path)
+        try:
+            record = self._load_path(path)
+        except StateError:
+            if not pending or not os.path.lexists(self._path(key, pending=True)):
+                raise
+            record = None  # not written whole before a power cut: the journal beside it describes it
         if record is None and pending:
             path = self._path(key, pending=True)
             record = self._load_path(path)
@@ -218,6 +237,11 @@ class StateStore:
         return record
 
     def _load_path(self, path: str) -> AttachmentRecord | None:
+        data = self._read_path(path)
+        return self._decode(path, data) if data is not None else None
+
+    @staticmethod
+    def _read_path(path: str) -> bytes | None:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -226,11 +250,14 @@ class StateStore:
             if exc.errno == errno.ELOOP:
                 raise StateError(f"state file {path} is a symlink", "refusing to follow it") from None
             raise StateError(f"cannot read state file {path}", exc.strerror or str(exc)) from None
-        with os.fdopen(fd) as f:
-            text = f.read()
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
+
+    @staticmethod
+    def _decode(path: str, data: bytes) -> AttachmentRecord:
         try:
-            return AttachmentRecord.from_json(text)
-        except (ValueError, TypeError) as exc:
+            return AttachmentRecord.from_json(data.decode())
+        except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
             raise StateError(f"state file {path} is corrupt", str(exc)) from None
 
     def delete(self, container_id: str, ifname: str, *, only_pending: bool = False) -> None:
@@ -239,37 +266,47 @@ class StateStore:
         if not only_pending:  # writes a killed process left half-done (only under this VF's lock)
             paths += [os.path.join(self.root, name) for name in _listdir(self.root)
                       if name.startswith(f".tmp-{key}+")]
+        removed = False
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-                atomicfile.fsync_dir(self.root)
-
-    def drop_journal(self, container_id: str, ifname: str) -> None:
-        """ADD's last step, once its committed record is durable: the journal goes without syncing
-        the directory. One that a power cut brings back is superseded (loads prefer the record, GC
-        leaves a record that differs from the one it listed, DEL removes both), so the fsync would
-        buy nothing; it cost a disk flush on every ADD."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(f"{container_id}-{ifname}", pending=True))
+                removed = True
+        if removed:  # once for all of them: the record must not come back after a power cut
+            atomicfile.fsync_dir(self.root)
 
     def records(self, *, pending: bool = False) -> list[AttachmentRecord]:
-        """Committed records; with `pending`, also the journals of interrupted ADDs."""
+        """Committed records; with `pending`, also the journals of ADDs without one (interrupted,
+        or whose record a power cut left unreadable). One per attachment."""
+        return [record for _, record in self._scan(pending=pending)]
+
+    def _scan(self, *, pending: bool, needle: bytes | None = None) -> list[tuple[str, AttachmentRecord]]:
+        """(file name, record) of each attachment; with `needle`, only of files whose bytes hold
+        it (the others are not decoded; a journal and its record name the same VF)."""
         suffixes = (_SUFFIX, _PENDING) if pending else (_SUFFIX,)
         out = []
-        for name in sorted(_listdir(self.root)):
+        committed: set[str] = set()
+        for name in sorted(_listdir(self.root)):  # a key's .json sorts before its .pending
             if not name.endswith(suffixes) or name.startswith("."):
                 continue
+            key, suffix = os.path.splitext(name)
             path = os.path.join(self.root, name)
-            if os.path.islink(path):
-                continue
-            with contextlib.suppress(StateError):
-                record = self._load_path(path)
-                if record is not None:
-                    out.append(record)
+            if key in committed or os.path.islink(path):
+                continue  # the journal kept beside its committed record, or a planted link
+            with contextlib.suppress(StateError):  # unreadable: a record's journal stands in for it
+                data = self._read_path(path)
+                if data is None or (needle is not None and needle not in data):
+                    continue
+                out.append((name, self._decode(path, data)))
+                if suffix == _SUFFIX:
+                    committed.add(key)
         return out
 
     def owner_of(self, pci_address: str) -> AttachmentRecord | None:
-        return next((r for r in self.records(pending=True) if r.pci_address == pci_address), None)
+        """The attachment (record or journal) holding the VF, if any. Every record is read, only
+        those naming the address (as a JSON string) are decoded: an ADD checks this under the
+        VF's lock, and decoding each record of a busy node was most of that check."""
+        needle = json.dumps(pci_address).encode()
+        return next((r for _, r in self._scan(pending=True, needle=needle) if r.pci_address == pci_address), None)
 
     # -- locks ----------------------------------------------------------------------
     @contextlib.contextmanager

@@ -136,15 +136,54 @@ def test_journal_of_an_add_in_progress(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_dropping_the_journal_keeps_the_committed_record(tmp_path: Path) -> None:
+def test_the_journal_stays_beside_its_committed_record_until_del(tmp_path: Path) -> None:
     store = StateStore(str(tmp_path))
     journal = record()
     journal.complete = False
     store.save(journal)
     store.save(record())
-    store.drop_journal("c1", "net1")
-    assert not (tmp_path / "c1-net1.pending").exists()
-    assert store.records(pending=True) == [record()]
-    store.drop_journal("c1", "net1")  # nothing left to drop: no error
-    store.save(journal)  # a journal back beside its record (a power cut undid the unlink)
-    assert store.load("c1", "net1", pending=True) == record()  # the committed record still wins
+    assert (tmp_path / "c1-net1.pending").exists()  # the durable description until DEL
+    assert store.load("c1", "net1", pending=True) == record()  # the committed record wins
+    assert store.records(pending=True) == [record()]  # one per attachment
+    assert store.owner_of(PCI) == record()
+    store.delete("c1", "net1")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("torn", [b"", b'{"container_id": "c1", "ifn'], ids=["empty", "torn"])
+def test_a_record_a_power_cut_left_unreadable_gives_way_to_its_journal(tmp_path: Path, torn: bytes) -> None:
+    """The record is not fsynced (the journal is): after a power cut it may be there empty or
+    torn. Its journal then describes the attachment; without a journal it is still an error."""
+    store = StateStore(str(tmp_path))
+    journal = record()
+    journal.complete = False
+    store.save(journal)
+    (tmp_path / "c1-net1.json").write_bytes(torn)
+    assert store.load("c1", "net1", pending=True) == journal
+    assert store.records(pending=True) == [journal]
+    assert store.owner_of(PCI) == journal
+    with pytest.raises(CniError):
+        store.load("c1", "net1")  # CHECK reads committed records only: still refused
+    store.delete("c1", "net1", only_pending=True)
+    with pytest.raises(CniError):
+        store.load("c1", "net1", pending=True)
+    store.delete("c1", "net1")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_owner_of_finds_the_vf_among_many_records(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path))
+    for n in range(20):
+        store.save(record(cid=f"c{n}", pci=f"0000:12:{n // 8:02x}.{n % 8}"))
+    journal = record(cid="late", pci="0000:13:00.0")
+    journal.complete = False
+    store.save(journal)
+    # the address in another field of another record (its config) makes that one no owner
+    store.save(AttachmentRecord(container_id="cfg", ifname="net1", netns="/x", network="n",
+                                pci_address="0000:14:00.0", mode="netdev",
+                                config='{"deviceID": "0000:12:00.5"}'))
+    assert store.owner_of("0000:12:00.5") == record(cid="c5", pci="0000:12:00.5")
+    assert store.owner_of("0000:13:00.0") == journal
+    assert store.owner_of("0000:12:07.7") is None
+    (tmp_path / "c5-net1.json").unlink()
+    assert store.owner_of("0000:12:00.5") is None

@@ -10,7 +10,7 @@ kernel floor, measured in the same run: the same 64 moves into the pods' namespa
 done serially by a minimal pyroute2 loop. The simulated host's tree is on tmpfs (/dev/shm) where
 there is one, as a node's sysfs is memory; the CNI state and IPAM data are on disk, as on a node.
 
-    .venv/bin/python bench/churn.py [--pods 64] [--limits 4 8 16 32] [--json FILE]
+    .venv/bin/python bench/churn.py [--pods 64] [--limits 4 8 16 32] [--json FILE] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from sriovkit.sim import host as sim
 from sriovkit.sim.net import attach_veths
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agentprofile import ProfiledHandler
 from cni_latency import _exec, _install_shim, percentile
 
 
@@ -105,10 +106,13 @@ def leftovers(state_dir: Path, vfs: list[str]) -> list[str]:
 
 
 def run_limit(limit: int, shim: Path, host: sim.SimulatedHost, root: Path, calls: list[tuple[dict[str, str], bytes]],
-              vfs: list[str]) -> dict[str, Any]:
+              vfs: list[str], profiler: ProfiledHandler | None = None) -> dict[str, Any]:
     state_dir = root / f"state-{limit}"
-    server = CniSocketServer(root / "agent" / "cni.sock",
-                             CniService(agent_cni_context(host.root, state_dir=str(state_dir))), max_concurrent=limit)
+    service = CniService(agent_cni_context(host.root, state_dir=str(state_dir)))
+    handler = service if profiler is None else profiler
+    if profiler is not None:
+        profiler.handler = service
+    server = CniSocketServer(root / "agent" / "cni.sock", handler, max_concurrent=limit)
     server.start()
     try:
         add_total, add, add_errors = all_at_once(shim, "ADD", calls)
@@ -127,6 +131,7 @@ def main() -> None:
     parser.add_argument("--limits", type=int, nargs="*", default=[4, 8, 16, 32],
                         help="the agent's CNI concurrency limits to try")
     parser.add_argument("--json", help="also write the figures here (for bench/table.py)")
+    parser.add_argument("--profile", help="cProfile the agent's calls (every limit) into this file")
     args = parser.parse_args()
     memory = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the simulated sysfs in memory, as a node's is
     with tempfile.TemporaryDirectory(prefix="churn-") as tmp, \
@@ -159,11 +164,14 @@ def measure(args: argparse.Namespace, host: sim.SimulatedHost, root: Path,
                 "ipam": {"type": "host-local", "subnet": "10.124.0.0/16", "dataDir": str(root / "ipam")}}
         calls.append((pod_env(i, ns), json.dumps(conf).encode()))
     results, floor = [], []
+    profiler = ProfiledHandler(lambda env, stdin: (b"", 0)) if args.profile else None
     for limit in args.limits:  # each limit next to a floor run: the machine is noisy
-        results.append(run_limit(limit, shim, host, root, calls, vfs))
+        results.append(run_limit(limit, shim, host, root, calls, vfs, profiler))
         if results[-1]["errors"] or results[-1]["left"]:
             print(f"limit {limit}: errors {results[-1]['errors'][:3]}, left {results[-1]['left'][:3]}")
         floor.append(serial_moves(vfs, namespaces))
+    if profiler is not None:
+        profiler.dump(args.profile)
     return results, floor
 
 

@@ -14,15 +14,17 @@ host-local IPAM, so every kind of step is in the numbers):
   move + rename, MAC, up, address; on DEL down, move back under the old name, MAC back) plus one
   exec of host-local each. The PF-side VF settings have no kernel counterpart on a veth (the
   simulated switch keeps them in a file), so the floor leaves them out: a slight advantage to it;
-- the floor with durable state: the floor plus the writes the CNI's journal needs in the same state
-  directory (ADD: the journal and then the record, each written, fsynced, renamed and its directory
-  fsynced, then the journal unlinked; DEL: the record unlinked, the directory fsynced). What stays
-  when every other cost is gone: the journal must be on disk before the first change.
+- the floor with durable state: the floor plus the writes the CNI's state needs in the same state
+  directory (ADD: the journal written, fsynced, renamed and its directory fsynced before the first
+  change, the record written and renamed after the last; DEL: both unlinked, the directory fsynced
+  once). What stays when every other cost is gone: the journal must be on disk before the first
+  change (sriovkit.cni.state, "Durability").
 The simulated host's tree is on tmpfs (/dev/shm) where there is one, as a node's sysfs is memory;
 the CNI state and host-local's dataDir are on disk (the temporary directory), as on a node.
 Prints p50, p99 and max per path and command, and ADD/DEL p50 through the agent over each floor.
 
     .venv/bin/python bench/cni_latency.py [--cycles 200] [--standalone 20] [--startup 100] [--json FILE]
+                                          [--profile FILE]
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ from sriovkit.shim.server import CniSocketServer
 from sriovkit.sim import host as sim
 from sriovkit.sim.net import attach_veths
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agentprofile import ProfiledHandler
+
 Runner = Callable[[dict[str, str], bytes], tuple[bytes, int]]
 
 
@@ -84,6 +89,7 @@ def main() -> None:
     parser.add_argument("--standalone", type=int, default=20, help="cycles through a plugin subprocess")
     parser.add_argument("--startup", type=int, default=100, help="shim start-up samples")
     parser.add_argument("--json", help="also write the figures here (for bench/table.py)")
+    parser.add_argument("--profile", help="cProfile the agent's calls (shim -> agent path) into this file")
     args = parser.parse_args()
     memory = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="cni-bench-") as tmp, \
@@ -113,7 +119,9 @@ def run_bench(args: argparse.Namespace, host: sim.SimulatedHost, root: Path, net
     stdin = json.dumps(conf).encode()
     shim = _install_shim(root, host, state_dir)
     socket_path = root / "agent" / "cni.sock"
-    agent = CniSocketServer(socket_path, CniService(agent_cni_context(host.root, state_dir=state_dir)))
+    service = CniService(agent_cni_context(host.root, state_dir=state_dir))
+    handler = ProfiledHandler(service) if args.profile else service
+    agent = CniSocketServer(socket_path, handler)
     agent.start()
     via_agent: dict[str, list[float]] = {"ADD": [], "DEL": []}
     floor_times: dict[str, list[float]] = {"ADD": [], "DEL": []}
@@ -131,6 +139,8 @@ def run_bench(args: argparse.Namespace, host: sim.SimulatedHost, root: Path, net
     finally:
         agent.stop()
         floor.close()
+    if isinstance(handler, ProfiledHandler):
+        handler.dump(args.profile)
     for label, base in (("floor", floor_times), ("floor with durable state", durable_times)):
         ratios = {c: statistics.median(via_agent[c]) / statistics.median(base[c]) for c in via_agent}
         print(f"through the agent over the {label} (p50): ADD {ratios['ADD']:.2f}x, DEL {ratios['DEL']:.2f}x")
@@ -228,9 +238,9 @@ class KernelFloor:
 
 
 class DurableStateFloor:
-    """The floor plus the state writes the CNI's journal needs, in a state directory of its own on
-    the same filesystem: what an ADD and a DEL cannot do without (the journal on disk before the
-    first change, the committed record before the answer)."""
+    """The floor plus the state writes the CNI needs, in a state directory of its own on the same
+    filesystem: what an ADD and a DEL cannot do without (the journal on disk before the first
+    change, the committed record beside it before the answer, both gone for good after DEL)."""
 
     def __init__(self, state_dir: Path) -> None:
         state_dir.mkdir(mode=0o700)
@@ -238,16 +248,18 @@ class DurableStateFloor:
         self.record = json.dumps({"containerID": "floor", "ifname": "net1", "pciAddress": "0000:00:00.0",
                                   "original": {"mac": "02:00:00:00:00:01", "mtu": 1500}}).encode()
 
-    def _durable_write(self, name: str) -> None:
+    def _write(self, name: str, *, durable: bool) -> None:
         tmp = self.dir / f".tmp-{name}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, self.record)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, self.dir / name)
-        self._sync_dir()
+        if durable:
+            self._sync_dir()
 
     def _sync_dir(self) -> None:
         fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
@@ -259,16 +271,16 @@ class DurableStateFloor:
     def cycle(self, floor: KernelFloor, times: dict[str, list[float]]) -> None:
         kernel: dict[str, list[float]] = {"ADD": [], "DEL": []}
         t0 = time.perf_counter()
-        self._durable_write("floor-net1.pending")
+        self._write("floor-net1.pending", durable=True)
         add_start = time.perf_counter()
         floor.cycle(kernel)  # ADD and DEL of the kernel floor; the DEL part is taken out again
         add_state = time.perf_counter()
-        self._durable_write("floor-net1.json")
-        os.unlink(self.dir / "floor-net1.pending")
+        self._write("floor-net1.json", durable=False)
         add_end = time.perf_counter()
         times["ADD"].append((add_start - t0) + kernel["ADD"][0] + (add_end - add_state))
         t0 = time.perf_counter()
         os.unlink(self.dir / "floor-net1.json")
+        os.unlink(self.dir / "floor-net1.pending")
         self._sync_dir()
         times["DEL"].append(kernel["DEL"][0] + time.perf_counter() - t0)
 

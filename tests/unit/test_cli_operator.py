@@ -46,6 +46,14 @@ def test_version() -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == f"sriovctl {__version__}"
 
 
+def test_the_version_the_code_says_is_the_packaged_one() -> None:
+    # --version and the agent's sriovkit_build_info say sriovkit.__version__ (no package metadata read)
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert __version__ == pyproject["project"]["version"]
+
+
 def _spec(tmp_path: Path, text: str) -> Path:
     spec = tmp_path / "spec.yaml"
     spec.write_text(text)

@@ -67,17 +67,37 @@ def rss_mib(pid: int) -> float:
 
 
 def allocate_latencies(socket: Path, ids: list[str], calls: int) -> list[float]:
-    with grpc.insecure_channel(f"unix:{socket}") as channel:
-        stub = pb_grpc.DevicePluginStub(channel)
-        stub.GetDevicePluginOptions(pb.Empty(), timeout=5)
-        samples = []
-        for i in range(calls):
-            one = [ids[i % len(ids)]]
-            request = pb.AllocateRequest(container_requests=[pb.ContainerAllocateRequest(devices_ids=one)])
-            t0 = time.perf_counter()
-            stub.Allocate(request, timeout=5)
-            samples.append(time.perf_counter() - t0)
-    return samples
+    return interleaved_latencies({"one": socket}, ids, calls)["one"]
+
+
+def interleaved_latencies(sockets: dict[str, Path], ids: list[str], calls: int,
+                          block: int = 50) -> dict[str, list[float]]:
+    """`calls` Allocate calls (1 device each) to each server in `sockets`, from one client, in
+    alternating blocks of `block`: the machine is shared, so servers compared side by side must
+    see the same moments of it."""
+    channels = {name: grpc.insecure_channel(f"unix:{path}") for name, path in sockets.items()}
+    try:
+        stubs = {name: pb_grpc.DevicePluginStub(ch) for name, ch in channels.items()}
+        for stub in stubs.values():
+            stub.GetDevicePluginOptions(pb.Empty(), timeout=5)
+        requests = [pb.AllocateRequest(container_requests=[pb.ContainerAllocateRequest(devices_ids=[i])])
+                    for i in ids]
+        samples: dict[str, list[float]] = {name: [] for name in sockets}
+        done = 0
+        while done < calls:
+            n = min(block, calls - done)
+            for name, stub in stubs.items():
+                out = samples[name]
+                for i in range(done, done + n):
+                    request = requests[i % len(requests)]
+                    t0 = time.perf_counter()
+                    stub.Allocate(request, timeout=5)
+                    out.append(time.perf_counter() - t0)
+            done += n
+        return samples
+    finally:
+        for ch in channels.values():
+            ch.close()
 
 
 def health_latencies(kubelet: Kubelet, sysfs: Sysfs, flips: int) -> list[float]:
@@ -118,9 +138,37 @@ class Run:
     health: list[float] = field(default_factory=list)
 
 
-def run_plugin(cmd: list[str], kubelet: Kubelet, num_vfs: int, calls: int,
-               health: Callable[[], list[float]] | None = None) -> Run:
-    """Start `cmd` (a device plugin for RESOURCES), measure it, stop it."""
+class Floor:
+    """A server with a fixed Allocate answer (bench/peers), up for one host size: what a plugin in
+    its language cannot go below with this client on this machine now, and its memory."""
+
+    def __init__(self, cmd: list[str], socket: Path) -> None:
+        self.socket = socket
+        self.proc = subprocess.Popen([*cmd, str(socket)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not socket.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{cmd[0]} never served {socket} (exit {self.proc.poll()})")
+            time.sleep(0.02)
+        time.sleep(0.2)  # listening: its start-up allocations are done
+        self.rss_started = rss_mib(self.proc.pid)
+
+    def run(self, alloc: list[float]) -> Run:
+        return Run(0.0, 0.0, alloc, self.rss_started, rss_mib(self.proc.pid))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_plugin(cmd: list[str], kubelet: Kubelet, num_vfs: int, calls: int, floors: dict[str, Floor],
+               health: Callable[[], list[float]] | None = None) -> tuple[Run, dict[str, Run]]:
+    """Start `cmd` (a device plugin for RESOURCES), measure it (its Allocate interleaved with the
+    floors'), stop it."""
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -133,10 +181,13 @@ def run_plugin(cmd: list[str], kubelet: Kubelet, num_vfs: int, calls: int,
         all_pools = time.monotonic() - t0
         socket = next(r.endpoint for r in kubelet.registrations if r.resource == "intel.com/net")
         net_ids = sorted(kubelet.resources()["intel.com/net"])
-        alloc = allocate_latencies(Path(socket), net_ids, calls)
+        time.sleep(1.0)  # past start-up (upstream's too): Allocate as a pod start meets it on a running node
+        samples = interleaved_latencies({"plugin": Path(socket), **{n: f.socket for n, f in floors.items()}},
+                                        net_ids, calls)
         flips = health() if health is not None else []
         time.sleep(0.5)
-        return Run(first, all_pools, alloc, rss_registered, rss_mib(proc.pid), flips)
+        run = Run(first, all_pools, samples["plugin"], rss_registered, rss_mib(proc.pid), flips)
+        return run, {n: f.run(samples[n]) for n, f in floors.items()}
     finally:
         proc.terminate()
         try:
@@ -146,25 +197,22 @@ def run_plugin(cmd: list[str], kubelet: Kubelet, num_vfs: int, calls: int,
             proc.wait()
 
 
-def run_bare(socket: Path, ids: list[str], calls: int) -> Run:
-    """bench/peers/bare_grpc.py on `socket`: the Allocate floor of any Python plugin here."""
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "peers" / "bare_grpc.py"),
-                             str(socket)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not socket.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        rss = rss_mib(proc.pid)
-        alloc = allocate_latencies(socket, ids, calls)
-        return Run(0.0, 0.0, alloc, rss, rss_mib(proc.pid))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+PY_FLOOR = "bare Python grpc"
+GO_FLOOR = "bare Go grpc"
 
 
-def measure(num_vfs: int, args: argparse.Namespace, upstream_bin: Path | None) -> dict[str, list[Run]]:
+def floor_commands(go_floor: Path | None) -> dict[str, list[str]]:
+    cmds = {PY_FLOOR: [sys.executable, str(Path(__file__).resolve().parent / "peers" / "bare_grpc.py")]}
+    if go_floor is not None:
+        cmds[GO_FLOOR] = [str(go_floor)]
+    return cmds
+
+
+def measure(num_vfs: int, args: argparse.Namespace, upstream_bin: Path | None,
+            go_floor: Path | None) -> dict[str, list[Run]]:
     root = Path(tempfile.mkdtemp(prefix="dpb", dir="/tmp"))
-    runs: dict[str, list[Run]] = {"sriovkit": [], "upstream": [], "bare grpc": []}
+    floor_cmds = floor_commands(go_floor)
+    runs: dict[str, list[Run]] = {"sriovkit": [], "upstream": [], **{n: [] for n in floor_cmds}}
     try:
         build_host(root / "host", num_vfs)
         config = root / "config.json"
@@ -175,6 +223,10 @@ def measure(num_vfs: int, args: argparse.Namespace, upstream_bin: Path | None) -
                 "--cni-state-dir", str(root / "cni-state"), "--metrics-address", "127.0.0.1:0",
                 "--log-level", "warning"]
         with contextlib.ExitStack() as stack:
+            floors: dict[str, Floor] = {}
+            for n, (name, cmd) in enumerate(floor_cmds.items()):
+                floors[name] = Floor(cmd, root / f"floor-{n}.sock")
+                stack.callback(floors[name].stop)
             theirs = None
             if upstream_bin is not None:
                 netns_path = stack.enter_context(upstream.veth_namespace(root / "host"))
@@ -192,11 +244,13 @@ def measure(num_vfs: int, args: argparse.Namespace, upstream_bin: Path | None) -
                         health = None
                         if name == "sriovkit" and r == 0 and args.flips:
                             health = lambda k=kubelet: health_latencies(k, Sysfs(root / "host"), args.flips)  # noqa: E731
-                        runs[name].append(run_plugin(cmd, kubelet, num_vfs, args.calls, health))
+                        run, floor_runs = run_plugin(cmd, kubelet, num_vfs, args.calls, floors, health)
+                        runs[name].append(run)
+                        if name == "sriovkit":  # the floors' figures from the same moments as ours
+                            for floor_name, floor_run in floor_runs.items():
+                                runs[floor_name].append(floor_run)
                     finally:
                         kubelet.stop()
-                ids = [f"0000:11:{d:02x}.{f}" for d in range(1, 16) for f in range(8)]
-                runs["bare grpc"].append(run_bare(root / f"bare-{r}.sock", ids, args.calls))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return runs
@@ -219,25 +273,37 @@ def summary(runs: list[Run]) -> dict[str, float]:
     }
 
 
-def figures(results: dict[int, dict[str, list[Run]]]) -> list[dict[str, object]]:
-    """The rows of `./dev bench`'s table: figure, sriovkit, upstream (None when it did not run), unit."""
+def figures(results: dict[int, dict[str, list[Run]]], upstream_why: str = "") -> list[dict[str, object]]:
+    """The rows of `./dev bench`'s table (bench/table.py's row format): sriovkit's figure; upstream's
+    from this run, or when upstream did not run, issue 18's recorded one (`recorded`, with why not
+    this run); and the floors measured in this run beside ours (`floors`: what stops a row)."""
     rows: list[dict[str, object]] = []
+
+    def row(figure: str, unit: str, key: str, ours: dict[str, float], theirs: dict[str, float] | None,
+            floors: dict[str, dict[str, float]], floor_key: str | None = None) -> None:
+        entry: dict[str, object] = {"figure": figure, "unit": unit, "sriovkit": ours[key]}
+        if theirs is not None:
+            entry["upstream"] = theirs[key]
+        elif (recorded := upstream.recorded(figure)) is not None:
+            entry["recorded"], entry["recorded_why"] = recorded, upstream_why
+        entry["floors"] = [{"name": FLOOR_LABELS[n], "value": f[floor_key or key]} for n, f in floors.items()]
+        rows.append(entry)
+
     for size, runs in results.items():
-        ours, theirs = summary(runs["sriovkit"]), summary(runs["upstream"]) if runs["upstream"] else None
-        bare = summary(runs["bare grpc"])
-        rows.append({"figure": f"first registration, {size} VFs", "unit": "s",
-                     "sriovkit": ours["first_s"], "upstream": theirs and theirs["first_s"]})
+        ours = summary(runs["sriovkit"])
+        theirs = summary(runs["upstream"]) if runs["upstream"] else None
+        floors = {n: summary(rs) for n in FLOOR_LABELS if (rs := runs.get(n))}
+        row(f"first registration, {size} VFs", "s", "first_s", ours, theirs, {})
         if size == min(results):
-            rows.append({"figure": f"Allocate mean, same client, {size} VFs", "unit": "ms",
-                         "sriovkit": ours["alloc_mean_ms"], "upstream": theirs and theirs["alloc_mean_ms"]})
-            rows.append({"figure": "  floor: bare Python grpc server, fixed answer, same client", "unit": "ms",
-                         "sriovkit": bare["alloc_mean_ms"], "upstream": theirs and theirs["alloc_mean_ms"]})
-            for key, label in (("rss_registered", "at registration"), ("rss_settled", "settled")):
-                rows.append({"figure": f"RSS {label}, {size} VFs", "unit": "MiB",
-                             "sriovkit": ours[key], "upstream": theirs and theirs[key]})
-            rows.append({"figure": "  floor: bare Python grpc server (interpreter + grpcio)", "unit": "MiB",
-                         "sriovkit": bare["rss_settled"], "upstream": theirs and theirs["rss_settled"]})
+            row(f"Allocate mean, same client, {size} VFs", "ms", "alloc_mean_ms", ours, theirs, floors)
+            # a floor's memory is the same whenever it is read: it holds no devices
+            row(f"RSS at registration, {size} VFs", "MiB", "rss_registered", ours, theirs, floors, "rss_settled")
+            row(f"RSS settled, {size} VFs", "MiB", "rss_settled", ours, theirs, floors)
     return rows
+
+
+FLOOR_LABELS = {PY_FLOOR: "bare Python grpc server, fixed answer (interpreter + grpcio + protobuf)",
+                GO_FLOOR: "bare Go grpc server, fixed answer (grpc-go, kubelet API package)"}
 
 
 def detail(results: dict[int, dict[str, list[Run]]]) -> str:
@@ -272,12 +338,16 @@ def main() -> None:
         upstream_bin = None if why else upstream_bin
     if upstream_bin is None:
         print(f"(upstream device plugin not run: {why})")
-    results = {n: measure(n, args, upstream_bin) for n in args.sizes}
+    go_floor, go_why = upstream.peer_binary("gofloor")
+    if go_floor is None:
+        print(f"(bare Go grpc floor not run: {go_why})")
+    results = {n: measure(n, args, upstream_bin, go_floor) for n in args.sizes}
     print(detail(results))
     print(f"(machine: {os.cpu_count()} CPUs, shared and noisy; medians over {args.rounds} interleaved rounds; "
+          "Allocate of each plugin and the floors in alternating blocks from one client; "
           "upstream: sriov-network-device-plugin built by bench/peers/build.sh)")
     if args.json:
-        Path(args.json).write_text(json.dumps(figures(results)))
+        Path(args.json).write_text(json.dumps(figures(results, why)))
 
 
 if __name__ == "__main__":

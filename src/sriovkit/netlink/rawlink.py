@@ -35,6 +35,7 @@ RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFLA_EXT_MASK = 29
 NETNSA_NSID = 1
 NETNSA_FD = 3
+IFNAMSIZ = 16  # with its terminating NUL
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
@@ -161,14 +162,15 @@ class LinkQuery:
         """The link with ifindex `index` (or named `name`); None when there is none."""
         attrs = _attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
         if index is None:
-            if not name:
-                return None
-            attrs += _attr(3, name.encode() + b"\0")
+            raw = (name or "").encode()
+            if not raw or len(raw) >= IFNAMSIZ or b"\0" in raw:
+                return None  # no link can have that name (the kernel answers ERANGE or EINVAL)
+            attrs += _attr(3, raw + b"\0")
         body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index or 0, 0, 0) + attrs
         try:
             found = self._request(RTM_GETLINK, NLM_F_REQUEST, body, RTM_NEWLINK)
         except NetlinkError as exc:
-            if exc.errno in (errno.ENODEV, errno.ENOENT, errno.EINVAL):  # EINVAL: a name no link can have
+            if exc.errno in (errno.ENODEV, errno.ENOENT, errno.EINVAL, errno.ERANGE):  # a name no link can have
                 return None
             raise
         return found[0] if found else None

@@ -3,8 +3,15 @@
 The tree looks like the kernel's where discovery looks: devices under
 ``sys/devices/pci0000:00/...``, ``sys/bus/pci/devices`` and
 ``sys/bus/pci/drivers/<drv>`` links, ``physfn``/``virtfnN`` links, ``class/net``
-links, ``uevent`` files, iommu groups, RDMA and uio entries, device nodes as
-plain files under ``dev/``. It is what tests, the demo and benchmarks run on.
+links, ``uevent`` files, iommu groups, RDMA and uio entries, device nodes under
+``dev/``. It is what tests, the demo and benchmarks run on.
+
+The device nodes are character devices with /dev/null's numbers (1:3) where the process that
+creates the host may make them (CAP_MKNOD: the real-node tests, the demo as root), and plain files
+otherwise. A container runtime handed one through CDI or the device plugin API needs a real device
+node to create the container's (containerd stats it for its type and numbers); 1:3 makes the
+container's node harmless. A node the simulator makes later (a VF bound to vfio-pci by the agent,
+which runs without CAP_MKNOD) is a hard link to ``dev/.sim-chardev``, the one node made at create.
 
 Netdev names in the tree may be the names of real interfaces (veths) that a
 caller creates separately; the tree only records names.
@@ -16,6 +23,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +43,8 @@ from sriovkit.sim.marker import is_simulated as is_simulated
 _MARKER = SIM_MARKER
 _DEV_LINK_BASE = os.path.join("sys", "devices", "pci0000:00")
 _ARPHRD = {"ether": 1, "infiniband": 32}
+_CHAR_TEMPLATE = ".sim-chardev"  # under dev/: the simulator's char device (/dev/null's numbers)
+_NULL_DEV = (1, 3)
 VfSettingName = Literal["mac", "vlan", "vlanProto", "spoofchk", "trust", "linkState", "minTxRate", "maxTxRate"]
 
 
@@ -254,14 +264,25 @@ class SimulatedHost:
     def _make_dev_nodes(self) -> None:
         dev = self.root / "dev"
         (dev / "vfio").mkdir(parents=True, exist_ok=True)
-        (dev / "vfio" / "vfio").touch()
+        with contextlib.suppress(PermissionError):  # no CAP_MKNOD: every node is a plain file
+            os.mknod(dev / _CHAR_TEMPLATE, 0o666 | stat.S_IFCHR, os.makedev(*_NULL_DEV))
+        self._make_node(dev / "vfio" / "vfio")
         (dev / "infiniband").mkdir(exist_ok=True)
         if self.spec.vhost_net:
             (dev / "net").mkdir(exist_ok=True)
-            (dev / "vhost-net").touch()
-            (dev / "net" / "tun").touch()
+            self._make_node(dev / "vhost-net")
+            self._make_node(dev / "net" / "tun")
         if any(pf.rdma for pf in self.spec.pfs):
-            (dev / "infiniband" / "rdma_cm").touch()
+            self._make_node(dev / "infiniband" / "rdma_cm")
+
+    def _make_node(self, path: Path) -> None:
+        """A device node: a link to the simulator's char device if there is one, else a plain file."""
+        if path.exists():
+            return
+        try:
+            os.link(self.root / "dev" / _CHAR_TEMPLATE, path)
+        except OSError:  # none made at create (no CAP_MKNOD), or links refused here
+            path.touch()
 
     def _make_pf(self, number: int, pf: SimPF) -> None:
         address = self.pf_address(number)
@@ -321,7 +342,7 @@ class SimulatedHost:
         os.symlink(f"../../../../devices/pci0000:00/{address}", group_dir / address)
         os.symlink(f"../../kernel/iommu_groups/{group}", path / "iommu_group")
         if driver == VFIO_DRIVER:
-            (self.root / "dev/vfio" / group).touch()
+            self._make_node(self.root / "dev/vfio" / group)
         return path
 
     def _write_uevent(
@@ -345,7 +366,7 @@ class SimulatedHost:
         group = os.path.basename(os.readlink(path / "iommu_group"))
         node = self.root / "dev/vfio" / group
         if driver == VFIO_DRIVER:
-            node.touch()
+            self._make_node(node)
         else:
             _unlink(node)
 
@@ -371,13 +392,13 @@ class SimulatedHost:
         for sub, name in (("infiniband_verbs", f"uverbs{number}"), ("infiniband_mad", f"umad{number}"),
                           ("infiniband_mad", f"issm{number}")):
             (device_dir / sub / name).mkdir(parents=True)
-            (self.root / "dev/infiniband" / name).touch()
+            self._make_node(self.root / "dev/infiniband" / name)
 
     def _make_uio(self, device_dir: Path) -> None:
         existing = len(list((self.root / "dev").glob("uio*")))
         name = f"uio{existing}"
         (device_dir / "uio" / name).mkdir(parents=True)
-        (self.root / "dev" / name).touch()
+        self._make_node(self.root / "dev" / name)
 
     def _make_vdpa(self, device_dir: Path, number: int, kind: str) -> None:
         driver = "vhost_vdpa" if kind == "vhost" else "virtio_vdpa"

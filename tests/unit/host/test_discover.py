@@ -48,6 +48,24 @@ def test_vfio_bound_vf_has_group_device_and_pf_link_type(make_host):
     assert snap.get(host.vf_address(0, 0)).vfio_group_device is None
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the simulator makes char devices only with CAP_MKNOD")
+def test_simulated_device_nodes_are_char_devices_a_container_runtime_accepts(make_host):
+    """containerd takes a CDI or device-plugin node's type and numbers from the host file: the
+    simulator's are char devices with /dev/null's numbers, also the ones a later bind makes
+    (linked to the one made at create: the agent that binds has no CAP_MKNOD)."""
+    import stat
+
+    host, snap = make_host({"name": "eth0", "numVfs": 2, "vfDrivers": {"1": "vfio-pci"}})
+    sysfs = Sysfs(host.root)
+    host.bind_driver(host.vf_address(0, 0), "vfio-pci")
+    groups = [discover_device(sysfs, host.vf_address(0, i)).vfio_group_device for i in range(2)]
+    for path in ["/dev/vfio/vfio", "/dev/vhost-net", "/dev/net/tun", *groups]:
+        st = os.stat(sysfs.dev_path(path))
+        assert stat.S_ISCHR(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) == (1, 3), path
+    host.bind_driver(host.vf_address(0, 0), "iavf")
+    assert not os.path.exists(sysfs.dev_path(groups[0]))
+
+
 def test_uio_bound_vf_lists_its_uio_device(make_host):
     host, snap = make_host({"name": "eth0", "numVfs": 2, "vfDrivers": {"0-1": "igb_uio"}})
     uios = [snap.get(host.vf_address(0, i)).uio_devices for i in range(2)]

@@ -36,9 +36,11 @@ NAD_SCHEMA: dict[str, Any] = {
                     "type": "object",
                     "additionalProperties": {"type": "string"},
                     "properties": {
-                        # <DNS subdomain prefix>/<name>, as the device plugin advertises it
-                        "k8s.v1.cni.cncf.io/resourceName": {"type": "string",
-                                                            "pattern": r"^[a-z0-9.-]+/[A-Za-z0-9_]+$"},
+                        # <DNS subdomain prefix>/<name>, as the device plugin advertises it, or a
+                        # ResourceClaim's name (Multus 4.x keys a pod's DRA devices by claim name)
+                        "k8s.v1.cni.cncf.io/resourceName": {
+                            "type": "string",
+                            "pattern": r"^([a-z0-9.-]+/[A-Za-z0-9_]+|[a-z0-9]([-a-z0-9.]*[a-z0-9])?)$"},
                     },
                 },
                 "labels": {"type": "object", "additionalProperties": {"type": "string"}},

@@ -42,8 +42,8 @@ def test_demo_runs_the_whole_flow_and_leaves_nothing() -> None:
     # the third PF's VFs through DRA: published, a claim prepared and unprepared by the kubelet stand-in
     assert "DRA driver sriovnetwork.k8snetworkplumbingwg.io registered (v1.DRAPlugin)" in out
     assert re.search(r"ResourceSlice .*: pool demo-node/0000-14-00-0, devices 0000-15-00-0, 0000-15-00-1 ", out)
-    assert re.search(r"NodePrepareResources: CDI devices sriovnetwork\.k8snetworkplumbingwg\.io/vf=\S+-0000-15-00-0",
-                     out)
+    assert re.search(r"NodePrepareResources: CDI devices "
+                     r"sriovnetwork\.k8snetworkplumbingwg\.io/claim-\S+=0000:15:00\.0", out)
     assert "SRIOVNETWORK_PCI_ADDRESSES=0000:15:00.0" in out
     assert "NodeUnprepareResources: ok; CDI spec and device-info removed" in out
     assert "nothing left behind" in out

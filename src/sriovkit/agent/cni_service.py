@@ -11,10 +11,11 @@ paths act on the same node and answer with the same bytes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from sriovkit.agent.metrics import AgentMetrics
 from sriovkit.cni.context import CniContext
@@ -27,6 +28,8 @@ class CniService:
 
     context: CniContext
     metrics: AgentMetrics | None = None
+    # told every call and its answer once it is made (the DRA driver's networkData); must not block
+    observers: list[Callable[[Mapping[str, str], bytes, bytes, int], None]] = field(default_factory=list)
 
     def __call__(self, env: Mapping[str, str], stdin: bytes) -> tuple[bytes, int]:
         start = time.monotonic()
@@ -34,6 +37,11 @@ class CniService:
         if self.metrics is not None:
             self.metrics.observe_cni(env.get("CNI_COMMAND", ""), code, time.monotonic() - start,
                                      error_code=answered_code(stdout) if code else None)
+        for observe in self.observers:
+            try:
+                observe(env, stdin, stdout, code)
+            except Exception:  # the answer stands whatever an observer does
+                logging.getLogger(__name__).exception("CNI observer %r failed", observe)
         return stdout, code
 
 

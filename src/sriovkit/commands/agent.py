@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 from sriovkit import logs, nodepaths
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from sriovkit.agent.metrics import AgentMetrics
     from sriovkit.agent.node import Component, NodeAgent
     from sriovkit.cni.context import CniContext
+    from sriovkit.dra.driver import DraDriver
     from sriovkit.host.sysfs import Sysfs
     from sriovkit.provision.reconcile import PolicyReconciler
 
@@ -97,9 +98,12 @@ def _add_dra_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dra-taint-unhealthy", action="store_true",
                    help="publish unhealthy VFs with a NoSchedule device taint instead of withdrawing them "
                    "(needs the API server's DRADeviceTaints feature)")
+    g.add_argument("--dra-node-root", default="/",
+                   help="the node's root as the container runtime sees it: the CDI specs of claims name "
+                   "device nodes (/dev/vfio/<group>, ...) under it (default /; a simulated host's tree)")
 
 
-def _dra_driver(args: argparse.Namespace, agent: NodeAgent) -> Component:
+def _dra_driver(args: argparse.Namespace, agent: NodeAgent) -> DraDriver:
     import re
     from pathlib import Path
 
@@ -114,6 +118,8 @@ def _dra_driver(args: argparse.Namespace, agent: NodeAgent) -> Component:
     if len(args.dra_driver_name) > 63 or not re.fullmatch(dns, args.dra_driver_name):
         problems.append(f"--dra-driver-name {args.dra_driver_name}: must be a DNS subdomain of at most 63 "
                         "characters, e.g. sriovnetwork.k8snetworkplumbingwg.io")
+    if not os.path.isabs(args.dra_node_root):
+        problems.append(f"--dra-node-root {args.dra_node_root}: must be an absolute path")
     if not args.node_name:
         problems.append("--node-name: required with --dra (or env NODE_NAME)")
     if args.kubeconfig and not os.path.isfile(args.kubeconfig):
@@ -130,7 +136,7 @@ def _dra_driver(args: argparse.Namespace, agent: NodeAgent) -> Component:
                            plugins_registry_dir=Path(args.plugins_registry_dir),
                            plugins_dir=Path(args.dra_plugins_dir), state_dir=Path(args.dra_state_dir),
                            cdi_dir=Path(args.cdi_dir), devinfo_dir=Path(args.devinfo_dir),
-                           taint_unhealthy=args.dra_taint_unhealthy,
+                           taint_unhealthy=args.dra_taint_unhealthy, node_root=Path(args.dra_node_root),
                            # crash tests only: honoured on a simulated host, never on a real node's /
                            fault_hook=fault_hook_from_env(os.environ, args.host_root))
     return DraDriver(settings, agent.device_plugins, api, drivers=DriverBinderFor(agent.device_plugins.settings.sysfs))
@@ -172,8 +178,8 @@ def _agent(args: argparse.Namespace) -> int:
     hotplug = _hotplug_controller(args) if args.hotplug else None  # its flags checked before the node changes
     metrics = AgentMetrics()
     agent = NodeAgent(settings, metrics=metrics)
-    listeners = _cni_and_metrics(agent, args, metrics)
     dra = _dra_driver(args, agent) if args.dra else None
+    listeners = _cni_and_metrics(agent, args, metrics, observers=[dra.cni_observer] if dra is not None else [])
     try:
         # another agent's sockets and port, before this one changes anything (VFs included)
         agent.check_conflicts([*listeners, *([dra] if dra is not None else [])])
@@ -245,8 +251,10 @@ def _policy_reconciler(args: argparse.Namespace, sysfs: Sysfs, *,
     return reconciler
 
 
-def _cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentMetrics) -> list[Component]:
-    """The CNI socket server and the metrics endpoint the flags ask for, built (nothing bound yet)."""
+def _cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentMetrics, *,
+                     observers: list[Callable[[Mapping[str, str], bytes, bytes, int], None]]) -> list[Component]:
+    """The CNI socket server and the metrics endpoint the flags ask for, built (nothing bound yet);
+    `observers` are told every CNI call and its answer (the DRA driver's networkData)."""
     from sriovkit.agent.cni_service import CniService
     from sriovkit.agent.metrics import MetricsServer
     from sriovkit.commands.ports import agent_cni_context
@@ -264,7 +272,7 @@ def _cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentM
             raise UserError(f"--cni-caller-root-link {link}: must be an absolute path")
         context = agent_cni_context(args.host_root, state_dir=args.cni_state_dir, caller_root=link,
                                     devinfo_dir=args.cni_devinfo_dir, log_dir=args.cni_log_dir)
-        listeners.append(CniSocketServer(args.cni_socket, CniService(context, metrics),
+        listeners.append(CniSocketServer(args.cni_socket, CniService(context, metrics, observers),
                                          max_concurrent=args.cni_max_concurrent,
                                          caller_root=CallerRoot(link) if link else None))
         if args.cni_gc_seconds:

@@ -24,6 +24,7 @@ from sriovkit.deviceplugin.manager import DevicePluginManager
 from sriovkit.dra.checkpoint import Checkpoint
 from sriovkit.dra.inventory import DraDevice, dra_devices, served_by
 from sriovkit.dra.kube import DraApi
+from sriovkit.dra.netstatus import ClaimNetworkStatus
 from sriovkit.dra.prepare import ClaimPreparer, PreparedDevice, PrepareSettings
 from sriovkit.dra.publisher import SlicePublisher
 from sriovkit.dra.server import ClaimHandler, DeviceHealth, DraPluginServer
@@ -42,6 +43,7 @@ class DraSettings:
     state_dir: Path = Path(nodepaths.DRA_STATE_DIR)
     cdi_dir: Path = Path(nodepaths.CDI_DIR)
     devinfo_dir: Path = Path(nodepaths.DEVINFO_DIR)
+    node_root: Path = Path("/")  # the node's root as the container runtime sees it (CDI host paths)
     taint_unhealthy: bool = False  # withdraw unhealthy VFs (default) or publish them with a taint
     socket_check_s: float = 1.0
     fault_hook: FaultHook | None = None  # tests only (sriovkit.cni.faults); never set on a real node
@@ -58,7 +60,7 @@ class DraDriver:
         sysfs = manager.settings.sysfs
         self.preparer = ClaimPreparer(
             PrepareSettings(settings.driver_name, settings.cdi_dir, settings.devinfo_dir, sysfs,
-                            fault_hook=settings.fault_hook),
+                            node_root=settings.node_root, fault_hook=settings.fault_hook),
             Checkpoint(settings.state_dir), drivers, self.devices)
         self.server = DraPluginServer(settings.driver_name, registry_dir=settings.plugins_registry_dir,
                                       plugins_dir=settings.plugins_dir,
@@ -66,6 +68,9 @@ class DraDriver:
                                       health=self.health)
         self.publisher = (SlicePublisher(api, settings.node_name, settings.driver_name, self.slices)
                           if api is not None else None)
+        # networkData in the claims' status after the agent's CNI attached their VFs (cni_observer)
+        self.network_status = (ClaimNetworkStatus(api, settings.driver_name, self.preparer.checkpoint)
+                               if api is not None else None)
         self._stopping = threading.Event()
         self._watch: threading.Thread | None = None
         # set now, before the agent starts the manager: its first pools already keep held VFs
@@ -89,9 +94,16 @@ class DraDriver:
             # know yet: publish again as soon as it knows us, not at the next resync
             self.server.on_registered = self.publisher.trigger
             self.publisher.start()
+        if self.network_status is not None:
+            self.network_status.start()
         self._stopping.clear()
         self._watch = threading.Thread(target=self._watch_sockets, name="dra-sockets", daemon=True)
         self._watch.start()
+
+    def cni_observer(self, env: Mapping[str, str], stdin: bytes, stdout: bytes, code: int) -> None:
+        """For the agent's CNI service: after each call, a claimed VF's networkData (netstatus)."""
+        if self.network_status is not None:
+            self.network_status.observe(env, stdin, stdout, code)
 
     def check_conflicts(self) -> None:
         """Before anything starts: refuse (SocketInUseError) when another process serves our sockets."""
@@ -103,6 +115,8 @@ class DraDriver:
             self._watch.join(timeout=5)
         if self.publisher is not None:
             self.publisher.stop()
+        if self.network_status is not None:
+            self.network_status.stop()
         self.server.stop()
 
     def _watch_sockets(self) -> None:

@@ -1,6 +1,7 @@
 """The API server side of the driver, through the official `kubernetes` client (resource.k8s.io/v1):
-read a ResourceClaim, list/create/replace/delete this node's ResourceSlices. Objects are plain
-dicts (CustomObjectsApi, raw JSON), so a field newer than the client's models is kept as it is.
+read a ResourceClaim and patch its status.devices (networkData), list/create/replace/delete this node's
+ResourceSlices. Objects are plain dicts (CustomObjectsApi, raw JSON), so a field newer than the
+client's models is kept as it is.
 """
 
 from __future__ import annotations
@@ -23,8 +24,14 @@ class ApiError(SriovkitError, RuntimeError):
     """An API request failed; the message names the request and the server's reason."""
 
 
+class ConflictError(ApiError):
+    """409: the object changed since it was read (read it again and retry)."""
+
+
 class DraApi(Protocol):
     def get_claim(self, namespace: str, name: str) -> Obj: ...
+    def patch_claim_devices_status(self, namespace: str, name: str, resource_version: str,
+                                   devices: list[Obj]) -> None: ...
     def list_slices(self, node_name: str, driver: str) -> list[Obj]: ...
     def create_slice(self, body: Obj) -> None: ...
     def replace_slice(self, name: str, body: Obj) -> None: ...
@@ -47,7 +54,8 @@ class KubernetesDraApi:
         try:
             resp = func(*args, _preload_content=False, _request_timeout=_REQUEST_TIMEOUT_S, **kwargs)
         except ApiException as exc:
-            raise ApiError(f"{what}: {exc.status} {_reason(exc)}") from None
+            error = ConflictError if exc.status == 409 else ApiError
+            raise error(f"{what}: {exc.status} {_reason(exc)}") from None
         except OSError as exc:  # connection refused, timeouts (urllib3 errors are OSErrors)
             raise ApiError(f"{what}: {exc}") from None
         return json.loads(resp.data) if resp.data else {}
@@ -56,6 +64,17 @@ class KubernetesDraApi:
         obj: Obj = self._call(f"get resourceclaim {namespace}/{name}", self._custom.get_namespaced_custom_object,
                               GROUP, VERSION, namespace, CLAIMS, name)
         return obj
+
+    def patch_claim_devices_status(self, namespace: str, name: str, resource_version: str,
+                                   devices: list[Obj]) -> None:
+        """status.devices replaced whole by a merge patch, only if the claim is still at
+        `resource_version` (ConflictError otherwise). A patch, not a PUT of the claim read: a PUT
+        re-encodes the allocation's opaque parameters, whose bytes the API server compares, and is
+        refused as a change to the immutable status.allocation."""
+        self._call(f"patch resourceclaim {namespace}/{name} status.devices",
+                   self._custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, CLAIMS, name,
+                   {"metadata": {"resourceVersion": resource_version}, "status": {"devices": devices}},
+                   _content_type="application/merge-patch+json")
 
     def list_slices(self, node_name: str, driver: str) -> list[Obj]:
         page = self._call("list resourceslices", self._custom.list_cluster_custom_object, GROUP, VERSION, SLICES,

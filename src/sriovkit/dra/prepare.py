@@ -26,6 +26,7 @@ from sriovkit.deviceplugin import files
 from sriovkit.deviceplugin.payload import (
     CDI_VERSION,
     RDMA_CM,
+    DeviceNode,
     DevicePayload,
     HostDevNodes,
     cdi_device,
@@ -44,7 +45,9 @@ from sriovkit.resources.config import ResourceConfig
 
 log = logging.getLogger(__name__)
 
-CDI_CLASS = "vf"
+# a claim's CDI spec has a class of its own (its devices are named after the VFs' PCI addresses,
+# unique within the class even when adminAccess lets two claims hold one VF)
+CDI_CLASS_PREFIX = "claim-"
 _UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 _RDMA_ENV = (("uverbs", "RDMA_UVERB"), ("umad", "RDMA_UMAD"), ("issm", "RDMA_ISSM"), ("rdma_cm", "RDMA_CM"))
 
@@ -63,12 +66,20 @@ class PrepareSettings:
     cdi_dir: Path
     devinfo_dir: Path
     sysfs: Sysfs
+    node_root: Path = Path("/")  # the node's root as the container runtime sees it (CDI host paths)
     # tests only (sriovkit.cni.faults): stop dead after a step; never set on a real node
     fault_hook: FaultHook | None = None
 
 
-def cdi_kind(driver_name: str) -> str:
-    return f"{driver_name}/{CDI_CLASS}"
+def cdi_kind(driver_name: str, uid: str) -> str:
+    return f"{driver_name}/{CDI_CLASS_PREFIX}{uid}"
+
+
+def cdi_id(driver_name: str, uid: str, pci_address: str) -> str:
+    """A VF's CDI device ID: ``<driver>/claim-<claim uid>=<PCI address>``. The part after '=' is
+    what Multus 4.x takes from the kubelet's podresources as the network's ``deviceID`` (its
+    getDRAResources), so the CNI is handed the VF's PCI address as with the device plugin."""
+    return f"{cdi_kind(driver_name, uid)}={pci_address}"
 
 
 def _env_key(device_name: str) -> str:
@@ -126,9 +137,8 @@ class ClaimPreparer:
         driver = self.settings.driver_name
         allocated = allocated_devices(claim, driver=driver, group=driver)
         inventory = self.inventory()
-        kind = cdi_kind(driver)
         devices = []
-        for i, alloc in enumerate(allocated):
+        for alloc in allocated:
             offered = inventory.get((alloc.pool, alloc.device))
             if offered is None:
                 raise ClaimError(f"claim {ref}: device {alloc.pool}/{alloc.device} is not offered by this node "
@@ -136,17 +146,18 @@ class ClaimPreparer:
             holders = [h for h in self.checkpoint.holders(offered.facts.pci_address) if h != uid]
             if holders and not alloc.admin_access:
                 raise ClaimError(f"claim {ref}: device {alloc.device} is already prepared for claim {holders[0]}")
-            devices.append(self._device_plan(alloc, offered, kind, uid, first=i == 0))
+            devices.append(self._device_plan(alloc, offered, uid))
         return {"uid": uid, "namespace": meta.get("namespace", ""), "name": meta.get("name", ""),
                 "pod_uid": reserved_pod_uid(claim), "complete": False, "devices": devices,
                 "cdi_spec": str(self._cdi_spec_path(uid))}
 
-    def _device_plan(self, alloc: AllocatedDevice, offered: DraDevice, kind: str, uid: str, *,
-                     first: bool) -> PreparedVf:
+    def _device_plan(self, alloc: AllocatedDevice, offered: DraDevice, uid: str) -> PreparedVf:
         pci = offered.facts.pci_address
         current = discover_device(self.settings.sysfs, pci).driver
         wanted = _wanted_driver(alloc.config.driver, current)
-        cdi_ids = [f"{kind}={uid}-{alloc.device}"] + ([f"{kind}={uid}"] if first else [])
+        # one CDI device per VF and nothing else: Multus counts every CDI ID of the claim as a
+        # deviceID, so a claim-wide device would be handed to a network as if it were a VF
+        cdi_ids = [cdi_id(self.settings.driver_name, uid, pci)]
         return {"request": alloc.request, "pool": alloc.pool, "device": alloc.device, "pci": pci,
                 "resource": offered.resource.full_name, "facts": dataclasses.asdict(offered.facts),
                 "original_driver": current,
@@ -179,18 +190,27 @@ class ClaimPreparer:
     def _cdi_spec(self, record: ClaimRecord,
                   payloads: list[tuple[PreparedVf, PciDevice, DevicePayload, ResourceConfig]]) -> dict[str, Any]:
         uid = record["uid"]
-        devices = []
         by_resource: dict[str, tuple[ResourceConfig, list[DevicePayload]]] = {}
-        for dev, _vf, payload, resource in payloads:
-            devices.append(cdi_device(f"{uid}-{dev['device']}", payload.nodes, _device_env(dev, payload)))
+        for _dev, _vf, payload, resource in payloads:
             by_resource.setdefault(resource.full_name, (resource, []))[1].append(payload)
+        # the claim's variables are in every device's edits (the same values each time): a
+        # container given any of the claim's devices finds all its VFs
         claim_env = {"SRIOVNETWORK_PCI_ADDRESSES": ",".join(d["pci"] for d in record["devices"])}
         for resource, group in by_resource.values():
             key = env_name(resource)
             claim_env[key] = ",".join(p.device_id for p in group)
             claim_env[f"{key}_INFO"] = info_json(group)
-        devices.append(cdi_device(uid, (), claim_env))
-        return {"cdiVersion": CDI_VERSION, "kind": cdi_kind(self.settings.driver_name), "devices": devices}
+        devices = [cdi_device(dev["pci"], self._host_nodes(payload.nodes), {**_device_env(dev, payload), **claim_env})
+                   for dev, _vf, payload, _resource in payloads]
+        return {"cdiVersion": CDI_VERSION, "kind": cdi_kind(self.settings.driver_name, uid), "devices": devices}
+
+    def _host_nodes(self, nodes: tuple[DeviceNode, ...]) -> list[DeviceNode]:
+        """The device nodes with their host path where the container runtime finds them: under the
+        node's root as the runtime sees it (`node_root`; "/" on a node, a simulated host's tree)."""
+        root = self.settings.node_root
+        if root == Path("/"):
+            return list(nodes)
+        return [dataclasses.replace(n, host_path=str(root / n.host_path.lstrip("/"))) for n in nodes]
 
     def _cdi_spec_path(self, uid: str) -> Path:
         return self.settings.cdi_dir / f"sriovkit-dra-{uid}.json"

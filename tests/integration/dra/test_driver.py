@@ -17,7 +17,10 @@ from tests.support.dra_node import DRIVER, MLX_VF0, NODE_NAME, PF0_VF2, DraNode,
 
 POOL0, POOL1 = f"{NODE_NAME}/0000-10-00-0", f"{NODE_NAME}/0000-12-00-0"
 ALL_DRA = {POOL0: ["0000-11-00-2"], POOL1: ["0000-13-00-0", "0000-13-00-1"]}
-KIND = f"{DRIVER}/vf"
+
+
+def kind(uid: str) -> str:
+    return f"{DRIVER}/claim-{uid}"
 
 
 def cdi_spec(node: DraNode, uid: str) -> dict:
@@ -55,20 +58,21 @@ def test_prepare_binds_vfio_writes_cdi_and_device_info_and_unprepare_restores(dr
     assert answer.error == ""
     (device,) = answer.devices
     assert (list(device.request_names), device.pool_name, device.device_name) == (["vf"], POOL0, "0000-11-00-2")
-    assert list(device.cdi_device_ids) == [f"{KIND}={uid}-0000-11-00-2", f"{KIND}={uid}"]
+    # one CDI device per VF, named by its PCI address: what Multus 4.x hands the CNI as deviceID
+    assert list(device.cdi_device_ids) == [f"{kind(uid)}={PF0_VF2}"]
     vf = discover_device(dra_node.sysfs, PF0_VF2)
     assert vf.driver == "vfio-pci"
     spec = cdi_spec(dra_node, uid)
-    assert spec["kind"] == KIND
+    assert spec["kind"] == kind(uid)
     by_name = {d["name"]: d["containerEdits"] for d in spec["devices"]}
-    edits = by_name[f"{uid}-0000-11-00-2"]
+    assert list(by_name) == [PF0_VF2]
+    edits = by_name[PF0_VF2]
     assert {n["path"] for n in edits["deviceNodes"]} == {"/dev/vfio/vfio", f"/dev/vfio/{vf.iommu_group}"}
     assert f"SRIOVNETWORK_VF_DEVICE_0000_11_00_2={PF0_VF2}" in edits["env"]
     assert f"SRIOVNETWORK_0000_11_00_2_VFIO_DEVICE=/dev/vfio/{vf.iommu_group}" in edits["env"]
     assert "SRIOVNETWORK_NET_ATTACH_DEF_NAME=sriov-net" in edits["env"]
-    claim_env = by_name[uid]["env"]
-    assert f"PCIDEVICE_INTEL_COM_VFS={PF0_VF2}" in claim_env
-    assert f"SRIOVNETWORK_PCI_ADDRESSES={PF0_VF2}" in claim_env
+    assert f"PCIDEVICE_INTEL_COM_VFS={PF0_VF2}" in edits["env"]
+    assert f"SRIOVNETWORK_PCI_ADDRESSES={PF0_VF2}" in edits["env"]
     devinfo = dra_node.devinfo_dir / f"intel.com-vfs-{PF0_VF2}-device.json"
     assert json.loads(devinfo.read_text())["pci"]["pci-address"] == PF0_VF2
     # the kubelet asks again (it lost our answer): same answer, nothing done twice
@@ -90,7 +94,7 @@ def test_rdma_vf_gets_its_nodes_and_the_vf_keeps_its_driver(dra_node):
     answer = dra_node.kubelet.prepare_claims(DRIVER, [(ns, uid, name)])[uid]
     assert answer.error == ""
     assert discover_device(dra_node.sysfs, MLX_VF0).driver == "mlx5_core"
-    edits = {d["name"]: d["containerEdits"] for d in cdi_spec(dra_node, uid)["devices"]}[f"{uid}-0000-13-00-0"]
+    edits = {d["name"]: d["containerEdits"] for d in cdi_spec(dra_node, uid)["devices"]}[MLX_VF0]
     paths = {n["path"] for n in edits["deviceNodes"]}
     assert {"/dev/vhost-net", "/dev/net/tun"} <= paths
     assert any(p.startswith("/dev/infiniband/uverbs") for p in paths)

@@ -61,7 +61,7 @@ def test_the_kubelets_own_client_code_registers_prepares_and_watches_health(dra_
         missing = "default/0000-missing/nope"
         prepared = call(peer, "-endpoint", endpoint, "-version", version, "prepare", f"{ns}/{uid}/{name}", missing)
         assert prepared[uid] == {"devices": [{"requests": ["vf"], "pool": POOL0, "device": "0000-11-00-2",
-                                              "cdi": [f"{DRIVER}/vf={uid}-0000-11-00-2", f"{DRIVER}/vf={uid}"]}],
+                                              "cdi": [f"{DRIVER}/claim-{uid}={PF0_VF2}"]}],
                                  "error": ""}
         assert prepared["0000-missing"]["devices"] is None and "404" in prepared["0000-missing"]["error"]
         assert discover_device(dra_node.sysfs, PF0_VF2).driver == "vfio-pci"

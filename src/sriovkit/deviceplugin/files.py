@@ -17,11 +17,18 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sriovkit import atomicfile
-from sriovkit.deviceplugin.payload import DevicePayload, cdi_spec, device_info, device_info_file_name
+from sriovkit.deviceplugin.payload import (
+    DEVICE_INFO_SUFFIX,
+    DevicePayload,
+    cdi_spec,
+    device_info,
+    device_info_file_name,
+    device_info_file_prefix,
+)
 from sriovkit.resources.config import ResourceConfig
 from sriovkit.resources.selectors import Device, device_id
 
-_DEVINFO_SUFFIX = "-device.json"
+_DEVINFO_SUFFIX = DEVICE_INFO_SUFFIX
 
 
 def _json_text(document: object) -> str:
@@ -53,7 +60,7 @@ def write_device_info(directory: Path, resource: ResourceConfig,
 
 def remove_device_info(directory: Path, resource: ResourceConfig, keep: Iterable[str] = ()) -> list[str]:
     """Remove this resource's device-info files except those for `keep`; returns the removed IDs."""
-    prefix = resource.full_name.replace("/", "-") + "-"
+    prefix = device_info_file_prefix(resource)
     kept = set(keep)
     removed: list[str] = []
     try:

@@ -221,7 +221,15 @@ def device_info(dev: Device, payload: DevicePayload | None = None) -> dict[str, 
                                    rdma_device=",".join(dev.rdma_devices), vhost_net=vhost)
 
 
+DEVICE_INFO_SUFFIX = "-device.json"
+
+
+def device_info_file_prefix(resource: ResourceConfig) -> str:
+    """What every device-info file name of `resource` starts with: ``<prefix>-<name>-``."""
+    return f"{resource.full_name.replace('/', '-')}-"
+
+
 def device_info_file_name(resource: ResourceConfig, dev_id: str) -> str:
     """``<prefix>-<name>-<device id>-device.json``: upstream's name for a device
     plugin's device-info file (the resource's '/' becomes '-')."""
-    return f"{resource.full_name.replace('/', '-')}-{dev_id}-device.json"
+    return f"{device_info_file_prefix(resource)}{dev_id}{DEVICE_INFO_SUFFIX}"

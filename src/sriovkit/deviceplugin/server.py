@@ -26,11 +26,12 @@ from sriovkit.deviceplugin.api import deviceplugin_pb2_grpc as pb_grpc
 from sriovkit.deviceplugin.health import HEALTHY, UNHEALTHY
 from sriovkit.deviceplugin.metrics import PoolMetrics
 from sriovkit.deviceplugin.payload import (
+    DEVICE_INFO_SUFFIX,
     ContainerAllocation,
     DevicePayload,
     HostDevNodes,
     container_allocation,
-    device_info_file_name,
+    device_info_file_prefix,
 )
 from sriovkit.deviceplugin.payload import device_payload as make_payload
 from sriovkit.deviceplugin.preferred import Placement, preferred_allocation
@@ -96,7 +97,6 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         self._payloads: dict[str, DevicePayload] = {}
         self._devices: dict[str, Device] = {}
         self._devinfo_written: set[str] = set()  # IDs whose device-info file is current
-        self._devinfo_paths: dict[str, str] = {}  # ID -> its device-info file's path
         # device IDs -> the ContainerAllocateResponse for them: a pure function of the index
         self._answers: dict[tuple[str, ...], pb.ContainerAllocateResponse] = {}
         self._prewriter: threading.Thread | None = None
@@ -119,9 +119,9 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         # payloads are built when first asked for (Allocate, CDI spec): a health
         # change on a 4096-device pool must not redo selector matching for all
         self._devices = {device_id(d): d for d in pool.devices}
+        self._devinfo_prefix = os.path.join(self.out.devinfo_dir, device_info_file_prefix(pool.config))
         self._payloads = {}
         self._devinfo_written = set()
-        self._devinfo_paths = {}
         self._answers = {}
 
     def publish(self, pool: ResourcePool, health: dict[str, bool], *, host: HostDevNodes | None = None) -> None:
@@ -176,11 +176,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         return writer is None or not writer.is_alive()
 
     def _devinfo_path(self, dev_id: str) -> str:
-        path = self._devinfo_paths.get(dev_id)
-        if path is None:
-            path = self._devinfo_paths[dev_id] = os.path.join(self.out.devinfo_dir,
-                                                               device_info_file_name(self._pool.config, dev_id))
-        return path
+        return self._devinfo_prefix + dev_id + DEVICE_INFO_SUFFIX  # device_info_file_name's, in our directory
 
     def _write_pending_device_info(self, ids: Sequence[str] | None = None) -> None:
         """Write the files of `ids` (default: all devices) not known to be current; a file removed
@@ -197,9 +193,6 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
             if todo:
                 files.write_device_info(directory, config, [(dev, payload) for _, dev, payload in todo])
                 with self._cond:
-                    if written is self._devinfo_written:  # still this index: its paths are right
-                        for i, _, _ in todo:
-                            self._devinfo_path(i)  # Allocate's check needs it
                     written.update(i for i, _, _ in todo)
 
     def _list_response(self) -> pb.ListAndWatchResponse:
@@ -364,8 +357,8 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         return message
 
     def _allocated(self, ids: Sequence[str]) -> None:
-        written, paths = self._devinfo_written, self._devinfo_paths  # replaced on a new index, never shrunk
-        if not all(i in written and (path := paths.get(i)) is not None and os.path.exists(path) for i in ids):
+        written = self._devinfo_written  # replaced on a new index, never shrunk
+        if not all(i in written and os.path.exists(self._devinfo_path(i)) for i in ids):
             self._write_pending_device_info(ids)  # written ahead already, unless asked for first or removed
         if self.metrics is not None:
             self.metrics.count_allocations(self.name, len(ids))

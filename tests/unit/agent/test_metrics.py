@@ -50,6 +50,11 @@ def test_pool_sizes_and_device_health(served):
     assert 'sriovkit_pool_devices{health="unhealthy",resource="intel.com/net"} 1.0' in body
     assert 'sriovkit_device_healthy{device="0000:11:00.1",resource="intel.com/net"} 0.0' in body
     assert 'sriovkit_device_allocations_total{resource="intel.com/net"} 1.0' in body
+    assert 'sriovkit_device_healthy{device="0000:11:00.0",resource="intel.com/net"} 1.0' in body
+    metrics.forget_pool("intel.com/net", ["0000:11:00.1"])
+    body = get(server, "/metrics")[1]
+    assert 'sriovkit_device_healthy{device="0000:11:00.0",resource="intel.com/net"} 1.0' in body
+    assert 'device="0000:11:00.1"' not in body
     metrics.forget_pool("intel.com/net", ["0000:11:00.0", "0000:11:00.1"])
     assert "intel.com/net" not in get(server, "/metrics")[1].split("sriovkit_device_allocations")[0]
 

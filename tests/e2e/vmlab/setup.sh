@@ -12,6 +12,11 @@ trap 'rc=$?; [ $rc = 0 ] || echo "[setup] FAILED (exit $rc): $BASH_COMMAND" >&2'
 [ "$(id -u)" = 0 ] || { echo "[setup] FAILED: must run as root (apt-get, /var/tmp/vmlab)" >&2; exit 1; }
 HERE=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 VMLAB=${VMLAB_CACHE:-/var/tmp/vmlab}    # build outputs live here, not beside the scripts
+mkdir -p "$VMLAB"
+# one setup at a time: two at once on a fresh cache both edit modules.dep (sed -i) and lose each
+# other's changes
+exec 9> "$VMLAB/.setup.lock"
+flock 9
 mkdir -p "$VMLAB/initramfs" && cp "$HERE/initramfs/init" "$VMLAB/initramfs/init"
 cd "$VMLAB"
 export DEBIAN_FRONTEND=noninteractive
@@ -65,18 +70,20 @@ fi
 # Pre-decompress the modules every boot loads (busybox modprobe would otherwise xz-decompress
 # them in user space under emulation on every boot: ~1 s of TCG time)
 EAGER=${VMLAB_EAGER_MODULES:-"igb igbvf vfio-pci vfio_iommu_type1 veth"}
-if [ ! -e kernel/.eager ] || [ "$(cat kernel/.eager)" != "$EAGER" ]; then
-    for m in $EAGER; do
-        pat=$(echo "$m" | sed 's/[-_]/[-_]/g')
-        line=$(grep -E "/${pat}\.ko(\.xz)?:" "$MODDIR/modules.dep") || { log "module $m not found"; exit 1; }
-        for f in ${line%%:*} ${line#*:}; do
-            case $f in *.xz) [ ! -e "$MODDIR/$f" ] || { log "decompressing $f"; xz -d "$MODDIR/$f"
-                # point modules.dep at the .ko (cheaper than a second 11 s depmod run)
-                sed -i "s#$(echo "$f" | sed 's/[.]/[.]/g')#${f%.xz}#g" "$MODDIR/modules.dep"; } ;; esac
-        done
+# Checked on every run, not once behind a marker: a setup that ran depmod meanwhile (two at once on
+# a fresh cache) rewrote modules.dep with the .ko.xz names of modules already decompressed, and
+# every boot's modprobe then failed ("can't load module dca (...dca.ko.xz)").
+for m in $EAGER; do
+    pat=$(echo "$m" | sed 's/[-_]/[-_]/g')
+    line=$(grep -E "/${pat}\.ko(\.xz)?:" "$MODDIR/modules.dep") || { log "module $m not found"; exit 1; }
+    for f in ${line%%:*} ${line#*:}; do
+        case $f in *.xz)
+            [ ! -e "$MODDIR/$f" ] || { log "decompressing $f"; xz -d "$MODDIR/$f"; }
+            # point modules.dep at the .ko (cheaper than a second 11 s depmod run)
+            [ ! -e "$MODDIR/${f%.xz}" ] || sed -i "s#$(echo "$f" | sed 's/[.]/[.]/g')#${f%.xz}#g" "$MODDIR/modules.dep" ;;
+        esac
     done
-    echo "$EAGER" > kernel/.eager
-fi
+done
 echo "$KVER" > kernel/KVER
 
 # 3. initramfs: busybox + the modules needed to mount the 9p shares + overlayfs

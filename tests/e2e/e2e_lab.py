@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -69,9 +70,11 @@ class Boot:
         return {script: float(seconds) for script, seconds in found}
 
 
-def boot(out_dir: Path, scripts: list[str], *, nics: int) -> Boot:
+def boot(out_dir: Path, scripts: list[str], *, nics: int, guest_env: dict[str, str] | None = None) -> Boot:
+    """Boot once and run `scripts`; `guest_env`: variables for the guest scripts (e.g. a bench's knobs)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = " ".join([str(GUEST_DIR / "run.sh"), str(out_dir), sriovctl_path(), *scripts])
+    assigns = [f"{name}={shlex.quote(value)}" for name, value in (guest_env or {}).items()]
+    cmd = " ".join([*assigns, str(GUEST_DIR / "run.sh"), str(out_dir), sriovctl_path(), *scripts])
     env = dict(os.environ, VMLAB_NICS=str(nics), VMLAB_TIMEOUT=str(BOOT_TIMEOUT_S))
     start = time.monotonic()
     proc = subprocess.run(["bash", str(VMLAB_DIR / "run-vm.sh"), "-w", str(out_dir), cmd], env=env,

@@ -1,8 +1,9 @@
 """`./dev bench`: the side-by-side table, figure | sriovkit | upstream | ratio, from one run.
 
 Runs bench/deviceplugin.py (sriovkit's agent and upstream's sriovdp, interleaved rounds),
-bench/cni_latency.py (ADD/DEL through the shim and agent next to the kernel + host-local floor)
-and bench/churn.py (64 pods at once next to the serial netns-move floor), each in its own
+bench/cni_latency.py (ADD/DEL through the shim and agent next to the kernel + host-local floor),
+bench/churn.py (64 pods at once next to the serial netns-move floor) and bench/vm_cni.py (ADD/DEL
+on a real igb VF in the VM lab through the native shim and agent, and standalone), each in its own
 process, prints their detail, then one table. A row's reference is upstream's figure from this
 run; while upstream cannot be built here (the Go module proxy refuses it: bench/peers/build.sh
 says why), issue 18's recorded figure, marked "recorded, not this run"; for a row upstream
@@ -34,6 +35,9 @@ BENCHES = {
     "cni_latency.py": (["--cycles", "100", "--standalone", "0", "--startup", "0"],
                        ["--cycles", "30", "--standalone", "0", "--startup", "0"]),
     "churn.py": ([], ["--pods", "16"]),
+    # boots the VM lab once (root; minutes under TCG): ADD/DEL on a real igb VF through the native shim
+    "vm_cni.py": (["--cycles", "10", "--standalone", "3", "--profiled", "0"],
+                  ["--cycles", "3", "--standalone", "1", "--profiled", "0"]),
 }
 
 
@@ -130,8 +134,6 @@ def main() -> None:
     why = next((str(r["recorded_why"]) for r in rows if r.get("recorded_why")), "")
     if why:
         print(f"(upstream not run here, so its column holds issue 18's recorded figures: {why})")
-    print("(not run by ./dev bench: the VM lab's ADD/DEL on a real igb VF, issue 18's recorded upstream "
-          "sriov-cni 130 / 111 ms; tests/e2e runs that lab)")
     lines = stops(rows)
     if lines:
         print("What stops each row behind its reference:")

@@ -17,6 +17,7 @@ import errno
 import itertools
 import socket
 import struct
+from collections.abc import Container
 from typing import Any
 
 from sriovkit.netlink.errors import NetlinkError, from_errno
@@ -175,10 +176,15 @@ class LinkQuery:
             raise
         return found[0] if found else None
 
-    def dump(self) -> list[LinkMessage]:
-        """Every link of the namespace."""
+    def dump(self, names: Container[str] | None = None) -> list[LinkMessage]:
+        """Every link of the namespace; with `names`, only the links so named (the others are
+        not decoded). A dump does not wait for the RTNL lock on current kernels, where a get
+        queues behind every move in progress."""
         body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
-        return self._request(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, body, RTM_NEWLINK)
+        replies = self._request_raw(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, body, RTM_NEWLINK)
+        if names is not None:
+            replies = [r for r in replies if _name_of(r) in names]
+        return [decode_link(reply, 0, len(reply)) for reply in replies]
 
     def netnsid(self, netns_fd: int) -> int | None:
         """The id this socket's namespace knows the namespace open as `netns_fd` by, if it has one."""
@@ -221,6 +227,15 @@ class LinkQuery:
                     replies.append(bytes(view[body_start:end]))
                     if not dump:
                         return replies
+
+
+def _name_of(reply: bytes) -> str | None:
+    """IFLA_IFNAME of an RTM_NEWLINK body, read without decoding the rest (the kernel puts it
+    first)."""
+    for kind, payload in _walk(reply, _IFINFOMSG.size, len(reply)):
+        if kind == 3:
+            return _text(payload)
+    return None
 
 
 def _attr(kind: int, payload: bytes) -> bytes:

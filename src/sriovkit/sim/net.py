@@ -353,6 +353,11 @@ def vf_end(host: SimulatedHost, pci_address: str, query: LinkQuery | None = None
     made, or deleted with a pod's namespace)."""
     with _query_or(query) as route:
         peer = get_link(route, name=peer_name(host, pci_address))
+    return peer_end(host, pci_address, peer)
+
+
+def peer_end(host: SimulatedHost, pci_address: str, peer: LinkMessage | None) -> tuple[int, int | None] | None:
+    """`vf_end` from the peer's message as read (None: no such link)."""
     if peer is None or peer.get_attr("IFLA_IFALIAS") != _alias(host, pci_address) or not peer.get_attr("IFLA_LINK"):
         return None
     return int(peer.get_attr("IFLA_LINK")), peer.get_attr("IFLA_LINK_NETNSID")

@@ -179,15 +179,19 @@ class SimulatedSwitchNetlink:
                 with simnet.tree_lock(self.host):
                     simnet.clear_away(self.host, leaving)
             raise
-        with simnet.tree_lock(self.host):
-            if dst_netns is not None:
-                if leaving is not None:
+        if dst_netns is not None:
+            if leaving is not None:
+                with simnet.tree_lock(self.host):
                     self.host.set_netdev(leaving, None)
                     simnet.note_away(self.host, leaving, dst_netns, new_name)
-                return
-            # what arrived is whatever its peer says it is, never what the pod side called it
-            with self._links.query(None) as query:
-                arrived = simnet.pci_of_host_link(self.host, name=new_name, query=query)
+            return
+        # what arrived is whatever its peer says it is, never what the pod side called it; asked
+        # before the tree lock (a kernel read waits for RTNL behind other moves: under the lock
+        # every other call's tree update would wait too). The caller holds the VF's lock, so the
+        # answer stays true; another process catching the tree up writes the same.
+        with self._links.query(None) as query:
+            arrived = simnet.pci_of_host_link(self.host, name=new_name, query=query)
+        with simnet.tree_lock(self.host):
             if arrived is not None:
                 self.host.set_netdev(arrived, new_name)
                 simnet.clear_away(self.host, arrived)
@@ -269,15 +273,18 @@ class SimulatedSwitchNetlink:
         again, under the pod-side name when that is free in the host (else ``devN``). A function
         whose interface is back in the host while the tree still has it away (a process killed
         between the kernel's change and the tree's update) gets the tree brought in line. Only
-        functions the switch moved out of the host are looked at, one lookup each. Returns the
-        names the revived pairs got."""
+        functions the switch moved out of the host are looked at, all from one dump of the host's
+        links (their peers' messages decoded, no other: a dump does not queue for RTNL behind other
+        calls' moves as one get per function did). Returns the names the revived pairs got."""
         away = simnet.away_functions(self.host)
         if not away:
             return []
         revived: list[str] = []
         with self._links.query(None) as query:
-            for pci_address in away:
-                end = simnet.vf_end(self.host, pci_address, query)
+            peers = {simnet.peer_name(self.host, pci): pci for pci in away}
+            found = {msg.get_attr("IFLA_IFNAME"): msg for msg in query.dump(peers)}
+            for name, pci_address in peers.items():
+                end = simnet.peer_end(self.host, pci_address, found.get(name))
                 if end is None:
                     revived += simnet.SimNetwork.of(self.host).revive(pci_address)
                 elif end[1] is None:

@@ -46,6 +46,19 @@ def test_version() -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == f"sriovctl {__version__}"
 
 
+def test_a_daemon_builds_only_its_own_command_line() -> None:
+    from sriovkit import cli
+
+    every = {name for name in build_parser()._subparsers._group_actions[0].choices}  # type: ignore[union-attr]
+    for command, module in cli._DAEMONS.items():
+        assert command in every
+        alone = cli.build_parser(module)._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+        assert set(alone) == {command}
+        # the same flags as in the whole command line
+        full = build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+        assert alone[command].format_help() == full.format_help()
+
+
 def test_the_version_the_code_says_is_the_packaged_one() -> None:
     # --version and the agent's sriovkit_build_info say sriovkit.__version__ (no package metadata read)
     import tomllib

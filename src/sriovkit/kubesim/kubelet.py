@@ -164,6 +164,10 @@ class DraEndpoint:
         self.health_updates = 0
         self._on_update = on_update
         self._stream: Any = None
+        # a stub made on a closed channel crashes grpc's C core (a segfault, seen when close()
+        # came while the thread moved on to the next health API): both happen under this lock
+        self._closing = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._watch_health, name=f"dra-health-{driver}", daemon=True)
 
     def start(self) -> None:
@@ -173,8 +177,11 @@ class DraEndpoint:
         for version in self.health_apis:
             pb, grpc_mod = HEALTH_APIS[version]
             try:
-                self._stream = grpc_mod.DRAResourceHealthStub(self._channel).NodeWatchResources(
-                    pb.NodeWatchResourcesRequest())
+                with self._closing:
+                    if self._closed:
+                        return
+                    self._stream = grpc_mod.DRAResourceHealthStub(self._channel).NodeWatchResources(
+                        pb.NodeWatchResourcesRequest())
                 for response in self._stream:
                     self.health_api = version
                     self.health = {(d.device.pool_name, d.device.device_name): pb.HealthStatus.Name(d.health)
@@ -190,9 +197,11 @@ class DraEndpoint:
                 return
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._stream.cancel()
-        self._channel.close()
+        with self._closing:
+            self._closed = True
+            if self._stream is not None:
+                self._stream.cancel()
+            self._channel.close()
         self._thread.join(timeout=2)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from sriovkit.cni.state import StateStore
 from sriovkit.errors import InUseUnknown
 
-__all__ = ["InUseUnknown", "devices_in_use"]
+__all__ = ["InUseUnknown", "attached_by_cni", "devices_in_use"]
 log = logging.getLogger(__name__)
 _RPC_TIMEOUT_S = 5.0
 
@@ -24,7 +24,7 @@ def devices_in_use(pod_resources_socket: Path | None, cni_state_dir: str, *,
     """PCI addresses (device IDs) held by pods. A kubelet socket that does not exist means no kubelet
     runs (nothing it assigned can be in use beyond what the CNI attached); one that does not answer
     raises `InUseUnknown`, so callers do not act on a guess."""
-    held = {record.pci_address for record in StateStore(cni_state_dir).records(pending=True)}
+    held = attached_by_cni(cni_state_dir)
     if dra_state_dir is not None:
         from sriovkit.dra.checkpoint import Checkpoint
 
@@ -32,6 +32,11 @@ def devices_in_use(pod_resources_socket: Path | None, cni_state_dir: str, *,
     if pod_resources_socket is not None and pod_resources_socket.exists():
         held |= _assigned_by_kubelet(pod_resources_socket)
     return held
+
+
+def attached_by_cni(cni_state_dir: str) -> set[str]:
+    """PCI addresses the CNI's records (an ADD done or in progress) hold: until the pod's DEL."""
+    return {record.pci_address for record in StateStore(cni_state_dir).records(pending=True)}
 
 
 def _assigned_by_kubelet(socket_path: Path) -> set[str]:

@@ -143,8 +143,10 @@ def _dra_driver(args: argparse.Namespace, agent: NodeAgent) -> DraDriver:
 
 
 def _agent(args: argparse.Namespace) -> int:
+    import functools
     from pathlib import Path
 
+    from sriovkit.agent.in_use import attached_by_cni
     from sriovkit.agent.metrics import AgentMetrics
     from sriovkit.agent.node import NodeAgent
     from sriovkit.cni.pools import pools_path
@@ -174,6 +176,7 @@ def _agent(args: argparse.Namespace) -> int:
         netlink_events=kernel_link_events(args.host_root),
         strict_config=args.strict_config,
         pools_file=pools_path(args.cni_state_dir),  # the CNI never picks a pooled VF itself (cni.pick)
+        held_devices=functools.partial(attached_by_cni, args.cni_state_dir) if args.cni_socket else None,
     )
     hotplug = _hotplug_controller(args) if args.hotplug else None  # its flags checked before the node changes
     metrics = AgentMetrics()

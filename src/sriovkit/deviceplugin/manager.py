@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +70,9 @@ class DevicePluginSettings:
     netlink_events: bool = False  # wake on kernel link events (real hosts)
     strict_config: bool = False  # refuse what upstream ignores in config.json (unknown fields ...) instead of warning
     pools_file: Path | None = None  # publish every pool's devices here for the CNI's own picks (sriovkit.cni.pools)
+    # the device IDs a CNI attachment holds now: GetPreferredAllocation offers them last (a pod's
+    # sandbox is torn down after the kubelet already offers its devices again)
+    held_devices: Callable[[], Collection[str]] | None = None
 
 
 class DevicePluginManager:
@@ -377,7 +380,8 @@ class DevicePluginManager:
             server = self.servers.get(name)
             if server is None:
                 server = PoolServer(pool, health, socket_dir=self.socket_dir, host=host, out=self._files(),
-                                    watcher_mode=self.watcher_mode, metrics=self.metrics)
+                                    watcher_mode=self.watcher_mode, metrics=self.metrics,
+                                    held=self.settings.held_devices)
                 server.start()
                 self.servers[name] = server
             elif server.pool != pool or server.health() != health or server.host != host:

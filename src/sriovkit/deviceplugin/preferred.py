@@ -6,12 +6,17 @@ the whole request); then the pool's ``allocatePolicy``: ``packed`` fills one
 PF before touching the next, the fullest one that can hold the whole request
 (keeping other PFs whole for later large requests), ``spread`` takes from the PFs in turn (balancing load over PFs).
 Ties always fall back to the device ID, so the same input gives the same answer.
+
+Devices a CNI attachment still holds (``held``) come after every other one: the kubelet offers a
+device again as soon as its pod is gone from the API server, before the runtime has torn down that
+pod's sandbox, and an ADD on it fails ("already attached") until the sandbox's DEL comes; the
+kubelet retries the new pod only after a backoff of seconds.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from sriovkit.resources.config import AllocatePolicy
@@ -31,18 +36,21 @@ def preferred_allocation(
     size: int,
     placements: Mapping[str, Placement],
     policy: AllocatePolicy = AllocatePolicy.PACKED,
+    held: Collection[str] = frozenset(),
 ) -> list[str]:
     chosen = list(dict.fromkeys(must_include))
     if size <= len(chosen):
         return chosen
     taken = set(chosen)
     # devices the pool does not know (or no longer has) go last: the kubelet may
-    # still pick them, but we never prefer them
+    # still pick them, but we never prefer them; before them, the devices still attached
     known = sorted(d for d in dict.fromkeys(available) if d not in taken and d in placements)
     unknown = sorted(d for d in dict.fromkeys(available) if d not in taken and d not in placements)
-    need = size - len(chosen)
-    ordered = _by_numa(known, chosen, need, placements, policy)
-    chosen += ordered[:need]
+    for candidates in ([d for d in known if d not in held], [d for d in known if d in held]):
+        need = size - len(chosen)
+        if need <= 0:
+            break
+        chosen += _by_numa(candidates, chosen, need, placements, policy)[:need]
     if len(chosen) < size:
         chosen += unknown[: size - len(chosen)]
     return chosen

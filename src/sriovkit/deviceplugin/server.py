@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +77,10 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
     """Serves DevicePlugin (and, in plugin-watcher mode, pluginregistration) for one pool."""
 
     def __init__(self, pool: ResourcePool, health: dict[str, bool], *, socket_dir: Path, host: HostDevNodes,
-                 out: ServerFiles, watcher_mode: bool = False, metrics: PoolMetrics | None = None) -> None:
+                 out: ServerFiles, watcher_mode: bool = False, metrics: PoolMetrics | None = None,
+                 held: Callable[[], Collection[str]] | None = None) -> None:
         self.socket_dir = socket_dir
+        self.held = held  # the device IDs a CNI attachment holds now (preferred last)
         self.socket_path = socket_dir / socket_name(pool.name)
         self.watcher_mode = watcher_mode
         self.host = host
@@ -305,6 +307,7 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
             known = set(self._devices)
             placements = {i: _placement(d) for i, d in self._devices.items() if self._health.get(i, True)}
             policy = self._pool.config.allocate_policy
+        held = self._held_now()
         responses = []
         for n, req in enumerate(request.container_requests):
             available, must_include = list(req.available_deviceIDs), list(req.must_include_deviceIDs)
@@ -313,8 +316,19 @@ class PoolServer(pb_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
             except requests.DeviceRequestError as exc:
                 self._refuse(context, "preferred allocation", exc)
             responses.append(pb.ContainerPreferredAllocationResponse(deviceIDs=preferred_allocation(
-                available, must_include, req.allocation_size, placements, policy)))
+                available, must_include, req.allocation_size, placements, policy, held)))
         return pb.PreferredAllocationResponse(container_responses=responses)
+
+    def _held_now(self) -> Collection[str]:
+        """What `held` says; nothing when it cannot say (a preference, never a refusal)."""
+        if self.held is None:
+            return frozenset()
+        try:
+            return self.held()
+        except (OSError, SriovkitError) as exc:
+            log.warning("preferred allocation for %s: cannot tell which devices are still attached: %s",
+                        self.name, exc)
+            return frozenset()
 
     def Allocate(self, request: pb.AllocateRequest, context: grpc.ServicerContext) -> pb.AllocateResponse:
         containers = [tuple(req.devices_ids) for req in request.container_requests]

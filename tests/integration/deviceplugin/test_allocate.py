@@ -199,3 +199,20 @@ def test_preferred_allocation_through_the_kubelet(make_node, policy):
         assert len(set(pfs)) == 2  # both PFs of the NUMA node that can hold the request
     held = {d for a in node.kubelet.assignments.values() for d in a.devices["intel.com/vf"]}
     assert len(held) == 4
+
+
+def test_preferred_allocation_offers_devices_still_attached_last(make_node):
+    """A deleted pod's VF is offered by the kubelet again before the pod's sandbox DEL came (the
+    CNI's record still holds it): the device plugin prefers every other VF, so the new pod's ADD
+    does not fail 'already attached' and wait for the kubelet's backoff."""
+    node = make_node([{"name": "ens1", "numVfs": 3}], [{"resourceName": "vf", "selectors": {}}])
+    snap = discover(node.sysfs)
+    vfs = sorted(d.pci_address for d in snap if d.pf_address is not None)
+    held = {vfs[0]}
+    node.start_plugins(held_devices=lambda: held)
+    node.kubelet.wait_for_devices("intel.com/vf", 3)
+    got = node.kubelet.allocate("a", "c", {"intel.com/vf": 1})["intel.com/vf"]
+    assert got.envs["PCIDEVICE_INTEL_COM_VF"] == vfs[1]  # not vfs[0], the lowest: still attached
+    held.clear()
+    got = node.kubelet.allocate("b", "c", {"intel.com/vf": 1})["intel.com/vf"]
+    assert got.envs["PCIDEVICE_INTEL_COM_VF"] == vfs[0]  # released: preferred again

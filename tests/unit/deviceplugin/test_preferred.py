@@ -99,3 +99,21 @@ def test_deterministic_regardless_of_input_order():
         shuffled = ids[:]
         rng.shuffle(shuffled)
         assert preferred_allocation(shuffled, [], 4, p, SPREAD) == expected
+
+
+def test_devices_still_attached_come_after_every_free_one():
+    """The kubelet offers a deleted pod's VF again before its sandbox's DEL came: an ADD on it
+    would fail 'already attached' and the pod start only after the kubelet's backoff."""
+    p = layout({(0, "a"): 4})
+    assert preferred_allocation(sorted(p), [], 1, p, PACKED, held={"a-0"}) == ["a-1"]
+    assert preferred_allocation(sorted(p), [], 2, p, SPREAD, held={"a-0", "a-1"}) == ["a-2", "a-3"]
+    # only when the free ones do not suffice, and still before devices the pool does not know
+    got = preferred_allocation(["a-0", "a-1", "zz-unknown"], [], 3, p, PACKED, held={"a-0"})
+    assert got == ["a-1", "a-0", "zz-unknown"]
+    assert preferred_allocation(sorted(p), ["a-0"], 1, p, PACKED, held={"a-0"}) == ["a-0"]  # must-include wins
+
+
+def test_held_devices_keep_the_packed_choice_among_the_free_ones():
+    p = layout({(0, "a"): 2, (0, "b"): 3})
+    got = preferred_allocation(sorted(p), [], 2, p, PACKED, held={"a-0"})
+    assert {p[d].pf for d in got} == {"b"}  # a has only one free VF left: b holds the whole request

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import deploy_validate as validate
+import helm_render
 import pytest
-from deploy_env import DEPLOY, KUBERNETES_VERSION, MANIFESTS, find, load_objects, manifest_files, render
+from deploy_env import CHART, DEPLOY, KUBERNETES_VERSION, MANIFESTS, find, load_objects, manifest_files, render
 
 from sriovkit.cni.netconf import parse_netconf
 from sriovkit.resources.config import parse_config_text
@@ -136,3 +137,22 @@ def test_every_example_nad_is_accepted_by_the_sriov_cni() -> None:
         # as Multus hands it over: the NAD's config plus the allocated VF
         conf = parse_netconf({**json.loads(nad["spec"]["config"]), "deviceID": "0000:3c:00.2"})
         assert conf.name == nad["metadata"]["name"]
+
+
+def test_a_case_varied_config_passes_the_chart_schema_and_reads_as_the_original(tmp_path: Path) -> None:
+    """Upstream reads config.json with Go's encoding/json (keys match case-insensitively, with Go's
+    folds: U+017F is s), and so does the agent: the chart's schema accepts such a copy, and still
+    names resourceName when no spelling of it is there."""
+    original = [{"resourceName": "vf", "selectors": {"vendors": ["8086"], "pfNames": ["ens1#0-1"]}}]
+    varied = [{"RESOURCENAME": "vf", "\u017felectors": {"Vendors": ["8086"], "PfNames": ["ens1#0-1"]}}]
+    configs = []
+    for items in (original, varied):
+        values = tmp_path / "values.json"
+        values.write_text(json.dumps({"config": {"resourceList": items}}))
+        cm = find([o for _, o in helm_render.render_chart(CHART, values_files=(values,))], "ConfigMap")
+        configs.append(parse_config_text(cm["data"]["config.json"], source="sriovdp-config"))
+    assert configs[0] == configs[1]
+    values.write_text(json.dumps({"config": {"resourceList": [{"selectors": {}}]}}))
+    missing = r"config\.resourceList\.0: 'resourceName' is a required property"
+    with pytest.raises(helm_render.TemplateError, match=missing):
+        helm_render.render_chart(CHART, values_files=(values,))

@@ -450,9 +450,13 @@ class Cluster:
              "ipam": {"type": "host-local", "ranges": [[{"subnet": self.pod_subnet}]]}},
             {"type": "portmap", "capabilities": {"portMappings": True}}]}
         (conf / "multus.d" / "cluster.conflist").write_text(json.dumps(cluster_net, indent=1))
+        # clusterNetwork names the directory, not the .conflist: Multus 4.2.3 loads a conflist given by
+        # its path into its typed NetConfList and caches that re-marshalled (every plugin field but
+        # type, capabilities and ipam.type lost) as what its DEL runs, so host-local's DEL failed
+        # "no IP ranges specified" and the pod's address leaked; from a directory it keeps the file's bytes
         multus = {"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
                   "kubeconfig": "/etc/cni/net.d/multus.d/multus.kubeconfig",
-                  "clusterNetwork": "/etc/cni/net.d/multus.d/cluster.conflist",
+                  "clusterNetwork": "/etc/cni/net.d/multus.d",
                   "cniDir": "/var/lib/cni/multus", "binDir": "/opt/cni/bin",
                   "logFile": "/var/log/pods/multus.log", "logLevel": "verbose"}
         (conf / "00-multus.conf").write_text(json.dumps(multus, indent=1))

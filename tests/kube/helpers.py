@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sriovkit.cni.netconf import parse_cni_args
+from sriovkit.cni.state import StateStore
 from sriovkit.commands.ports import netlink_for
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.kubeapi.podresources import PodResourcesClient
@@ -52,8 +54,22 @@ class Kube:
     def cleanup(self) -> None:
         for undo in reversed(self.cleanups):
             undo()
-        # deleting the namespace deletes its pods: the kubelet tears each down (CNI DEL) first
-        self.run("delete", "namespace", self.namespace, "--wait=true", "--timeout=180s", check=False, timeout=200)
+        # its pods first, waiting until they are gone (the API server drops each once the kubelet
+        # has stopped it; grace 0), then the namespace without waiting: the namespace controller
+        # takes its seconds per namespace to remove the rest (NADs, events), nothing a later test sees
+        self.run("delete", "pods", "--all", "-n", self.namespace, "--wait=true", "--timeout=180s", check=False,
+                 timeout=200)
+        self.run("delete", "namespace", self.namespace, "--wait=false", check=False)
+        # a pod leaves the API server before the runtime has torn its sandbox down: the next test
+        # starts once our CNI holds nothing of this namespace's pods (every DEL done)
+        wait_for(f"the CNI's attachments of {self.namespace}'s pods released", lambda: not self.attached(),
+                 timeout=150, interval=0.5)
+
+    def attached(self) -> list[str]:
+        """The keys of the CNI's attachment records (done or in progress) of this namespace's pods."""
+        store = StateStore(str(self.cluster.node_path("/var/lib/cni/sriov")))
+        return [r.key for r in store.records(pending=True)
+                if parse_cni_args(r.cni_args).get("K8S_POD_NAMESPACE") == self.namespace]
 
     # -- the API server ----------------------------------------------------------------------
     def run(self, *args: str, check: bool = True, stdin: str | None = None,

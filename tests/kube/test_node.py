@@ -129,11 +129,15 @@ def test_agent_restarted_during_a_pods_del_the_vf_returns_to_the_pool(kube: Kube
     print(f"\nforgotten attachment released {time.monotonic() - started:.0f} s after the agent restarted")
     assert host_vfs(cluster)[pci] == baseline[pci], "back in the host under its name, with its MAC"
     assert vf_settings(cluster, pci).vlan == 0
-    # the agent's log as the kubelet keeps it (the API server cannot reach this kubelet by name)
+    # the agent's log as the kubelet keeps it (the API server cannot reach this kubelet by name;
+    # the runtime copies the container's output there on its own time, so the line may come after)
     pod_logs = cluster.node_path("/var/log/pods")
-    agent_log = [line for f in pod_logs.glob(f"{NAMESPACE}_{kube.agent_pod()['metadata']['name']}_*/agent/*.log")
-                 for line in f.read_text().splitlines()]
-    assert any("releasing a forgotten attachment" in line and pci in line for line in agent_log)
+    agent = kube.agent_pod()["metadata"]["name"]
+
+    def logged() -> bool:
+        return any("releasing a forgotten attachment" in line and pci in line
+                   for f in pod_logs.glob(f"{NAMESPACE}_{agent}_*/agent/*.log") for line in f.read_text().splitlines())
+    wait_for("the agent's log line for the release", logged, timeout=30)
     cluster.wait_allocatable(RESOURCE, 4, timeout=120)
     # the pool is whole again: every VF can be given to a pod
     for i in range(4):

@@ -1,9 +1,8 @@
 """Scenario 11 of issue 15: the node policy on the real node. The chart with agent.policy runs
 `sriovctl agent --policy` from its ConfigMap: the VFs the policy asks for are created on the
-simulated host's second PF (it starts with none), the pool it defines is on the node; an edited
-policy changes the node without restarting anything. (No pod is given one of these VFs: the
-simulator makes a created VF's sysfs entry but no interface for it; its veth stand-ins exist only
-for the VFs `sim create --veth` made, so an ADD on one fails "interface ... vanished".)"""
+simulated host's second PF (it starts with none), the pool it defines is on the node, a pod runs
+on one of them (the simulator gives a VF the policy creates a veth, as a NIC gives a new VF its
+netdev); an edited policy changes the node without restarting anything."""
 
 from __future__ import annotations
 
@@ -11,7 +10,8 @@ import json
 from typing import Any
 
 from tests.kube.cluster import NAMESPACE, RELEASE, RESOURCE, Cluster
-from tests.kube.helpers import Kube, simulated_host, wait_for
+from tests.kube.helpers import Kube, simulated_host, vf_settings, wait_for
+from tests.kube.test_flow import host_vfs
 
 POLICY_RESOURCE = "intel.com/kube_policy"
 
@@ -55,6 +55,20 @@ def test_node_policy_creates_vfs_and_serves_their_pool(kube: Kube, cluster: Clus
     cluster.wait_allocatable(POLICY_RESOURCE, 3, timeout=180)
     created = policy_vfs(cluster, pf)
     assert len(created) == 3, "the VFs the policy asks for, created through the PF's sriov_numvfs"
+    assert set(created) <= set(host_vfs(cluster)), "each with its interface in the host namespace"
+
+    # a pod on one of them: the kubelet allocates it from the policy's pool, our CNI attaches it
+    kube.nad("sriov-policy", {"cniVersion": "1.0.0", "type": "sriov", "vlan": 33,
+                              "ipam": {"type": "host-local", "subnet": "10.56.222.0/24"}}, resource=POLICY_RESOURCE)
+    kube.pod("on-policy", networks="sriov-policy", vfs=1, resource=POLICY_RESOURCE)
+    kube.wait_running("on-policy")
+    [pci] = kube.pod_devices("on-policy", POLICY_RESOURCE)
+    assert pci in created and pci not in host_vfs(cluster)
+    assert "net1" in kube.pod_links("on-policy")
+    assert vf_settings(cluster, pci).vlan == 33
+    kube.delete("pod", "on-policy")
+    wait_for("the policy's VF back in the host", lambda: pci in host_vfs(cluster), timeout=90)
+    assert vf_settings(cluster, pci).vlan == 0
 
     # the policy edited: the VFs follow it, and the pool, the agent never restarted
     set_policy(1)

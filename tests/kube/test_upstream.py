@@ -65,8 +65,7 @@ def test_upstreams_daemonsets_with_our_image_give_pods_vfs(kube: Kube, cluster: 
             if obj["kind"] != "ConfigMap":
                 kube.delete(obj["kind"].lower(), obj["metadata"]["name"], namespace=NAMESPACE)
         # the device-plugin pod (hostNetwork) must be gone before the chart's agent serves the same
-        # pools; the CNI pod's sandbox may linger: on this node Multus' DEL of the cluster network
-        # (bridge + host-local) for it kept failing "no IP ranges specified", so it is force-deleted
+        # pools; the CNI pod holds nothing of the node's: deleted at once, not after its grace period
         wait_for("upstream's device-plugin pod gone",
                  lambda: not kube.list("pods", NAMESPACE, "name=sriov-device-plugin"), timeout=120)
         kube.run("delete", "pods", "-n", NAMESPACE, "-l", "name=sriov-cni", "--force", "--grace-period=0",

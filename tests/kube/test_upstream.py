@@ -75,6 +75,11 @@ def test_upstreams_daemonsets_with_our_image_give_pods_vfs(kube: Kube, cluster: 
                            check=False)
         cluster.install_sriovkit()
         cluster.wait_allocatable(RESOURCE, 4, timeout=240)
+        # the node's count can still be upstream's 4 devices, gone with their plugin: the next
+        # test's pod then failed admission ("no healthy devices present"). Wait for the chart's own.
+        ours = set(host_vfs_of(cluster.sim_root))
+        wait_for("the kubelet offering the chart's agent's VFs again",
+                 lambda: kubelet_allocatable(cluster, RESOURCE) == ours, timeout=240)
     kube.cleanups.append(restore)
     kube.delete("daemonset", f"{RELEASE}-agent", namespace=NAMESPACE)
     wait_for("the chart's agent pod gone", lambda: not kube.list("pods", NAMESPACE, AGENT_LABEL), timeout=120)

@@ -44,13 +44,17 @@ def test_state_files_0600_and_dirs_0700_also_for_a_journal_left_by_a_kill(node: 
                                     SRIOVKIT_FAULT_KILL_AFTER="vf vlan")
         assert scenarios.execute(scenarios.PLUGIN, env, node.conf(1, vlan=5))[1] == scenarios.KILLED
     state = node.state_dir
-    files = sorted(p.name for p in state.iterdir() if p.is_file())
-    assert files == ["c1-net1.json", "killed-net1.pending"]
-    assert {p.name: mode(p) for p in state.iterdir() if p.is_file()} == dict.fromkeys(files, 0o600)
-    assert mode(state) == 0o700 and mode(state / "locks") == 0o700
-    assert {mode(p) for p in (state / "locks").iterdir()} == {0o600}
-    assert node.run("DEL", conf, pod) == (None, 0)
-    assert node.run("DEL", node.conf(1), "", CNI_CONTAINERID="killed") == (None, 0)
+    try:
+        files = sorted(p.name for p in state.iterdir() if p.is_file())
+        # the finished ADD's record and its journal (kept beside it until DEL: cni.state,
+        # "Durability"), and the killed ADD's journal
+        assert files == ["c1-net1.json", "c1-net1.pending", "killed-net1.pending"]
+        assert {p.name: mode(p) for p in state.iterdir() if p.is_file()} == dict.fromkeys(files, 0o600)
+        assert mode(state) == 0o700 and mode(state / "locks") == 0o700
+        assert {mode(p) for p in (state / "locks").iterdir()} == {0o600}
+    finally:
+        assert node.run("DEL", conf, pod) == (None, 0)
+        assert node.run("DEL", node.conf(1), "", CNI_CONTAINERID="killed") == (None, 0)
 
 
 def test_state_dir_made_too_open_is_tightened(tmp_path: Path) -> None:

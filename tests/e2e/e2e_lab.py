@@ -145,6 +145,22 @@ class Step:
         _, pf = self.pf(pf_netdev)
         return [pf["virtfn"][i] for i in sorted(pf["virtfn"], key=int)]
 
+    def vfinfo(self, pf_netdev: str, index: int) -> dict[str, Any]:
+        """The PF's view of VF `index` (an entry of `ip -d -j link show PF`'s vfinfo_list)."""
+        (entry,) = [vf for vf in self.links[pf_netdev]["vfinfo_list"] if vf["vf"] == index]
+        return entry  # type: ignore[no-any-return]
+
+    def vf(self, pf_netdev: str, index: int) -> dict[str, Any]:
+        """VF `index` as sysfs and the host namespace show it: address, driver (and override),
+        netdevs, and its link's MAC, MTU and state."""
+        address = self.vf_addresses(pf_netdev)[index]
+        raw = self.sysfs[address]
+        netdevs = raw["net"]
+        link = self.links[netdevs[0]] if netdevs else None
+        return {"address": address, "driver": raw["driver"], "override": raw["driver_override"],
+                "netdevs": netdevs, "mac": link["address"] if link else None,
+                "mtu": link["mtu"] if link else None, "up": "UP" in link["flags"] if link else None}
+
 
 @dataclass
 class Netns:

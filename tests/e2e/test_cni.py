@@ -37,20 +37,11 @@ VFIO, IGBVF = "vfio-pci", "igbvf"
 
 
 def _vfinfo(step, index: int) -> dict[str, Any]:
-    """The PF's view of VF `index` (an entry of `ip -d -j link show eth0`'s vfinfo_list)."""
-    (entry,) = [vf for vf in step.links[PF]["vfinfo_list"] if vf["vf"] == index]
-    return entry  # type: ignore[no-any-return]
+    return step.vfinfo(PF, index)  # type: ignore[no-any-return]
 
 
 def _vf(step, index: int) -> dict[str, Any]:
-    """VF `index` as sysfs and the host namespace show it: address, driver, netdev, its link."""
-    address = step.vf_addresses(PF)[index]
-    raw = step.sysfs[address]
-    netdevs = raw["net"]
-    link = step.links[netdevs[0]] if netdevs else None
-    return {"address": address, "driver": raw["driver"], "override": raw["driver_override"],
-            "netdevs": netdevs, "mac": link["address"] if link else None,
-            "mtu": link["mtu"] if link else None, "up": "UP" in link["flags"] if link else None}
+    return step.vf(PF, index)  # type: ignore[no-any-return]
 
 
 def _error(command) -> dict[str, Any]:

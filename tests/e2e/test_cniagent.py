@@ -26,17 +26,11 @@ PATHS = ("agent", "standalone", "unprofiled", "profiled", "nomodprobe")
 
 
 def _vfinfo(step, index: int) -> dict[str, Any]:
-    (entry,) = [vf for vf in step.links[PF]["vfinfo_list"] if vf["vf"] == index]
-    return entry  # type: ignore[no-any-return]
+    return step.vfinfo(PF, index)  # type: ignore[no-any-return]
 
 
 def _vf(step, index: int) -> dict[str, Any]:
-    address = step.vf_addresses(PF)[index]
-    raw = step.sysfs[address]
-    link = step.links[raw["net"][0]] if raw["net"] else None
-    return {"address": address, "driver": raw["driver"], "netdevs": raw["net"],
-            "mac": link["address"] if link else None, "mtu": link["mtu"] if link else None,
-            "up": "UP" in link["flags"] if link else None}
+    return step.vf(PF, index)  # type: ignore[no-any-return]
 
 
 def _calls(guest) -> list[tuple[str, str, int, int]]:

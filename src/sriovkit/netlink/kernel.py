@@ -24,7 +24,7 @@ from sriovkit.netlink.errors import (
     from_errno,
 )
 from sriovkit.netlink.model import LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
-from sriovkit.netlink.rawlink import LinkQuery, open_query
+from sriovkit.netlink.rawlink import LinkQuery, open_query, possible_name
 from sriovkit.netlink.vfinfo import VF_EXT_MASK, decode_vf_list, receive_buffer_bytes
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ class KernelNetlink:
 
     # -- links --------------------------------------------------------------------------
     def find_link(self, name: str, netns: str | None = None) -> LinkInfo | None:
-        if not _possible_name(name):
+        if not possible_name(name):
             return None
 
         def get(query: LinkQuery) -> LinkInfo | None:
@@ -351,7 +351,7 @@ class KernelNetlink:
         kernel's); each is then read by name and kept only if the kernel still says so."""
         found = []
         for name in list_dir(os.path.join(self.sysfs.pci_device_dir(pci_address), "net")):
-            if not _possible_name(name):
+            if not possible_name(name):
                 continue
             msg = self._read(f"look up {name} in host netns", None, partial(_get_by_name, name=name))
             if msg is None:
@@ -416,17 +416,9 @@ def discard_stray_messages(ipr: IPRoute) -> int:
     return dropped
 
 
-_IFNAMSIZ = 16
-
 
 def _get_by_name(query: LinkQuery, *, name: str) -> Any:
     return query.get(name=name)
-
-
-def _possible_name(name: str) -> bool:
-    """Whether some interface could be named `name` (the kernel's IFNAMSIZ, no NUL)."""
-    raw = name.encode()
-    return bool(raw) and len(raw) < _IFNAMSIZ and b"\0" not in raw
 
 
 def open_route(netns: str | None) -> IPRoute:

@@ -142,6 +142,12 @@ def decode_link(data: bytes | memoryview, start: int, end: int) -> LinkMessage:
     return LinkMessage(index, flags, attrs)
 
 
+def possible_name(name: str) -> bool:
+    """Whether some interface could be named `name` (shorter than IFNAMSIZ, no NUL)."""
+    raw = name.encode()
+    return bool(raw) and len(raw) < IFNAMSIZ and b"\0" not in raw
+
+
 class LinkQuery:
     """Link reads on one netlink socket (in the namespace the socket was made in). Not
     thread-safe: one per thread, as the port's sockets are."""
@@ -163,10 +169,9 @@ class LinkQuery:
         """The link with ifindex `index` (or named `name`); None when there is none."""
         attrs = _attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
         if index is None:
-            raw = (name or "").encode()
-            if not raw or len(raw) >= IFNAMSIZ or b"\0" in raw:
+            if not possible_name(name or ""):
                 return None  # no link can have that name (the kernel answers ERANGE or EINVAL)
-            attrs += _attr(3, raw + b"\0")
+            attrs += _attr(3, (name or "").encode() + b"\0")
         body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index or 0, 0, 0) + attrs
         try:
             found = self._request(RTM_GETLINK, NLM_F_REQUEST, body, RTM_NEWLINK)

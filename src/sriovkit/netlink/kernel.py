@@ -161,8 +161,8 @@ class KernelNetlink:
             except OSError as exc:
                 raise from_errno(exc.errno or 0, what) from None
 
-    def _index(self, ipr: IPRoute, name: str, netns: str | None) -> int:
-        """The index of `name` in `netns` (where `ipr` is): asked by netlink, never by the
+    def _index(self, name: str, netns: str | None) -> int:
+        """The index of `name` in `netns`: asked by netlink, never by the
         SIOCGIFINDEX ioctl, which for a name that is absent makes the kernel run modprobe
         ("netdev-NAME", then "NAME") and wait for it: 0.5-0.8 s per miss in the VM lab."""
         with self.query(netns) as query:
@@ -181,7 +181,7 @@ class KernelNetlink:
     # -- VFs --------------------------------------------------------------------------
     def all_vf_settings(self, pf: str) -> list[VfSettings]:
         def get(ipr: IPRoute) -> list[VfSettings]:
-            msg = ipr.link("get", index=self._index(ipr, pf, None), ext_mask=VF_EXT_MASK)[0]
+            msg = ipr.link("get", index=self._index(pf, None), ext_mask=VF_EXT_MASK)[0]
             return decode_vf_list(msg)
 
         return self._call(f"read VFs of {pf}", None, get)
@@ -194,7 +194,7 @@ class KernelNetlink:
 
     def _set_vf(self, pf: str, what: str, spec: dict[str, Any]) -> None:
         def apply(ipr: IPRoute) -> None:
-            ipr.link("set", index=self._index(ipr, pf, None), vf=spec)
+            ipr.link("set", index=self._index(pf, None), vf=spec)
 
         self._call(f"{pf} vf {spec['vf']} {what}", None, apply)
 
@@ -246,18 +246,18 @@ class KernelNetlink:
         try:
             with _netns_fd(dst_netns) as fd:
                 self._call(what, src_netns, lambda ipr: ipr.link(
-                    "set", index=index if index is not None else self._index(ipr, name, src_netns),
+                    "set", index=index if index is not None else self._index(name, src_netns),
                     net_ns_fd=fd, ifname=new_name))
         except NetlinkError:
             if not old_name_was_there and self.find_link(name, dst_netns) is not None:
                 with _netns_fd(src_netns) as back:
                     self._call(f"undo half move of {name}", dst_netns, lambda ipr: ipr.link(
-                        "set", index=self._index(ipr, name, dst_netns), net_ns_fd=back))
+                        "set", index=self._index(name, dst_netns), net_ns_fd=back))
             raise
 
     def rename_link(self, name: str, new_name: str, netns: str | None = None) -> None:
         def rename(ipr: IPRoute) -> None:
-            index = self._index(ipr, name, netns)
+            index = self._index(name, netns)
             ipr.link("set", index=index, state="down")
             ipr.link("set", index=index, ifname=new_name)
 
@@ -265,20 +265,20 @@ class KernelNetlink:
 
     def set_link_mac(self, name: str, mac: str, netns: str | None = None) -> None:
         self._call(f"set {name} mac {mac}", netns,
-                   lambda ipr: ipr.link("set", index=self._index(ipr, name, netns), address=mac))
+                   lambda ipr: ipr.link("set", index=self._index(name, netns), address=mac))
 
     def set_link_mtu(self, name: str, mtu: int, netns: str | None = None) -> None:
         self._call(f"set {name} mtu {mtu}", netns,
-                   lambda ipr: ipr.link("set", index=self._index(ipr, name, netns), mtu=mtu))
+                   lambda ipr: ipr.link("set", index=self._index(name, netns), mtu=mtu))
 
     def set_link_up(self, name: str, up: bool, netns: str | None = None) -> None:
         state = "up" if up else "down"
         self._call(f"set {name} {state}", netns,
-                   lambda ipr: ipr.link("set", index=self._index(ipr, name, netns), state=state))
+                   lambda ipr: ipr.link("set", index=self._index(name, netns), state=state))
 
     def set_link_alias(self, name: str, alias: str, netns: str | None = None) -> None:
         self._call(f"set {name} alias {alias!r}", netns,
-                   lambda ipr: ipr.link("set", index=self._index(ipr, name, netns), ifalias=alias))
+                   lambda ipr: ipr.link("set", index=self._index(name, netns), ifalias=alias))
 
     def add_address(self, name: str, cidr: str, netns: str | None = None) -> None:
         self._address("add", name, cidr, netns)
@@ -292,21 +292,21 @@ class KernelNetlink:
             raise InvalidValueError(f"address {cidr!r}", "expected address/prefix-length")
 
         def change(ipr: IPRoute) -> None:
-            ipr.addr(command, index=self._index(ipr, name, netns), address=address, prefixlen=int(prefix))
+            ipr.addr(command, index=self._index(name, netns), address=address, prefixlen=int(prefix))
 
         verb = "add address" if command == "add" else "delete address"
         self._call(f"{verb} {cidr} {'to' if command == 'add' else 'from'} {name} in {_where(netns)}", netns, change)
 
     def addresses(self, name: str, netns: str | None = None) -> list[str]:
         def get(ipr: IPRoute) -> list[str]:
-            index = self._index(ipr, name, netns)
+            index = self._index(name, netns)
             return [f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}" for m in ipr.get_addr(index=index)]
 
         return self._call(f"list addresses of {name}", netns, get)
 
     def add_route(self, dst: str, gateway: str | None, name: str, netns: str | None = None) -> None:
         def add(ipr: IPRoute) -> None:
-            kwargs: dict[str, Any] = {"dst": dst, "oif": self._index(ipr, name, netns)}
+            kwargs: dict[str, Any] = {"dst": dst, "oif": self._index(name, netns)}
             if gateway:
                 kwargs["gateway"] = gateway
             ipr.route("add", **kwargs)
@@ -315,7 +315,7 @@ class KernelNetlink:
 
     def routes(self, name: str, netns: str | None = None) -> list[RouteInfo]:
         def get(ipr: IPRoute) -> list[RouteInfo]:
-            index = self._index(ipr, name, netns)
+            index = self._index(name, netns)
             found = []
             for family in (socket.AF_INET, socket.AF_INET6):
                 found += [_route_info(m) for m in ipr.get_routes(family=family, oif=index, table=RT_TABLE_MAIN)]

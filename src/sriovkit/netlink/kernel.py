@@ -1,4 +1,5 @@
-"""`KernelNetlink`: the Netlink port on the real kernel, through pyroute2."""
+"""`KernelNetlink`: the Netlink port on the real kernel: plain rtnetlink requests for link reads and
+every change (`rawlink`, `rtmsg`), pyroute2 for listing addresses and routes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sriovkit.host.sysfs import Sysfs, list_dir
 from sriovkit.netlink import netns as ns
+from sriovkit.netlink import rtmsg
 from sriovkit.netlink.errors import (
     InvalidValueError,
     LinkNotFoundError,
@@ -25,7 +27,7 @@ from sriovkit.netlink.errors import (
 )
 from sriovkit.netlink.model import LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
 from sriovkit.netlink.rawlink import LinkQuery, open_query, possible_name
-from sriovkit.netlink.vfinfo import VF_EXT_MASK, decode_vf_list, receive_buffer_bytes
+from sriovkit.netlink.vfinfo import decode_vf_list, receive_buffer_bytes
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -43,7 +45,8 @@ class KernelNetlink:
     """Links and VFs on this node's kernel. Host-namespace sockets are kept per thread.
 
     Reads of links go through `LinkQuery` (one request for exactly the link asked for, only the
-    attributes the port reads decoded); changes through pyroute2."""
+    attributes the port reads decoded), and so do changes (`sriovkit.netlink.rtmsg` encodes them as
+    pyroute2 would, without its per-request machinery); address and route listings through pyroute2."""
 
     def __init__(self, sysfs: Sysfs) -> None:
         self.sysfs = sysfs
@@ -161,15 +164,36 @@ class KernelNetlink:
             except OSError as exc:
                 raise from_errno(exc.errno or 0, what) from None
 
-    def _index(self, name: str, netns: str | None) -> int:
+    def _index(self, name: str, netns: str | None, query: LinkQuery | None = None) -> int:
         """The index of `name` in `netns`: asked by netlink, never by the
         SIOCGIFINDEX ioctl, which for a name that is absent makes the kernel run modprobe
         ("netdev-NAME", then "NAME") and wait for it: 0.5-0.8 s per miss in the VM lab."""
-        with self.query(netns) as query:
+        if query is not None:
             found = query.get(name=name)
+        else:
+            with self.query(netns) as fresh:
+                found = fresh.get(name=name)
         if found is None:
             raise LinkNotFoundError(f"interface {name}", f"not found in {_where(netns)}")
         return found.index
+
+    def _change(self, what: str, netns: str | None, link: str | int, body: Callable[[int], bytes],
+                kind: int = rtmsg.RTM_NEWLINK, flags: int = 0) -> None:
+        """One change request about `link` (its name, or its index) in `netns`: `body` builds it
+        from the link's index. Sent on the socket the reads use (this thread's host one or the
+        operation's), acknowledged before this returns."""
+        with self.query(netns) as query:
+            try:
+                index = link if isinstance(link, int) else self._index(link, netns, query)
+                query.change(kind, body(index), flags)
+            except (NamespaceError, LinkNotFoundError):
+                raise
+            except NetlinkError as exc:
+                raise from_errno(exc.errno or 0, what) from None
+            except OSError as exc:
+                raise from_errno(exc.errno or 0, what) from None
+            except ValueError as exc:  # a value the request cannot carry (a malformed MAC or address)
+                raise InvalidValueError(what, str(exc)) from None
 
     def close(self) -> None:
         with self._opened_lock:
@@ -180,11 +204,10 @@ class KernelNetlink:
 
     # -- VFs --------------------------------------------------------------------------
     def all_vf_settings(self, pf: str) -> list[VfSettings]:
-        def get(ipr: IPRoute) -> list[VfSettings]:
-            msg = ipr.link("get", index=self._index(pf, None), ext_mask=VF_EXT_MASK)[0]
-            return decode_vf_list(msg)
+        def get(query: LinkQuery) -> list[VfSettings]:
+            return decode_vf_list(query.vf_list(self._index(pf, None)))
 
-        return self._call(f"read VFs of {pf}", None, get)
+        return self._read(f"read VFs of {pf}", None, get)
 
     def vf_settings(self, pf: str, vf_index: int) -> VfSettings:
         for settings in self.all_vf_settings(pf):
@@ -192,30 +215,28 @@ class KernelNetlink:
                 return settings
         raise LinkNotFoundError(f"VF {vf_index} of {pf}", "the PF does not report this VF")
 
-    def _set_vf(self, pf: str, what: str, spec: dict[str, Any]) -> None:
-        def apply(ipr: IPRoute) -> None:
-            ipr.link("set", index=self._index(pf, None), vf=spec)
-
-        self._call(f"{pf} vf {spec['vf']} {what}", None, apply)
+    def _set_vf(self, pf: str, vf_index: int, what: str, setting: bytes) -> None:
+        self._change(f"{pf} vf {vf_index} {what}", None, pf, lambda index: rtmsg.link_change(index, attrs=[setting]))
 
     def set_vf_mac(self, pf: str, vf_index: int, mac: str) -> None:
-        self._set_vf(pf, f"mac {mac}", {"vf": vf_index, "mac": mac})
+        self._set_vf(pf, vf_index, f"mac {mac}", rtmsg.vf_mac(vf_index, mac))
 
     def set_vf_vlan(self, pf: str, vf_index: int, vlan: int, qos: int, proto: VlanProto) -> None:
-        self._set_vf(pf, f"vlan {vlan} qos {qos} proto {proto.name}", vf_vlan_spec(vf_index, vlan, qos, proto))
+        self._set_vf(pf, vf_index, f"vlan {vlan} qos {qos} proto {proto.name}",
+                     rtmsg.vf_vlan(vf_index, vlan, qos, proto))
 
     def set_vf_spoofchk(self, pf: str, vf_index: int, enabled: bool) -> None:
-        self._set_vf(pf, f"spoofchk {_onoff(enabled)}", {"vf": vf_index, "spoofchk": int(enabled)})
+        self._set_vf(pf, vf_index, f"spoofchk {_onoff(enabled)}", rtmsg.vf_spoofchk(vf_index, enabled))
 
     def set_vf_trust(self, pf: str, vf_index: int, enabled: bool) -> None:
-        self._set_vf(pf, f"trust {_onoff(enabled)}", {"vf": vf_index, "trust": int(enabled)})
+        self._set_vf(pf, vf_index, f"trust {_onoff(enabled)}", rtmsg.vf_trust(vf_index, enabled))
 
     def set_vf_link_state(self, pf: str, vf_index: int, state: LinkState) -> None:
-        self._set_vf(pf, f"state {state.name.lower()}", {"vf": vf_index, "link_state": int(state)})
+        self._set_vf(pf, vf_index, f"state {state.name.lower()}", rtmsg.vf_link_state(vf_index, state))
 
     def set_vf_rate(self, pf: str, vf_index: int, min_tx_rate: int, max_tx_rate: int) -> None:
-        rate = {"min_tx_rate": min_tx_rate, "max_tx_rate": max_tx_rate}
-        self._set_vf(pf, f"min_tx_rate {min_tx_rate} max_tx_rate {max_tx_rate}", {"vf": vf_index, "rate": rate})
+        self._set_vf(pf, vf_index, f"min_tx_rate {min_tx_rate} max_tx_rate {max_tx_rate}",
+                     rtmsg.vf_rate(vf_index, min_tx_rate, max_tx_rate))
 
     # -- links --------------------------------------------------------------------------
     def find_link(self, name: str, netns: str | None = None) -> LinkInfo | None:
@@ -245,40 +266,32 @@ class KernelNetlink:
             raise NameInUseError(what, f"{new_name} already exists in {_where(dst_netns)}")
         try:
             with _netns_fd(dst_netns) as fd:
-                self._call(what, src_netns, lambda ipr: ipr.link(
-                    "set", index=index if index is not None else self._index(name, src_netns),
-                    net_ns_fd=fd, ifname=new_name))
+                self._change(what, src_netns, index if index is not None else name,
+                             lambda i: rtmsg.link_change(i, attrs=[rtmsg.net_ns_fd(fd), rtmsg.ifname(new_name)]))
         except NetlinkError:
             if not old_name_was_there and self.find_link(name, dst_netns) is not None:
                 with _netns_fd(src_netns) as back:
-                    self._call(f"undo half move of {name}", dst_netns, lambda ipr: ipr.link(
-                        "set", index=self._index(name, dst_netns), net_ns_fd=back))
+                    self._change(f"undo half move of {name}", dst_netns, name,
+                                 lambda i: rtmsg.link_change(i, attrs=[rtmsg.net_ns_fd(back)]))
             raise
 
     def rename_link(self, name: str, new_name: str, netns: str | None = None) -> None:
-        def rename(ipr: IPRoute) -> None:
-            index = self._index(name, netns)
-            ipr.link("set", index=index, state="down")
-            ipr.link("set", index=index, ifname=new_name)
-
-        self._call(f"rename {name} to {new_name} in {_where(netns)}", netns, rename)
+        what = f"rename {name} to {new_name} in {_where(netns)}"
+        self._change(what, netns, name, lambda i: rtmsg.link_change(i, up=False))
+        self._change(what, netns, name, lambda i: rtmsg.link_change(i, attrs=[rtmsg.ifname(new_name)]))
 
     def set_link_mac(self, name: str, mac: str, netns: str | None = None) -> None:
-        self._call(f"set {name} mac {mac}", netns,
-                   lambda ipr: ipr.link("set", index=self._index(name, netns), address=mac))
+        self._change(f"set {name} mac {mac}", netns, name, lambda i: rtmsg.link_change(i, attrs=[rtmsg.address(mac)]))
 
     def set_link_mtu(self, name: str, mtu: int, netns: str | None = None) -> None:
-        self._call(f"set {name} mtu {mtu}", netns,
-                   lambda ipr: ipr.link("set", index=self._index(name, netns), mtu=mtu))
+        self._change(f"set {name} mtu {mtu}", netns, name, lambda i: rtmsg.link_change(i, attrs=[rtmsg.mtu(mtu)]))
 
     def set_link_up(self, name: str, up: bool, netns: str | None = None) -> None:
-        state = "up" if up else "down"
-        self._call(f"set {name} {state}", netns,
-                   lambda ipr: ipr.link("set", index=self._index(name, netns), state=state))
+        self._change(f"set {name} {'up' if up else 'down'}", netns, name, lambda i: rtmsg.link_change(i, up=up))
 
     def set_link_alias(self, name: str, alias: str, netns: str | None = None) -> None:
-        self._call(f"set {name} alias {alias!r}", netns,
-                   lambda ipr: ipr.link("set", index=self._index(name, netns), ifalias=alias))
+        self._change(f"set {name} alias {alias!r}", netns, name,
+                     lambda i: rtmsg.link_change(i, attrs=[rtmsg.ifalias(alias)]))
 
     def add_address(self, name: str, cidr: str, netns: str | None = None) -> None:
         self._address("add", name, cidr, netns)
@@ -287,15 +300,13 @@ class KernelNetlink:
         self._address("del", name, cidr, netns)
 
     def _address(self, command: str, name: str, cidr: str, netns: str | None) -> None:
-        address, _, prefix = cidr.partition("/")
+        _address, _, prefix = cidr.partition("/")
         if not prefix.isdigit():
             raise InvalidValueError(f"address {cidr!r}", "expected address/prefix-length")
-
-        def change(ipr: IPRoute) -> None:
-            ipr.addr(command, index=self._index(name, netns), address=address, prefixlen=int(prefix))
-
-        verb = "add address" if command == "add" else "delete address"
-        self._call(f"{verb} {cidr} {'to' if command == 'add' else 'from'} {name} in {_where(netns)}", netns, change)
+        adding = command == "add"
+        what = f"{'add' if adding else 'delete'} address {cidr} {'to' if adding else 'from'} {name} in {_where(netns)}"
+        kind, flags = (rtmsg.RTM_NEWADDR, rtmsg.NLM_F_CREATE | rtmsg.NLM_F_EXCL) if adding else (rtmsg.RTM_DELADDR, 0)
+        self._change(what, netns, name, lambda i: rtmsg.address_change(i, cidr), kind, flags)
 
     def addresses(self, name: str, netns: str | None = None) -> list[str]:
         def get(ipr: IPRoute) -> list[str]:
@@ -305,13 +316,9 @@ class KernelNetlink:
         return self._call(f"list addresses of {name}", netns, get)
 
     def add_route(self, dst: str, gateway: str | None, name: str, netns: str | None = None) -> None:
-        def add(ipr: IPRoute) -> None:
-            kwargs: dict[str, Any] = {"dst": dst, "oif": self._index(name, netns)}
-            if gateway:
-                kwargs["gateway"] = gateway
-            ipr.route("add", **kwargs)
-
-        self._call(f"add route {dst} via {gateway or name} in {_where(netns)}", netns, add)
+        self._change(f"add route {dst} via {gateway or name} in {_where(netns)}", netns, name,
+                     lambda i: rtmsg.route_add(dst, gateway, i), rtmsg.RTM_NEWROUTE,
+                     rtmsg.NLM_F_CREATE | rtmsg.NLM_F_EXCL)
 
     def routes(self, name: str, netns: str | None = None) -> list[RouteInfo]:
         def get(ipr: IPRoute) -> list[RouteInfo]:

@@ -1,4 +1,4 @@
-"""Reading links with one plain rtnetlink request, decoding only what the port reads.
+"""Link reads and changes with plain rtnetlink requests, decoding only what the port reads.
 
 pyroute2 decodes every attribute of every message it receives into Python objects (a veth's
 RTM_NEWLINK: ~60 attributes, statistics, per-family config), which cost most of the agent's CPU
@@ -9,6 +9,10 @@ Changes still go through pyroute2.
 
 `LinkMessage` answers `msg["index"]`, `msg["flags"]` and `msg.get_attr("IFLA_...")` for the
 attributes it keeps, as a pyroute2 message does, so the code reading either is the same.
+
+Changes (`LinkQuery.change`) are sent on the same socket, encoded by `sriovkit.netlink.rtmsg`, and
+wait for the kernel's acknowledgement; a PF's VF list (`LinkQuery.vf_list`) is the one message
+`sriovkit.netlink.vfinfo` decodes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Container
 from typing import Any
 
 from sriovkit.netlink.errors import NetlinkError, from_errno
+from sriovkit.netlink.rtmsg import attr, walk
 
 NETLINK_ROUTE = 0
 NLMSG_ERROR = 2
@@ -30,8 +35,9 @@ RTM_GETLINK = 18
 RTM_NEWNSID = 88
 RTM_GETNSID = 90
 NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
 NLM_F_DUMP = 0x300
-NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+RTEXT_FILTER_VF = 1 << 0
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFLA_EXT_MASK = 29
 NETNSA_NSID = 1
@@ -41,10 +47,11 @@ IFNAMSIZ = 16  # with its terminating NUL
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _RTGENMSG = struct.Struct("=B3x")
-_NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _S32 = struct.Struct("=i")
-_RECV_BYTES = 1 << 17  # a dump's datagrams are at most 32 KiB; one link's answer a few KiB
+# a dump's datagrams are at most 32 KiB; one link's answer a few KiB, a PF's with its VF list (stats
+# skipped) at most 64 KiB (vfinfo.vf_list_message_bytes(256))
+_RECV_BYTES = 1 << 17
 
 
 def _mac(raw: bytes) -> str:
@@ -117,27 +124,16 @@ class LinkMessage(_Attrs):
         raise KeyError(key)
 
 
-def _walk(data: bytes | memoryview, start: int, end: int) -> Any:
-    """(type, payload) of each attribute in data[start:end]."""
-    offset = start
-    while offset + 4 <= end:
-        length, kind = _NLA.unpack_from(data, offset)
-        if length < 4 or offset + length > end:
-            return
-        yield kind & NLA_TYPE_MASK, bytes(data[offset + 4:offset + length])
-        offset += (length + 3) & ~3
-
-
 def decode_link(data: bytes | memoryview, start: int, end: int) -> LinkMessage:
     """The RTM_NEWLINK whose body (after the netlink header) is data[start:end]."""
     _, _, index, flags, _ = _IFINFOMSG.unpack_from(data, start)
     attrs: dict[str, Any] = {}
-    for kind, payload in _walk(data, start + _IFINFOMSG.size, end):
+    for kind, payload in walk(data, start + _IFINFOMSG.size, end):
         known = _LINK_ATTRS.get(kind)
         if known is not None:
             attrs[known[0]] = known[1](payload)
         elif kind == IFLA_LINKINFO:
-            kinds = [_text(p) for k, p in _walk(payload, 0, len(payload)) if k == IFLA_INFO_KIND]
+            kinds = [_text(p) for k, p in walk(payload, 0, len(payload)) if k == IFLA_INFO_KIND]
             attrs["IFLA_LINKINFO"] = _Attrs({"IFLA_INFO_KIND": kinds[0]} if kinds else {})
     return LinkMessage(index, flags, attrs)
 
@@ -167,11 +163,11 @@ class LinkQuery:
 
     def get(self, *, index: int | None = None, name: str | None = None) -> LinkMessage | None:
         """The link with ifindex `index` (or named `name`); None when there is none."""
-        attrs = _attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
+        attrs = attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
         if index is None:
             if not possible_name(name or ""):
                 return None  # no link can have that name (the kernel answers ERANGE or EINVAL)
-            attrs += _attr(3, (name or "").encode() + b"\0")
+            attrs += attr(3, (name or "").encode() + b"\0")
         body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index or 0, 0, 0) + attrs
         try:
             found = self._request(RTM_GETLINK, NLM_F_REQUEST, body, RTM_NEWLINK)
@@ -185,17 +181,31 @@ class LinkQuery:
         """Every link of the namespace; with `names`, only the links so named (the others are
         not decoded). A dump does not wait for the RTNL lock on current kernels, where a get
         queues behind every move in progress."""
-        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
+        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
         replies = self._request_raw(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, body, RTM_NEWLINK)
         if names is not None:
             replies = [r for r in replies if _name_of(r) in names]
         return [decode_link(reply, 0, len(reply)) for reply in replies]
 
+    def vf_list(self, index: int) -> bytes:
+        """The RTM_NEWLINK body of link `index` with its VF list (statistics skipped), undecoded."""
+        mask = _U32.pack(RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS)
+        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + attr(IFLA_EXT_MASK, mask)
+        found = self._request_raw(RTM_GETLINK, NLM_F_REQUEST, body, RTM_NEWLINK)
+        if not found:
+            raise from_errno(errno.ENODEV, _what(RTM_GETLINK))
+        return found[0]
+
+    def change(self, kind: int, body: bytes, flags: int = 0) -> None:
+        """Send one change request (`sriovkit.netlink.rtmsg` builds `body`) and wait for the kernel
+        to acknowledge it; its refusal is raised as `from_errno`'s error."""
+        self._request_raw(kind, NLM_F_REQUEST | NLM_F_ACK | flags, body, -1)
+
     def netnsid(self, netns_fd: int) -> int | None:
         """The id this socket's namespace knows the namespace open as `netns_fd` by, if it has one."""
-        body = _RTGENMSG.pack(socket.AF_UNSPEC) + _attr(NETNSA_FD, _U32.pack(netns_fd))
+        body = _RTGENMSG.pack(socket.AF_UNSPEC) + attr(NETNSA_FD, _U32.pack(netns_fd))
         for reply in self._request_raw(RTM_GETNSID, NLM_F_REQUEST, body, RTM_NEWNSID):
-            for kind, payload in _walk(reply, _RTGENMSG.size, len(reply)):
+            for kind, payload in walk(reply, _RTGENMSG.size, len(reply)):
                 if kind == NETNSA_NSID:
                     nsid = _s32(payload)
                     return nsid if nsid >= 0 else None
@@ -237,19 +247,15 @@ class LinkQuery:
 def _name_of(reply: bytes) -> str | None:
     """IFLA_IFNAME of an RTM_NEWLINK body, read without decoding the rest (the kernel puts it
     first)."""
-    for kind, payload in _walk(reply, _IFINFOMSG.size, len(reply)):
+    for kind, payload in walk(reply, _IFINFOMSG.size, len(reply)):
         if kind == 3:
             return _text(payload)
     return None
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = _NLA.size + len(payload)
-    return _NLA.pack(length, kind) + payload + b"\0" * (((length + 3) & ~3) - length)
-
-
 def _what(kind: int) -> str:
-    return {RTM_GETLINK: "read link", RTM_GETNSID: "read netns id"}.get(kind, f"netlink request {kind}")
+    return {RTM_GETLINK: "read link", RTM_GETNSID: "read netns id", RTM_NEWLINK: "change link"}.get(
+        kind, f"netlink request {kind}")
 
 
 def open_query(netns_fd_path: str | None = None) -> LinkQuery:

@@ -1,4 +1,5 @@
-"""Decoding a PF's VF list from an RTM_NEWLINK answer, and sizing the receive for it.
+"""Decoding a PF's VF list from an RTM_NEWLINK answer (its bytes, walked once), and sizing the
+receive for it.
 
 The whole VF list of a PF arrives as one IFLA_VFINFO_LIST attribute in a single
 message. With per-VF statistics that attribute outgrows its 16-bit length
@@ -9,9 +10,11 @@ and receive into a buffer sized for the largest PF (256 VFs).
 
 from __future__ import annotations
 
-from typing import Any, Required, TypedDict
+import struct
+from typing import Required, TypedDict
 
 from sriovkit.netlink.model import LinkState, VfSettings, VlanProto
+from sriovkit.netlink.rtmsg import walk
 
 RTEXT_FILTER_VF = 1 << 0
 RTEXT_FILTER_SKIP_STATS = 1 << 3
@@ -25,6 +28,21 @@ VF_INFO_BYTES = 240
 LINK_MESSAGE_OVERHEAD = 4096  # the link's own attributes (name, stats64, afspec ...)
 # Netlink attributes carry a 16-bit length.
 NLA_MAX_LEN = 0xFFFF
+_IFINFOMSG_BYTES = 16
+IFLA_VFINFO_LIST = 22
+IFLA_VF_INFO = 1
+IFLA_VF_MAC = 1
+IFLA_VF_VLAN = 2
+IFLA_VF_SPOOFCHK = 4
+IFLA_VF_LINK_STATE = 5
+IFLA_VF_RATE = 6
+IFLA_VF_TRUST = 9
+IFLA_VF_VLAN_LIST = 12
+IFLA_VF_VLAN_INFO = 1
+_U32 = struct.Struct("=I")
+_U32X3 = struct.Struct("=III")
+_LINK_STATES = frozenset(int(s) for s in LinkState)
+_VLAN_PROTOS = frozenset(int(p) for p in VlanProto)
 
 
 def vf_list_message_bytes(num_vfs: int) -> int:
@@ -37,12 +55,13 @@ def receive_buffer_bytes(num_vfs: int = MAX_VFS) -> int:
     return max(1 << 20, 4 * vf_list_message_bytes(num_vfs))
 
 
-def decode_vf_list(msg: Any) -> list[VfSettings]:
-    """All VFs of one PF from a decoded pyroute2 ifinfmsg, ordered by index."""
-    vflist = msg.get_attr("IFLA_VFINFO_LIST")
+def decode_vf_list(body: bytes) -> list[VfSettings]:
+    """All VFs of one PF from the body of its RTM_NEWLINK (after the netlink header), ordered by
+    index; only IFLA_VFINFO_LIST is walked."""
+    vflist = next((p for kind, p in walk(body, _IFINFOMSG_BYTES, len(body)) if kind == IFLA_VFINFO_LIST), None)
     if vflist is None:
         return []
-    result = [decode_vf(info) for info in vflist.get_attrs("IFLA_VF_INFO")]
+    result = [decode_vf(info) for kind, info in walk(vflist, 0, len(vflist)) if kind == IFLA_VF_INFO]
     return sorted(result, key=lambda s: s.vf_index)
 
 
@@ -66,33 +85,44 @@ class _VfFields(_VfFlags, total=False):
     max_tx_rate: int
 
 
-def decode_vf(info: Any) -> VfSettings:
-    mac = info.get_attr("IFLA_VF_MAC")
-    fields: _VfFields = {"vf_index": mac["vf"], "mac": mac["mac"]}
-    vlan = info.get_attr("IFLA_VF_VLAN")
-    if vlan is not None:
-        fields["vlan"], fields["qos"] = vlan["vlan"], vlan["qos"]
-    vlist = info.get_attr("IFLA_VF_VLAN_LIST")
-    if vlist is not None:
-        entries = vlist.get_attrs("IFLA_VF_VLAN_INFO")
-        if entries and entries[0]["proto"] in iter(VlanProto):
-            fields["vlan_proto"] = VlanProto(entries[0]["proto"])
-    _read_flags(info, fields)
-    rate = info.get_attr("IFLA_VF_RATE")
-    if rate is not None:
-        fields["min_tx_rate"], fields["max_tx_rate"] = rate["min_tx_rate"], rate["max_tx_rate"]
+def decode_vf(info: bytes) -> VfSettings:
+    """One IFLA_VF_INFO's payload; a setting it lacks (or sends short) reads as the default."""
+    attrs = dict(walk(info, 0, len(info)))
+    mac = attrs.get(IFLA_VF_MAC, b"")
+    if len(mac) < _U32.size + 6:
+        raise ValueError("IFLA_VF_INFO without IFLA_VF_MAC")  # every driver sends it: index and MAC
+    fields: _VfFields = {"vf_index": _U32.unpack_from(mac)[0], "mac": ":".join(f"{b:02x}" for b in mac[4:10])}
+    vlan = attrs.get(IFLA_VF_VLAN, b"")
+    if len(vlan) >= _U32X3.size:
+        _, fields["vlan"], fields["qos"] = _U32X3.unpack_from(vlan)
+    vlist = attrs.get(IFLA_VF_VLAN_LIST, b"")
+    entries = [p for kind, p in walk(vlist, 0, len(vlist)) if kind == IFLA_VF_VLAN_INFO and len(p) >= _U32X3.size + 2]
+    if entries:
+        proto = struct.unpack_from("!H", entries[0], _U32X3.size)[0]
+        if proto in _VLAN_PROTOS:
+            fields["vlan_proto"] = VlanProto(proto)
+    _read_flags(attrs, fields)
+    rate = attrs.get(IFLA_VF_RATE, b"")
+    if len(rate) >= _U32X3.size:
+        _, fields["min_tx_rate"], fields["max_tx_rate"] = _U32X3.unpack_from(rate)
     return VfSettings(**fields)
 
 
-def _read_flags(info: Any, out: _VfFlags) -> None:
+def _setting(attrs: dict[int, bytes], kind: int) -> int | None:
+    """The value of a {vf, setting} attribute, if sent."""
+    raw = attrs.get(kind, b"")
+    return int(_U32.unpack_from(raw, 4)[0]) if len(raw) >= 2 * _U32.size else None
+
+
+def _read_flags(attrs: dict[int, bytes], out: _VfFlags) -> None:
     """The on/off settings into `out`."""
     # Drivers that lack a knob report it as -1 (0xffffffff): keep the default then.
-    spoof = info.get_attr("IFLA_VF_SPOOFCHK")
-    if spoof is not None and spoof["spoofchk"] in (0, 1):
-        out["spoofchk"] = bool(spoof["spoofchk"])
-    trust = info.get_attr("IFLA_VF_TRUST")
-    if trust is not None and trust["trust"] in (0, 1):
-        out["trust"] = bool(trust["trust"])
-    state = info.get_attr("IFLA_VF_LINK_STATE")
-    if state is not None and state["link_state"] in iter(LinkState):
-        out["link_state"] = LinkState(state["link_state"])
+    spoof = _setting(attrs, IFLA_VF_SPOOFCHK)
+    if spoof in (0, 1):
+        out["spoofchk"] = bool(spoof)
+    trust = _setting(attrs, IFLA_VF_TRUST)
+    if trust in (0, 1):
+        out["trust"] = bool(trust)
+    state = _setting(attrs, IFLA_VF_LINK_STATE)
+    if state is not None and state in _LINK_STATES:
+        out["link_state"] = LinkState(state)

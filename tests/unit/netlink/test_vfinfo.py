@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+from dataclasses import replace
 from typing import Any
 
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
@@ -43,9 +45,7 @@ def _pf_message(num_vfs: int, spoofchk: int = 0, trust: int = 1) -> bytes:
 
 
 def _decode(data: bytes) -> list[VfSettings]:
-    msg = ifinfmsg(data)
-    msg.decode()
-    return decode_vf_list(msg)
+    return decode_vf_list(data[16:])  # the body, after the netlink header
 
 
 def test_a_full_pf_message_fits_the_bound_the_attribute_limit_and_the_buffer() -> None:
@@ -81,3 +81,14 @@ def test_a_pf_without_vf_list_has_no_vfs() -> None:
     msg["attrs"] = [("IFLA_IFNAME", "eth0")]
     msg.encode()
     assert _decode(bytes(msg.data)) == []
+
+
+def test_short_or_truncated_attributes_read_as_defaults_not_as_garbage() -> None:
+    body = bytearray(_pf_message(1)[16:])
+    whole = _decode(_pf_message(1))
+    assert decode_vf_list(bytes(body[:-8])) == []  # the VF list attribute cut: its length overruns the message
+    spoof = body.index(struct.pack("=HHII", 12, 4, 0, 0))  # IFLA_VF_SPOOFCHK {vf 0, setting 0}
+    struct.pack_into("=HH", body, spoof, 8, 4)  # now 4 bytes short of its struct; the rest is padding to skip
+    struct.pack_into("=HH", body, spoof + 8, 4, 0)  # (a 4-byte attribute of no known type)
+    (vf,) = decode_vf_list(bytes(body))
+    assert vf.spoofchk is True and vf == replace(whole[0], spoofchk=True)

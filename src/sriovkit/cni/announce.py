@@ -8,7 +8,9 @@ logged by the caller, never fatal.
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
+import os
 import socket
 import struct
 import threading
@@ -63,12 +65,14 @@ def na_frame(mac: str, ip: str) -> bytes:
     return ALL_NODES_MAC + _mac_bytes(mac) + struct.pack("!H", ETH_P_IPV6) + ipv6 + bytes(body)
 
 
-def announce(netns_path: str, ifname: str, mac: str, addresses: list[str]) -> list[str]:
+def announce(netns_path: str, ifname: str, mac: str, addresses: list[str], ifindex: int | None = None) -> list[str]:
     """Send one announcement per address; returns the addresses that failed, with why.
 
-    One packet socket for all of them, bound to protocol 0 so it never receives. Closing a packet
-    socket waits for an RCU grace period (~10 ms here); that wait happens on a short-lived thread,
-    so the pod's ADD answer does not include it."""
+    One packet socket for all of them, bound to protocol 0 so it never receives, and to the
+    interface by `ifindex` when it is known (a bind by name is a SIOCGIFINDEX, which for a name
+    gone meanwhile makes the kernel run modprobe "netdev-NAME"). Closing a packet socket waits for
+    an RCU grace period (~10 ms here); that wait happens on a short-lived thread, so the pod's ADD
+    answer does not include it."""
     if not addresses:
         return []
     try:
@@ -76,14 +80,29 @@ def announce(netns_path: str, ifname: str, mac: str, addresses: list[str]) -> li
     except OSError as exc:
         return [f"{cidr}: {exc.strerror or exc}" for cidr in addresses]
     try:
-        return _send_all(sock, ifname, mac, addresses)
+        return _send_all(sock, ifname if ifindex is None else ifindex, mac, addresses)
     finally:
         threading.Thread(target=sock.close, name="packet-socket-close", daemon=True).start()
 
 
-def _send_all(sock: socket.socket, ifname: str, mac: str, addresses: list[str]) -> list[str]:
+_libc = ctypes.CDLL(None, use_errno=True)
+_SOCKADDR_LL = struct.Struct("=HHiHBB8s")  # family, protocol (network order), ifindex, hatype, pkttype, halen, addr
+
+
+def bind_packet_socket(sock: socket.socket, ifindex: int) -> None:
+    """bind(2) a packet socket to the interface `ifindex`, protocol 0 (Python's bind takes a name)."""
+    addr = ctypes.create_string_buffer(_SOCKADDR_LL.pack(socket.AF_PACKET, 0, ifindex, 0, 0, 0, b""))
+    if _libc.bind(sock.fileno(), addr, _SOCKADDR_LL.size) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _send_all(sock: socket.socket, link: str | int, mac: str, addresses: list[str]) -> list[str]:
     try:
-        sock.bind((ifname, 0))
+        if isinstance(link, int):
+            bind_packet_socket(sock, link)
+        else:
+            sock.bind((link, 0))
     except OSError as exc:
         return [f"{cidr}: {exc.strerror or exc}" for cidr in addresses]
     failed: list[str] = []

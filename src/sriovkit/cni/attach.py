@@ -242,7 +242,7 @@ def _run_ipam(call: Call, steps: Steps, device: Device, record: AttachmentRecord
     for route in got.routes:
         gw = route.gw or gateways.get(_family(route.dst))
         steps.run(f"add route {route.dst}", partial(nl.add_route, route.dst, gw, name, netns), point="add route")
-    failed = announce(netns, name, record.pod_mac, record.ips)
+    failed = announce(netns, name, record.pod_mac, record.ips, record.pod_ifindex)
     if failed:
         call.log.warning("announce failed", addresses="; ".join(failed))
     call.faults.reached("announce")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +43,39 @@ def _static(node: Node, version: str) -> dict[str, Any]:
     return node.conf(1, version=version, mac="02:00:00:00:5a:01", vlan=11,
                      ipam={"type": "static", "addresses": [{"address": "10.55.0.9/24", "gateway": "10.55.0.1"}],
                            "routes": [{"dst": "0.0.0.0/0"}]})
+
+
+# the sockets one ADD and DEL open: rtnetlink (reads and changes), a packet socket (the pod's
+# address announcements), unix sockets (locks, logging)
+KNOWN_SOCKETS = {("AF_NETLINK", "NETLINK_ROUTE"), ("AF_PACKET", "0"), ("AF_UNIX", "0")}
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to watch the system calls")
+def test_add_and_del_make_no_call_that_makes_the_kernel_load_modules(
+        node: Node, netns: NetnsFactory, tmp_path: Path) -> None:
+    """Each call below makes a kernel with modules run modprobe and wait for it (0.1-0.8 s each in
+    the VM lab, on every ADD and DEL, where bench/vm_cni.py --modlog traces them): an ioctl naming an
+    interface that is absent ("netdev-NAME"), a socket of a family or protocol not built in
+    ("net-pf-N-proto-M"), a link request naming a kind ("rtnl-link-KIND"). A whole ADD and DEL
+    (VLAN, MAC, an address, a gateway and a route) makes none of them, nor opens a socket of a
+    kind not listed here (a new one: check it is built into the kernels we run on)."""
+    pod, trace = netns(), tmp_path / "trace"
+    conf = _static(node, "1.0.0")
+    argv = ["strace", "-f", "-qq", "-A", "-o", str(trace), "-e", "trace=socket,ioctl,sendto,sendmsg",
+            sys.executable, "-m", "sriovkit.cni.plugin"]
+    add = _exec(argv, _process_env(node, node.env("ADD", pod)), conf)
+    assert add[1] == 0, add
+    assert _exec(argv, _process_env(node, node.env("DEL", pod)), conf) == (b"", 0)
+    lines = trace.read_text().splitlines()
+    assert pod_link(pod, "net1") is None
+    assert [line for line in lines if re.search(r"ioctl\(\d+, SIOC(GIF|SIF|ETHTOOL)", line)] == []
+    # the protocol as strace prints it: a name, a number, or htons(N /* ETH_P_... */) for a packet socket
+    sockets = {(m[1], re.sub(r"^htons\((\d+).*", r"\1", m[2]))
+               for line in lines if (m := re.search(r"socket\((AF_\w+), [^,]+, (.+)\) = ", line))}
+    assert sockets <= KNOWN_SOCKETS, sockets
+    assert {("AF_NETLINK", "NETLINK_ROUTE"), ("AF_PACKET", "0")} <= sockets  # the trace saw both calls
+    assert [line for line in lines if "RTM_NEWLINK" in line and "IFLA_NET_NS_FD" in line]  # the moves, decoded
+    assert not [line for line in lines if "IFLA_LINKINFO" in line]  # no link request names a kind
 
 
 @pytest.mark.parametrize("argv", [[SRIOV_SCRIPT], [sys.executable, "-m", "sriovkit.cni.plugin"]],

@@ -44,9 +44,11 @@ SCRIPT = "cniagent"
 
 def boot(args: argparse.Namespace, base: Path) -> Path:
     print(f"vmlab setup: {e2e_lab.ensure_lab(base / 'setup.log'):.1f}s", flush=True)
-    result = e2e_lab.boot(base / "run", [SCRIPT], nics=1, guest_env={
-        "VMLAB_CNI_CYCLES": str(args.cycles), "VMLAB_CNI_STANDALONE": str(args.standalone),
-        "VMLAB_CNI_PROFILED": str(args.profiled)})
+    env = {"VMLAB_CNI_CYCLES": str(args.cycles), "VMLAB_CNI_STANDALONE": str(args.standalone),
+           "VMLAB_CNI_PROFILED": str(args.profiled), "VMLAB_CNI_MODLOG": str(args.modlog)}
+    if args.baseline:
+        env |= {"VMLAB_CNI_BASELINE": str(args.baseline.resolve()), "VMLAB_CNI_AB": str(args.ab)}
+    result = e2e_lab.boot(base / "run", [SCRIPT], nics=1, guest_env=env)
     print(f"vmlab boot: {result.wall_s:.1f}s wall, rc={result.returncode}, records in {base / 'run' / SCRIPT}")
     records = result.result(SCRIPT)
     if records.returncode != 0:
@@ -169,6 +171,12 @@ def main() -> None:
     parser.add_argument("--standalone", type=int, default=3, help="ADD+DEL cycles of the standalone process")
     parser.add_argument("--profiled", type=int, default=5,
                         help="cycles through the second agent, unprofiled and then profiled (0: no profile)")
+    parser.add_argument("--modlog", type=int, default=0,
+                        help="cycles more with each kernel module request logged (modprobe.log, agent.strace)")
+    parser.add_argument("--baseline", type=Path,
+                        help="another tree's src/ (e.g. main's, exported): its agent and this tree's, "
+                             "side by side in the same boot, cycles alternated (paths baseline, current)")
+    parser.add_argument("--ab", type=int, default=8, help="alternated cycles with --baseline")
     parser.add_argument("--records", type=Path, help="read this cniagent records directory instead of booting")
     parser.add_argument("--out", type=Path, help="keep the boot's records here (default: a temporary directory)")
     parser.add_argument("--top", type=int, default=15, help="profile lines per listing")

@@ -32,7 +32,7 @@ PY=$(dirname "$SRIOVCTL")/python
 CYCLES=${VMLAB_CNI_CYCLES:-3} STANDALONE=${VMLAB_CNI_STANDALONE:-1} PROFILED=${VMLAB_CNI_PROFILED:-2}
 
 WORK=$(mktemp -d /tmp/sriovkit-cniagent-e2e.XXXXXX)
-BIN=$WORK/bin STATE=$WORK/state IPAM=$WORK/ipam SOCK=$WORK/run/cni.sock
+BIN=$WORK/bin STATE=$WORK/state IPAM=$WORK/ipam SOCK=$WORK/run/cni.sock DP=$WORK/dp
 mkdir -p "$BIN" "$OUT/conf" "$WORK/run" "$WORK/dp"
 TIMES=$OUT/times.tsv
 # the standalone process's state dir (exported, not an `env` exec in the timed call; the agent
@@ -45,8 +45,9 @@ AGENT=""
 start_agent() {  # start_agent LOGNAME CMD...: the agent in the background, wait for its CNI socket
     local log=$1; shift
     rm -f "$SOCK"
-    "$@" --config-file "$WORK/config.json" --device-plugin-dir "$WORK/dp" --devinfo-dir "$WORK/devinfo" \
-        --cni-socket "$SOCK" --cni-state-dir "$STATE" --cni-devinfo-dir "$WORK/cni-devinfo" \
+    mkdir -p "$DP"
+    "$@" --config-file "$WORK/config.json" --device-plugin-dir "$DP" --devinfo-dir "$DP/devinfo" \
+        --cni-socket "$SOCK" --cni-state-dir "$STATE" --cni-devinfo-dir "$DP/cni-devinfo" \
         --cni-log-dir "$WORK/log" --metrics-address "" > "$OUT/$log.out" 2> "$OUT/$log.log" &
     AGENT=$!
     local t0=$EPOCHREALTIME i
@@ -110,6 +111,59 @@ cycles() {
     say "$path: $n cycles done"
 }
 
+# modlog (VMLAB_CNI_MODLOG=N, bench/vm_cni.py --modlog N): N more cycles through the second
+# agent with the kernel's module_request tracepoint on, each event with the kernel stack that
+# asked (so the syscall that made it): module-requests.trace, a "== PATH COMMAND I" marker line
+# before each call. Lab-only; the calls are timed as path `modlog` (tracing on).
+modlog() {
+    local t=/sys/kernel/tracing i
+    [ -e $t/trace ] || mount -t tracefs nodev $t 2>/dev/null || { t=/sys/kernel/debug/tracing; [ -e $t/trace ]; } \
+        || { say "modlog: no tracefs"; return 0; }
+    echo 0 > $t/tracing_on; : > $t/trace
+    echo stacktrace > $t/events/module/module_request/trigger
+    echo 1 > $t/events/module/module_request/enable
+    echo 1 > $t/tracing_on
+    for i in $(seq "$VMLAB_CNI_MODLOG"); do
+        echo "== modlog ADD $i" > $t/trace_marker
+        timed modlog ADD "$i" "$WORK/calls" add "$BIN/sriov"
+        echo "== modlog DEL $i" > $t/trace_marker
+        timed modlog DEL "$i" "$WORK/calls" del "$BIN/sriov"
+    done
+    # the control: a link kind no module provides makes the kernel ask for "rtnl-link-KIND"
+    echo "== control: ip link add type sknosuchkind" > $t/trace_marker
+    ip link add skmodctl0 type sknosuchkind 2> /dev/null
+    echo 0 > $t/tracing_on
+    cp $t/trace "$OUT/module-requests.trace"
+    echo 0 > $t/events/module/module_request/enable
+    echo '!stacktrace' > $t/events/module/module_request/trigger
+    : > $t/trace
+    say "modlog: $(grep -c 'module_request:' "$OUT/module-requests.trace") module requests in $VMLAB_CNI_MODLOG cycles"
+}
+
+# ab N (VMLAB_CNI_BASELINE=SRC, bench/vm_cni.py --baseline SRC): this tree's agent and one running
+# the sriovkit package of SRC (another tree's src/, e.g. main's before a change) up side by side,
+# each behind a native shim of its own, their ADD/DEL cycles alternated (paths `current` and
+# `baseline`): a before/after comparison in one boot, each cycle as loaded as its neighbour.
+ab() {
+    local n=$1 i cur
+    start_agent current-agent "$SRIOVCTL" agent || return 1
+    cur=$AGENT
+    local SOCK=$WORK/run/baseline.sock STATE=$WORK/state-baseline DP=$WORK/dp-baseline
+    PYTHONPATH=$VMLAB_CNI_BASELINE start_agent baseline-agent "$PY" -m sriovkit agent \
+        || { AGENT=$cur; stop_agent current-agent; return 1; }
+    record "$OUT/start" install-cni-baseline "$SRIOVCTL" install-cni --dest "$WORK/bin-baseline" \
+        --agent-socket "$SOCK" --no-fallback
+    for i in $(seq "$n"); do
+        timed current ADD "$i" "$WORK/calls" add "$BIN/sriov" && timed current DEL "$i" "$WORK/calls" del "$BIN/sriov"
+        timed baseline ADD "$i" "$WORK/calls" add "$WORK/bin-baseline/sriov" \
+            && timed baseline DEL "$i" "$WORK/calls" del "$WORK/bin-baseline/sriov"
+    done
+    stop_agent baseline-agent
+    AGENT=$cur
+    stop_agent current-agent
+    say "ab: $n alternated cycles, this tree and $VMLAB_CNI_BASELINE"
+}
+
 # --- the agent and the native shim (what operators deploy)
 start_agent agent "$SRIOVCTL" agent || { ip netns del pod-a; echo 0 > /sys/class/net/eth0/device/sriov_numvfs; exit 1; }
 record "$OUT/start" install-cni "$SRIOVCTL" install-cni --dest "$BIN" --agent-socket "$SOCK" --no-fallback
@@ -119,6 +173,8 @@ cycles agent "$CYCLES" "$BIN/sriov"
 for i in $(seq "$CYCLES"); do timed version VERSION "$i" "$WORK/calls" version "$BIN/sriov"; done
 cp "$WORK/calls/version.json" "$OUT/version.json"
 stop_agent agent
+
+[ -n "${VMLAB_CNI_BASELINE:-}" ] && ab "${VMLAB_CNI_AB:-8}"
 
 # --- the standalone process (no agent: what the fallback execs)
 cycles standalone "$STANDALONE" "$PY" -m sriovkit.cni.plugin
@@ -132,7 +188,8 @@ if [ "$PROFILED" -gt 0 ]; then
              # a name that is not there runs request_module("netdev-NAME") (modprobe, twice as root)
              MODPROBE=$(cat /proc/sys/kernel/modprobe); echo > /proc/sys/kernel/modprobe
              cycles nomodprobe "$PROFILED" "$BIN/sriov"
-             echo "$MODPROBE" > /proc/sys/kernel/modprobe; }
+             echo "$MODPROBE" > /proc/sys/kernel/modprobe
+             [ "${VMLAB_CNI_MODLOG:-0}" -gt 0 ] && modlog; }
     stop_agent profiled-agent
 fi
 snapshot "$OUT/end"

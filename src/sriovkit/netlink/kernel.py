@@ -112,17 +112,19 @@ class KernelNetlink:
     def operation(self) -> Iterator[None]:
         """One CNI operation on this thread: a socket into each pod namespace it touches is opened
         once and closed at the end, not per call (each costs a thread entering the namespace and
-        pyroute2's set-up). Nested operations share the outermost one's sockets."""
+        pyroute2's set-up), and a PF is looked up by name once (`_pf_index`). Nested operations
+        share the outermost one's."""
         if getattr(self._local, "netns_sockets", None) is not None:
             yield
             return
         sockets: dict[str, IPRoute] = {}
         queries: dict[str, LinkQuery] = {}
         self._local.netns_sockets, self._local.netns_queries = sockets, queries
+        self._local.pf_indexes = {}
         try:
             yield
         finally:
-            self._local.netns_sockets = self._local.netns_queries = None
+            self._local.netns_sockets = self._local.netns_queries = self._local.pf_indexes = None
             for ipr in sockets.values():
                 ipr.close()
             for query in queries.values():
@@ -177,14 +179,30 @@ class KernelNetlink:
             raise LinkNotFoundError(f"interface {name}", f"not found in {_where(netns)}")
         return found.index
 
+    def _pf_index(self, pf: str) -> int:
+        """A PF's index in the host namespace, asked once per operation: an ADD sets up to six
+        of its VF's settings and reads them first, a DEL restores them, each a request naming the
+        PF by index. The PF is the host's, never renamed by a CNI call; by index, the settings
+        of one call go to one device even if the host renames it meanwhile."""
+        cache: dict[str, int] | None = getattr(self._local, "pf_indexes", None)
+        if cache is None:
+            return self._index(pf, None)
+        index = cache.get(pf)
+        if index is None:
+            index = cache[pf] = self._index(pf, None)
+        return index
+
     def _change(self, what: str, netns: str | None, link: str | int, body: Callable[[int], bytes],
-                kind: int = rtmsg.RTM_NEWLINK, flags: int = 0) -> None:
+                kind: int = rtmsg.RTM_NEWLINK, flags: int = 0, pf: bool = False) -> None:
         """One change request about `link` (its name, or its index) in `netns`: `body` builds it
         from the link's index. Sent on the socket the reads use (this thread's host one or the
-        operation's), acknowledged before this returns."""
+        operation's), acknowledged before this returns. `pf`: `link` names a PF (`_pf_index`)."""
         with self.query(netns) as query:
             try:
-                index = link if isinstance(link, int) else self._index(link, netns, query)
+                if isinstance(link, int):
+                    index = link
+                else:
+                    index = self._pf_index(link) if pf else self._index(link, netns, query)
                 query.change(kind, body(index), flags)
             except (NamespaceError, LinkNotFoundError):
                 raise
@@ -205,7 +223,7 @@ class KernelNetlink:
     # -- VFs --------------------------------------------------------------------------
     def all_vf_settings(self, pf: str) -> list[VfSettings]:
         def get(query: LinkQuery) -> list[VfSettings]:
-            return decode_vf_list(query.vf_list(self._index(pf, None)))
+            return decode_vf_list(query.vf_list(self._pf_index(pf)))
 
         return self._read(f"read VFs of {pf}", None, get)
 
@@ -216,7 +234,8 @@ class KernelNetlink:
         raise LinkNotFoundError(f"VF {vf_index} of {pf}", "the PF does not report this VF")
 
     def _set_vf(self, pf: str, vf_index: int, what: str, setting: bytes) -> None:
-        self._change(f"{pf} vf {vf_index} {what}", None, pf, lambda index: rtmsg.link_change(index, attrs=[setting]))
+        self._change(f"{pf} vf {vf_index} {what}", None, pf, lambda index: rtmsg.link_change(index, attrs=[setting]),
+                     pf=True)
 
     def set_vf_mac(self, pf: str, vf_index: int, mac: str) -> None:
         self._set_vf(pf, vf_index, f"mac {mac}", rtmsg.vf_mac(vf_index, mac))

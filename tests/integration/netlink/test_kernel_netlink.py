@@ -14,7 +14,13 @@ import pytest
 from pyroute2 import IPRoute
 
 from sriovkit.host.sysfs import Sysfs
-from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NameInUseError, NamespaceError
+from sriovkit.netlink.errors import (
+    InvalidValueError,
+    LinkNotFoundError,
+    NameInUseError,
+    NamespaceError,
+    NotSupportedError,
+)
 from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.model import RouteInfo
 from sriovkit.netlink.port import link_by_alias, link_by_mac
@@ -117,6 +123,29 @@ def test_typed_errors(kernel: KernelNetlink, veth: str, netns: NetnsFactory) -> 
     with pytest.raises(NamespaceError):
         kernel.links(f"{pod}-gone")
     assert kernel.find_link(veth) is not None  # nothing moved
+
+
+def test_an_operation_looks_its_pf_up_once_and_keeps_to_that_device(kernel: KernelNetlink, veth: str) -> None:
+    """Within one operation (a CNI call) the PF's VF settings go to the device its name had at
+    the first request, by index: one lookup for all of them, and a rename meanwhile changes
+    nothing. A veth has no VFs, so each setting is refused by the device itself, not for want
+    of a device; outside an operation each request looks the name up again."""
+    renamed = unique_name("skr")
+    with kernel.operation():
+        with pytest.raises(NotSupportedError):
+            kernel.set_vf_spoofchk(veth, 0, False)
+        kernel.rename_link(veth, renamed)
+        try:
+            with pytest.raises(NotSupportedError):
+                kernel.set_vf_trust(veth, 0, True)
+        finally:
+            kernel.rename_link(renamed, veth)
+    kernel.rename_link(veth, renamed)
+    try:
+        with pytest.raises(LinkNotFoundError):
+            kernel.set_vf_trust(veth, 0, True)
+    finally:
+        kernel.rename_link(renamed, veth)
 
 
 def test_move_into_a_netns_where_the_name_is_taken_leaves_the_link_in_place(

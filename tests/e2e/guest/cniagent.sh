@@ -151,6 +151,7 @@ ab() {
     local SOCK=$WORK/run/baseline.sock STATE=$WORK/state-baseline DP=$WORK/dp-baseline
     PYTHONPATH=$VMLAB_CNI_BASELINE start_agent baseline-agent "$PY" -m sriovkit agent \
         || { AGENT=$cur; stop_agent current-agent; return 1; }
+    mkdir -p "$WORK/bin-baseline"
     record "$OUT/start" install-cni-baseline "$SRIOVCTL" install-cni --dest "$WORK/bin-baseline" \
         --agent-socket "$SOCK" --no-fallback
     for i in $(seq "$n"); do

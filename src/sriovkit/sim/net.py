@@ -323,6 +323,11 @@ def away_functions(host: SimulatedHost) -> list[str]:
     return sorted(read_json(host.root / "eswitch" / _AWAY))
 
 
+def away_in(host: SimulatedHost, netns: str) -> list[str]:
+    """The functions whose interface is recorded away in `netns`."""
+    return sorted(pci for pci, where in _read_away(host.root / "eswitch" / _AWAY).items() if where["netns"] == netns)
+
+
 def away_pci(host: SimulatedHost, netns: str, name: str) -> str | None:
     """The function whose interface is recorded as `name` in `netns`, if exactly one is."""
     found = [pci for pci, where in _read_away(host.root / "eswitch" / _AWAY).items()

@@ -19,8 +19,10 @@ start of every operation and after every `await_link_changes`.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
@@ -70,6 +72,14 @@ class SimulatedSwitchNetlink:
     def __init__(self, host: SimulatedHost, links: KernelNetlink) -> None:
         self.host = host
         self._links = links
+        # functions this handle's threads are moving right now: between a move's kernel change and
+        # its tree update the tree lags the kernel by design, and the catch-up must not "repair" it
+        self._moving: collections.Counter[str] = collections.Counter()
+        self._moving_lock = threading.Lock()
+        # one catch-up at a time per handle: calls arriving while one runs share the next run
+        self._catch_up = threading.Condition()
+        self._catch_up_asked = self._catch_up_done = 0
+        self._catching_up = False
 
     # -- the embedded switch ---------------------------------------------------------
     def vf_settings(self, pf: str, vf_index: int) -> VfSettings:
@@ -167,6 +177,24 @@ class SimulatedSwitchNetlink:
     def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str,
                   index: int | None = None) -> None:
         leaving = self._pci_of_host_netdev(name) if src_netns is None else None
+        # what may be on its way home: whatever the tree has away in the source namespace
+        moving = [leaving] if leaving is not None else simnet.away_in(self.host, src_netns) if src_netns else []
+        with self._in_flight(moving):
+            self._move_link(name, leaving, src_netns=src_netns, dst_netns=dst_netns, new_name=new_name, index=index)
+
+    @contextlib.contextmanager
+    def _in_flight(self, functions: list[str]) -> Iterator[None]:
+        with self._moving_lock:
+            self._moving.update(functions)
+        try:
+            yield
+        finally:
+            with self._moving_lock:
+                self._moving.subtract(functions)
+                self._moving += collections.Counter()  # drops the zero counts
+
+    def _move_link(self, name: str, leaving: str | None, *, src_netns: str | None, dst_netns: str | None,
+                   new_name: str, index: int | None) -> None:
         if leaving is not None and dst_netns is not None:
             # recorded before the kernel moves it: a process killed right after the move still
             # leaves the function where `return_vfs_of_dead_namespaces` looks
@@ -287,9 +315,36 @@ class SimulatedSwitchNetlink:
                 end = simnet.peer_end(self.host, pci_address, found.get(name))
                 if end is None:
                     revived += simnet.SimNetwork.of(self.host).revive(pci_address)
-                elif end[1] is None:
+                elif end[1] is None and not self._is_moving(pci_address):
                     self._sync_tree_if_home(pci_address, query)
         return revived
+
+    def _is_moving(self, pci_address: str) -> bool:
+        with self._moving_lock:
+            return self._moving[pci_address] > 0
+
+    def _catch_up_once(self) -> None:
+        """`return_vfs_of_dead_namespaces` for an operation about to start: a run that starts after
+        this call arrived serves it, so calls arriving together (a node starting many pods) share
+        one run instead of each dumping the host's links."""
+        with self._catch_up:
+            self._catch_up_asked += 1
+            ticket = self._catch_up_asked
+            while self._catching_up and self._catch_up_done < ticket:
+                self._catch_up.wait()
+            if self._catch_up_done >= ticket:
+                return
+            self._catching_up, serves = True, self._catch_up_asked
+        ran = False
+        try:
+            self.return_vfs_of_dead_namespaces()
+            ran = True
+        finally:
+            with self._catch_up:
+                self._catching_up = False
+                if ran:
+                    self._catch_up_done = max(self._catch_up_done, serves)
+                self._catch_up.notify_all()
 
     def _sync_tree_if_home(self, pci_address: str, query: LinkQuery) -> None:
         """The tree shows the function's interface, back in the host, under the name the kernel
@@ -328,7 +383,7 @@ class SimulatedSwitchNetlink:
     @contextlib.contextmanager
     def operation(self) -> Iterator[None]:
         with self._links.operation():
-            self.return_vfs_of_dead_namespaces()  # what happened while no call was running
+            self._catch_up_once()  # what happened while no call was running
             yield
 
     def _pci_of_host_netdev(self, name: str) -> str | None:

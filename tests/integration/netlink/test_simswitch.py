@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -299,6 +301,71 @@ def test_the_tree_follows_an_interface_back_in_the_host_once_the_simulator_catch
     assert nl.device_netdev(vf2) == back and back not in tree_names(host)  # a query changes nothing
     assert nl.return_vfs_of_dead_namespaces() == []
     assert back in tree_names(host)
+
+
+@pytest.mark.root
+def test_operations_starting_together_share_catch_ups_and_each_sees_what_died_before_it(
+    veth_host: VethHost, netns: NetnsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host, network = veth_host
+    nl, pod = switch_of(host), netns()
+    vf = host.vf_address(0, 1)
+    nl.move_link(host.vf_netdev_name(0, 1), src_netns=None, dst_netns=pod, new_name="net1")
+    peer = next(p.peer for p in network.ports if p.pci_address == vf)
+    pyroute2_netns.remove(pod.rsplit("/", 1)[-1])
+    wait_for("the veth to die with its namespace", lambda: peer not in all_ifnames(), timeout=5, interval=0.025)
+    runs: list[float] = []
+    real = SimulatedSwitchNetlink.return_vfs_of_dead_namespaces
+
+    def slow_run(self: SimulatedSwitchNetlink) -> list[str]:
+        runs.append(time.monotonic())
+        time.sleep(0.2)  # long enough for every thread below to arrive during one run
+        return real(self)
+
+    monkeypatch.setattr(SimulatedSwitchNetlink, "return_vfs_of_dead_namespaces", slow_run)
+    seen: list[str | None] = []
+    start = threading.Barrier(8)
+
+    def operate() -> None:
+        start.wait()
+        with nl.operation():
+            seen.append(nl.device_netdev(vf))
+
+    threads = [threading.Thread(target=operate) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert seen == ["net1"] * 8  # revived before any of them went on
+    assert 1 <= len(runs) <= 2  # one run, and at most one more for those that came while it ran
+
+
+@pytest.mark.root
+def test_a_catch_up_leaves_a_function_this_handle_is_moving_to_the_move(veth_host: VethHost, netns: NetnsFactory,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the kernel's move back and the tree's update the tree lags by design: a catch-up
+    in another thread then must not write the function home under the name it has at that moment."""
+    host, _ = veth_host
+    nl, pod = switch_of(host), netns()
+    vf, name = host.vf_address(0, 2), host.vf_netdev_name(0, 2)
+    nl.move_link(name, src_netns=None, dst_netns=pod, new_name="net1")
+    synced: list[str] = []
+    real_sync = SimulatedSwitchNetlink._sync_tree_if_home
+    monkeypatch.setattr(SimulatedSwitchNetlink, "_sync_tree_if_home",
+                        lambda self, pci, query: (synced.append(pci), real_sync(self, pci, query)))
+    real_move = KernelNetlink.move_link
+
+    def move_then_catch_up(self: KernelNetlink, *args: Any, **kwargs: Any) -> None:
+        real_move(self, *args, **kwargs)
+        if kwargs.get("dst_netns") is None:  # back in the host, the tree not updated yet
+            other = threading.Thread(target=nl.return_vfs_of_dead_namespaces)
+            other.start()
+            other.join()
+
+    monkeypatch.setattr(KernelNetlink, "move_link", move_then_catch_up)
+    nl.move_link("net1", src_netns=pod, dst_netns=None, new_name=name)
+    assert synced == [] and nl.device_netdev(vf) == name and name in tree_names(host)
+    assert nl.return_vfs_of_dead_namespaces() == []
 
 
 @pytest.mark.root

@@ -10,8 +10,8 @@ host-local IPAM, so every kind of step is in the numbers):
 - shim start-up alone: the shim exec'd against an agent that answers at once, next to a bare
   ``python3 -I -S -c pass``, so the shim's own overhead is the difference;
 - the floor, measured in the same run: the bare kernel work of the same ADD/DEL done by a minimal
-  pyroute2 loop (a host socket kept, one socket into the pod namespace per operation; look up,
-  move + rename, MAC, up, address; on DEL down, move back under the old name, MAC back) plus one
+  loop of plain rtnetlink requests (a host socket kept, one into the pod namespace per operation;
+  look up, move + rename, MAC, up, address; on DEL down, move back under the old name, MAC back) plus one
   exec of host-local each. The PF-side VF settings have no kernel counterpart on a veth (the
   simulated switch keeps them in a file), so the floor leaves them out: a slight advantage to it;
 - the floor with durable state: the floor plus the writes the CNI's state needs in the same state
@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,7 +49,8 @@ from sriovkit.cni.context import CniContext
 from sriovkit.cni.plugin import run_cni
 from sriovkit.commands.ports import agent_cni_context, netlink_for, provisioner_for
 from sriovkit.host.sysfs import Sysfs
-from sriovkit.netlink.netns import socket_in_netns
+from sriovkit.netlink import rtmsg
+from sriovkit.netlink.rawlink import LinkQuery, open_query
 from sriovkit.shim.install import ShimSettings, install_shim, native_shim_binary
 from sriovkit.shim.server import CniSocketServer
 from sriovkit.sim import host as sim
@@ -175,21 +175,23 @@ def run_bench(args: argparse.Namespace, host: sim.SimulatedHost, root: Path, net
 
 
 class KernelFloor:
-    """The kernel's and host-local's share of one ADD and one DEL, done by the shortest loop."""
+    """The kernel's and host-local's share of one ADD and one DEL, done by the shortest loop: plain
+    rtnetlink requests (sriovkit.netlink.rtmsg's encoding, no library on the way), a host socket
+    kept, one socket into the pod namespace per operation."""
 
     def __init__(self, vf: str, netns: str, ipam: dict[str, Any], env: dict[str, str]) -> None:
-        from pyroute2 import IPRoute
-
         self.vf, self.netns, self.env = vf, netns, env
         self.ipam_conf = json.dumps({"cniVersion": "1.0.0", "name": "floor", "ipam": {**ipam, "dataDir":
                                      ipam["dataDir"] + "-floor"}}).encode()
-        self.host = IPRoute()
-        self.mac = self.host.link("get", index=self.host.link_lookup(ifname=vf)[0])[0].get_attr("IFLA_ADDRESS")
+        self.host = LinkQuery()
+        self.mac = self._index_of(self.host, vf).get_attr("IFLA_ADDRESS")
 
-    def _pod(self) -> Any:
-        from pyroute2 import IPRoute
-
-        return IPRoute(use_socket=socket_in_netns(self.netns, socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
+    @staticmethod
+    def _index_of(query: LinkQuery, name: str) -> Any:
+        link = query.get(name=name)
+        if link is None:
+            raise SystemExit(f"floor: {name} not found")
+        return link
 
     def _host_local(self, command: str) -> dict[str, Any]:
         env = {**self.env, "CNI_CONTAINERID": "floor", "CNI_COMMAND": command, "CNI_IFNAME": "net9"}
@@ -198,39 +200,40 @@ class KernelFloor:
         return json.loads(p.stdout) if p.stdout.strip() else {}
 
     def cycle(self, times: dict[str, list[float]]) -> None:
+        link = rtmsg.link_change
         t0 = time.perf_counter()
-        index = self.host.link_lookup(ifname=self.vf)[0]
-        self.host.link("get", index=index)
+        index = self._index_of(self.host, self.vf).index
         fd = os.open(self.netns, os.O_RDONLY)
         try:
-            self.host.link("set", index=index, net_ns_fd=fd, ifname="net1")
+            self.host.change(rtmsg.RTM_NEWLINK, link(index, attrs=[rtmsg.net_ns_fd(fd), rtmsg.ifname("net1")]))
         finally:
             os.close(fd)
-        pod = self._pod()
+        pod = open_query(self.netns)
         try:
-            pod_index = pod.link_lookup(ifname="net1")[0]
-            pod.link("set", index=pod_index, address="02:00:00:00:be:02")
-            pod.link("set", index=pod_index, state="up")
+            pod_index = self._index_of(pod, "net1").index
+            pod.change(rtmsg.RTM_NEWLINK, link(pod_index, attrs=[rtmsg.address("02:00:00:00:be:02")]))
+            pod.change(rtmsg.RTM_NEWLINK, link(pod_index, up=True))
             address = self._host_local("ADD")["ips"][0]["address"]
-            ip, _, prefix = address.partition("/")
-            pod.addr("add", index=pod_index, address=ip, prefixlen=int(prefix))
+            pod.change(rtmsg.RTM_NEWADDR, rtmsg.address_change(pod_index, address),
+                       rtmsg.NLM_F_CREATE | rtmsg.NLM_F_EXCL)
         finally:
             pod.close()
         times["ADD"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         self._host_local("DEL")
-        pod = self._pod()
+        pod = open_query(self.netns)
         try:
-            pod_index = pod.link_lookup(ifname="net1")[0]
-            pod.link("set", index=pod_index, state="down")
+            pod_index = self._index_of(pod, "net1").index
+            pod.change(rtmsg.RTM_NEWLINK, link(pod_index, up=False))
             fd = os.open("/proc/self/ns/net", os.O_RDONLY)
             try:
-                pod.link("set", index=pod_index, net_ns_fd=fd, ifname=self.vf)
+                pod.change(rtmsg.RTM_NEWLINK, link(pod_index, attrs=[rtmsg.net_ns_fd(fd), rtmsg.ifname(self.vf)]))
             finally:
                 os.close(fd)
         finally:
             pod.close()
-        self.host.link("set", index=self.host.link_lookup(ifname=self.vf)[0], address=self.mac)
+        index = self._index_of(self.host, self.vf).index
+        self.host.change(rtmsg.RTM_NEWLINK, link(index, attrs=[rtmsg.address(self.mac)]))
         times["DEL"].append(time.perf_counter() - t0)
 
     def close(self) -> None:

@@ -13,7 +13,8 @@ files, CDI specs, the installed CNI executable):
 5. the directory fsynced, so the rename itself survives a power cut.
 
 `durable=False` skips both fsyncs: still atomic for readers, not across a power loss; for state
-that a reboot makes meaningless anyway (a test host's switch settings, the running agent's pools file).
+that a reboot makes meaningless anyway (a test host's switch settings, the running agent's pools file,
+the device plugin's device-info files and CDI specs, the per-namespace cniDir records a container reads).
 """
 
 from __future__ import annotations
@@ -53,16 +54,18 @@ def replace(path: str | Path, data: bytes, *, mode: int = 0o644, durable: bool =
         fsync_dir(directory)
 
 
-def create_new_at(dir_fd: int, name: str, data: bytes, *, mode: int = 0o644) -> os.stat_result | None:
+def create_new_at(dir_fd: int, name: str, data: bytes, *, mode: int = 0o644,
+                  durable: bool = True) -> os.stat_result | None:
     """Create `name` in the directory open as `dir_fd` with `data`, whole or not at all (a temporary
     file hard-linked to the name, which fails when the name exists). Returns the temporary file's
-    stat (the inode now at `name`), or None when a file was already there (left untouched)."""
+    stat (the inode now at `name`), or None when a file was already there (left untouched).
+    `durable=False`: no fsync of the file or the directory (see the module's note)."""
     tmp = temp_name(name)
     fd = os.open(tmp, _TMP_FLAGS, mode, dir_fd=dir_fd)
     try:
         try:
             os.fchmod(fd, mode)
-            _write_all(fd, data, durable=True)
+            _write_all(fd, data, durable=durable)
             written = os.fstat(fd)
         finally:
             os.close(fd)
@@ -73,7 +76,8 @@ def create_new_at(dir_fd: int, name: str, data: bytes, *, mode: int = 0o644) -> 
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=dir_fd)
-    os.fsync(dir_fd)
+    if durable:
+        os.fsync(dir_fd)
     return written
 
 

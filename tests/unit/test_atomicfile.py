@@ -51,12 +51,13 @@ def test_a_link_planted_at_a_named_temp_file_is_removed_not_written_through(tmp_
     assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == ["x", "y"]
 
 
-def test_create_new_at_takes_only_a_free_name(tmp_path: Path) -> None:
+@pytest.mark.parametrize("durable", [True, False])
+def test_create_new_at_takes_only_a_free_name(tmp_path: Path, durable: bool) -> None:
     (tmp_path / "taken").write_text("theirs")
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        written = atomicfile.create_new_at(fd, "free", b"ours", mode=0o640)
-        assert atomicfile.create_new_at(fd, "taken", b"ours") is None
+        written = atomicfile.create_new_at(fd, "free", b"ours", mode=0o640, durable=durable)
+        assert atomicfile.create_new_at(fd, "taken", b"ours", durable=durable) is None
     finally:
         os.close(fd)
     assert written is not None and (tmp_path / "free").stat().st_ino == written.st_ino

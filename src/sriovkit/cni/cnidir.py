@@ -148,7 +148,9 @@ def _make_dir(parent: int, name: str) -> bool:
 
 
 def _write_new(dir_fd: int, name: str, text: str) -> None:
-    if atomicfile.create_new_at(dir_fd, name, text.encode(), mode=0o644) is None:
+    # not fsynced: what it tells a container goes with the container at a power loss, and the
+    # journal (durable) is what a DEL after a crash goes by, removing only a file that is ours
+    if atomicfile.create_new_at(dir_fd, name, text.encode(), mode=0o644, durable=False) is None:
         raise CniError(ErrorCode.IO_FAILURE, f"cniDir file {name} already exists",
                        "another attachment's record, or one left behind; not replaced")
 

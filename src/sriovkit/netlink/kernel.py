@@ -112,8 +112,9 @@ class KernelNetlink:
     def operation(self) -> Iterator[None]:
         """One CNI operation on this thread: a socket into each pod namespace it touches is opened
         once and closed at the end, not per call (each costs a thread entering the namespace and
-        pyroute2's set-up), and a PF is looked up by name once (`_pf_index`). Nested operations
-        share the outermost one's."""
+        pyroute2's set-up), one thread makes every socket the operation opens in a pod's namespace
+        (`netns.sockets_kept`: the announcements' too), and a PF is looked up by name once
+        (`_pf_index`). Nested operations share the outermost one's."""
         if getattr(self._local, "netns_sockets", None) is not None:
             yield
             return
@@ -122,7 +123,8 @@ class KernelNetlink:
         self._local.netns_sockets, self._local.netns_queries = sockets, queries
         self._local.pf_indexes = {}
         try:
-            yield
+            with ns.sockets_kept():  # and every socket in one pod namespace made by one thread
+                yield
         finally:
             self._local.netns_sockets = self._local.netns_queries = self._local.pf_indexes = None
             for ipr in sockets.values():

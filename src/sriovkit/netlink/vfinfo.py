@@ -14,7 +14,19 @@ import struct
 from typing import Required, TypedDict
 
 from sriovkit.netlink.model import LinkState, VfSettings, VlanProto
-from sriovkit.netlink.rtmsg import walk
+from sriovkit.netlink.rtmsg import (
+    IFLA_VF_INFO,
+    IFLA_VF_LINK_STATE,
+    IFLA_VF_MAC,
+    IFLA_VF_RATE,
+    IFLA_VF_SPOOFCHK,
+    IFLA_VF_TRUST,
+    IFLA_VF_VLAN,
+    IFLA_VF_VLAN_INFO,
+    IFLA_VF_VLAN_LIST,
+    IFLA_VFINFO_LIST,
+    walk,
+)
 
 RTEXT_FILTER_VF = 1 << 0
 RTEXT_FILTER_SKIP_STATS = 1 << 3
@@ -29,16 +41,6 @@ LINK_MESSAGE_OVERHEAD = 4096  # the link's own attributes (name, stats64, afspec
 # Netlink attributes carry a 16-bit length.
 NLA_MAX_LEN = 0xFFFF
 _IFINFOMSG_BYTES = 16
-IFLA_VFINFO_LIST = 22
-IFLA_VF_INFO = 1
-IFLA_VF_MAC = 1
-IFLA_VF_VLAN = 2
-IFLA_VF_SPOOFCHK = 4
-IFLA_VF_LINK_STATE = 5
-IFLA_VF_RATE = 6
-IFLA_VF_TRUST = 9
-IFLA_VF_VLAN_LIST = 12
-IFLA_VF_VLAN_INFO = 1
 _U32 = struct.Struct("=I")
 _U32X3 = struct.Struct("=III")
 _LINK_STATES = frozenset(int(s) for s in LinkState)

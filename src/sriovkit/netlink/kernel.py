@@ -93,15 +93,8 @@ class KernelNetlink:
             query.close()
 
     def _read(self, what: str, netns: str | None, fn: Callable[[LinkQuery], T]) -> T:
-        with self.query(netns) as query:
-            try:
-                return fn(query)
-            except NamespaceError:
-                raise
-            except NetlinkError as exc:
-                raise from_errno(exc.errno or 0, what) from None
-            except OSError as exc:
-                raise from_errno(exc.errno or 0, what) from None
+        with self.query(netns) as query, _port_errors(what):
+            return fn(query)
 
     def route(self, netns: str | None) -> AbstractContextManager[IPRoute]:
         """A pyroute2 IPRoute in `netns` for queries beyond the port (a port layered on this one): this thread's
@@ -160,13 +153,11 @@ class KernelNetlink:
     def _call(self, what: str, netns: str | None, fn: Callable[[IPRoute], T]) -> T:
         from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
 
-        with self._route(netns) as ipr:
+        with self._route(netns) as ipr, _port_errors(what):
             try:
                 return fn(ipr)
             except Pyroute2Error as exc:
                 raise from_errno(exc.code, what) from None
-            except OSError as exc:
-                raise from_errno(exc.errno or 0, what) from None
 
     def _index(self, name: str, netns: str | None, query: LinkQuery | None = None) -> int:
         """The index of `name` in `netns`: asked by netlink, never by the
@@ -199,21 +190,14 @@ class KernelNetlink:
         """One change request about `link` (its name, or its index) in `netns`: `body` builds it
         from the link's index. Sent on the socket the reads use (this thread's host one or the
         operation's), acknowledged before this returns. `pf`: `link` names a PF (`_pf_index`)."""
-        with self.query(netns) as query:
+        with self.query(netns) as query, _port_errors(what):
+            if isinstance(link, str):
+                link = self._pf_index(link) if pf else self._index(link, netns, query)
             try:
-                if isinstance(link, int):
-                    index = link
-                else:
-                    index = self._pf_index(link) if pf else self._index(link, netns, query)
-                query.change(kind, body(index), flags)
-            except (NamespaceError, LinkNotFoundError):
-                raise
-            except NetlinkError as exc:
-                raise from_errno(exc.errno or 0, what) from None
-            except OSError as exc:
-                raise from_errno(exc.errno or 0, what) from None
+                request = body(link)
             except ValueError as exc:  # a value the request cannot carry (a malformed MAC or address)
                 raise InvalidValueError(what, str(exc)) from None
+            query.change(kind, request, flags)
 
     def close(self) -> None:
         with self._opened_lock:
@@ -321,8 +305,7 @@ class KernelNetlink:
         self._address("del", name, cidr, netns)
 
     def _address(self, command: str, name: str, cidr: str, netns: str | None) -> None:
-        _address, _, prefix = cidr.partition("/")
-        if not prefix.isdigit():
+        if not cidr.partition("/")[2].isdigit():
             raise InvalidValueError(f"address {cidr!r}", "expected address/prefix-length")
         adding = command == "add"
         what = f"{'add' if adding else 'delete'} address {cidr} {'to' if adding else 'from'} {name} in {_where(netns)}"
@@ -388,6 +371,23 @@ class KernelNetlink:
             if parent == pci_address or (parent is None and _may_lack_parent_attr(msg)):
                 found.append(_link_info(msg))
         return found
+
+
+@contextmanager
+def _port_errors(what: str) -> Iterator[None]:
+    """The kernel's refusals in the block as the port's errors, named by `what`. An error the port
+    raised itself (no errno: a link not found by name, a value refused before any request) and a
+    namespace that cannot be entered keep their own words."""
+    try:
+        yield
+    except NamespaceError:
+        raise
+    except NetlinkError as exc:
+        if exc.errno is None:
+            raise
+        raise from_errno(exc.errno, what) from None
+    except OSError as exc:
+        raise from_errno(exc.errno or 0, what) from None
 
 
 @contextmanager

@@ -93,7 +93,10 @@ def _name(value: str) -> bytes:
 
 
 def _mac(mac: str) -> bytes:
-    return bytes(int(part, 16) for part in mac.split(":"))
+    try:
+        return bytes(int(part, 16) for part in mac.split(":"))
+    except ValueError:  # a part that is not hex, or more than a byte
+        raise ValueError(f"{mac!r} is not a hardware address") from None
 
 
 def link_change(index: int, *, up: bool | None = None, attrs: Iterable[bytes] = ()) -> bytes:

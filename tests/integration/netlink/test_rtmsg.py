@@ -204,8 +204,12 @@ def test_the_kernels_refusals_are_the_ports_errors(veth: tuple[str, str, NetNS, 
             nl.set_link_up("nosuch", True, a)
         with pytest.raises(NameInUseError):
             nl.rename_link("v0", "w0", a)
-        with pytest.raises(InvalidValueError, match="set v0 mac"):
+        with pytest.raises(InvalidValueError, match="set v0 mac .*'02:11:zz:33:44:55' is not a hardware address"):
             nl.set_link_mac("v0", "02:11:zz:33:44:55", a)
+        with pytest.raises(LinkNotFoundError, match="move gone from .* ENODEV"):  # the kernel's refusal, in our words
+            nl.move_link("gone", src_netns=a, dst_netns=None, new_name="gone", index=2**31 - 1)
+        with pytest.raises(LinkNotFoundError, match="interface nosuchpf: not found in host netns"):
+            nl.all_vf_settings("nosuchpf")
         with pytest.raises(InvalidValueError):
             nl.add_address("v0", "10.9.8.300/24", a)
         nl.add_address("v0", "10.9.8.7/24", a)

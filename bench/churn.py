@@ -41,7 +41,7 @@ from sriovkit.sim.net import attach_veths
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agentprofile import ProfiledHandler
-from cni_latency import _exec, _install_shim, percentile
+from cni_latency import _exec, _install_shim, floor_link, percentile
 
 
 def pod_env(i: int, netns: str) -> dict[str, str]:
@@ -104,11 +104,8 @@ def serial_moves(vfs: list[str], namespaces: list[str]) -> tuple[float, float]:
 
 
 def _move(query: LinkQuery, name: str, netns_fd: int, new_name: str) -> None:
-    link = query.get(name=name)
-    if link is None:
-        raise SystemExit(f"floor: {name} not found")
-    query.change(rtmsg.RTM_NEWLINK, rtmsg.link_change(link.index, attrs=[rtmsg.net_ns_fd(netns_fd),
-                                                                           rtmsg.ifname(new_name)]))
+    index = floor_link(query, name).index
+    query.change(rtmsg.RTM_NEWLINK, rtmsg.link_change(index, attrs=[rtmsg.net_ns_fd(netns_fd), rtmsg.ifname(new_name)]))
 
 
 def leftovers(state_dir: Path, vfs: list[str]) -> list[str]:

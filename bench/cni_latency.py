@@ -50,7 +50,7 @@ from sriovkit.cni.plugin import run_cni
 from sriovkit.commands.ports import agent_cni_context, netlink_for, provisioner_for
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.netlink import rtmsg
-from sriovkit.netlink.rawlink import LinkQuery, open_query
+from sriovkit.netlink.rawlink import LinkMessage, LinkQuery, open_query
 from sriovkit.shim.install import ShimSettings, install_shim, native_shim_binary
 from sriovkit.shim.server import CniSocketServer
 from sriovkit.sim import host as sim
@@ -174,6 +174,14 @@ def run_bench(args: argparse.Namespace, host: sim.SimulatedHost, root: Path, net
         shim_startup(shim, root, socket_path, args.startup)
 
 
+def floor_link(query: LinkQuery, name: str) -> LinkMessage:
+    """The link a floor loop works on (it stops the bench if it is not there)."""
+    link = query.get(name=name)
+    if link is None:
+        raise SystemExit(f"floor: {name} not found")
+    return link
+
+
 class KernelFloor:
     """The kernel's and host-local's share of one ADD and one DEL, done by the shortest loop: plain
     rtnetlink requests (sriovkit.netlink.rtmsg's encoding, no library on the way), a host socket
@@ -184,14 +192,7 @@ class KernelFloor:
         self.ipam_conf = json.dumps({"cniVersion": "1.0.0", "name": "floor", "ipam": {**ipam, "dataDir":
                                      ipam["dataDir"] + "-floor"}}).encode()
         self.host = LinkQuery()
-        self.mac = self._index_of(self.host, vf).get_attr("IFLA_ADDRESS")
-
-    @staticmethod
-    def _index_of(query: LinkQuery, name: str) -> Any:
-        link = query.get(name=name)
-        if link is None:
-            raise SystemExit(f"floor: {name} not found")
-        return link
+        self.mac = floor_link(self.host, vf).get_attr("IFLA_ADDRESS")
 
     def _host_local(self, command: str) -> dict[str, Any]:
         env = {**self.env, "CNI_CONTAINERID": "floor", "CNI_COMMAND": command, "CNI_IFNAME": "net9"}
@@ -202,7 +203,7 @@ class KernelFloor:
     def cycle(self, times: dict[str, list[float]]) -> None:
         link = rtmsg.link_change
         t0 = time.perf_counter()
-        index = self._index_of(self.host, self.vf).index
+        index = floor_link(self.host, self.vf).index
         fd = os.open(self.netns, os.O_RDONLY)
         try:
             self.host.change(rtmsg.RTM_NEWLINK, link(index, attrs=[rtmsg.net_ns_fd(fd), rtmsg.ifname("net1")]))
@@ -210,7 +211,7 @@ class KernelFloor:
             os.close(fd)
         pod = open_query(self.netns)
         try:
-            pod_index = self._index_of(pod, "net1").index
+            pod_index = floor_link(pod, "net1").index
             pod.change(rtmsg.RTM_NEWLINK, link(pod_index, attrs=[rtmsg.address("02:00:00:00:be:02")]))
             pod.change(rtmsg.RTM_NEWLINK, link(pod_index, up=True))
             address = self._host_local("ADD")["ips"][0]["address"]
@@ -223,7 +224,7 @@ class KernelFloor:
         self._host_local("DEL")
         pod = open_query(self.netns)
         try:
-            pod_index = self._index_of(pod, "net1").index
+            pod_index = floor_link(pod, "net1").index
             pod.change(rtmsg.RTM_NEWLINK, link(pod_index, up=False))
             fd = os.open("/proc/self/ns/net", os.O_RDONLY)
             try:
@@ -232,7 +233,7 @@ class KernelFloor:
                 os.close(fd)
         finally:
             pod.close()
-        index = self._index_of(self.host, self.vf).index
+        index = floor_link(self.host, self.vf).index
         self.host.change(rtmsg.RTM_NEWLINK, link(index, attrs=[rtmsg.address(self.mac)]))
         times["DEL"].append(time.perf_counter() - t0)
 

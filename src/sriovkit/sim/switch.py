@@ -191,7 +191,6 @@ class SimulatedSwitchNetlink:
         finally:
             with self._moving_lock:
                 self._moving.subtract(functions)
-                self._moving += collections.Counter()  # drops the zero counts
 
     def _move_link(self, name: str, leaving: str | None, *, src_netns: str | None, dst_netns: str | None,
                    new_name: str, index: int | None) -> None:

@@ -7,7 +7,9 @@ tests/e2e/test_cniagent.py` run, whose path that run prints), and prints:
   (bash's $EPOCHREALTIME, no fork): `agent` = the native shim exec'd per call and served by
   `sriovctl agent` over its CNI socket (what a runtime gets on a node); `standalone` =
   `python -m sriovkit.cni.plugin` exec'd per call (the fallback's process); `version` = VERSION,
-  answered by the native shim itself (the exec floor); `unprofiled`/`profiled` = the same ADD/DEL
+  answered by the native shim itself (the exec floor); `paired`/`upstream` = the agent's calls
+  alternated with upstream's sriov-cni (the binary bench/peers/build.sh caches, when it has one)
+  on the same VF and netconf, and VERSION of each; `unprofiled`/`profiled` = the same ADD/DEL
   through a second agent run by guest/profile_agent.py, without and with cProfile; `nomodprobe` =
   that agent again with the kernel's module autoload off (/proc/sys/kernel/modprobe empty): a
   SIOCGIFINDEX for an absent name makes the kernel run modprobe for "netdev-NAME" (and for NAME),
@@ -21,6 +23,7 @@ The lab runs under TCG (no hardware KVM here): figures are the emulated guest's,
 with each other, in one boot.
 
     .venv/bin/python bench/vm_cni.py [--cycles 10] [--standalone 3] [--profiled 5]
+                                     [--no-upstream | --versus N]
                                      [--records DIR | --out DIR] [--json FILE]
 """
 
@@ -38,6 +41,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "e2e"))
 import e2e_lab  # noqa: E402
+from peers import upstream  # noqa: E402
 
 SCRIPT = "cniagent"
 
@@ -46,6 +50,9 @@ def boot(args: argparse.Namespace, base: Path) -> Path:
     print(f"vmlab setup: {e2e_lab.ensure_lab(base / 'setup.log'):.1f}s", flush=True)
     env = {"VMLAB_CNI_CYCLES": str(args.cycles), "VMLAB_CNI_STANDALONE": str(args.standalone),
            "VMLAB_CNI_PROFILED": str(args.profiled), "VMLAB_CNI_MODLOG": str(args.modlog)}
+    if args.peer:
+        # the guest sees the host's / read-only, so the cached build's path is the guest's too
+        env |= {"VMLAB_CNI_UPSTREAM": str(args.peer), "VMLAB_CNI_VERSUS": str(args.versus or args.cycles)}
     if args.baseline:
         env |= {"VMLAB_CNI_BASELINE": str(args.baseline.resolve()), "VMLAB_CNI_AB": str(args.ab)}
     result = e2e_lab.boot(base / "run", [SCRIPT], nics=1, guest_env=env)
@@ -134,30 +141,35 @@ def report_profile(records: Path, name: str, command: str, top: int) -> None:
 
 
 # Issue 18's figures for upstream sriov-cni v2.4 in this lab (an earlier session's boot, ms): the
-# table shows them marked "recorded, not this run" while the module proxy refuses the peer here.
-RECORDED_UPSTREAM = {("agent", "ADD"): 130.0, ("agent", "DEL"): 111.0, ("standalone", "ADD"): 130.0,
-                     ("standalone", "DEL"): 111.0, ("version", "VERSION"): 84.0}
-RECORDED_WHY = ("sriov-cni cannot be built here (the Go module proxy refuses it: bench/peers/build.sh), "
-                "so the VM lab rows hold its figures from an earlier boot")
+# table shows them marked "recorded, not this run" when upstream's plugin did not run in this boot.
+RECORDED_UPSTREAM = {"ADD": 130.0, "DEL": 111.0, "VERSION": 84.0}
 
 
-def rows(times: dict[tuple[str, str], list[float]], own: dict[tuple[str, str], float]) -> list[dict[str, object]]:
-    """bench/table.py's rows: upstream as issue 18 recorded it; under the CNI rows, the native
-    shim's VERSION in this boot (the floor of any call that execs a binary)."""
+def rows(times: dict[tuple[str, str], list[float]], own: dict[tuple[str, str], float],
+         upstream_why: str) -> list[dict[str, object]]:
+    """bench/table.py's rows. With upstream's plugin in this boot (paths `paired`/`upstream`, calls
+    alternated), each row is the agent's paired p50 against upstream's; otherwise the agent's and
+    the standalone process's p50 against issue 18's recorded figure. Under the CNI rows, the
+    native shim's VERSION in this boot (the floor of any call that execs a binary)."""
     out: list[dict[str, object]] = []
-    version = times.get(("version", "VERSION"))
-    floors = [{"name": "VERSION, native shim (the exec floor, this boot)",
-               "value": statistics.median(version) * 1e3}] if version else []
+    p50 = {key: statistics.median(samples) * 1e3 for key, samples in times.items() if samples}
+    version = p50.get(("paired", "VERSION"), p50.get(("version", "VERSION")))
+    floors = [{"name": "VERSION, native shim (the exec floor, this boot)", "value": version}] if version else []
+    paired = ("upstream", "ADD") in p50
     for path, command, figure in (
-            ("agent", "ADD", "VM lab ADD, native shim -> agent (p50)"),
-            ("agent", "DEL", "VM lab DEL, native shim -> agent (p50)"),
+            ("paired" if paired else "agent", "ADD", "VM lab ADD, native shim -> agent (p50)"),
+            ("paired" if paired else "agent", "DEL", "VM lab DEL, native shim -> agent (p50)"),
             ("standalone", "ADD", "VM lab ADD, standalone process (p50)"),
             ("standalone", "DEL", "VM lab DEL, standalone process (p50)"),
-            ("version", "VERSION", "VM lab VERSION, native shim (p50)")):
-        if times.get((path, command)):
-            out.append({"figure": figure, "sriovkit": statistics.median(times[path, command]) * 1e3,
-                        "upstream": None, "recorded": RECORDED_UPSTREAM[path, command],
-                        "recorded_why": RECORDED_WHY, "unit": "ms", "floors": floors if path != "version" else []})
+            ("paired" if paired else "version", "VERSION", "VM lab VERSION, native shim (p50)")):
+        if (path, command) not in p50:
+            continue
+        row: dict[str, object] = {"figure": figure, "sriovkit": p50[path, command], "unit": "ms",
+                                  "upstream": p50.get(("upstream", command)),
+                                  "floors": floors if command != "VERSION" else []}
+        if row["upstream"] is None:
+            row |= {"recorded": RECORDED_UPSTREAM[command], "recorded_why": upstream_why}
+        out.append(row)
     for (path, command), seconds in own.items():
         if path == "unprofiled":
             out.append({"figure": f"VM lab {command}, the agent's own time (p50)", "sriovkit": seconds * 1e3,
@@ -177,11 +189,19 @@ def main() -> None:
                         help="another tree's src/ (e.g. main's, exported): its agent and this tree's, "
                              "side by side in the same boot, cycles alternated (paths baseline, current)")
     parser.add_argument("--ab", type=int, default=8, help="alternated cycles with --baseline")
+    parser.add_argument("--no-upstream", action="store_true",
+                        help="do not run upstream's sriov-cni (bench/peers/build.sh's) beside the agent")
+    parser.add_argument("--versus", type=int, default=0,
+                        help="alternated agent/upstream cycles when upstream's plugin is built (default: --cycles)")
     parser.add_argument("--records", type=Path, help="read this cniagent records directory instead of booting")
     parser.add_argument("--out", type=Path, help="keep the boot's records here (default: a temporary directory)")
     parser.add_argument("--top", type=int, default=15, help="profile lines per listing")
     parser.add_argument("--json", help="also write the figures here (for bench/table.py)")
     args = parser.parse_args()
+    args.peer, why = (None, "--no-upstream") if args.no_upstream or args.records else upstream.peer_binary("cni")
+    if args.records:
+        why = "read from --records"
+    print(f"upstream sriov-cni: {args.peer or 'not run: ' + why}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-vm-cni-") as tmp:
         records = args.records or boot(args, args.out or Path(tmp))
         times = read_times(records)
@@ -190,7 +210,8 @@ def main() -> None:
         report_profile(records, "agent.prof", "ADD", args.top)
         report_profile(records, "agent-del.prof", "DEL", args.top)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows(times, own)))
+        why = f"upstream's sriov-cni did not run in this boot ({why}); its figure is from an earlier boot"
+        Path(args.json).write_text(json.dumps(rows(times, own, why)))
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@
 #   deleted     its DEL (del.json)
 #   end         after every timed cycle (agent, standalone, profiled)
 # times.tsv: one line per timed call: PATH COMMAND ITERATION SECONDS RC, PATH one of agent,
-# standalone, version; unprofiled, profiled (ADD/DEL through the second agent without and with the
-# profiler) and nomodprobe (the same, unprofiled, with /proc/sys/kernel/modprobe empty: the
-# kernel's module autoload off, a lab-only comparison). Wall time around
-# the exec, taken from bash's $EPOCHREALTIME (no fork). A cycle whose call failed leaves its
-# output in failed-<path>-<command>-<i>.{json,err}.
+# standalone, version; paired and upstream (the agent's calls alternated with upstream's
+# plugin's, see versus); unprofiled, profiled (ADD/DEL through the second agent without and with
+# the profiler) and nomodprobe (the same, unprofiled, with /proc/sys/kernel/modprobe empty: the
+# kernel's module autoload off, a lab-only comparison). Wall time around the exec, taken from
+# bash's $EPOCHREALTIME (no fork). A cycle whose call failed leaves its output in
+# failed-<path>-<command>-<i>.{json,err}.
 # agent.prof / agent-del.prof: cProfile stats of the profiled agent's ADDs / DELs (pstats format);
 # agent-calls.tsv: the profiled agent's own time per call (COMMAND CONTAINER SECONDS PROFILED).
 set -u
@@ -165,6 +166,25 @@ ab() {
     say "ab: $n alternated cycles, this tree and $VMLAB_CNI_BASELINE"
 }
 
+# versus N (VMLAB_CNI_UPSTREAM=BINARY, bench/vm_cni.py when bench/peers/build.sh has upstream's
+# sriov-cni): N cycles through the agent (path `paired`) alternated with N through upstream's
+# plugin (path `upstream`), same VF, same netconf, same IPAM, then N VERSIONs of each
+# (`upstream` VERSION): one boot, each call as loaded as its neighbour. Upstream keeps its
+# state under /var/lib/cni/sriov, the guest's throwaway overlay.
+versus() {
+    local n=$1 i
+    for i in $(seq "$n"); do
+        timed paired ADD "$i" "$WORK/calls" add "$BIN/sriov" && timed paired DEL "$i" "$WORK/calls" del "$BIN/sriov"
+        timed upstream ADD "$i" "$WORK/calls" add-upstream "$VMLAB_CNI_UPSTREAM" \
+            && timed upstream DEL "$i" "$WORK/calls" del-upstream "$VMLAB_CNI_UPSTREAM"
+    done
+    for i in $(seq "$n"); do
+        timed paired VERSION "$i" "$WORK/calls" version "$BIN/sriov"
+        timed upstream VERSION "$i" "$WORK/calls" version-upstream "$VMLAB_CNI_UPSTREAM"
+    done
+    say "versus: $n alternated cycles, the agent and $VMLAB_CNI_UPSTREAM"
+}
+
 # --- the agent and the native shim (what operators deploy)
 start_agent agent "$SRIOVCTL" agent || { ip netns del pod-a; echo 0 > /sys/class/net/eth0/device/sriov_numvfs; exit 1; }
 record "$OUT/start" install-cni "$SRIOVCTL" install-cni --dest "$BIN" --agent-socket "$SOCK" --no-fallback
@@ -173,6 +193,7 @@ snapshot_netns "$OUT/start" pod-a
 cycles agent "$CYCLES" "$BIN/sriov"
 for i in $(seq "$CYCLES"); do timed version VERSION "$i" "$WORK/calls" version "$BIN/sriov"; done
 cp "$WORK/calls/version.json" "$OUT/version.json"
+[ -n "${VMLAB_CNI_UPSTREAM:-}" ] && versus "${VMLAB_CNI_VERSUS:-$CYCLES}"
 stop_agent agent
 
 [ -n "${VMLAB_CNI_BASELINE:-}" ] && ab "${VMLAB_CNI_AB:-8}"

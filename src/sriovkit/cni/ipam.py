@@ -20,6 +20,13 @@ from sriovkit.cni.spec import CniError, ErrorCode, Result, best_common_version, 
 
 IPAM_TIMEOUT_S = 60.0
 
+# IPAM plugins whose answer depends on nothing but their config and the attachment's ids: they
+# never enter the pod's namespace nor look at its interface, so ADD and DEL run them while the VF
+# is being set up or given back (`sriovkit.cni.steps.Steps.start`) instead of before or after it.
+# Any other plugin (dhcp talks on the interface; an unknown one might) keeps its place in the
+# sequence, where upstream's plugin runs it.
+INTERFACE_BLIND = frozenset({"host-local", "static", "whereabouts"})
+
 
 @dataclass(frozen=True, slots=True)
 class IpamCall:
@@ -37,6 +44,11 @@ class IpamCall:
 
 class IpamError(CniError):
     pass
+
+
+def runs_alongside(call: IpamCall) -> bool:
+    """Whether this exec may overlap the VF's own steps (INTERFACE_BLIND)."""
+    return call.plugin in INTERFACE_BLIND
 
 
 def find_plugin(name: str, search_path: tuple[str, ...]) -> str:

@@ -135,6 +135,14 @@ def _warn_ignored(conf: NetConf, log: EventLog, context: CniContext) -> None:
         context.on_config_warnings("netconf", len(conf.warnings))
 
 
+def load_commands() -> None:
+    """Import what `_run_command` imports on first use (a standalone process pays only for its one
+    command; a long-running agent takes them all at start: `agent.cni_service.CniWarmUp`)."""
+    import sriovkit.cni.attach
+    import sriovkit.cni.detach
+    import sriovkit.cni.lifecycle  # noqa: F401
+
+
 def _run_command(call: Call) -> Result | None:
     command = call.env.command
     if command == "ADD":

@@ -1,7 +1,8 @@
 """Giving one attachment back from its record: the steps DEL and GC share.
 
-Under the VF's lock: find the VF, release the IPAM allocation, restore the PF-side settings ADD
-changed (before the netdev: some drivers refuse a netdev reset while trust is off), bring the
+Under the VF's lock: find the VF, release the IPAM allocation (a plugin that never looks at the
+pod's interface beside the steps that follow, joined before the record goes), restore the PF-side
+settings ADD changed (before the netdev: some drivers refuse a netdev reset while trust is off), bring the
 interface back to the host under its original name, restore its MAC, MTU and up state, rebind the
 original driver, remove the device info file, and only then the record. A failed step keeps the
 record, so the next DEL (or GC) retries; every step is safe to repeat. How the VF is found and
@@ -19,12 +20,12 @@ from typing import TypeVar
 from sriovkit.cni import vfconfig
 from sriovkit.cni.cnidir import withdraw_record
 from sriovkit.cni.deviceinfo import remove_device_info
-from sriovkit.cni.ipam import ipam_del
+from sriovkit.cni.ipam import ipam_del, runs_alongside
 from sriovkit.cni.locate import find_vf
 from sriovkit.cni.netdevmac import set_netdev_mac
 from sriovkit.cni.spec import CniError, ErrorCode
 from sriovkit.cni.state import AttachmentRecord, ForeignRecord
-from sriovkit.cni.steps import Call, ipam_call, run_step
+from sriovkit.cni.steps import Call, Started, ipam_call, run_step
 from sriovkit.host.discover import DeviceNotFoundError, discover_device
 from sriovkit.host.model import USERSPACE_DRIVERS
 from sriovkit.netlink.model import ZERO_MAC, LinkInfo, VfSettings
@@ -54,11 +55,19 @@ def release(call: Call, record: AttachmentRecord, *, only_if_unchanged: bool = F
             call.log.info("left alone", reason="the attachment changed while GC waited for it")
             return
         found = _locate_first(call, current) if current.mode != "userspace" else None
-        _release_ipam(call, current)
-        _restore_vf_settings(call, current)
-        if current.mode != "userspace":
-            _return_netdev(call, current, found)
-        _restore_driver(call, current)
+        releasing = _release_ipam(call, current)
+        try:
+            _restore_vf_settings(call, current)
+            if current.mode != "userspace":
+                _return_netdev(call, current, found)
+            _restore_driver(call, current)
+        except BaseException:
+            if releasing is not None:
+                releasing.succeeded()  # joined, so nothing outlives the lock; the first error is answered
+            raise
+        if releasing is not None:
+            releasing.wait()
+            call.faults.reached("ipam del")
         _do(call, "remove device info", lambda: _remove_device_info(call, current), point="remove device info")
         _do(call, "remove the cniDir record", lambda: withdraw_record(current), point="remove cni dir")
         store.delete(current.container_id, current.ifname)
@@ -83,13 +92,19 @@ def _do(call: Call, step: str, action: Callable[[], T], *, point: str | None = N
     return value
 
 
-def _release_ipam(call: Call, record: AttachmentRecord) -> None:
-    """With the config ADD used: its allocation is keyed by what ADD passed."""
+def _release_ipam(call: Call, record: AttachmentRecord) -> Started[None] | None:
+    """With the config ADD used: its allocation is keyed by what ADD passed. A plugin that never
+    looks at the pod's interface (ipam.INTERFACE_BLIND) is released on a thread of its own while
+    the VF is given back (returned: the caller waits for it); any other first, inline."""
     config = json.loads(record.config) if record.config else {}
     if not isinstance(config.get("ipam"), dict) or not config["ipam"].get("type") or config.get("l2enable") is True:
-        return
+        return None
     ipam = ipam_call(call, config, container_id=record.container_id, ifname=record.ifname, netns=record.netns)
-    _do(call, f"IPAM {ipam.plugin} DEL", lambda: ipam_del(ipam), point="ipam del")
+    step = f"IPAM {ipam.plugin} DEL"
+    if runs_alongside(ipam):
+        return Started(call.log, "DEL", step, lambda: ipam_del(ipam))
+    _do(call, step, lambda: ipam_del(ipam), point="ipam del")
+    return None
 
 
 def _restore_vf_settings(call: Call, record: AttachmentRecord) -> None:

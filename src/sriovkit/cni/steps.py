@@ -4,14 +4,23 @@
 later step fails, the stack undoes every earlier one in reverse order. Undos
 are attempted all, each failure logged, and the error reported is the step
 that failed, not an undo's.
+
+`Steps.start` runs a step that needs nothing of the steps after it (an IPAM
+plugin that never looks at the pod's interface) on a thread of its own while
+they run; `Steps.wait` takes its value where the sequence needs it. Its undo is
+registered when it starts: undoing first waits for it, then runs only if it
+succeeded. Nothing started outlives the call: every undo, and every `wait`,
+joins it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sriovkit.cni.context import CniContext
 from sriovkit.cni.env import CniEnv
@@ -64,6 +73,36 @@ def run_step(log: EventLog, command: str, step: str, action: Callable[[], T]) ->
         raise CniError(exc.code, f"{command} step {step!r} failed: {exc.msg}", exc.details) from None
 
 
+class Started(Generic[T]):
+    """A step running on a thread of its own (in the caller's log context); `wait()` joins it and
+    gives its value or raises what `run_step` raised there."""
+
+    def __init__(self, log: EventLog, command: str, step: str, action: Callable[[], T]) -> None:
+        self.step = step
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._run, log, command, step, action),
+                                        name=f"step {step}", daemon=True)
+        self._thread.start()
+
+    def _run(self, log: EventLog, command: str, step: str, action: Callable[[], T]) -> None:
+        try:
+            self._value = run_step(log, command, step, action)
+        except BaseException as exc:  # handed to whoever waits: the call's own thread
+            self._error = exc
+
+    def succeeded(self) -> bool:
+        self._thread.join()
+        return self._error is None
+
+    def wait(self) -> T:
+        if not self.succeeded():
+            assert self._error is not None
+            raise self._error
+        return self._value  # type: ignore[return-value]  # set when no error was
+
+
 class Steps:
     """Run mutations with their undos; `commit()` once everything succeeded."""
 
@@ -93,9 +132,26 @@ class Steps:
         self.faults.reached(point or step)
         return value
 
+    def start(self, step: str, action: Callable[[], T], undo: Callable[[], object] | None = None) -> Started[T]:
+        """`action` on a thread of its own, its undo registered now (see the module's docstring)."""
+        started = Started(self.log, self.command, step, action)
+        self.undo.callback(self._undo_started, started, undo)
+        self._undos += 1
+        return started
+
+    def wait(self, started: Started[T], *, point: str | None = None) -> T:
+        """The started step's value (or its refusal); the fault point is reached here, in order."""
+        value = started.wait()
+        self.faults.reached(point or started.step)
+        return value
+
     def commit(self) -> None:
         self.undo.pop_all()
         self._undos = 0
+
+    def _undo_started(self, started: Started[Any], undo: Callable[[], object] | None) -> None:
+        if started.succeeded() and undo is not None:
+            self._undo(started.step, undo)
 
     def _undo(self, step: str, undo: Callable[[], object]) -> None:
         try:

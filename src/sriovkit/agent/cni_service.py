@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sriovkit.agent.metrics import AgentMetrics
 from sriovkit.cni.context import CniContext
-from sriovkit.cni.plugin import run_cni
+from sriovkit.cni.plugin import load_commands, run_cni
 
 
 @dataclass(frozen=True)
@@ -64,3 +65,24 @@ def answered_code(stdout: bytes) -> int | None:
     except (ValueError, AttributeError):
         return None
     return code if isinstance(code, int) else None
+
+
+class CniWarmUp:
+    """An agent component: once started, imports the code of every CNI command on a thread of its
+    own, so the first pod after the agent starts does not wait for it (on an emulated node that
+    import was most of the first ADD's extra seconds; a call arriving meanwhile waits only for the
+    rest of it, under Python's import lock)."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=load_commands, name="cni-warm-up", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def stop(self) -> None:
+        self.join(timeout=5)

@@ -258,7 +258,7 @@ def _cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentM
                      observers: list[Callable[[Mapping[str, str], bytes, bytes, int], None]]) -> list[Component]:
     """The CNI socket server and the metrics endpoint the flags ask for, built (nothing bound yet);
     `observers` are told every CNI call and its answer (the DRA driver's networkData)."""
-    from sriovkit.agent.cni_service import CniService
+    from sriovkit.agent.cni_service import CniService, CniWarmUp
     from sriovkit.agent.metrics import MetricsServer
     from sriovkit.commands.ports import agent_cni_context
     from sriovkit.errors import UserError
@@ -278,6 +278,7 @@ def _cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentM
         listeners.append(CniSocketServer(args.cni_socket, CniService(context, metrics, observers),
                                          max_concurrent=args.cni_max_concurrent,
                                          caller_root=CallerRoot(link) if link else None))
+        listeners.append(CniWarmUp())
         if args.cni_gc_seconds:
             listeners.append(_forgotten_attachments(args, context))
     elif args.cni_gc_seconds:

@@ -1,8 +1,9 @@
 """Pod churn (root): 64 pods attach at once through the agent on a 64-VF simulated node, then detach.
 
 Each pod is a network namespace; its ADD (then its DEL) is one exec of the installed shim
-(native where built) against an agent CNI socket (`CniSocketServer` + `CniService`, as
-`sriovctl agent` runs them), all pods' calls started together. Config: a VLAN, spoofchk off and
+(native where built) against the CNI socket of `sriovctl agent`, run in a process of its own as on
+a node (`--in-process`: its CNI server in this one, sharing the GIL with the clients' threads),
+all pods' calls started together. Config: a VLAN, spoofchk off and
 host-local IPAM, so every kind of step is in the numbers. For each concurrency limit of the
 agent (`--cni-max-concurrent`), prints total time for all ADDs and all DELs, p50/p99 per pod,
 errors, and what was left behind (records, interfaces not back in the host). Next to it the
@@ -11,20 +12,23 @@ done serially by a minimal loop of plain rtnetlink requests. The simulated host'
 tmpfs (/dev/shm) where there is one, as a node's sysfs is memory; the CNI state and IPAM data
 are on disk, as on a node.
 
-    .venv/bin/python bench/churn.py [--pods 64] [--limits 4 8 16 32] [--json FILE] [--profile FILE]
+    .venv/bin/python bench/churn.py [--pods 64] [--limits 4 8 16 32] [--json FILE] [--profile FILE] [--in-process]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,9 +123,44 @@ def leftovers(state_dir: Path, vfs: list[str]) -> list[str]:
     return left
 
 
-def run_limit(limit: int, shim: Path, host: sim.SimulatedHost, root: Path, calls: list[tuple[dict[str, str], bytes]],
-              vfs: list[str], profiler: ProfiledHandler | None = None) -> dict[str, Any]:
-    state_dir = root / f"state-{limit}"
+@contextlib.contextmanager
+def agent_process(limit: int, host: sim.SimulatedHost, root: Path, state_dir: Path) -> Iterator[None]:
+    """`sriovctl agent` as a node runs it, in a process of its own (its device plugin waits for a
+    kubelet that never comes), serving the CNI socket with concurrency `limit`."""
+    work = root / f"agent-{limit}"
+    work.mkdir()
+    config = work / "config.json"
+    config.write_text(json.dumps({"resourceList": [{"resourceName": "churn_vf",
+                                                    "selectors": {"pfNames": [host.spec.pfs[0].name]}}]}))
+    sock = root / "agent" / "cni.sock"
+    cmd = [sys.executable, "-m", "sriovkit", "agent", "--config-file", str(config), "--host-root", str(host.root),
+           "--device-plugin-dir", str(work / "dp"), "--devinfo-dir", str(work / "devinfo"),
+           "--cni-socket", str(sock), "--cni-state-dir", str(state_dir), "--cni-devinfo-dir", str(work / "cni-devinfo"),
+           "--cni-log-dir", str(work / "log"), "--cni-max-concurrent", str(limit), "--metrics-address", "",
+           "--log-level", "error"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=(work / "agent.log").open("wb"))
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the agent never served {sock} (exit {proc.poll()}): see {work / 'agent.log'}")
+            time.sleep(0.05)
+        time.sleep(1.0)  # its start-up (discovery, the CNI warm-up) done before the burst
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def agent_in_process(limit: int, host: sim.SimulatedHost, root: Path, state_dir: Path,
+                     profiler: ProfiledHandler | None) -> Iterator[None]:
+    """The agent's CNI server in this process (`--in-process`, and `--profile`): its threads share
+    the GIL with the clients' exec threads, which a node's runtime does not."""
     service = CniService(agent_cni_context(host.root, state_dir=str(state_dir)))
     handler = service if profiler is None else profiler
     if profiler is not None:
@@ -129,12 +168,21 @@ def run_limit(limit: int, shim: Path, host: sim.SimulatedHost, root: Path, calls
     server = CniSocketServer(root / "agent" / "cni.sock", handler, max_concurrent=limit)
     server.start()
     try:
+        yield
+    finally:
+        server.stop()
+
+
+def run_limit(limit: int, shim: Path, host: sim.SimulatedHost, root: Path, calls: list[tuple[dict[str, str], bytes]],
+              vfs: list[str], profiler: ProfiledHandler | None = None, *, in_process: bool = False) -> dict[str, Any]:
+    state_dir = root / f"state-{limit}"
+    agent = agent_in_process(limit, host, root, state_dir, profiler) if in_process or profiler is not None \
+        else agent_process(limit, host, root, state_dir)
+    with agent:
         add_total, add, add_errors = all_at_once(shim, "ADD", calls)
         del_total, dels, del_errors = all_at_once(shim, "DEL", calls)
         for env, stdin in calls:  # what a refused DEL left, given back as the kubelet's retry would
             _exec([str(shim)], {**env, "CNI_COMMAND": "DEL"}, stdin, {})
-    finally:
-        server.stop()
     return {"limit": limit, "add_total": add_total, "add": add, "del_total": del_total, "del": dels,
             "errors": add_errors + del_errors, "left": leftovers(state_dir, vfs)}
 
@@ -145,7 +193,9 @@ def main() -> None:
     parser.add_argument("--limits", type=int, nargs="*", default=[4, 8, 16, 32],
                         help="the agent's CNI concurrency limits to try")
     parser.add_argument("--json", help="also write the figures here (for bench/table.py)")
-    parser.add_argument("--profile", help="cProfile the agent's calls (every limit) into this file")
+    parser.add_argument("--profile", help="cProfile the agent's calls (every limit) into this file (in process)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="serve the CNI socket from this process instead of a `sriovctl agent` of its own")
     args = parser.parse_args()
     memory = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the simulated sysfs in memory, as a node's is
     with tempfile.TemporaryDirectory(prefix="churn-") as tmp, \
@@ -180,7 +230,7 @@ def measure(args: argparse.Namespace, host: sim.SimulatedHost, root: Path,
     results, floor = [], []
     profiler = ProfiledHandler(lambda env, stdin: (b"", 0)) if args.profile else None
     for limit in args.limits:  # each limit next to a floor run: the machine is noisy
-        results.append(run_limit(limit, shim, host, root, calls, vfs, profiler))
+        results.append(run_limit(limit, shim, host, root, calls, vfs, profiler, in_process=args.in_process))
         if results[-1]["errors"] or results[-1]["left"]:
             print(f"limit {limit}: errors {results[-1]['errors'][:3]}, left {results[-1]['left'][:3]}")
         floor.append(serial_moves(vfs, namespaces))

@@ -18,10 +18,11 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 
 from sriovkit.host.model import HostSnapshot, PciDevice
 from sriovkit.host.sysfs import Sysfs, read_int, read_text
+from sriovkit.netlink.linkevents import LinkEvents
 from sriovkit.resources.selectors import Device
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,16 @@ def sriov_pfs(snapshot: HostSnapshot) -> list[str]:
 
 
 class KernelLinkEvents:
-    """Wakes `wake` on every netlink link message (RTMGRP_LINK), so a PF going down
-    on a real node is seen at once rather than at the next poll."""
+    """Wakes `wake` when the kernel reports a change of a link `watched()` names (the netdevs whose
+    link decides a pool's health), so a PF going down on a real node is seen at once rather than
+    at the next poll. The others are ignored: every pod start and every VF moving into or out of a
+    pod sends link notifications too, and waking the watch loop for each of them cost a CNI call
+    on the same node a poll of its own (and the GIL) for nothing. Notifications the kernel dropped
+    wake it too: any link may have changed."""
 
-    def __init__(self, wake: threading.Event) -> None:
+    def __init__(self, wake: threading.Event, watched: Callable[[], Container[str]]) -> None:
         self.wake = wake
-        self._ipr: object | None = None
+        self.watched = watched
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -77,31 +82,29 @@ class KernelLinkEvents:
         self._thread.start()
 
     def _run(self) -> None:
-        # pyroute2's sync IPRoute belongs to the thread that made it: open it here
         try:
-            from pyroute2 import IPRoute
-
-            ipr = IPRoute()
-            ipr.bind()
-        except Exception as exc:  # no netlink here: polling alone still works
+            events = LinkEvents()
+        except OSError as exc:  # no netlink here: polling alone still works
             log.warning("netlink link events unavailable, polling only: %s", exc)
             return
-        self._ipr = ipr
-        while not self._stopping.is_set():
-            try:
-                messages = ipr.get()
-            except Exception:
-                if not self._stopping.is_set():
-                    log.warning("netlink link events stopped; polling only")
-                return
-            if any(m.get("event") in ("RTM_NEWLINK", "RTM_DELLINK") for m in messages):
-                self.wake.set()
-        with contextlib.suppress(Exception):
-            ipr.close()
+        with contextlib.closing(events):
+            while not self._stopping.is_set():
+                try:
+                    names = events.changed()
+                except OSError as exc:
+                    if not self._stopping.is_set():
+                        log.warning("netlink link events stopped (%s); polling only", exc)
+                    return
+                if names is None or (names and self._concerns(names)):
+                    self.wake.set()
+
+    def _concerns(self, names: list[str]) -> bool:
+        watched = self.watched()
+        return any(name in watched for name in names)
 
     def stop(self) -> None:
         self._stopping.set()
         if self._thread is not None:
-            # the reader wakes on the next link message; it is a daemon thread, so
-            # a quiet node does not hold up shutdown
+            # the reader looks at the flag at least every half second (its socket's timeout);
+            # it is a daemon thread, so a stop does not wait for it longer than this
             self._thread.join(timeout=0.2)

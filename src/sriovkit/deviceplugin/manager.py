@@ -140,7 +140,7 @@ class DevicePluginManager:
         self._thread = threading.Thread(target=self._watch_loop, name="dp-watch", daemon=True)
         self._thread.start()
         if self.settings.netlink_events:
-            self._link_events = hl.KernelLinkEvents(self._wake)
+            self._link_events = hl.KernelLinkEvents(self._wake, lambda: self._link_up)  # its keys
             self._link_events.start()
 
     def check_conflicts(self) -> None:

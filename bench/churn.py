@@ -46,6 +46,7 @@ from sriovkit.sim.net import attach_veths
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agentprofile import ProfiledHandler
 from cni_latency import _exec, _install_shim, floor_link, percentile
+from procs import stop
 
 
 def pod_env(i: int, netns: str) -> dict[str, str]:
@@ -148,12 +149,7 @@ def agent_process(limit: int, host: sim.SimulatedHost, root: Path, state_dir: Pa
         time.sleep(1.0)  # its start-up (discovery, the CNI warm-up) done before the burst
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 30)
 
 
 @contextlib.contextmanager

@@ -45,6 +45,7 @@ from sriovkit.sim.host import set_operstate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import upstream
+from procs import stop
 
 VFS_PER_PF = 128
 RESOURCES = [
@@ -157,12 +158,7 @@ class Floor:
         return Run(0.0, 0.0, alloc, self.rss_started, rss_mib(self.proc.pid))
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc, 20)
 
 
 def run_plugin(cmd: list[str], kubelet: Kubelet, num_vfs: int, calls: int, floors: dict[str, Floor],
@@ -189,12 +185,7 @@ def run_plugin(cmd: list[str], kubelet: Kubelet, num_vfs: int, calls: int, floor
         run = Run(first, all_pools, samples["plugin"], rss_registered, rss_mib(proc.pid), flips)
         return run, {n: f.run(samples[n]) for n, f in floors.items()}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 20)
 
 
 PY_FLOOR = "bare Python grpc"

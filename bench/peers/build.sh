@@ -10,8 +10,10 @@
 # both upstream SR-IOV modules on these machines), the peer is reported as
 # unavailable and the benchmarks print sriovkit's figures alone.
 # Builds are cached under $SRIOVKIT_PEER_CACHE (default /var/tmp/sriovkit-peers),
-# keyed by version, so a second run costs nothing. A version the proxy refused is
-# tried again on every run: the day it serves it, the benchmarks compare.
+# keyed by version ($CACHE/NAME-TAG/BINARY), so a second run costs nothing. A version the
+# proxy refused is tried again on every run: the day it serves it, the benchmarks compare.
+# A binary already at that path is used as it is, whoever built it (e.g. the same tag built
+# by hand from a copy of its repository on a machine whose proxy refuses the module).
 #
 # gofloor is ours (bench/peers/gofloor: grpc-go serving the kubelet's device-plugin
 # API with a fixed Allocate answer, its dependencies pinned in its go.mod and fetched

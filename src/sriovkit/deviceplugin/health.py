@@ -95,7 +95,7 @@ class KernelLinkEvents:
                     if not self._stopping.is_set():
                         log.warning("netlink link events stopped (%s); polling only", exc)
                     return
-                if names is None or (names and self._concerns(names)):
+                if names is None or self._concerns(names):
                     self.wake.set()
 
     def _concerns(self, names: list[str]) -> bool:

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from pyroute2 import IPRoute
 
 T = TypeVar("T")
-NETLINK_ROUTE = 0
 IFF_UP = 0x1
 RT_TABLE_MAIN = 254
 # IF_OPER_* (RFC 2863 operational states), as `ip link` prints them in lower case.
@@ -465,7 +464,7 @@ def _open(netns: str | None) -> IPRoute:
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
 
-    sock = ns.socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+    sock = ns.socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_DGRAM, rtmsg.NETLINK_ROUTE)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes())
         return IPRoute(use_socket=sock)

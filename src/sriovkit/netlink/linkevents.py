@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import errno
 import socket
-import struct
 
-from sriovkit.netlink.rtmsg import IFLA_IFNAME, walk
+from sriovkit.netlink.rawlink import name_of
+from sriovkit.netlink.rtmsg import NETLINK_ROUTE, RTM_DELLINK, RTM_NEWLINK, messages
 
-NETLINK_ROUTE = 0
 RTMGRP_LINK = 0x1
-RTM_NEWLINK = 16
-RTM_DELLINK = 17
-_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
-_IFINFOMSG_BYTES = 16
 _RECEIVE_BUFFER = 1 << 20  # a burst of pod starts: many notifications before the reader runs
 
 
@@ -55,16 +50,6 @@ class LinkEvents:
 
 def link_names(data: bytes | memoryview) -> list[str]:
     """The IFLA_IFNAME of each RTM_NEWLINK/RTM_DELLINK in one datagram (pure)."""
-    names, offset = [], 0
-    while offset + _NLMSGHDR.size <= len(data):
-        length, kind, _, _, _ = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size or offset + length > len(data):
-            break
-        body = offset + _NLMSGHDR.size
-        if kind in (RTM_NEWLINK, RTM_DELLINK) and body + _IFINFOMSG_BYTES <= offset + length:
-            for attr_kind, payload in walk(data, body + _IFINFOMSG_BYTES, offset + length):
-                if attr_kind == IFLA_IFNAME:
-                    names.append(bytes(payload).split(b"\0", 1)[0].decode(errors="replace"))
-                    break
-        offset += (length + 3) & ~3
-    return names
+    found = (name_of(data[start:end]) for kind, _, start, end in messages(data, len(data))
+             if kind in (RTM_NEWLINK, RTM_DELLINK))
+    return [name for name in found if name is not None]

@@ -25,12 +25,19 @@ from collections.abc import Container
 from typing import Any
 
 from sriovkit.netlink.errors import NetlinkError, from_errno
-from sriovkit.netlink.rtmsg import attr, walk
+from sriovkit.netlink.rtmsg import (
+    IFINFOMSG_BYTES,
+    IFLA_IFNAME,
+    NETLINK_ROUTE,
+    NLMSGHDR,
+    RTM_NEWLINK,
+    attr,
+    messages,
+    walk,
+)
 
-NETLINK_ROUTE = 0
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
-RTM_NEWLINK = 16
 RTM_GETLINK = 18
 RTM_NEWNSID = 88
 RTM_GETNSID = 90
@@ -44,7 +51,6 @@ NETNSA_NSID = 1
 NETNSA_FD = 3
 IFNAMSIZ = 16  # with its terminating NUL
 
-_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _RTGENMSG = struct.Struct("=B3x")
 _U32 = struct.Struct("=I")
@@ -184,7 +190,7 @@ class LinkQuery:
         body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
         replies = self._request_raw(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, body, RTM_NEWLINK)
         if names is not None:
-            replies = [r for r in replies if _name_of(r) in names]
+            replies = [r for r in replies if name_of(r) in names]
         return [decode_link(reply, 0, len(reply)) for reply in replies]
 
     def vf_list(self, index: int) -> bytes:
@@ -216,19 +222,13 @@ class LinkQuery:
 
     def _request_raw(self, kind: int, flags: int, body: bytes, answer: int) -> list[bytes]:
         seq = next(self._seq) & 0xFFFFFFFF
-        self.sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, seq, 0) + body)
+        self.sock.send(NLMSGHDR.pack(NLMSGHDR.size + len(body), kind, flags, seq, 0) + body)
         replies: list[bytes] = []
         dump = flags & NLM_F_DUMP == NLM_F_DUMP
         while True:
             size = self.sock.recv_into(self._buf)
             view = memoryview(self._buf)[:size]
-            offset = 0
-            while offset + _NLMSGHDR.size <= size:
-                length, mtype, _, mseq, _ = _NLMSGHDR.unpack_from(view, offset)
-                if length < _NLMSGHDR.size or offset + length > size:
-                    break
-                body_start, end = offset + _NLMSGHDR.size, offset + length
-                offset += (length + 3) & ~3
+            for mtype, mseq, body_start, end in messages(view, size):
                 if mseq != seq:
                     continue  # an answer to an earlier request that gave up (never ours to read)
                 if mtype == NLMSG_ERROR:
@@ -244,11 +244,11 @@ class LinkQuery:
                         return replies
 
 
-def _name_of(reply: bytes) -> str | None:
-    """IFLA_IFNAME of an RTM_NEWLINK body, read without decoding the rest (the kernel puts it
-    first)."""
-    for kind, payload in walk(reply, _IFINFOMSG.size, len(reply)):
-        if kind == 3:
+def name_of(reply: bytes | memoryview) -> str | None:
+    """IFLA_IFNAME of an RTM_NEWLINK (or RTM_DELLINK) body, read without decoding the rest (the
+    kernel puts it first)."""
+    for kind, payload in walk(reply, IFINFOMSG_BYTES, len(reply)):
+        if kind == IFLA_IFNAME:
             return _text(payload)
     return None
 

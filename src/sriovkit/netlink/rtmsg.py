@@ -1,7 +1,8 @@
 """rtnetlink's format: the change requests the port sends, encoded as the kernel reads them, and
 the walk over a message's attributes that the decoders share (pure).
 
-Each function returns one request's body (after the netlink header): an ifinfomsg, ifaddrmsg or
+`messages` walks a datagram's netlink messages as `walk` walks a message's attributes. Each
+function below them returns one request's body (after the netlink header): an ifinfomsg, ifaddrmsg or
 rtmsg and its attributes, byte for byte what pyroute2 0.9 sends for the same call (the
 differential test, tests/unit/netlink/test_rtmsg.py, holds them equal), so the kernel sees the
 same request either way. Sent by `rawlink.LinkQuery.change`: through pyroute2 each of these costs
@@ -20,7 +21,9 @@ from collections.abc import Iterable, Iterator
 
 from sriovkit.netlink.model import LinkState, VlanProto
 
+NETLINK_ROUTE = 0
 RTM_NEWLINK = 16
+RTM_DELLINK = 17
 RTM_NEWADDR = 20
 RTM_DELADDR = 21
 RTM_NEWROUTE = 24
@@ -53,7 +56,9 @@ RTPROT_STATIC = 4
 RTN_UNICAST = 1
 VF_MAC_BYTES = 32  # struct ifla_vf_mac's mac[32]
 
+NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+IFINFOMSG_BYTES = _IFINFOMSG.size
 _IFADDRMSG = struct.Struct("=BBBBi")  # family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _NLA = struct.Struct("=HH")
@@ -65,6 +70,18 @@ _VF_VLAN_INFO = struct.Struct("=III H2x")  # vf, vlan, qos, vlan_proto (big endi
 
 
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+
+
+def messages(data: bytes | memoryview, size: int) -> Iterator[tuple[int, int, int, int]]:
+    """(type, seq, body start, end) of each netlink message in data[:size]; a truncated one ends
+    the walk."""
+    offset = 0
+    while offset + NLMSGHDR.size <= size:
+        length, kind, _, seq, _ = NLMSGHDR.unpack_from(data, offset)
+        if length < NLMSGHDR.size or offset + length > size:
+            return
+        yield kind, seq, offset + NLMSGHDR.size, offset + length
+        offset += (length + 3) & ~3
 
 
 def walk(data: bytes | memoryview, start: int, end: int) -> Iterator[tuple[int, bytes]]:

@@ -27,7 +27,7 @@ from sriovkit.cni import cnidir, vfconfig
 from sriovkit.cni.announce import announce
 from sriovkit.cni.device import Device, Mode, resolve_device
 from sriovkit.cni.deviceinfo import check_device_info_file, remove_device_info, write_device_info
-from sriovkit.cni.ipam import ipam_add, ipam_del, runs_alongside
+from sriovkit.cni.ipam import IpamCall, ipam_add, ipam_del, runs_alongside
 from sriovkit.cni.locate import find_vf
 from sriovkit.cni.netdevmac import set_netdev_mac
 from sriovkit.cni.pick import locked_device
@@ -132,16 +132,17 @@ def _write_journal(call: Call, steps: Steps, device: Device, record: AttachmentR
 
 
 def _run_steps(call: Call, steps: Steps, device: Device, record: AttachmentRecord) -> Result:
-    wants_ipam = bool(call.conf.ipam_type) and not call.conf.l2enable  # seeds' l2enable: no addresses, only up
-    early = _start_ipam(call, steps) if wants_ipam else None
+    # seeds' l2enable: no addresses, only up
+    ipam = ipam_call(call) if call.conf.ipam_type and not call.conf.l2enable else None
+    early = _start_ipam(steps, ipam) if ipam is not None else None
     _bind_driver(call, steps, device, record)
     _apply_vf_settings(call, steps, device, record)
     if device.mode is not Mode.USERSPACE:
         _move_into_pod(call, steps, device, record)
     result = Result(interfaces=[Interface(name=call.env.ifname, mac=_result_mac(call, record),
                                           sandbox=call.env.netns, mtu=call.conf.mtu, pci_id=device.pci_address)])
-    if wants_ipam:
-        _run_ipam(call, steps, device, record, result, early)
+    if ipam is not None:
+        _run_ipam(call, steps, device, record, result, ipam, early)
     if call.conf.device_info_file:
         _write_device_info(call, steps, device, record)
     return result
@@ -230,22 +231,20 @@ def _result_mac(call: Call, record: AttachmentRecord) -> str:
     return "" if admin == ZERO_MAC else str(admin)
 
 
-def _start_ipam(call: Call, steps: Steps) -> Started[Result] | None:
+def _start_ipam(steps: Steps, ipam: IpamCall) -> Started[Result] | None:
     """An IPAM plugin that never looks at the pod's interface (ipam.INTERFACE_BLIND) runs from
     the start, beside the VF's settings and move: its exec is most of an ADD's time on a slow
     node. Any other runs after the move, as upstream's does."""
-    ipam = ipam_call(call)
     if not runs_alongside(ipam):
         return None
     return steps.start(f"IPAM {ipam.plugin} ADD", lambda: ipam_add(ipam), lambda: ipam_del(ipam))
 
 
 def _run_ipam(call: Call, steps: Steps, device: Device, record: AttachmentRecord, result: Result,
-              early: Started[Result] | None) -> None:
+              ipam: IpamCall, early: Started[Result] | None) -> None:
     if early is not None:
         got = steps.wait(early, point="ipam add")
     else:
-        ipam = ipam_call(call)
         got = steps.run(f"IPAM {ipam.plugin} ADD", lambda: ipam_add(ipam), lambda: ipam_del(ipam), point="ipam add")
     for ip in got.ips:
         ip.interface = 0  # every address is the pod interface's

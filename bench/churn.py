@@ -6,9 +6,12 @@ a node (`--in-process`: its CNI server in this one, sharing the GIL with the cli
 all pods' calls started together. Config: a VLAN, spoofchk off and
 host-local IPAM, so every kind of step is in the numbers. For each concurrency limit of the
 agent (`--cni-max-concurrent`), prints total time for all ADDs and all DELs, p50/p99 per pod,
-errors, and what was left behind (records, interfaces not back in the host). Next to it the
-kernel floor, measured in the same run: the same 64 moves into the pods' namespaces (and back)
-done serially by a minimal loop of plain rtnetlink requests. The simulated host's tree is on
+errors, what was left behind (records, interfaces not back in the host), and the CPU time the
+agent process spent (user + system, with its IPAM plugins'; its kernel work, the moves included,
+counts as system). Next to it two kernel floors, measured in the same run by a minimal loop of
+plain rtnetlink requests done serially: the same 64 moves into the pods' namespaces (and back),
+and those moves with the rest of the kernel work an ADD and a DEL do for each pod (the interface
+up and its address in the pod; up again in the host). The simulated host's tree is on
 tmpfs (/dev/shm) where there is one, as a node's sysfs is memory; the CNI state and IPAM data
 are on disk, as on a node.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import secrets
 import statistics
@@ -78,19 +82,23 @@ def all_at_once(shim: Path, command: str, calls: list[tuple[dict[str, str], byte
     return time.perf_counter() - t0, times, errors
 
 
-def serial_moves(vfs: list[str], namespaces: list[str]) -> tuple[float, float]:
-    """The kernel floor: each VF moved into its pod's namespace (renamed), then all back, by the
+def serial_moves(vfs: list[str], namespaces: list[str], *, steps: bool = False) -> tuple[float, float]:
+    """A kernel floor: each VF moved into its pod's namespace (renamed), then all back, by the
     shortest loop: plain rtnetlink requests (each link looked up by name, then one move + rename),
-    a socket into each pod's namespace on the way back, no library on the way."""
+    a socket into each pod's namespace, no library on the way. With `steps`, also the rest of the
+    kernel work of the CNI's ADD and DEL: in the pod the interface up and an address on it (the
+    kernel drops the address with the move back), in the host the interface up again."""
     host = LinkQuery()
     try:
         t0 = time.perf_counter()
-        for vf, ns in zip(vfs, namespaces, strict=True):
+        for k, (vf, ns) in enumerate(zip(vfs, namespaces, strict=True)):
             fd = os.open(ns, os.O_RDONLY)
             try:
                 _move(host, vf, fd, "net1")
             finally:
                 os.close(fd)
+            if steps:
+                _pod_steps(ns, f"10.125.{k // 250}.{k % 250 + 1}/16")
         attach = time.perf_counter() - t0
         home = os.open("/proc/self/ns/net", os.O_RDONLY)
         t0 = time.perf_counter()
@@ -101,6 +109,8 @@ def serial_moves(vfs: list[str], namespaces: list[str]) -> tuple[float, float]:
                     _move(pod, "net1", home, vf)
                 finally:
                     pod.close()
+                if steps:
+                    host.change(rtmsg.RTM_NEWLINK, rtmsg.link_change(floor_link(host, vf).index, up=True))
         finally:
             os.close(home)
         return attach, time.perf_counter() - t0
@@ -108,9 +118,32 @@ def serial_moves(vfs: list[str], namespaces: list[str]) -> tuple[float, float]:
         host.close()
 
 
+def _pod_steps(netns: str, cidr: str) -> None:
+    pod = open_query(netns)
+    try:
+        index = floor_link(pod, "net1").index
+        pod.change(rtmsg.RTM_NEWLINK, rtmsg.link_change(index, up=True))
+        pod.change(rtmsg.RTM_NEWADDR, rtmsg.address_change(index, cidr), rtmsg.NLM_F_CREATE | rtmsg.NLM_F_EXCL)
+    finally:
+        pod.close()
+
+
 def _move(query: LinkQuery, name: str, netns_fd: int, new_name: str) -> None:
     index = floor_link(query, name).index
     query.change(rtmsg.RTM_NEWLINK, rtmsg.link_change(index, attrs=[rtmsg.net_ns_fd(netns_fd), rtmsg.ifname(new_name)]))
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of process `pid` so far: all its threads, and the children it has
+    reaped (its IPAM plugins). NaN without a process of its own to read."""
+    if pid is None:
+        return math.nan
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
 
 
 def leftovers(state_dir: Path, vfs: list[str]) -> list[str]:
@@ -125,7 +158,7 @@ def leftovers(state_dir: Path, vfs: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def agent_process(limit: int, host: sim.SimulatedHost, root: Path, state_dir: Path) -> Iterator[None]:
+def agent_process(limit: int, host: sim.SimulatedHost, root: Path, state_dir: Path) -> Iterator[int | None]:
     """`sriovctl agent` as a node runs it, in a process of its own (its device plugin waits for a
     kubelet that never comes), serving the CNI socket with concurrency `limit`."""
     work = root / f"agent-{limit}"
@@ -147,14 +180,14 @@ def agent_process(limit: int, host: sim.SimulatedHost, root: Path, state_dir: Pa
                 raise SystemExit(f"the agent never served {sock} (exit {proc.poll()}): see {work / 'agent.log'}")
             time.sleep(0.05)
         time.sleep(1.0)  # its start-up (discovery, the CNI warm-up) done before the burst
-        yield
+        yield proc.pid
     finally:
         stop(proc, 30)
 
 
 @contextlib.contextmanager
 def agent_in_process(limit: int, host: sim.SimulatedHost, root: Path, state_dir: Path,
-                     profiler: ProfiledHandler | None) -> Iterator[None]:
+                     profiler: ProfiledHandler | None) -> Iterator[int | None]:
     """The agent's CNI server in this process (`--in-process`, and `--profile`): its threads share
     the GIL with the clients' exec threads, which a node's runtime does not."""
     service = CniService(agent_cni_context(host.root, state_dir=str(state_dir)))
@@ -164,7 +197,7 @@ def agent_in_process(limit: int, host: sim.SimulatedHost, root: Path, state_dir:
     server = CniSocketServer(root / "agent" / "cni.sock", handler, max_concurrent=limit)
     server.start()
     try:
-        yield
+        yield None  # no process of its own: its CPU time is not told apart from the clients'
     finally:
         server.stop()
 
@@ -174,12 +207,16 @@ def run_limit(limit: int, shim: Path, host: sim.SimulatedHost, root: Path, calls
     state_dir = root / f"state-{limit}"
     agent = agent_in_process(limit, host, root, state_dir, profiler) if in_process or profiler is not None \
         else agent_process(limit, host, root, state_dir)
-    with agent:
+    with agent as pid:
+        cpu0 = cpu_seconds(pid)
         add_total, add, add_errors = all_at_once(shim, "ADD", calls)
+        cpu1 = cpu_seconds(pid)
         del_total, dels, del_errors = all_at_once(shim, "DEL", calls)
+        cpu2 = cpu_seconds(pid)
         for env, stdin in calls:  # what a refused DEL left, given back as the kubelet's retry would
             _exec([str(shim)], {**env, "CNI_COMMAND": "DEL"}, stdin, {})
     return {"limit": limit, "add_total": add_total, "add": add, "del_total": del_total, "del": dels,
+            "add_cpu": cpu1 - cpu0, "del_cpu": cpu2 - cpu1,
             "errors": add_errors + del_errors, "left": leftovers(state_dir, vfs)}
 
 
@@ -206,15 +243,16 @@ def main() -> None:
         namespaces = [f"/var/run/netns/{n}" for n in names]
         try:
             with attach_veths(host):
-                results, floor = measure(args, host, root, namespaces)
+                results, floor, steps_floor = measure(args, host, root, namespaces)
         finally:
             for name in names:
                 pyroute2_netns.remove(name)
-    report(results, floor, args)
+    report(results, floor, steps_floor, args)
 
 
 def measure(args: argparse.Namespace, host: sim.SimulatedHost, root: Path,
-            namespaces: list[str]) -> tuple[list[dict[str, Any]], list[tuple[float, float]]]:
+            namespaces: list[str]) -> tuple[list[dict[str, Any]], list[tuple[float, float]],
+                                            list[tuple[float, float]]]:
     shim = _install_shim(root, host, str(root / "state"))
     vfs = [host.vf_netdev_name(0, i) for i in range(args.pods)]
     calls = []
@@ -223,31 +261,39 @@ def measure(args: argparse.Namespace, host: sim.SimulatedHost, root: Path,
                 "vlan": 100, "spoofchk": "off",
                 "ipam": {"type": "host-local", "subnet": "10.124.0.0/16", "dataDir": str(root / "ipam")}}
         calls.append((pod_env(i, ns), json.dumps(conf).encode()))
-    results, floor = [], []
+    results: list[dict[str, Any]] = []
+    floor: list[tuple[float, float]] = []
+    steps_floor: list[tuple[float, float]] = []
     profiler = ProfiledHandler(lambda env, stdin: (b"", 0)) if args.profile else None
     for limit in args.limits:  # each limit next to a floor run: the machine is noisy
         results.append(run_limit(limit, shim, host, root, calls, vfs, profiler, in_process=args.in_process))
         if results[-1]["errors"] or results[-1]["left"]:
             print(f"limit {limit}: errors {results[-1]['errors'][:3]}, left {results[-1]['left'][:3]}")
         floor.append(serial_moves(vfs, namespaces))
+        steps_floor.append(serial_moves(vfs, namespaces, steps=True))
     if profiler is not None:
         profiler.dump(args.profile)
-    return results, floor
+    return results, floor, steps_floor
 
 
-def report(results: list[dict[str, Any]], floor: list[tuple[float, float]], args: argparse.Namespace) -> None:
+def report(results: list[dict[str, Any]], floor: list[tuple[float, float]], steps_floor: list[tuple[float, float]],
+           args: argparse.Namespace) -> None:
     rows = []
     for r in results:
         rows.append([r["limit"], f"{r['add_total']:.2f}", f"{statistics.median(r['add']) * 1e3:.0f}",
                      f"{percentile(r['add'], 0.99) * 1e3:.0f}", f"{r['del_total']:.2f}",
                      f"{statistics.median(r['del']) * 1e3:.0f}", f"{percentile(r['del'], 0.99) * 1e3:.0f}",
-                     len(r["errors"]), len(r["left"])])
+                     _seconds(r["add_cpu"]), _seconds(r["del_cpu"]), len(r["errors"]), len(r["left"])])
     print(format_table(["limit", "ADD total s", "ADD p50 ms", "ADD p99 ms", "DEL total s", "DEL p50 ms",
-                        "DEL p99 ms", "errors", "left"], rows))
+                        "DEL p99 ms", "agent CPU ADD s", "agent CPU DEL s", "errors", "left"], rows))
     attach_floor = statistics.median(f[0] for f in floor)
     detach_floor = statistics.median(f[1] for f in floor)
+    attach_steps = statistics.median(f[0] for f in steps_floor)
+    detach_steps = statistics.median(f[1] for f in steps_floor)
     print(f"kernel floor, {args.pods} moves done serially: into the pods {attach_floor:.2f} s, "
           f"back {detach_floor:.2f} s (median of {len(floor)})")
+    print(f"kernel floor with the pods' other steps (into: move, up, address; back: move, up), serially: "
+          f"{attach_steps:.2f} s, {detach_steps:.2f} s")
     for r in results:
         for line in (r["errors"] + r["left"])[:3]:
             print(f"  limit {r['limit']}: {line}")
@@ -257,10 +303,16 @@ def report(results: list[dict[str, Any]], floor: list[tuple[float, float]], args
     if args.json:
         Path(args.json).write_text(json.dumps([
             {"figure": f"{args.pods} pods attach at once, total (limit {best['limit']}) vs serial moves",
-             "unit": "s", "sriovkit": best["add_total"], "floor": attach_floor},
+             "unit": "s", "sriovkit": best["add_total"], "floor": attach_floor,
+             "floors": [{"name": "the same ADDs' kernel work serially (move, up, address)", "value": attach_steps}]},
             {"figure": f"{args.pods} pods detach at once, total (limit {best['limit']}) vs serial moves",
-             "unit": "s", "sriovkit": best["del_total"], "floor": detach_floor},
+             "unit": "s", "sriovkit": best["del_total"], "floor": detach_floor,
+             "floors": [{"name": "the same DELs' kernel work serially (move, up)", "value": detach_steps}]},
         ]))
+
+
+def _seconds(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"
 
 
 if __name__ == "__main__":

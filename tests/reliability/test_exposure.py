@@ -47,8 +47,9 @@ def test_state_files_0600_and_dirs_0700_also_for_a_journal_left_by_a_kill(node: 
     try:
         files = sorted(p.name for p in state.iterdir() if p.is_file())
         # the finished ADD's record and its journal (kept beside it until DEL: cni.state,
-        # "Durability"), and the killed ADD's journal
-        assert files == ["c1-net1.json", "c1-net1.pending", "killed-net1.pending"]
+        # "Durability"), the killed ADD's journal, and each one's owner marker (empty, private too)
+        assert files == [f".owner+{node.vf(0)}+c1-net1", f".owner+{node.vf(1)}+killed-net1",
+                         "c1-net1.json", "c1-net1.pending", "killed-net1.pending"]
         assert {p.name: mode(p) for p in state.iterdir() if p.is_file()} == dict.fromkeys(files, 0o600)
         assert mode(state) == 0o700 and mode(state / "locks") == 0o700
         assert {mode(p) for p in (state / "locks").iterdir()} == {0o600}

@@ -13,6 +13,14 @@ Layout under the state dir (default ``/var/lib/cni/sriov``, mode 0700):
                                   per attachment and VF (written only under that
                                   VF's lock), so one left by a killed process is
                                   overwritten by the next write and removed by DEL
+    .owner+<pci>+<containerID>-<ifname>  empty: which attachment holds the VF, so the
+                                  "is this VF taken" check of every ADD reads one
+                                  record, not each (a node with many attachments
+                                  paid a read of all of them per ADD). Made before
+                                  the journal, in the same directory: the journal's
+                                  directory fsync makes it as durable. A record
+                                  without one (written by an earlier version) is
+                                  still found: those are read, as all were before
     locks/<pci address>.lock      per-VF flock: the node agent's threads and
                                   standalone plugin processes exclude each other
     locks/<containerID>-<ifname>.attach  per-attachment flock, taken first: a DEL
@@ -43,8 +51,8 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Container, Iterator
+from dataclasses import dataclass, field, fields
 from typing import NotRequired, TypedDict
 
 from sriovkit import atomicfile, nodepaths
@@ -55,6 +63,7 @@ DEFAULT_STATE_DIR = nodepaths.CNI_STATE_DIR
 _SUFFIX = ".json"
 _PENDING = ".pending"
 _ATTACHMENT_LOCK = ".attach"
+_OWNER = ".owner+"
 _POLL_S = 0.01
 
 
@@ -133,13 +142,21 @@ class AttachmentRecord:
         return f"{self.container_id}-{self.ifname}"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        # fields read as they are, not through dataclasses.asdict, whose deep copy of every list
+        # and dict was most of the cost of writing an ADD's two records
+        data = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        data["original"] = {name: getattr(self.original, name) for name in _ORIGINAL_FIELDS}
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> AttachmentRecord:
         data = json.loads(text)
         data["original"] = OriginalState(**data.get("original") or {})
         return cls(**data)
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(AttachmentRecord))
+_ORIGINAL_FIELDS = tuple(f.name for f in fields(OriginalState))
 
 
 class StateError(CniError):
@@ -203,6 +220,7 @@ class StateStore:
         tmp = self._tmp_path(record)
         if os.path.islink(target):
             raise StateError(f"state file {target} is a symlink", "refusing to replace it")
+        self._mark_owner(record)
         try:
             # the temp name is per attachment and VF, so DEL finds what a killed write left
             atomicfile.replace(target, record.to_json().encode(), mode=0o600, tmp_name=os.path.basename(tmp),
@@ -210,9 +228,17 @@ class StateStore:
         except OSError as exc:
             raise StateError(f"cannot write state file {target}", exc.strerror or str(exc)) from None
 
+    def _mark_owner(self, record: AttachmentRecord) -> None:
+        """The VF's owner marker (see the layout above), before the record or journal it points to."""
+        path = os.path.join(self.root, f"{_OWNER}{record.pci_address}+{record.key}")
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        except OSError as exc:
+            raise StateError(f"cannot write state file {path}", exc.strerror or str(exc)) from None
+
     def _tmp_path(self, record: AttachmentRecord) -> str:
         self._path(record.key)  # the same guard as the record's own name
-        if "/" in record.pci_address or "\0" in record.pci_address:
+        if "/" in record.pci_address or "\0" in record.pci_address or "+" in record.pci_address:
             raise StateError(f"PCI address {record.pci_address!r} is not a plain file name part")
         suffix = _SUFFIX if record.complete else _PENDING
         return os.path.join(self.root, f".tmp-{record.key}+{record.pci_address}{suffix}")
@@ -263,9 +289,11 @@ class StateStore:
     def delete(self, container_id: str, ifname: str, *, only_pending: bool = False) -> None:
         key = f"{container_id}-{ifname}"
         paths = [self._path(key, pending=True)] if only_pending else [self._path(key), self._path(key, pending=True)]
+        names = _listdir(self.root)
         if not only_pending:  # writes a killed process left half-done (only under this VF's lock)
-            paths += [os.path.join(self.root, name) for name in _listdir(self.root)
-                      if name.startswith(f".tmp-{key}+")]
+            paths += [os.path.join(self.root, name) for name in names if name.startswith(f".tmp-{key}+")]
+        if not only_pending or not os.path.lexists(self._path(key)):  # the marker goes with the last file
+            paths += [os.path.join(self.root, name) for name in names if _marked_owner(name)[1] == key]
         removed = False
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
@@ -279,16 +307,20 @@ class StateStore:
         or whose record a power cut left unreadable). One per attachment."""
         return [record for _, record in self._scan(pending=pending)]
 
-    def _scan(self, *, pending: bool, needle: bytes | None = None) -> list[tuple[str, AttachmentRecord]]:
+    def _scan(self, *, pending: bool, needle: bytes | None = None, names: list[str] | None = None,
+              skip_keys: Container[str] = ()) -> list[tuple[str, AttachmentRecord]]:
         """(file name, record) of each attachment; with `needle`, only of files whose bytes hold
-        it (the others are not decoded; a journal and its record name the same VF)."""
+        it (the others are not decoded; a journal and its record name the same VF). `names`: the
+        directory's listing when the caller has it; `skip_keys`: attachments not to read."""
         suffixes = (_SUFFIX, _PENDING) if pending else (_SUFFIX,)
         out = []
         committed: set[str] = set()
-        for name in sorted(_listdir(self.root)):  # a key's .json sorts before its .pending
+        for name in sorted(_listdir(self.root) if names is None else names):  # a key's .json sorts before its .pending
             if not name.endswith(suffixes) or name.startswith("."):
                 continue
             key, suffix = os.path.splitext(name)
+            if key in skip_keys:
+                continue
             path = os.path.join(self.root, name)
             if key in committed or os.path.islink(path):
                 continue  # the journal kept beside its committed record, or a planted link
@@ -302,11 +334,34 @@ class StateStore:
         return out
 
     def owner_of(self, pci_address: str) -> AttachmentRecord | None:
-        """The attachment (record or journal) holding the VF, if any. Every record is read, only
-        those naming the address (as a JSON string) are decoded: an ADD checks this under the
-        VF's lock, and decoding each record of a busy node was most of that check."""
+        """The attachment (record or journal) holding the VF, if any: the one its owner marker
+        names, when that record or journal does name the VF (a marker left by a write that never
+        happened names nothing). Records without a marker are read too, only those naming the
+        address (as a JSON string) decoded. An ADD checks this under the VF's lock."""
+        names = _listdir(self.root)
+        marked: set[str] = set()
+        for name in names:
+            vf, key = _marked_owner(name)
+            if key is None:
+                continue
+            marked.add(key)
+            if vf == pci_address:
+                held = self._record_holding(key, pci_address)
+                if held is not None:
+                    return held
         needle = json.dumps(pci_address).encode()
-        return next((r for _, r in self._scan(pending=True, needle=needle) if r.pci_address == pci_address), None)
+        return next((r for _, r in self._scan(pending=True, needle=needle, names=names, skip_keys=marked)
+                     if r.pci_address == pci_address), None)
+
+    def _record_holding(self, key: str, pci_address: str) -> AttachmentRecord | None:
+        """Attachment `key`'s record (else its journal: an ADD in progress, or a record a power
+        cut left unreadable) when it names `pci_address`."""
+        for pending in (False, True):
+            with contextlib.suppress(StateError):  # a planted link, a torn record: the journal decides
+                record = self._load_path(self._path(key, pending=pending))
+                if record is not None:
+                    return record if record.pci_address == pci_address and record.key == key else None
+        return None
 
     # -- locks ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -388,6 +443,14 @@ def _acquire(fd: int, what: str, timeout_s: float, reported_timeout_s: float | N
             if time.monotonic() >= deadline:
                 raise LockTimeout(what, reported_timeout_s if reported_timeout_s is not None else timeout_s) from None
             time.sleep(_POLL_S)
+
+
+def _marked_owner(name: str) -> tuple[str, str | None]:
+    """(VF, attachment key) of an owner marker's file name; ("", None) for any other name."""
+    if not name.startswith(_OWNER):
+        return "", None
+    vf, plus, key = name[len(_OWNER):].partition("+")
+    return (vf, key) if plus and vf and key else ("", None)
 
 
 def _listdir(path: str) -> list[str]:

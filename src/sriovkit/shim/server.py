@@ -58,6 +58,7 @@ CniHandler = Callable[[Mapping[str, str], bytes], tuple[bytes, int]]
 _SWEEP_S = 0.2  # how often deadlines are checked
 _REPLY_SEND_TIMEOUT_S = 30.0  # a client that does not read its (small) reply
 _CHUNK = 64 * 1024
+DEFAULT_MAX_QUEUED = 512
 # A call's stdin is copied and decoded while it runs: it weighs this many times its size in the
 # budget, so the budget bounds what calls cost, not only what they send.
 STDIN_WEIGHT = 16
@@ -101,7 +102,10 @@ class CniSocketServer:
         self.max_concurrent = max_concurrent
         self.request_timeout = request_timeout
         self.max_connections = max_connections
-        self.max_queued = max_queued if max_queued is not None else 4 * max_concurrent
+        # enough for a node starting every pod at once (kubelet's maxPods is 110, each with a few
+        # networks) to be queued rather than refused: upstream's exec'd plugin never refuses one.
+        # Memory stays bounded by max_buffered whatever the queue holds.
+        self.max_queued = max_queued if max_queued is not None else max(DEFAULT_MAX_QUEUED, 4 * max_concurrent)
         self.max_buffered = max(max_buffered, MAX_ENV_BYTES + STDIN_WEIGHT * MAX_STDIN)
         self.caller_root = caller_root  # None: the root descriptor a shim sends is closed unused
         self._sock: socket.socket | None = None

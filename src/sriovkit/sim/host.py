@@ -290,6 +290,12 @@ class SimulatedHost:
         path = self._make_function(address, pf.vendor, pf.device, class_code, pf.driver, pf.numa_node)
         self._write(path / "sriov_totalvfs", str(pf.total_vfs))
         self._write(path / "sriov_numvfs", str(pf.num_vfs))
+        # vf_address's numbering as a NIC's SR-IOV capability states it: VF n at the next bus, devfn n
+        _, bus, slot_function = address.split(":")
+        slot, function = slot_function.split(".")
+        routing_id = int(bus, 16) << 8 | int(slot, 16) << 3 | int(function)
+        self._write(path / "sriov_offset", str(((int(bus, 16) + 1) << 8) - routing_id))
+        self._write(path / "sriov_stride", "1")
         if pf.acpi_index is not None:
             self._write(path / "acpi_index", str(pf.acpi_index))
         self._make_netdev(path, pf.name, pf.link_type)

@@ -60,7 +60,8 @@ exec /usr/lib/cni/host-local
     assert pod_link(pod, "net1") is not None
     assert node.ctx.netlink.vf_settings(node.pf, 2).vlan == 77
     assert len(ipam_allocations(node.ipam_dir)) == 1
-    assert [p.name for p in node.state_dir.iterdir() if p.is_file()] == ["c1-net1.pending"]
+    assert sorted(p.name for p in node.state_dir.iterdir() if p.is_file()) == [f".owner+{node.vf(2)}+c1-net1",
+                                                                               "c1-net1.pending"]
 
     other, code = node.run("ADD", node.conf(2), netns(), CNI_CONTAINERID="c2")
     assert code == 1 and other["code"] == ErrorCode.DEVICE_UNUSABLE  # the VF is still someone's

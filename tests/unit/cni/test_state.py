@@ -187,3 +187,47 @@ def test_owner_of_finds_the_vf_among_many_records(tmp_path: Path) -> None:
     assert store.owner_of("0000:12:07.7") is None
     (tmp_path / "c5-net1.json").unlink()
     assert store.owner_of("0000:12:00.5") is None
+
+
+def test_owner_markers_point_at_the_one_record_to_read(tmp_path: Path) -> None:
+    """Each attachment leaves an empty `.owner+<pci>+<key>` beside its journal and record; the
+    check reads the record it names, and a marker whose record is gone or names another VF makes
+    no owner. DEL removes the marker with the files it points at."""
+    store = StateStore(str(tmp_path))
+    journal = record(cid="c1", pci="0000:12:00.1")
+    journal.complete = False
+    store.save(journal)
+    marker = tmp_path / ".owner+0000:12:00.1+c1-net1"
+    assert marker.exists() and marker.stat().st_size == 0
+    store.save(record(cid="c2", pci="0000:12:00.2"))
+    # other attachments' records unreadable as records: only the marked one is decoded
+    (tmp_path / "c2-net1.json").write_text("not json")
+    assert store.owner_of("0000:12:00.1") == journal
+    assert store.owner_of("0000:12:00.3") is None
+    # a marker that names an attachment whose files say another VF, and one with no files at all
+    (tmp_path / ".owner+0000:12:00.3+c1-net1").touch()
+    (tmp_path / ".owner+0000:12:00.4+gone-net1").touch()
+    assert store.owner_of("0000:12:00.3") is None
+    assert store.owner_of("0000:12:00.4") is None
+    store.delete("c1", "net1", only_pending=True)  # an ADD undone: no record was committed
+    assert not marker.exists() and store.owner_of("0000:12:00.1") is None
+    (tmp_path / "c2-net1.json").unlink()
+    store.delete("c2", "net1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".owner+0000:12:00.4+gone-net1"]
+
+
+def test_records_without_a_marker_are_still_found(tmp_path: Path) -> None:
+    """A record written before owner markers existed (an upgraded node) still holds its VF."""
+    store = StateStore(str(tmp_path))
+    store.save(record(cid="old", pci="0000:12:00.6"))
+    store.save(record(cid="new", pci="0000:12:00.7"))
+    (tmp_path / ".owner+0000:12:00.6+old-net1").unlink()
+    assert store.owner_of("0000:12:00.6") == record(cid="old", pci="0000:12:00.6")
+    assert store.owner_of("0000:12:00.7") == record(cid="new", pci="0000:12:00.7")
+    # a committed record keeps its marker when only the journal goes
+    journal = record(cid="new", pci="0000:12:00.7")
+    journal.complete = False
+    store.save(journal)
+    store.delete("new", "net1", only_pending=True)
+    assert (tmp_path / ".owner+0000:12:00.7+new-net1").exists()
+    assert store.owner_of("0000:12:00.7") == record(cid="new", pci="0000:12:00.7")

@@ -126,6 +126,22 @@ def test_discover_device_matches_full_discovery(make_host):
         assert discover_device(Sysfs(host.root), dev.pci_address) == dev
 
 
+@pytest.mark.parametrize("offset, stride", [(None, None), ("0", "0"), ("7", "1"), ("255", "2"), ("junk", "1")],
+                         ids=["absent", "zero-stride", "wrong-offset", "wrong-stride", "unreadable"])
+def test_vf_index_when_the_pf_misstates_its_vf_numbering(make_host, offset, stride):
+    """The index comes from the routing ID only when the PF's virtfn link at that index confirms
+    it; otherwise the links themselves say it, as before."""
+    host, snap = make_host({"name": "eth0", "numVfs": 12, "totalVfs": 16})
+    pf_dir = host.root / "sys" / "bus" / "pci" / "devices" / host.pf_address(0)
+    for name, value in (("sriov_offset", offset), ("sriov_stride", stride)):
+        (pf_dir / name).unlink()
+        if value is not None:
+            (pf_dir / name).write_text(value)
+    for i in (0, 5, 11):
+        assert discover_device(Sysfs(host.root), host.vf_address(0, i)).vf_index == i
+    assert discover_device(Sysfs(host.root), host.vf_address(0, 11)) == snap.get(host.vf_address(0, 11))
+
+
 def test_discover_device_unknown_address(make_host):
     host, _ = make_host({"name": "eth0"})
     with pytest.raises(DeviceNotFoundError, match="0000:99:00.0"):

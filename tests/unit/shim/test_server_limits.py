@@ -141,3 +141,40 @@ def test_a_full_queue_answers_try_again_at_once(tmp_path: Path) -> None:
                 t.join(30)
         server.stop()
     assert sorted(code for _, code in results) == [0, 0]
+
+
+def test_a_burst_of_a_whole_node_is_queued_not_refused(tmp_path: Path) -> None:
+    """With the default queue, 150 calls arriving together at a server running one at a time all
+    succeed: a node starting every pod at once is served, as upstream's exec'd plugin would be."""
+    gate = threading.Event()
+
+    def slow(env: dict[str, str], stdin: bytes) -> tuple[bytes, int]:
+        gate.wait(30)
+        return b"{}", 0
+
+    path = tmp_path / "b" / "cni.sock"
+    server = CniSocketServer(path, slow, max_concurrent=1)
+    server.start()
+    codes: list[int] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        _, code = call_agent(str(path), {"CNI_COMMAND": "ADD"}, b"{}")
+        with lock:
+            codes.append(code)
+
+    callers = [threading.Thread(target=caller) for _ in range(150)]
+    try:
+        for t in callers:
+            t.start()
+        for _ in range(600):  # all but the running one wait in the queue
+            if server._calls.qsize() == 149:
+                break
+            threading.Event().wait(0.05)
+        assert server._calls.qsize() == 149 and server.refused == 0
+    finally:
+        gate.set()
+        for t in callers:
+            t.join(60)
+        server.stop()
+    assert codes == [0] * 150

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from sriovkit.pciaddr import function_number
+
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(h) for h in headers]] + [["-" if c is None or c == "" else str(c) for c in row] for row in rows]
@@ -39,10 +41,9 @@ def summarize_ids(ids: Sequence[str], *, max_items: int = 8) -> str:
 
 
 def _pci_number(address: str) -> int:
-    match = _PCI.match(address)
-    assert match is not None
-    domain, bus, dev, fn = (int(g, 16) for g in match.groups())
-    return ((domain * 256 + bus) * 32 + dev) * 8 + fn
+    number = function_number(address)
+    assert number is not None  # only called for what _PCI matched
+    return number
 
 
 def _run_text(run: list[tuple[int, str]]) -> list[str]:

@@ -360,7 +360,7 @@ class StateStore:
             with contextlib.suppress(StateError):  # a planted link, a torn record: the journal decides
                 record = self._load_path(self._path(key, pending=pending))
                 if record is not None:
-                    return record if record.pci_address == pci_address and record.key == key else None
+                    return record if record.pci_address == pci_address else None
         return None
 
     # -- locks ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from sriovkit.host.model import (
     PciDevice,
 )
 from sriovkit.host.sysfs import Sysfs, link_name, list_dir, read_int, read_text
+from sriovkit.pciaddr import function_number
 
 _VIRTFN = re.compile(r"virtfn(\d+)$")
 _AUX_NAME = re.compile(r"^[\w-]+\.([\w-]+)\.\d+$")
@@ -250,24 +251,12 @@ def _index_by_routing_id(pf_path: str, vf_address: str) -> int | None:
     """SR-IOV numbers VF n at routing ID PF + First VF Offset + n * VF Stride (the PF's
     `sriov_offset` and `sriov_stride`): one read of each instead of a readlink per VF before it,
     which for a high VF on a PF with many was most of what a CNI call spent finding its VF."""
-    pf, vf = _routing_id(os.path.basename(pf_path)), _routing_id(vf_address)
+    pf, vf = function_number(os.path.basename(pf_path)), function_number(vf_address)
     offset, stride = read_int(os.path.join(pf_path, "sriov_offset")), read_int(os.path.join(pf_path, "sriov_stride"))
-    if pf is None or vf is None or pf[0] != vf[0] or offset is None or not stride:
-        return None
-    index, rest = divmod(vf[1] - pf[1] - offset, stride)
+    if pf is None or vf is None or pf >> 16 != vf >> 16 or offset is None or not stride:
+        return None  # a VF is in its PF's domain
+    index, rest = divmod(vf - pf - offset, stride)
     return index if index >= 0 and rest == 0 else None
-
-
-_PCI_ADDRESS = re.compile(r"^([0-9a-fA-F]{4,8}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
-
-
-def _routing_id(pci_address: str) -> tuple[int, int] | None:
-    """(domain, bus << 8 | device << 3 | function) of a PCI address, None for anything else."""
-    m = _PCI_ADDRESS.match(pci_address)
-    if m is None:
-        return None
-    domain, bus, device, function = (int(g, 16) for g in m.groups())
-    return domain, bus << 8 | device << 3 | function
 
 
 def _with_pf(kwargs: _Fields, pci_address: str, links: _SriovLinks, fields: dict[str, _Fields]) -> _Fields:

@@ -29,11 +29,11 @@ from sriovkit.netlink.rtmsg import (
     IFINFOMSG_BYTES,
     IFLA_IFNAME,
     NETLINK_ROUTE,
-    NLA_TYPE_MASK,
     NLMSGHDR,
     RTM_NEWLINK,
     attr,
     messages,
+    spans,
     walk,
 )
 
@@ -56,7 +56,6 @@ _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _RTGENMSG = struct.Struct("=B3x")
 _U32 = struct.Struct("=I")
 _S32 = struct.Struct("=i")
-_NLA = struct.Struct("=HH")  # an attribute's length and type
 # a dump's datagrams are at most 32 KiB; one link's answer a few KiB, a PF's with its VF list (stats
 # skipped) at most 64 KiB (vfinfo.vf_list_message_bytes(256))
 _RECV_BYTES = 1 << 17
@@ -133,27 +132,18 @@ class LinkMessage(_Attrs):
 
 
 def decode_link(data: bytes | memoryview, start: int, end: int) -> LinkMessage:
-    """The RTM_NEWLINK whose body (after the netlink header) is data[start:end].
-
-    The attributes are walked here rather than with `rtmsg.walk`: a link message carries some
-    sixty, of which a dozen are kept, and copying out each one's payload only to drop it was most
-    of the cost of every read (and of each dump of a namespace with many links)."""
+    """The RTM_NEWLINK whose body (after the netlink header) is data[start:end]. A link message
+    carries some sixty attributes, of which a dozen are kept: only those are copied out
+    (`rtmsg.spans`), copying each only to drop it was most of the cost of every read."""
     _, _, index, flags, _ = _IFINFOMSG.unpack_from(data, start)
     attrs: dict[str, Any] = {}
-    offset = start + _IFINFOMSG.size
-    header, kept = _NLA.unpack_from, _LINK_ATTRS
-    while offset + 4 <= end:
-        length, kind = header(data, offset)
-        if length < 4 or offset + length > end:
-            break  # truncated: the walk ends, as rtmsg.walk's does
-        kind &= NLA_TYPE_MASK
-        known = kept.get(kind)
+    for kind, begin, stop in spans(data, start + _IFINFOMSG.size, end):
+        known = _LINK_ATTRS.get(kind)
         if known is not None:
-            attrs[known[0]] = known[1](bytes(data[offset + 4:offset + length]))
+            attrs[known[0]] = known[1](bytes(data[begin:stop]))
         elif kind == IFLA_LINKINFO:
-            kinds = [_text(p) for k, p in walk(data, offset + 4, offset + length) if k == IFLA_INFO_KIND]
+            kinds = [_text(p) for k, p in walk(data, begin, stop) if k == IFLA_INFO_KIND]
             attrs["IFLA_LINKINFO"] = _Attrs({"IFLA_INFO_KIND": kinds[0]} if kinds else {})
-        offset += (length + 3) & ~3
     return LinkMessage(index, flags, attrs)
 
 

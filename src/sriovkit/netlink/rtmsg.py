@@ -84,15 +84,22 @@ def messages(data: bytes | memoryview, size: int) -> Iterator[tuple[int, int, in
         offset += (length + 3) & ~3
 
 
-def walk(data: bytes | memoryview, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """(type, payload) of each attribute in data[start:end]; a truncated one ends the walk."""
+def spans(data: bytes | memoryview, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(type, payload start, payload end) of each attribute in data[start:end], nothing copied (a
+    reader keeping a few of many attributes copies only those); a truncated one ends the walk."""
     offset = start
     while offset + 4 <= end:
         length, kind = _NLA.unpack_from(data, offset)
         if length < 4 or offset + length > end:
             return
-        yield kind & NLA_TYPE_MASK, bytes(data[offset + 4:offset + length])
+        yield kind & NLA_TYPE_MASK, offset + 4, offset + length
         offset += (length + 3) & ~3
+
+
+def walk(data: bytes | memoryview, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """(type, payload) of each attribute in data[start:end]; a truncated one ends the walk."""
+    for kind, begin, stop in spans(data, start, end):
+        yield kind, bytes(data[begin:stop])
 
 
 def attr(kind: int, payload: bytes) -> bytes:

@@ -37,6 +37,7 @@ from sriovkit import gojson
 from sriovkit.errors import SriovkitError
 from sriovkit.host.model import VFIO_DRIVER
 from sriovkit.host.sysfs import Sysfs
+from sriovkit.pciaddr import function_number
 from sriovkit.sim.marker import SIM_MARKER
 from sriovkit.sim.marker import is_simulated as is_simulated
 
@@ -290,12 +291,12 @@ class SimulatedHost:
         path = self._make_function(address, pf.vendor, pf.device, class_code, pf.driver, pf.numa_node)
         self._write(path / "sriov_totalvfs", str(pf.total_vfs))
         self._write(path / "sriov_numvfs", str(pf.num_vfs))
-        # vf_address's numbering as a NIC's SR-IOV capability states it: VF n at the next bus, devfn n
-        _, bus, slot_function = address.split(":")
-        slot, function = slot_function.split(".")
-        routing_id = int(bus, 16) << 8 | int(slot, 16) << 3 | int(function)
-        self._write(path / "sriov_offset", str(((int(bus, 16) + 1) << 8) - routing_id))
-        self._write(path / "sriov_stride", "1")
+        # vf_address's numbering as a NIC's SR-IOV capability states it (VF n is n functions after
+        # VF 0), where it is one: a PF given an address in another domain than its VFs' has none
+        pf_function, vf0_function = function_number(address), function_number(self.vf_address(number, 0))
+        if pf_function is not None and vf0_function is not None and pf_function >> 16 == vf0_function >> 16:
+            self._write(path / "sriov_offset", str(vf0_function - pf_function))
+            self._write(path / "sriov_stride", "1")
         if pf.acpi_index is not None:
             self._write(path / "acpi_index", str(pf.acpi_index))
         self._make_netdev(path, pf.name, pf.link_type)

@@ -26,6 +26,7 @@ from typing import Any
 
 from sriovkit.netlink.errors import NetlinkError, from_errno
 from sriovkit.netlink.rtmsg import (
+    IFINFOMSG,
     IFINFOMSG_BYTES,
     IFLA_IFNAME,
     NETLINK_ROUTE,
@@ -52,7 +53,6 @@ NETNSA_NSID = 1
 NETNSA_FD = 3
 IFNAMSIZ = 16  # with its terminating NUL
 
-_IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _RTGENMSG = struct.Struct("=B3x")
 _U32 = struct.Struct("=I")
 _S32 = struct.Struct("=i")
@@ -135,9 +135,9 @@ def decode_link(data: bytes | memoryview, start: int, end: int) -> LinkMessage:
     """The RTM_NEWLINK whose body (after the netlink header) is data[start:end]. A link message
     carries some sixty attributes, of which a dozen are kept: only those are copied out
     (`rtmsg.spans`), copying each only to drop it was most of the cost of every read."""
-    _, _, index, flags, _ = _IFINFOMSG.unpack_from(data, start)
+    _, _, index, flags, _ = IFINFOMSG.unpack_from(data, start)
     attrs: dict[str, Any] = {}
-    for kind, begin, stop in spans(data, start + _IFINFOMSG.size, end):
+    for kind, begin, stop in spans(data, start + IFINFOMSG.size, end):
         known = _LINK_ATTRS.get(kind)
         if known is not None:
             attrs[known[0]] = known[1](bytes(data[begin:stop]))
@@ -177,7 +177,7 @@ class LinkQuery:
             if not possible_name(name or ""):
                 return None  # no link can have that name (the kernel answers ERANGE or EINVAL)
             attrs += attr(3, (name or "").encode() + b"\0")
-        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index or 0, 0, 0) + attrs
+        body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index or 0, 0, 0) + attrs
         try:
             found = self._request(RTM_GETLINK, NLM_F_REQUEST, body, RTM_NEWLINK)
         except NetlinkError as exc:
@@ -190,7 +190,7 @@ class LinkQuery:
         """Every link of the namespace; with `names`, only the links so named (the others are
         not decoded). A dump does not wait for the RTNL lock on current kernels, where a get
         queues behind every move in progress."""
-        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
+        body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
         replies = self._request_raw(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, body, RTM_NEWLINK)
         if names is not None:
             replies = [r for r in replies if name_of(r) in names]
@@ -199,7 +199,7 @@ class LinkQuery:
     def vf_list(self, index: int) -> bytes:
         """The RTM_NEWLINK body of link `index` with its VF list (statistics skipped), undecoded."""
         mask = _U32.pack(RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS)
-        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + attr(IFLA_EXT_MASK, mask)
+        body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + attr(IFLA_EXT_MASK, mask)
         found = self._request_raw(RTM_GETLINK, NLM_F_REQUEST, body, RTM_NEWLINK)
         if not found:
             raise from_errno(errno.ENODEV, _what(RTM_GETLINK))

@@ -57,8 +57,8 @@ RTN_UNICAST = 1
 VF_MAC_BYTES = 32  # struct ifla_vf_mac's mac[32]
 
 NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
-_IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
-IFINFOMSG_BYTES = _IFINFOMSG.size
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+IFINFOMSG_BYTES = IFINFOMSG.size
 _IFADDRMSG = struct.Struct("=BBBBi")  # family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _NLA = struct.Struct("=HH")
@@ -126,7 +126,7 @@ def _mac(mac: str) -> bytes:
 def link_change(index: int, *, up: bool | None = None, attrs: Iterable[bytes] = ()) -> bytes:
     """RTM_NEWLINK for an existing link: `up` sets or clears IFF_UP (None: leaves it)."""
     flags, change = (0, 0) if up is None else (IFF_UP if up else 0, IFF_UP)
-    return _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change) + b"".join(attrs)
+    return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change) + b"".join(attrs)
 
 
 def ifname(name: str) -> bytes:

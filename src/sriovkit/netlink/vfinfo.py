@@ -15,6 +15,7 @@ from typing import Required, TypedDict
 
 from sriovkit.netlink.model import LinkState, VfSettings, VlanProto
 from sriovkit.netlink.rtmsg import (
+    IFINFOMSG_BYTES,
     IFLA_VF_INFO,
     IFLA_VF_LINK_STATE,
     IFLA_VF_MAC,
@@ -40,7 +41,6 @@ VF_INFO_BYTES = 240
 LINK_MESSAGE_OVERHEAD = 4096  # the link's own attributes (name, stats64, afspec ...)
 # Netlink attributes carry a 16-bit length.
 NLA_MAX_LEN = 0xFFFF
-_IFINFOMSG_BYTES = 16
 _U32 = struct.Struct("=I")
 _U32X3 = struct.Struct("=III")
 _LINK_STATES = frozenset(int(s) for s in LinkState)
@@ -60,7 +60,7 @@ def receive_buffer_bytes(num_vfs: int = MAX_VFS) -> int:
 def decode_vf_list(body: bytes) -> list[VfSettings]:
     """All VFs of one PF from the body of its RTM_NEWLINK (after the netlink header), ordered by
     index; only IFLA_VFINFO_LIST is walked."""
-    vflist = next((p for kind, p in walk(body, _IFINFOMSG_BYTES, len(body)) if kind == IFLA_VFINFO_LIST), None)
+    vflist = next((p for kind, p in walk(body, IFINFOMSG_BYTES, len(body)) if kind == IFLA_VFINFO_LIST), None)
     if vflist is None:
         return []
     result = [decode_vf(info) for kind, info in walk(vflist, 0, len(vflist)) if kind == IFLA_VF_INFO]

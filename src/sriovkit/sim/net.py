@@ -112,6 +112,12 @@ def peer_name(host: SimulatedHost, pci_address: str) -> str:
     return f"sk{digest[:13]}"
 
 
+def looks_like_peer(name: str) -> bool:
+    """Whether `name` is one `peer_name` could give (for any host: a simulated host's peers share
+    the namespace with every other's)."""
+    return len(name) == 15 and name.startswith("sk") and all(c in "0123456789abcdef" for c in name[2:])
+
+
 def vf_mac(host: SimulatedHost, pci_address: str) -> str:
     """A deterministic locally administered unicast MAC for the function."""
     digest = hashlib.sha256(f"mac|{host_id(host)}|{pci_address}".encode()).digest()

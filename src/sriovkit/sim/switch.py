@@ -14,7 +14,8 @@ and reappears under the name it comes back with.
 Queries change nothing. What a kernel does on its own and veths do not (a VF
 whose pod's namespace is torn down returns to the host namespace; a veth dies
 with it) is one explicit step, `return_vfs_of_dead_namespaces`, taken at the
-start of every operation and after every `await_link_changes`.
+start of every operation (skipped while the host's link notifications say there
+is nothing for it: `sim.linkwatch`) and after every `await_link_changes`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.model import MAX_QOS, MAX_VLAN, LinkInfo, LinkState, RouteInfo, VfSettings, VlanProto
 from sriovkit.sim import net as simnet
 from sriovkit.sim.host import SimPF, SimulatedHost
+from sriovkit.sim.linkwatch import HostLinkWatch
 
 if TYPE_CHECKING:
     from sriovkit.netlink.rawlink import LinkQuery
@@ -80,6 +82,8 @@ class SimulatedSwitchNetlink:
         self._catch_up = threading.Condition()
         self._catch_up_asked = self._catch_up_done = 0
         self._catching_up = False
+        # whether there is anything to catch up on, from the host's link notifications
+        self._host_links = HostLinkWatch(simnet.looks_like_peer)
 
     # -- the embedded switch ---------------------------------------------------------
     def vf_settings(self, pf: str, vf_index: int) -> VfSettings:
@@ -199,9 +203,12 @@ class SimulatedSwitchNetlink:
             # leaves the function where `return_vfs_of_dead_namespaces` looks
             with simnet.tree_lock(self.host):
                 simnet.note_away(self.host, leaving, dst_netns, new_name)
+        arrival = self._host_links.expect_arrival(name, new_name) if dst_netns is None else None
         try:
             self._links.move_link(name, src_netns=src_netns, dst_netns=dst_netns, new_name=new_name, index=index)
         except BaseException:
+            if arrival is not None:
+                self._host_links.withdraw(arrival)
             if leaving is not None and dst_netns is not None:
                 with simnet.tree_lock(self.host):
                     simnet.clear_away(self.host, leaving)
@@ -325,7 +332,8 @@ class SimulatedSwitchNetlink:
     def _catch_up_once(self) -> None:
         """`return_vfs_of_dead_namespaces` for an operation about to start: a run that starts after
         this call arrived serves it, so calls arriving together (a node starting many pods) share
-        one run instead of each dumping the host's links."""
+        one run instead of each dumping the host's links; a run whose look at the host's link
+        notifications finds nothing it could fix (`HostLinkWatch`) skips the dump."""
         with self._catch_up:
             self._catch_up_asked += 1
             ticket = self._catch_up_asked
@@ -336,7 +344,8 @@ class SimulatedSwitchNetlink:
             self._catching_up, serves = True, self._catch_up_asked
         ran = False
         try:
-            self.return_vfs_of_dead_namespaces()
+            if self._host_links.worth_a_look():
+                self.return_vfs_of_dead_namespaces()
             ran = True
         finally:
             with self._catch_up:
@@ -377,6 +386,7 @@ class SimulatedSwitchNetlink:
         return names[0] if names else None
 
     def close(self) -> None:
+        self._host_links.close()
         self._links.close()
 
     @contextlib.contextmanager

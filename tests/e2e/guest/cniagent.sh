@@ -200,6 +200,12 @@ stop_agent agent
 
 # --- the standalone process (no agent: what the fallback execs)
 cycles standalone "$STANDALONE" "$PY" -m sriovkit.cni.plugin
+# what stops it (bench/vm_cni.py's floors under its rows): the same process answering VERSION
+# (interpreter start and the plugin's imports, no device work), and the interpreter doing nothing
+for i in $(seq "$STANDALONE"); do
+    timed standalone VERSION "$i" "$WORK/calls" version-standalone "$PY" -m sriovkit.cni.plugin
+    timed interpreter START "$i" "$WORK/calls" interpreter "$PY" -c pass
+done
 
 # --- the agent again, under cProfile (guest/profile_agent.py): first PROFILED calls timed by the
 # agent itself without the profiler, then PROFILED with it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,7 @@ from sriovkit.netlink.errors import InvalidValueError, LinkNotFoundError, NameIn
 from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.model import ZERO_MAC, LinkState, VfSettings, VlanProto
 from sriovkit.sim import host as sim
+from sriovkit.sim.linkwatch import HostLinkWatch
 from sriovkit.sim.net import SimNetwork, attach_veths, plan_ports
 from sriovkit.sim.switch import SimulatedSwitchNetlink
 from tests.support.cni_host import veth_host_spec
@@ -575,3 +577,150 @@ def test_vfs_the_provisioner_creates_get_interfaces_and_lose_them_when_removed(
         SimNetwork.of(host).destroy()
         network.destroy()
     assert not {pf, *names} & all_ifnames()
+
+
+# -- the catch-up's look at the host's link notifications (sim/linkwatch) ------------------------
+def _count_passes(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    passes: list[None] = []
+    real = SimulatedSwitchNetlink.return_vfs_of_dead_namespaces
+
+    def counted(self: SimulatedSwitchNetlink) -> list[str]:
+        passes.append(None)
+        return real(self)
+
+    monkeypatch.setattr(SimulatedSwitchNetlink, "return_vfs_of_dead_namespaces", counted)
+    return passes
+
+
+def _veth(name: str, peer_netns_name: str | None = None) -> None:
+    """A veth pair in the host, `name` and `name`+"p"; with `peer_netns_name`, the second end is
+    made in a namespace of its own as that (only `name` appears in the host)."""
+    if peer_netns_name is None:
+        subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"], check=True)
+        return
+    ns = name + "ns"
+    if not Path("/run/netns", ns).exists():
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", peer_netns_name, "netns", ns],
+                   check=True)
+
+
+@pytest.mark.root
+def test_operations_skip_the_dump_while_nothing_it_looks_for_happens(
+    veth_host: VethHost, netns: NetnsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host, _ = veth_host
+    nl, pod, passes = switch_of(host), netns(), _count_passes(monkeypatch)
+    name, vf = host.vf_netdev_name(0, 1), host.vf_address(0, 1)
+    try:
+        with nl.operation():
+            pass
+        assert len(passes) == 1  # the first: nothing was watched before it
+        with nl.operation():  # an ADD's and a DEL's link work, this handle's own
+            nl.move_link(name, src_netns=None, dst_netns=pod, new_name="net1")
+            nl.set_link_up("net1", True, pod)
+        with nl.operation():
+            nl.move_link("net1", src_netns=pod, dst_netns=None, new_name=name)
+        with nl.operation():
+            assert nl.device_netdev(vf) == name
+        assert len(passes) == 1
+        other = unique_name("skx")
+        _veth(other)  # links appear
+        try:
+            with nl.operation():
+                pass
+            assert len(passes) == 2
+        finally:
+            subprocess.run(["ip", "link", "del", other], check=False)
+    finally:
+        nl.close()
+
+
+@pytest.mark.root
+def test_an_operation_revives_a_pair_that_died_while_the_watch_ran(veth_host: VethHost, netns: NetnsFactory) -> None:
+    host, network = veth_host
+    nl, pod = switch_of(host), netns()
+    vf = host.vf_address(0, 2)
+    try:
+        with nl.operation():
+            nl.move_link(host.vf_netdev_name(0, 2), src_netns=None, dst_netns=pod, new_name="net1")
+        with nl.operation():
+            pass  # the watch has seen everything up to here
+        peer = next(p.peer for p in network.ports if p.pci_address == vf)
+        pyroute2_netns.remove(pod.rsplit("/", 1)[-1])
+        wait_for("the veth to die with its namespace", lambda: peer not in all_ifnames(), timeout=5, interval=0.025)
+        with nl.operation():
+            assert nl.device_netdev(vf) == "net1"
+    finally:
+        nl.close()
+
+
+@pytest.mark.root
+def test_an_operation_catches_the_tree_up_after_a_move_home_by_someone_else(
+    veth_host: VethHost, netns: NetnsFactory
+) -> None:
+    host, _ = veth_host
+    kernel, nl, pod = KernelNetlink(Sysfs(host.root)), switch_of(host), netns()
+    vf = host.vf_address(0, 3)
+    try:
+        with nl.operation():
+            nl.move_link(host.vf_netdev_name(0, 3), src_netns=None, dst_netns=pod, new_name="net1")
+        back = unique_name("skb")
+        kernel.move_link("net1", src_netns=pod, dst_netns=None, new_name=back)  # the tree not told
+        assert back not in tree_names(host)
+        with nl.operation():
+            assert nl.device_netdev(vf) == back
+        assert back in tree_names(host)
+    finally:
+        kernel.close()
+        nl.close()
+
+
+@pytest.mark.root
+def test_the_watch_says_look_after_its_socket_overran_and_forgets_the_arrivals_it_expected() -> None:
+    watch = HostLinkWatch(lambda name: False)
+    dummy = unique_name("skd")
+    try:
+        assert watch.worth_a_look()  # subscribed only now
+        assert not watch.worth_a_look()
+        watch.expect_arrival(dummy, dummy)
+        assert watch._events is not None
+        watch._events.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # the kernel's smallest
+        _veth(dummy)
+        for _ in range(20):
+            for state in ("up", "down"):
+                subprocess.run(["ip", "link", "set", dummy, state], check=True)
+        assert watch.worth_a_look()
+        assert not watch.worth_a_look()  # the queue was read to its end
+        assert watch._expected == {}
+    finally:
+        subprocess.run(["ip", "link", "del", dummy], check=False)
+        watch.close()
+
+
+@pytest.mark.root
+def test_the_watch_counts_an_arrival_once_expected_and_a_peer_deleted() -> None:
+    names = [unique_name("ska"), unique_name("skp")]
+    watch = HostLinkWatch(lambda name: name == names[1])
+    try:
+        assert watch.worth_a_look()
+        token = watch.expect_arrival("net1", names[0])
+        _veth(names[0], "net1")  # its other end appears in a pod's namespace, as a VF end moved home leaves one
+        assert not watch.worth_a_look()  # this handle's own arrival
+        subprocess.run(["ip", "link", "del", names[0]], check=True)
+        assert not watch.worth_a_look()  # a link that is no peer went
+        watch.withdraw(token)  # consumed already: nothing to withdraw
+        withdrawn = watch.expect_arrival("net1", names[0])
+        watch.withdraw(withdrawn)  # the move did not happen
+        _veth(names[0], "net1")
+        assert watch.worth_a_look()
+        subprocess.run(["ip", "link", "del", names[0]], check=True)
+        _veth(names[1])
+        assert watch.worth_a_look()  # made here: appeared
+        subprocess.run(["ip", "link", "del", names[1]], check=True)
+        assert watch.worth_a_look()  # a peer went
+    finally:
+        for name in names:
+            subprocess.run(["ip", "link", "del", name], check=False, capture_output=True)
+            subprocess.run(["ip", "netns", "del", name + "ns"], check=False, capture_output=True)
+        watch.close()

@@ -90,9 +90,7 @@ class LinkEvents:
 
 def link_names(data: bytes | memoryview) -> list[str]:
     """The IFLA_IFNAME of each RTM_NEWLINK/RTM_DELLINK in one datagram (pure)."""
-    found = (name_of(data[start:end]) for kind, _, start, end in messages(data, len(data))
-             if kind in (RTM_NEWLINK, RTM_DELLINK))
-    return [name for name in found if name is not None]
+    return [note.name for note in link_notes(data) if note.name is not None]
 
 
 def link_notes(data: bytes | memoryview) -> list[LinkNote]:

@@ -106,16 +106,20 @@ def _keep_host_id(host: SimulatedHost) -> None:
         (host.root / _ID).write_text(host_id(host) + "\n")
 
 
+_PEER_PREFIX, _PEER_DIGITS = "sk", 13  # a peer's name: the prefix and that many hex digits (15 in all)
+
+
 def peer_name(host: SimulatedHost, pci_address: str) -> str:
     """A 15-character name unique to this host and function."""
     digest = hashlib.sha256(f"{host_id(host)}|{pci_address}".encode()).hexdigest()
-    return f"sk{digest[:13]}"
+    return f"{_PEER_PREFIX}{digest[:_PEER_DIGITS]}"
 
 
 def looks_like_peer(name: str) -> bool:
     """Whether `name` is one `peer_name` could give (for any host: a simulated host's peers share
     the namespace with every other's)."""
-    return len(name) == 15 and name.startswith("sk") and all(c in "0123456789abcdef" for c in name[2:])
+    prefix, digits = name[:len(_PEER_PREFIX)], name[len(_PEER_PREFIX):]
+    return prefix == _PEER_PREFIX and len(digits) == _PEER_DIGITS and all(c in "0123456789abcdef" for c in digits)
 
 
 def vf_mac(host: SimulatedHost, pci_address: str) -> str:

@@ -189,11 +189,13 @@ def run_plugin(cmd: list[str], kubelet: Kubelet, num_vfs: int, calls: int, floor
 
 
 PY_FLOOR = "bare Python grpc"
+PY_METRICS_FLOOR = "bare Python grpc + metrics"
 GO_FLOOR = "bare Go grpc"
 
 
 def floor_commands(go_floor: Path | None) -> dict[str, list[str]]:
-    cmds = {PY_FLOOR: [sys.executable, str(Path(__file__).resolve().parent / "peers" / "bare_grpc.py")]}
+    bare = [sys.executable, str(Path(__file__).resolve().parent / "peers" / "bare_grpc.py")]
+    cmds = {PY_FLOOR: bare, PY_METRICS_FLOOR: [*bare, "--metrics"]}
     if go_floor is not None:
         cmds[GO_FLOOR] = [str(go_floor)]
     return cmds
@@ -294,6 +296,7 @@ def figures(results: dict[int, dict[str, list[Run]]], upstream_why: str = "") ->
 
 
 FLOOR_LABELS = {PY_FLOOR: "bare Python grpc server, fixed answer (interpreter + grpcio + protobuf)",
+                PY_METRICS_FLOOR: "the same serving prometheus_client's metrics (the agent's required dependencies)",
                 GO_FLOOR: "bare Go grpc server, fixed answer (grpc-go, kubelet API package)"}
 
 

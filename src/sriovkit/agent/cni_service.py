@@ -69,16 +69,29 @@ def answered_code(stdout: bytes) -> int | None:
 
 class CniWarmUp:
     """An agent component: once started, imports the code of every CNI command on a thread of its
-    own, so the first pod after the agent starts does not wait for it (on an emulated node that
-    import was most of the first ADD's extra seconds; a call arriving meanwhile waits only for the
-    rest of it, under Python's import lock)."""
+    own, then runs `prepare` (the CNI context's netlink port built: `commands.ports.prepare_cni`),
+    so the first pods after the agent starts do not wait for either (on an emulated node the import
+    was most of the first ADD's extra seconds; on a node starting many pods at once, every call of
+    the first wave waited for the first one's build). A call arriving meanwhile waits only for the
+    rest of it (Python's import lock, the port's build lock). A failed `prepare` is logged and left
+    to the first call, which tries again and answers with the error."""
 
-    def __init__(self) -> None:
+    def __init__(self, prepare: Callable[[], None] | None = None) -> None:
         self._thread: threading.Thread | None = None
+        self._prepare = prepare
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=load_commands, name="cni-warm-up", daemon=True)
+        self._thread = threading.Thread(target=self._warm_up, name="cni-warm-up", daemon=True)
         self._thread.start()
+
+    def _warm_up(self) -> None:
+        load_commands()
+        if self._prepare is None:
+            return
+        try:
+            self._prepare()
+        except Exception as exc:  # the first call builds it again and reports what fails
+            logging.getLogger(__name__).warning("cni warm-up: preparing netlink failed: %s", exc)
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:

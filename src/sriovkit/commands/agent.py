@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from functools import partial
 from typing import TYPE_CHECKING
 
 from sriovkit import logs, nodepaths
@@ -260,7 +261,7 @@ def _cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentM
     `observers` are told every CNI call and its answer (the DRA driver's networkData)."""
     from sriovkit.agent.cni_service import CniService, CniWarmUp
     from sriovkit.agent.metrics import MetricsServer
-    from sriovkit.commands.ports import agent_cni_context
+    from sriovkit.commands.ports import agent_cni_context, prepare_cni
     from sriovkit.errors import UserError
     from sriovkit.shim.server import CniSocketServer
 
@@ -278,7 +279,7 @@ def _cni_and_metrics(agent: NodeAgent, args: argparse.Namespace, metrics: AgentM
         listeners.append(CniSocketServer(args.cni_socket, CniService(context, metrics, observers),
                                          max_concurrent=args.cni_max_concurrent,
                                          caller_root=CallerRoot(link) if link else None))
-        listeners.append(CniWarmUp())
+        listeners.append(CniWarmUp(partial(prepare_cni, context)))
         if args.cni_gc_seconds:
             listeners.append(_forgotten_attachments(args, context))
     elif args.cni_gc_seconds:

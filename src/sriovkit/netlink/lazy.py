@@ -31,6 +31,10 @@ class LazyNetlink:
                     self._impl = self._build()
         return self._impl
 
+    def prepare(self) -> None:
+        """Build it now (an agent's warm-up), not at the first call."""
+        self._get()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._get(), name)
 

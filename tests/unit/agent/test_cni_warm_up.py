@@ -1,12 +1,24 @@
-"""The agent loads every CNI command's code once it starts (agent.cni_service.CniWarmUp), so the
-first pod after a start does not wait for the import; a standalone plugin process still imports
-only the command it runs."""
+"""The agent loads every CNI command's code once it starts (agent.cni_service.CniWarmUp), then
+builds its netlink port (commands.ports.prepare_cni), so the first pods after a start wait for
+neither; a standalone plugin process still imports only the command it runs."""
 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from sriovkit.agent.cni_service import CniWarmUp
+from sriovkit.cni.context import CniContext
+from sriovkit.commands.ports import prepare_cni
+from sriovkit.host.sysfs import Sysfs
+from sriovkit.netlink.lazy import LazyNetlink
+from sriovkit.sim.marker import SIM_MARKER
 
 COMMANDS = ("sriovkit.cni.attach", "sriovkit.cni.detach", "sriovkit.cni.lifecycle")
 
@@ -42,3 +54,35 @@ def test_the_agent_starts_the_warm_up_with_its_cni_socket() -> None:
     out = subprocess.run([sys.executable, "-c", program, "/nonexistent/cni.sock", "/nonexistent/state"],
                          capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.split() == ["CniSocketServer", "CniWarmUp"]
+
+
+def test_warm_up_runs_prepare_once_and_survives_its_failure(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[str] = []
+
+    def prepare() -> None:
+        seen.append("prepared")
+        raise OSError("netlink socket refused")
+
+    warm = CniWarmUp(prepare)
+    with caplog.at_level(logging.WARNING, logger="sriovkit.agent.cni_service"):
+        warm.start()
+        warm.join(60)
+    assert seen == ["prepared"]
+    assert [r.getMessage() for r in caplog.records] == ["cni warm-up: preparing netlink failed: netlink socket refused"]
+
+
+@pytest.mark.parametrize("simulated", [False, True])
+def test_prepare_cni_builds_a_kernel_port_and_leaves_a_simulated_one_to_the_first_call(
+        tmp_path: Path, simulated: bool) -> None:
+    if simulated:
+        (tmp_path / SIM_MARKER).write_text("")
+    built: list[str] = []
+
+    def build() -> Any:
+        built.append("built")
+        return object()
+
+    context = CniContext(sysfs=Sysfs(tmp_path), netlink=cast(Any, LazyNetlink(build)))
+    prepare_cni(context)
+    prepare_cni(context)
+    assert built == ([] if simulated else ["built"])

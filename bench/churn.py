@@ -8,14 +8,16 @@ host-local IPAM, so every kind of step is in the numbers. For each concurrency l
 agent (`--cni-max-concurrent`), prints total time for all ADDs and all DELs, p50/p99 per pod,
 errors, what was left behind (records, interfaces not back in the host), and the CPU time the
 agent process spent (user + system, with its IPAM plugins'; its kernel work, the moves included,
-counts as system). Next to it two kernel floors, measured in the same run by a minimal loop of
-plain rtnetlink requests done serially: the same 64 moves into the pods' namespaces (and back),
-and those moves with the rest of the kernel work an ADD and a DEL do for each pod (the interface
-up and its address in the pod; up again in the host). The simulated host's tree is on
+counts as system). Next to it three kernel floors, measured in the same run by a minimal loop of
+plain rtnetlink requests: the same 64 moves into the pods' namespaces (and back) done serially,
+those moves with the rest of the kernel work an ADD and a DEL do for each pod (the interface
+up and its address in the pod; up again in the host), and that work again from `--floor-threads`
+threads at once (whether the kernel gains anything from being asked at once). The simulated host's tree is on
 tmpfs (/dev/shm) where there is one, as a node's sysfs is memory; the CNI state and IPAM data
 are on disk, as on a node.
 
-    .venv/bin/python bench/churn.py [--pods 64] [--limits 4 8 16 32] [--json FILE] [--profile FILE] [--in-process]
+    .venv/bin/python bench/churn.py [--pods 64] [--limits 4 8 16 32] [--floor-threads 8] [--json FILE]
+                                    [--profile FILE] [--in-process]
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,40 +85,70 @@ def all_at_once(shim: Path, command: str, calls: list[tuple[dict[str, str], byte
     return time.perf_counter() - t0, times, errors
 
 
-def serial_moves(vfs: list[str], namespaces: list[str], *, steps: bool = False) -> tuple[float, float]:
+def serial_moves(vfs: list[str], namespaces: list[str], *, steps: bool = False,
+                 threads: int = 1) -> tuple[float, float]:
     """A kernel floor: each VF moved into its pod's namespace (renamed), then all back, by the
     shortest loop: plain rtnetlink requests (each link looked up by name, then one move + rename),
     a socket into each pod's namespace, no library on the way. With `steps`, also the rest of the
     kernel work of the CNI's ADD and DEL: in the pod the interface up and an address on it (the
-    kernel drops the address with the move back), in the host the interface up again."""
-    host = LinkQuery()
+    kernel drops the address with the move back), in the host the interface up again. With
+    `threads`, that many threads share the pods, each taking the next (what the kernel makes of
+    the same work asked at once)."""
+    pods = list(zip(vfs, namespaces, strict=True))
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
     try:
-        t0 = time.perf_counter()
-        for k, (vf, ns) in enumerate(zip(vfs, namespaces, strict=True)):
-            fd = os.open(ns, os.O_RDONLY)
-            try:
-                _move(host, vf, fd, "net1")
-            finally:
-                os.close(fd)
-            if steps:
-                _pod_steps(ns, f"10.125.{k // 250}.{k % 250 + 1}/16")
-        attach = time.perf_counter() - t0
-        home = os.open("/proc/self/ns/net", os.O_RDONLY)
-        t0 = time.perf_counter()
-        try:
-            for vf, ns in zip(vfs, namespaces, strict=True):
-                pod = open_query(ns)
-                try:
-                    _move(pod, "net1", home, vf)
-                finally:
-                    pod.close()
-                if steps:
-                    host.change(rtmsg.RTM_NEWLINK, rtmsg.link_change(floor_link(host, vf).index, up=True))
-        finally:
-            os.close(home)
-        return attach, time.perf_counter() - t0
+        attach = _each_pod(pods, threads, partial(_pod_in, steps=steps))
+        detach = _each_pod(pods, threads, partial(_pod_out, home=home, steps=steps))
     finally:
-        host.close()
+        os.close(home)
+    return attach, detach
+
+
+def _each_pod(pods: list[tuple[str, str]], threads: int, work: Callable[[LinkQuery, int, str, str], None]) -> float:
+    """Seconds for `work` on every pod, from `threads` threads (each with its own host socket)."""
+    queue = iter(enumerate(pods))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        host = LinkQuery()
+        try:
+            while True:
+                with lock:
+                    item = next(queue, None)
+                if item is None:
+                    return
+                k, (vf, ns) = item
+                work(host, k, vf, ns)
+        finally:
+            host.close()
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return time.perf_counter() - t0
+
+
+def _pod_in(host: LinkQuery, k: int, vf: str, ns: str, *, steps: bool) -> None:
+    fd = os.open(ns, os.O_RDONLY)
+    try:
+        _move(host, vf, fd, "net1")
+    finally:
+        os.close(fd)
+    if steps:
+        _pod_steps(ns, f"10.125.{k // 250}.{k % 250 + 1}/16")
+
+
+def _pod_out(host: LinkQuery, k: int, vf: str, ns: str, *, home: int, steps: bool) -> None:
+    pod = open_query(ns)
+    try:
+        _move(pod, "net1", home, vf)
+    finally:
+        pod.close()
+    if steps:
+        host.change(rtmsg.RTM_NEWLINK, rtmsg.link_change(floor_link(host, vf).index, up=True))
 
 
 def _pod_steps(netns: str, cidr: str) -> None:
@@ -238,6 +271,8 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=64)
     parser.add_argument("--limits", type=int, nargs="*", default=[4, 8, 16, 32],
                         help="the agent's CNI concurrency limits to try")
+    parser.add_argument("--floor-threads", type=int, default=8,
+                        help="threads of the third floor: the kernel work asked at once, as the agent's calls do")
     parser.add_argument("--json", help="also write the figures here (for bench/table.py)")
     parser.add_argument("--profile", help="cProfile the agent's calls (every limit) into this file (in process)")
     parser.add_argument("--in-process", action="store_true",
@@ -256,16 +291,18 @@ def main() -> None:
         namespaces = [f"/var/run/netns/{n}" for n in names]
         try:
             with attach_veths(host):
-                results, floor, steps_floor = measure(args, host, root, namespaces)
+                results, floors = measure(args, host, root, namespaces)
         finally:
             for name in names:
                 pyroute2_netns.remove(name)
-    report(results, floor, steps_floor, args)
+    report(results, floors, args)
+
+
+Floors = dict[str, list[tuple[float, float]]]  # each floor's (into, back) seconds, one per limit run
 
 
 def measure(args: argparse.Namespace, host: sim.SimulatedHost, root: Path,
-            namespaces: list[str]) -> tuple[list[dict[str, Any]], list[tuple[float, float]],
-                                            list[tuple[float, float]]]:
+            namespaces: list[str]) -> tuple[list[dict[str, Any]], Floors]:
     shim = _install_shim(root, host, str(root / "state"))
     vfs = [host.vf_netdev_name(0, i) for i in range(args.pods)]
     calls = []
@@ -275,22 +312,21 @@ def measure(args: argparse.Namespace, host: sim.SimulatedHost, root: Path,
                 "ipam": {"type": "host-local", "subnet": "10.124.0.0/16", "dataDir": str(root / "ipam")}}
         calls.append((pod_env(i, ns), json.dumps(conf).encode()))
     results: list[dict[str, Any]] = []
-    floor: list[tuple[float, float]] = []
-    steps_floor: list[tuple[float, float]] = []
+    floors: Floors = {"moves": [], "steps": [], "threaded": []}
     profiler = ProfiledHandler(lambda env, stdin: (b"", 0)) if args.profile else None
     for limit in args.limits:  # each limit next to a floor run: the machine is noisy
         results.append(run_limit(limit, shim, host, root, calls, vfs, profiler, in_process=args.in_process))
         if results[-1]["errors"] or results[-1]["left"]:
             print(f"limit {limit}: errors {results[-1]['errors'][:3]}, left {results[-1]['left'][:3]}")
-        floor.append(serial_moves(vfs, namespaces))
-        steps_floor.append(serial_moves(vfs, namespaces, steps=True))
+        floors["moves"].append(serial_moves(vfs, namespaces))
+        floors["steps"].append(serial_moves(vfs, namespaces, steps=True))
+        floors["threaded"].append(serial_moves(vfs, namespaces, steps=True, threads=args.floor_threads))
     if profiler is not None:
         profiler.dump(args.profile)
-    return results, floor, steps_floor
+    return results, floors
 
 
-def report(results: list[dict[str, Any]], floor: list[tuple[float, float]], steps_floor: list[tuple[float, float]],
-           args: argparse.Namespace) -> None:
+def report(results: list[dict[str, Any]], floors: Floors, args: argparse.Namespace) -> None:
     rows = []
     for r in results:
         rows.append([r["limit"], f"{r['add_total']:.2f}", f"{statistics.median(r['add']) * 1e3:.0f}",
@@ -299,14 +335,14 @@ def report(results: list[dict[str, Any]], floor: list[tuple[float, float]], step
                      _seconds(r["add_cpu"]), _seconds(r["del_cpu"]), len(r["errors"]), len(r["left"])])
     print(format_table(["limit", "ADD total s", "ADD p50 ms", "ADD p99 ms", "DEL total s", "DEL p50 ms",
                         "DEL p99 ms", "agent CPU ADD s", "agent CPU DEL s", "errors", "left"], rows))
-    attach_floor = statistics.median(f[0] for f in floor)
-    detach_floor = statistics.median(f[1] for f in floor)
-    attach_steps = statistics.median(f[0] for f in steps_floor)
-    detach_steps = statistics.median(f[1] for f in steps_floor)
+    (attach_floor, detach_floor), (attach_steps, detach_steps), (attach_threaded, detach_threaded) = (
+        (statistics.median(f[0] for f in runs), statistics.median(f[1] for f in runs))
+        for runs in (floors["moves"], floors["steps"], floors["threaded"]))
     print(f"kernel floor, {args.pods} moves done serially: into the pods {attach_floor:.2f} s, "
-          f"back {detach_floor:.2f} s (median of {len(floor)})")
+          f"back {detach_floor:.2f} s (median of {len(floors['moves'])})")
     print(f"kernel floor with the pods' other steps (into: move, up, address; back: move, up), serially: "
-          f"{attach_steps:.2f} s, {detach_steps:.2f} s")
+          f"{attach_steps:.2f} s, {detach_steps:.2f} s; from {args.floor_threads} threads at once: "
+          f"{attach_threaded:.2f} s, {detach_threaded:.2f} s")
     for r in results:
         for line in (r["errors"] + r["left"])[:3]:
             print(f"  limit {r['limit']}: {line}")
@@ -317,10 +353,12 @@ def report(results: list[dict[str, Any]], floor: list[tuple[float, float]], step
         Path(args.json).write_text(json.dumps([
             {"figure": f"{args.pods} pods attach at once, total (limit {best['limit']}) vs serial moves",
              "unit": "s", "sriovkit": best["add_total"], "floor": attach_floor,
-             "floors": [{"name": "the same ADDs' kernel work serially (move, up, address)", "value": attach_steps}]},
+             "floors": [{"name": "the same ADDs' kernel work serially (move, up, address)", "value": attach_steps},
+                        {"name": f"that work from {args.floor_threads} threads at once", "value": attach_threaded}]},
             {"figure": f"{args.pods} pods detach at once, total (limit {best['limit']}) vs serial moves",
              "unit": "s", "sriovkit": best["del_total"], "floor": detach_floor,
-             "floors": [{"name": "the same DELs' kernel work serially (move, up)", "value": detach_steps}]},
+             "floors": [{"name": "the same DELs' kernel work serially (move, up)", "value": detach_steps},
+                        {"name": f"that work from {args.floor_threads} threads at once", "value": detach_threaded}]},
         ]))
 
 

@@ -16,8 +16,9 @@ from sriovkit.netlink.port import Netlink
 class LazyNetlink:
     """`build()`, called on first use (thread-safe), then kept.
 
-    The agent's CNI context holds one: an agent that has served no CNI call yet has loaded
-    neither pyroute2 nor whatever else its netlink implementation needs."""
+    The agent's CNI context holds one, built by its warm-up at start (`prepare`) on a node and at
+    the first call on a simulated host; a standalone process that refuses its input first builds
+    none."""
 
     def __init__(self, build: Callable[[], Netlink]) -> None:
         self._build = build

@@ -12,9 +12,9 @@ counts as system). Next to it three kernel floors, measured in the same run by a
 plain rtnetlink requests: the same 64 moves into the pods' namespaces (and back) done serially,
 those moves with the rest of the kernel work an ADD and a DEL do for each pod (the interface
 up and its address in the pod; up again in the host), and that work again from `--floor-threads`
-threads at once (whether the kernel gains anything from being asked at once). The simulated host's tree is on
-tmpfs (/dev/shm) where there is one, as a node's sysfs is memory; the CNI state and IPAM data
-are on disk, as on a node.
+threads at once (whether the kernel gains anything from being asked at once). The simulated
+host's tree is on tmpfs (/dev/shm) where there is one, as a node's sysfs is memory; the CNI
+state and IPAM data are on disk, as on a node.
 
     .venv/bin/python bench/churn.py [--pods 64] [--limits 4 8 16 32] [--floor-threads 8] [--json FILE]
                                     [--profile FILE] [--in-process]
@@ -105,20 +105,24 @@ def serial_moves(vfs: list[str], namespaces: list[str], *, steps: bool = False,
 
 
 def _each_pod(pods: list[tuple[str, str]], threads: int, work: Callable[[LinkQuery, int, str, str], None]) -> float:
-    """Seconds for `work` on every pod, from `threads` threads (each with its own host socket)."""
+    """Seconds for `work` on every pod, from `threads` threads (each with its own host socket). A
+    thread's failure (a link not there) stops the bench once they all ended, as the serial one does."""
     queue = iter(enumerate(pods))
     lock = threading.Lock()
+    failures: list[BaseException] = []
 
     def worker() -> None:
         host = LinkQuery()
         try:
-            while True:
+            while not failures:
                 with lock:
                     item = next(queue, None)
                 if item is None:
                     return
                 k, (vf, ns) = item
                 work(host, k, vf, ns)
+        except BaseException as exc:  # SystemExit included: a thread would drop it silently
+            failures.append(exc)
         finally:
             host.close()
 
@@ -128,6 +132,8 @@ def _each_pod(pods: list[tuple[str, str]], threads: int, work: Callable[[LinkQue
         t.start()
     for t in pool:
         t.join()
+    if failures:
+        raise failures[0]
     return time.perf_counter() - t0
 
 

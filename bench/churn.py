@@ -85,15 +85,15 @@ def all_at_once(shim: Path, command: str, calls: list[tuple[dict[str, str], byte
     return time.perf_counter() - t0, times, errors
 
 
-def serial_moves(vfs: list[str], namespaces: list[str], *, steps: bool = False,
+def kernel_floor(vfs: list[str], namespaces: list[str], *, steps: bool = False,
                  threads: int = 1) -> tuple[float, float]:
     """A kernel floor: each VF moved into its pod's namespace (renamed), then all back, by the
     shortest loop: plain rtnetlink requests (each link looked up by name, then one move + rename),
-    a socket into each pod's namespace, no library on the way. With `steps`, also the rest of the
-    kernel work of the CNI's ADD and DEL: in the pod the interface up and an address on it (the
-    kernel drops the address with the move back), in the host the interface up again. With
-    `threads`, that many threads share the pods, each taking the next (what the kernel makes of
-    the same work asked at once)."""
+    a socket into each pod's namespace, no library on the way; serially, or with `threads`, that
+    many threads sharing the pods, each taking the next (what the kernel makes of the same work
+    asked at once). With `steps`, also the rest of the kernel work of the CNI's ADD and DEL: in
+    the pod the interface up and an address on it (the kernel drops the address with the move
+    back), in the host the interface up again."""
     pods = list(zip(vfs, namespaces, strict=True))
     home = os.open("/proc/self/ns/net", os.O_RDONLY)
     try:
@@ -324,9 +324,9 @@ def measure(args: argparse.Namespace, host: sim.SimulatedHost, root: Path,
         results.append(run_limit(limit, shim, host, root, calls, vfs, profiler, in_process=args.in_process))
         if results[-1]["errors"] or results[-1]["left"]:
             print(f"limit {limit}: errors {results[-1]['errors'][:3]}, left {results[-1]['left'][:3]}")
-        floors["moves"].append(serial_moves(vfs, namespaces))
-        floors["steps"].append(serial_moves(vfs, namespaces, steps=True))
-        floors["threaded"].append(serial_moves(vfs, namespaces, steps=True, threads=args.floor_threads))
+        floors["moves"].append(kernel_floor(vfs, namespaces))
+        floors["steps"].append(kernel_floor(vfs, namespaces, steps=True))
+        floors["threaded"].append(kernel_floor(vfs, namespaces, steps=True, threads=args.floor_threads))
     if profiler is not None:
         profiler.dump(args.profile)
     return results, floors

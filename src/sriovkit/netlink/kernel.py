@@ -52,6 +52,11 @@ class KernelNetlink:
         self._local = threading.local()
         self._opened: list[IPRoute | LinkQuery] = []
         self._opened_lock = threading.Lock()
+        # One move at a time from this port's threads: the kernel runs moves one at a time
+        # under RTNL anyway, and a thread waiting here sleeps, where threads queued on RTNL in
+        # the kernel spin for it and hold up the other calls' reads and changes. Measured in
+        # bench/churn.py (64 pods at once, 2 cores): ADD 0.09-0.2 s sooner, median of 3 bursts.
+        self._move_lock = threading.Lock()
 
     # -- sockets ------------------------------------------------------------------
     def _host(self) -> IPRoute:
@@ -259,6 +264,11 @@ class KernelNetlink:
     def move_link(self, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str,
                   index: int | None = None) -> None:
         what = f"move {name} from {_where(src_netns)} to {_where(dst_netns)} as {new_name}"
+        with self._move_lock:
+            self._move_link(what, name, src_netns=src_netns, dst_netns=dst_netns, new_name=new_name, index=index)
+
+    def _move_link(self, what: str, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str,
+                   index: int | None) -> None:
         # The kernel moves first and renames second, and uses the new name on
         # the way only when the old one collides: if the rename then fails, the
         # link is left in the target under its old name. Refuse a taken name

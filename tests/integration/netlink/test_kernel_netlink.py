@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyroute2 import IPRoute
@@ -25,6 +29,7 @@ from sriovkit.netlink.kernel import KernelNetlink
 from sriovkit.netlink.model import RouteInfo
 from sriovkit.netlink.port import link_by_alias, link_by_mac
 from tests.support.kernel import ip_json
+from tests.support.kernel import veth_pair as make_veth_pair
 from tests.support.names import NetnsFactory, unique_name
 
 pytestmark = pytest.mark.root
@@ -50,6 +55,53 @@ def test_move_into_netns_with_rename_and_back_under_the_original_name(
     kernel.move_link("net1", src_netns=pod, dst_netns=None, new_name=veth)
     assert kernel.find_link("net1", pod) is None
     assert ip_json("link", "show", veth)[0]["ifname"] == veth
+
+
+def test_moves_asked_from_several_threads_reach_the_kernel_one_at_a_time(
+    kernel: KernelNetlink, netns: NetnsFactory
+) -> None:
+    # each move request is held 20 ms on its way, so any two asked at once would overlap there
+    in_flight, peak, count_lock = 0, 0, threading.Lock()
+    send = kernel._change
+
+    def counted(what: str, *args: Any, **kwargs: Any) -> None:
+        nonlocal in_flight, peak
+        if not what.startswith("move "):
+            return send(what, *args, **kwargs)
+        with count_lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        try:
+            time.sleep(0.02)
+            return send(what, *args, **kwargs)
+        finally:
+            with count_lock:
+                in_flight -= 1
+
+    kernel._change = counted  # type: ignore[method-assign]
+    with contextlib.ExitStack() as stack:
+        pairs = [stack.enter_context(make_veth_pair()) for _ in range(4)]
+        pods = [netns() for _ in pairs]
+        start = threading.Barrier(len(pairs))
+        failures: list[BaseException] = []
+
+        def move(name: str, pod: str) -> None:
+            start.wait()
+            try:
+                kernel.move_link(name, src_netns=None, dst_netns=pod, new_name="net1")
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=move, args=(pair.name, pod)) for pair, pod in zip(pairs, pods, strict=True)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert peak == 1
+        for pair, pod in zip(pairs, pods, strict=True):
+            assert kernel.find_link(pair.name) is None
+            assert kernel.find_link("net1", pod) is not None
 
 
 def test_mac_mtu_up_and_rename_inside_a_netns(kernel: KernelNetlink, veth: str, netns: NetnsFactory) -> None:

@@ -55,6 +55,7 @@ from sriovkit.sim import host as sim
 from sriovkit.sim.net import attach_veths
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import statefs
 from agentprofile import ProfiledHandler
 from cni_latency import _exec, _install_shim, floor_link, percentile
 from procs import stop
@@ -325,12 +326,11 @@ def main() -> None:
     parser.add_argument("--profile", help="cProfile the agent's calls (every limit) into this file (in process)")
     parser.add_argument("--in-process", action="store_true",
                         help="serve the CNI socket from this process instead of a `sriovctl agent` of its own")
-    parser.add_argument("--state-on", choices=["ext4", "tmpdir"], default="ext4",
-                        help="the CNI state's and IPAM's filesystem: a fresh journaled ext4 (loop-mounted, as a "
-                             "node's /var/lib), or the temp dir's own")
+    parser.add_argument("--state-on", choices=statefs.CHOICES, default="ext4", help=statefs.HELP)
     args = parser.parse_args()
     memory = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the simulated sysfs in memory, as a node's is
-    with state_filesystem(args.state_on) as disk, tempfile.TemporaryDirectory(prefix="churn-", dir=disk) as tmp, \
+    with statefs.state_filesystem(args.state_on) as disk, \
+            tempfile.TemporaryDirectory(prefix="churn-", dir=disk) as tmp, \
             tempfile.TemporaryDirectory(prefix="churn-host-", dir=memory) as host_tmp:
         root = Path(tmp)
         pf = f"ch{secrets.token_hex(3)}"
@@ -347,40 +347,6 @@ def main() -> None:
             for name in names:
                 pyroute2_netns.remove(name)
     report(results, floors, args)
-
-
-@contextlib.contextmanager
-def state_filesystem(kind: str) -> Iterator[str | None]:
-    """Where the CNI state and IPAM data go (None: the temp dir's filesystem). "ext4": a fresh
-    journaled ext4 in a loop-mounted image under /var/tmp, removed after, as a node's /var/lib is
-    journaled (ext4's default, xfs always). This VM's root is an ext4 without a journal, and there
-    every new inode skips those deleted in the last minute (`recently_deleted`, only without a
-    journal): with the state's temporary files, a 64-pod burst spent 0.15-0.2 s of the agent's CPU
-    there (perf), and the burst took 0.3-0.4 s longer."""
-    if kind != "ext4":
-        print("CNI state and IPAM data: on the temp dir's filesystem")
-        yield None
-        return
-    image = Path(tempfile.mkstemp(prefix="sriovkit-churn-", suffix=".ext4", dir="/var/tmp")[1])
-    mount = Path(tempfile.mkdtemp(prefix="sriovkit-churn-mnt-"))
-    mounted = False
-    try:
-        os.truncate(image, 1 << 30)
-        made = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True, text=True, check=False)
-        if made.returncode == 0:
-            done = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True, text=True,
-                                  check=False)
-            mounted = done.returncode == 0
-        why = made.stderr.strip() if made.returncode else "" if mounted else done.stderr.strip()
-        print("CNI state and IPAM data: on a fresh journaled ext4 (loop)" if mounted else
-              f"CNI state and IPAM data: on the temp dir's filesystem (no journaled ext4 here: {why})")
-        yield str(mount) if mounted else None
-    finally:
-        if mounted:
-            subprocess.run(["umount", str(mount)], check=False)
-        with contextlib.suppress(OSError):
-            mount.rmdir()
-        image.unlink(missing_ok=True)
 
 
 Floors = dict[str, list[tuple[float, float]]]  # each floor's (into, back) seconds, one per limit run

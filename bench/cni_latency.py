@@ -20,11 +20,13 @@ host-local IPAM, so every kind of step is in the numbers):
   once). What stays when every other cost is gone: the journal must be on disk before the first
   change (sriovkit.cni.state, "Durability").
 The simulated host's tree is on tmpfs (/dev/shm) where there is one, as a node's sysfs is memory;
-the CNI state and host-local's dataDir are on disk (the temporary directory), as on a node.
+the CNI state and host-local's dataDir are on disk, as on a node: a fresh journaled ext4
+(`statefs.state_filesystem`; this VM's root ext4 has none), or with `--state-on tmpdir` the
+temporary directory's own.
 Prints p50, p99 and max per path and command, and ADD/DEL p50 through the agent over each floor.
 
     .venv/bin/python bench/cni_latency.py [--cycles 200] [--standalone 20] [--startup 100] [--json FILE]
-                                          [--profile FILE]
+                                          [--profile FILE] [--state-on ext4|tmpdir]
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from sriovkit.sim import host as sim
 from sriovkit.sim.net import attach_veths
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import statefs
 from agentprofile import ProfiledHandler
 
 Runner = Callable[[dict[str, str], bytes], tuple[bytes, int]]
@@ -90,9 +93,11 @@ def main() -> None:
     parser.add_argument("--startup", type=int, default=100, help="shim start-up samples")
     parser.add_argument("--json", help="also write the figures here (for bench/table.py)")
     parser.add_argument("--profile", help="cProfile the agent's calls (shim -> agent path) into this file")
+    parser.add_argument("--state-on", choices=statefs.CHOICES, default="ext4", help=statefs.HELP)
     args = parser.parse_args()
     memory = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory(prefix="cni-bench-") as tmp, \
+    with statefs.state_filesystem(args.state_on) as disk, \
+            tempfile.TemporaryDirectory(prefix="cni-bench-", dir=disk) as tmp, \
             tempfile.TemporaryDirectory(prefix="cni-bench-host-", dir=memory) as host_tmp:
         root = Path(tmp)
         pf = f"bn{secrets.token_hex(3)}"

@@ -26,23 +26,29 @@ def state_filesystem(kind: str) -> Iterator[str | None]:
         print("CNI state and IPAM data: on the temp dir's filesystem")
         yield None
         return
-    image = Path(tempfile.mkstemp(prefix="sriovkit-state-", suffix=".ext4", dir="/var/tmp")[1])
-    mount = Path(tempfile.mkdtemp(prefix="sriovkit-state-mnt-"))
+    handle, name = tempfile.mkstemp(prefix="sriovkit-state-", suffix=".ext4", dir="/var/tmp")
+    os.close(handle)
+    image, mount = Path(name), Path(tempfile.mkdtemp(prefix="sriovkit-state-mnt-"))
     mounted = False
     try:
         os.truncate(image, 1 << 30)
-        made = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True, text=True, check=False)
-        if made.returncode == 0:
-            done = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True, text=True,
-                                  check=False)
-            mounted = done.returncode == 0
-        why = made.stderr.strip() if made.returncode else "" if mounted else done.stderr.strip()
+        why = _run(["mkfs.ext4", "-q", "-F", str(image)]) or _run(["mount", "-o", "loop", str(image), str(mount)])
+        mounted = not why
         print("CNI state and IPAM data: on a fresh journaled ext4 (loop)" if mounted else
               f"CNI state and IPAM data: on the temp dir's filesystem (no journaled ext4 here: {why})")
         yield str(mount) if mounted else None
     finally:
         if mounted:
-            subprocess.run(["umount", str(mount)], check=False)
+            _run(["umount", str(mount)])
         with contextlib.suppress(OSError):
             mount.rmdir()
         image.unlink(missing_ok=True)
+
+
+def _run(cmd: list[str]) -> str:
+    """"" when `cmd` succeeded, else why not (a tool missing included)."""
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        return f"{cmd[0]}: {exc.strerror}"
+    return "" if done.returncode == 0 else f"{cmd[0]}: {done.stderr.strip() or f'exit {done.returncode}'}"

@@ -265,29 +265,25 @@ class KernelNetlink:
                   index: int | None = None) -> None:
         what = f"move {name} from {_where(src_netns)} to {_where(dst_netns)} as {new_name}"
         with self._move_lock:
-            self._move_link(what, name, src_netns=src_netns, dst_netns=dst_netns, new_name=new_name, index=index)
-
-    def _move_link(self, what: str, name: str, *, src_netns: str | None, dst_netns: str | None, new_name: str,
-                   index: int | None) -> None:
-        # The kernel moves first and renames second, and uses the new name on
-        # the way only when the old one collides: if the rename then fails, the
-        # link is left in the target under its old name. Refuse a taken name
-        # up front, and undo such a half move if the name is taken meanwhile.
-        new_taken, old_name_was_there = self._read(
-            f"look up {new_name} in {_where(dst_netns)}", dst_netns,
-            lambda query: (query.get(name=new_name) is not None, query.get(name=name) is not None))
-        if new_taken:
-            raise NameInUseError(what, f"{new_name} already exists in {_where(dst_netns)}")
-        try:
-            with _netns_fd(dst_netns) as fd:
-                self._change(what, src_netns, index if index is not None else name,
-                             lambda i: rtmsg.link_change(i, attrs=[rtmsg.net_ns_fd(fd), rtmsg.ifname(new_name)]))
-        except NetlinkError:
-            if not old_name_was_there and self.find_link(name, dst_netns) is not None:
-                with _netns_fd(src_netns) as back:
-                    self._change(f"undo half move of {name}", dst_netns, name,
-                                 lambda i: rtmsg.link_change(i, attrs=[rtmsg.net_ns_fd(back)]))
-            raise
+            # The kernel moves first and renames second, and uses the new name on
+            # the way only when the old one collides: if the rename then fails, the
+            # link is left in the target under its old name. Refuse a taken name
+            # up front, and undo such a half move if the name is taken meanwhile.
+            new_taken, old_name_was_there = self._read(
+                f"look up {new_name} in {_where(dst_netns)}", dst_netns,
+                lambda query: (query.get(name=new_name) is not None, query.get(name=name) is not None))
+            if new_taken:
+                raise NameInUseError(what, f"{new_name} already exists in {_where(dst_netns)}")
+            try:
+                with _netns_fd(dst_netns) as fd:
+                    self._change(what, src_netns, index if index is not None else name,
+                                 lambda i: rtmsg.link_change(i, attrs=[rtmsg.net_ns_fd(fd), rtmsg.ifname(new_name)]))
+            except NetlinkError:
+                if not old_name_was_there and self.find_link(name, dst_netns) is not None:
+                    with _netns_fd(src_netns) as back:
+                        self._change(f"undo half move of {name}", dst_netns, name,
+                                     lambda i: rtmsg.link_change(i, attrs=[rtmsg.net_ns_fd(back)]))
+                raise
 
     def rename_link(self, name: str, new_name: str, netns: str | None = None) -> None:
         what = f"rename {name} to {new_name} in {_where(netns)}"

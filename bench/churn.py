@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import statefs
 from agentprofile import ProfiledHandler
 from cni_latency import _exec, _install_shim, floor_link, percentile
-from procs import stop
+from procs import MachineCpu, machine_cpu, stop
 
 
 def pod_env(i: int, netns: str) -> dict[str, str]:
@@ -282,7 +282,7 @@ def run_limit(limit: int, shim: Path, host: sim.SimulatedHost, root: Path, calls
     agent = agent_in_process(limit, host, root, state_dir, profiler) if in_process or profiler is not None \
         else agent_process(limit, host, root, state_dir)
     runs: dict[str, Any] = {"limit": limit, "add_totals": [], "add": [], "del_totals": [], "del": [],
-                            "add_cpu": [], "del_cpu": [], "errors": [], "left": []}
+                            "add_cpu": [], "del_cpu": [], "add_machine": [], "errors": [], "left": []}
     with agent as pid:
         _status_once(shim, calls[0])
         for _ in range(repeat):
@@ -297,9 +297,9 @@ def run_limit(limit: int, shim: Path, host: sim.SimulatedHost, root: Path, calls
 def _burst(shim: Path, calls: list[tuple[dict[str, str], bytes]], vfs: list[str], pid: int | None,
            runs: dict[str, Any]) -> None:
     vfs_down(vfs)
-    cpu0 = cpu_seconds(pid)
+    cpu0, machine0 = cpu_seconds(pid), machine_cpu()
     add_total, add, add_errors = all_at_once(shim, "ADD", calls)
-    cpu1 = cpu_seconds(pid)
+    cpu1, machine1 = cpu_seconds(pid), machine_cpu()
     del_total, dels, del_errors = all_at_once(shim, "DEL", calls)
     cpu2 = cpu_seconds(pid)
     for env, stdin in calls:  # what a refused DEL left, given back as the kubelet's retry would
@@ -310,6 +310,7 @@ def _burst(shim: Path, calls: list[tuple[dict[str, str], bytes]], vfs: list[str]
     runs["del"] += dels
     runs["add_cpu"].append(cpu1 - cpu0)
     runs["del_cpu"].append(cpu2 - cpu1)
+    runs["add_machine"].append(machine1 - machine0)
     runs["errors"] += add_errors + del_errors
 
 
@@ -342,18 +343,19 @@ def main() -> None:
         namespaces = [f"/var/run/netns/{n}" for n in names]
         try:
             with attach_veths(host):
-                results, floors = measure(args, host, root, namespaces)
+                results, floors, floors_machine = measure(args, host, root, namespaces)
         finally:
             for name in names:
                 pyroute2_netns.remove(name)
-    report(results, floors, args)
+    report(results, floors, floors_machine, args)
 
 
 Floors = dict[str, list[tuple[float, float]]]  # each floor's (into, back) seconds, one per limit run
 
 
 def measure(args: argparse.Namespace, host: sim.SimulatedHost, root: Path,
-            namespaces: list[str]) -> tuple[list[dict[str, Any]], Floors]:
+            namespaces: list[str]) -> tuple[list[dict[str, Any]], Floors, MachineCpu]:
+    """Each limit's bursts next to the floors, and what the machine did during the floors."""
     shim = _install_shim(root, host, str(root / "state"))
     vfs = [host.vf_netdev_name(0, i) for i in range(args.pods)]
     calls = []
@@ -364,21 +366,25 @@ def measure(args: argparse.Namespace, host: sim.SimulatedHost, root: Path,
         calls.append((pod_env(i, ns), json.dumps(conf).encode()))
     results: list[dict[str, Any]] = []
     floors: Floors = {"moves": [], "steps": [], "threaded": []}
+    floors_machine = MachineCpu(0.0, 0.0, 0.0)
     profiler = ProfiledHandler(lambda env, stdin: (b"", 0)) if args.profile else None
     for limit in args.limits:  # each limit next to a floor run: the machine is noisy
         results.append(run_limit(limit, shim, host, root, calls, vfs, profiler, in_process=args.in_process,
                                   repeat=args.repeat))
         if results[-1]["errors"] or results[-1]["left"]:
             print(f"limit {limit}: errors {results[-1]['errors'][:3]}, left {results[-1]['left'][:3]}")
+        before = machine_cpu()
         floors["moves"].append(kernel_floor(vfs, namespaces))
         floors["steps"].append(kernel_floor(vfs, namespaces, steps=True))
         floors["threaded"].append(kernel_floor(vfs, namespaces, steps=True, threads=args.floor_threads))
+        floors_machine = floors_machine + (machine_cpu() - before)
     if profiler is not None:
         profiler.dump(args.profile)
-    return results, floors
+    return results, floors, floors_machine
 
 
-def report(results: list[dict[str, Any]], floors: Floors, args: argparse.Namespace) -> None:
+def report(results: list[dict[str, Any]], floors: Floors, floors_machine: MachineCpu,
+           args: argparse.Namespace) -> None:
     rows = []
     for r in results:
         rows.append([r["limit"], _spread(r["add_totals"]), f"{statistics.median(r['add']) * 1e3:.0f}",
@@ -399,6 +405,8 @@ def report(results: list[dict[str, Any]], floors: Floors, args: argparse.Namespa
     print(f"kernel floor with the pods' other steps (into: move, up, address; back: move), serially: "
           f"{attach_steps:.2f} s, {detach_steps:.2f} s; from {args.floor_threads} threads at once: "
           f"{attach_threaded:.2f} s, {detach_threaded:.2f} s")
+    bursts = sum((m for r in results for m in r["add_machine"]), MachineCpu(0.0, 0.0, 0.0))
+    print(f"the machine during the ADD bursts: {bursts.shares()}; during the floors: {floors_machine.shares()}")
     for r in results:
         for line in (r["errors"] + r["left"])[:3]:
             print(f"  limit {r['limit']}: {line}")

@@ -28,6 +28,9 @@ from pathlib import Path
 
 from sriovkit.output import format_table
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procs import MachineCpu, machine_cpu
+
 HERE = Path(__file__).resolve().parent
 
 BENCHES = {
@@ -41,9 +44,12 @@ BENCHES = {
 }
 
 
-def run(script: str, args: list[str], out: Path) -> list[dict[str, object]]:
+def run(script: str, args: list[str], out: Path, machine: dict[str, MachineCpu]) -> list[dict[str, object]]:
+    """One bench script's rows; what the machine did while it ran goes into `machine`."""
     print(f"== bench/{script} {' '.join(args)}", flush=True)
+    before = machine_cpu()
     proc = subprocess.run([sys.executable, str(HERE / script), *args, "--json", str(out)], check=False)
+    machine[script] = machine_cpu() - before
     if proc.returncode != 0 or not out.exists():
         print(f"(bench/{script} failed: exit {proc.returncode})")
         return []
@@ -132,13 +138,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and samples (a smoke run)")
     args = parser.parse_args()
     rows: list[dict[str, object]] = []
+    machine: dict[str, MachineCpu] = {}
     with tempfile.TemporaryDirectory(prefix="bench-table-") as tmp:
         for script, (full, quick) in BENCHES.items():
-            rows += run(script, quick if args.quick else full, Path(tmp) / f"{script}.json")
+            rows += run(script, quick if args.quick else full, Path(tmp) / f"{script}.json", machine)
     print()
     print(table(rows))
     print(f"(machine: {os.cpu_count()} CPUs, shared with other work and noisy: figures are medians of "
           "interleaved runs, compare within one run only)")
+    print(f"(the machine while each ran: {'; '.join(f'{s}: {m.shares()}' for s, m in machine.items())})")
     why = next((str(r["recorded_why"]) for r in rows if r.get("recorded_why")), "")
     if why:
         print(f"(upstream not run here, so its column holds issue 18's recorded figures: {why})")

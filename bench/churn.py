@@ -366,7 +366,7 @@ def measure(args: argparse.Namespace, host: sim.SimulatedHost, root: Path,
         calls.append((pod_env(i, ns), json.dumps(conf).encode()))
     results: list[dict[str, Any]] = []
     floors: Floors = {"moves": [], "steps": [], "threaded": []}
-    floors_machine = MachineCpu(0.0, 0.0, 0.0)
+    floors_machine = MachineCpu()
     profiler = ProfiledHandler(lambda env, stdin: (b"", 0)) if args.profile else None
     for limit in args.limits:  # each limit next to a floor run: the machine is noisy
         results.append(run_limit(limit, shim, host, root, calls, vfs, profiler, in_process=args.in_process,
@@ -405,7 +405,7 @@ def report(results: list[dict[str, Any]], floors: Floors, floors_machine: Machin
     print(f"kernel floor with the pods' other steps (into: move, up, address; back: move), serially: "
           f"{attach_steps:.2f} s, {detach_steps:.2f} s; from {args.floor_threads} threads at once: "
           f"{attach_threaded:.2f} s, {detach_threaded:.2f} s")
-    bursts = sum((m for r in results for m in r["add_machine"]), MachineCpu(0.0, 0.0, 0.0))
+    bursts = sum((m for r in results for m in r["add_machine"]), MachineCpu())
     print(f"the machine during the ADD bursts: {bursts.shares()}; during the floors: {floors_machine.shares()}")
     for r in results:
         for line in (r["errors"] + r["left"])[:3]:

@@ -25,9 +25,9 @@ class MachineCpu:
     says what the machine did meanwhile: a bench run with much stolen time was slowed from outside,
     which its own figures cannot show."""
 
-    busy: float
-    idle: float
-    steal: float
+    busy: float = 0.0
+    idle: float = 0.0
+    steal: float = 0.0
 
     def shares(self) -> str:
         """How much of the time was idle and how much the hypervisor took, in words."""
@@ -48,9 +48,10 @@ def machine_cpu(stat: Path = Path("/proc/stat")) -> MachineCpu:
     try:
         first = stat.read_text().split("\n", 1)[0].split()
     except OSError:
-        return MachineCpu(0.0, 0.0, 0.0)
-    # cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
-    ticks = [int(f) for f in first[1:9]] + [0] * max(0, 9 - len(first))
-    user, nice, system, idle, iowait, irq, softirq, steal = ticks[:8]
+        return MachineCpu()
+    # cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user);
+    # an older kernel's line stops earlier: the fields it lacks count as 0
+    ticks = ([int(f) for f in first[1:9]] + [0] * 8)[:8]
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks
     hz = os.sysconf("SC_CLK_TCK")
     return MachineCpu((user + nice + system + irq + softirq) / hz, (idle + iowait) / hz, steal / hz)

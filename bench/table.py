@@ -28,10 +28,9 @@ from pathlib import Path
 
 from sriovkit.output import format_table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procs import MachineCpu, machine_cpu
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from procs import MachineCpu, machine_cpu  # noqa: E402  (bench/ is a directory of scripts, not a package)
 
 BENCHES = {
     "deviceplugin.py": (["--rounds", "3"], ["--rounds", "1", "--calls", "300", "--flips", "2"]),

@@ -56,7 +56,9 @@ def boot(args: argparse.Namespace, base: Path) -> Path:
         env |= {"VMLAB_CNI_UPSTREAM": str(args.peer), "VMLAB_CNI_VERSUS": str(args.versus or args.cycles)}
     if args.baseline:
         env |= {"VMLAB_CNI_BASELINE": str(args.baseline.resolve()), "VMLAB_CNI_AB": str(args.ab)}
-    result = e2e_lab.boot(base / "run", [SCRIPT], nics=1, guest_env=env)
+    # one long script, no rerun: a bench that hangs should say so, not try again
+    result = e2e_lab.boot(base / "run", [SCRIPT], nics=1, guest_env=env, retries=0,
+                          script_budget_s=e2e_lab.BOOT_TIMEOUT_S)
     print(f"vmlab boot: {result.wall_s:.1f}s wall, rc={result.returncode}, records in {base / 'run' / SCRIPT}")
     records = result.result(SCRIPT)
     if records.returncode != 0:

@@ -32,12 +32,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The first VM test's setup carries the session's one boot (every guest script): pytest's
-    # default per-test timeout is far shorter than that boot.
+    # The first VM test's setup carries the session's boot (every guest script, and the boots that
+    # retry scripts that hung): pytest's default per-test timeout is far shorter than that.
     here = os.path.dirname(__file__)
+    boots_s = (1 + e2e_lab.HUNG_RETRIES) * (e2e_lab.BOOT_TIMEOUT_S + 30)
     for item in items:
         if str(item.path).startswith(here + os.sep):
-            item.add_marker(pytest.mark.timeout(e2e_lab.SETUP_TIMEOUT_S + e2e_lab.BOOT_TIMEOUT_S + 120))
+            item.add_marker(pytest.mark.timeout(e2e_lab.SETUP_TIMEOUT_S + boots_s + 120))
 
 
 def _wanted(items: list[pytest.Item]) -> tuple[list[str], int]:
@@ -76,6 +77,9 @@ def lab_boot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     config.stash[_TIMINGS].append(
         f"vmlab boot: {len(scripts)} guest scripts ({', '.join(scripts)}), nics={nics}: "
         f"{time.monotonic() - start:.1f}s wall, rc={boot.returncode}, records in {base / 'run'}")
+    if len(boot.attempts) > 1:  # a script hung: say so even when its rerun passed
+        config.stash[_TIMINGS].append(f"vmlab: {len(boot.attempts)} boots, scripts that hung or never ran "
+                                      f"were run again\n{boot.history()}")
     per_script = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in boot.guest_seconds().items())
     config.stash[_TIMINGS].append(f"vmlab guest time per script: {per_script or 'none reported'}")
     config.stash[_BOOT] = boot
@@ -89,7 +93,7 @@ def guest(request: pytest.FixtureRequest, lab_boot: e2e_lab.Boot) -> e2e_lab.Scr
     assert marker is not None and "guest" in marker.kwargs, "mark the test @pytest.mark.vmlab(guest=...)"
     result = lab_boot.result(marker.kwargs["guest"])
     if result.returncode is None:
-        pytest.fail(f"the VM boot did not run guest script {result.script}:\n{lab_boot.output}", pytrace=False)
+        pytest.fail(f"the VM boot did not run guest script {result.script}:\n{result.evidence()}", pytrace=False)
     return result
 
 

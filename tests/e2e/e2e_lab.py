@@ -23,7 +23,10 @@ E2E_DIR = Path(__file__).resolve().parent
 VMLAB_DIR = E2E_DIR / "vmlab"
 GUEST_DIR = E2E_DIR / "guest"
 SETUP_TIMEOUT_S = 900
-BOOT_TIMEOUT_S = 1500  # one boot runs every guest script (about 10 min under TCG with all of them)
+BOOT_TIMEOUT_S = 1500  # one boot runs every guest script (5-10 min under TCG with all of them)
+# one guest script: past this it is taken as hung (cni, the longest, takes about 110 s under TCG here)
+SCRIPT_BUDGET_S = 420
+HUNG_RETRIES = 1  # fresh boots for the scripts that hung or never ran after one did
 
 
 class LabUnavailable(RuntimeError):
@@ -51,38 +54,118 @@ def sriovctl_path() -> str:
 
 
 @dataclass(frozen=True)
-class Boot:
-    """One VM boot that ran some guest scripts."""
+class Attempt:
+    """One VM boot and the guest scripts it was asked to run."""
 
     out_dir: Path
     scripts: tuple[str, ...]
-    nics: int
     returncode: int
     output: str  # the guest's stdout/stderr and run-vm.sh's own summary lines
     wall_s: float
 
+    def ran(self, script: str) -> bool:
+        return (self.out_dir / script / "rc").exists()
+
+    def hung(self, script: str) -> bool:
+        """guest/run.sh gave up on it: still running after its budget."""
+        return (self.out_dir / script / "hung").exists()
+
+    def unfinished(self) -> list[str]:
+        """The scripts that hung or never ran (the boot ended before them)."""
+        return [s for s in self.scripts if self.hung(s) or not self.ran(s)]
+
+    def summary(self) -> str:
+        """One line per script: its exit, hung, or never ran; then run-vm.sh's own lines."""
+        lines = []
+        for script in self.scripts:
+            if self.hung(script):
+                lines.append(f"  {script}: hung (see {self.out_dir / script / 'hung.txt'})")
+            elif self.ran(script):
+                lines.append(f"  {script}: exit {(self.out_dir / script / 'rc').read_text().strip()}")
+            else:
+                lines.append(f"  {script}: never ran")
+        lines += [f"  {line}" for line in self.output.splitlines() if line.startswith("# vmlab")]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Boot:
+    """The VM boots that ran some guest scripts: one, plus one more per retry of scripts that hung
+    or never ran because an earlier one hung (an emulated NIC can wedge the guest kernel)."""
+
+    nics: int
+    attempts: tuple[Attempt, ...]
+
+    @property
+    def out_dir(self) -> Path:
+        return self.attempts[0].out_dir
+
+    @property
+    def scripts(self) -> tuple[str, ...]:
+        return self.attempts[0].scripts
+
+    @property
+    def returncode(self) -> int:
+        return self.attempts[-1].returncode
+
+    @property
+    def wall_s(self) -> float:
+        return sum(attempt.wall_s for attempt in self.attempts)
+
     def result(self, script: str) -> ScriptResult:
         return ScriptResult(self, script)
 
+    def attempt_of(self, script: str) -> Attempt:
+        """The last boot that ran `script` (the first boot if none did)."""
+        ran = [attempt for attempt in self.attempts if script in attempt.scripts and attempt.ran(script)]
+        return ran[-1] if ran else self.attempts[0]
+
     def guest_seconds(self) -> dict[str, float]:
-        """Seconds each guest script took in the guest (guest/run.sh's `exit=N guest_seconds=S` lines)."""
-        found = re.findall(r"^\[([\w.-]+)\] exit=\d+ guest_seconds=([\d.]+)$", self.output, flags=re.M)
-        return {script: float(seconds) for script, seconds in found}
+        """Seconds each guest script took in the guest (guest/run.sh's `exit=N guest_seconds=S` lines),
+        from the boot whose records the tests read."""
+        seconds: dict[str, float] = {}
+        for attempt in self.attempts:
+            found = re.findall(r"^\[([\w.-]+)\] exit=\d+ guest_seconds=([\d.]+)( hung)?$", attempt.output, flags=re.M)
+            seconds |= {script: float(value) for script, value, _hung in found}
+        return seconds
+
+    def history(self) -> str:
+        """What each boot did, for a failing test and the session's summary."""
+        return "\n".join(f"boot {n} ({attempt.wall_s:.0f}s, records in {attempt.out_dir}):\n{attempt.summary()}"
+                         for n, attempt in enumerate(self.attempts, 1))
 
 
-def boot(out_dir: Path, scripts: list[str], *, nics: int, guest_env: dict[str, str] | None = None) -> Boot:
-    """Boot once and run `scripts`; `guest_env`: variables for the guest scripts (e.g. a bench's knobs)."""
+def boot(out_dir: Path, scripts: list[str], *, nics: int, guest_env: dict[str, str] | None = None,
+         retries: int = HUNG_RETRIES, script_budget_s: int = SCRIPT_BUDGET_S) -> Boot:
+    """Boot and run `scripts`; `guest_env`: variables for the guest scripts (e.g. a bench's knobs).
+    A script still running after `script_budget_s` ends its boot (guest/run.sh records where it
+    waited); up to `retries` fresh boots then run the scripts that hung or never ran."""
+    attempts = [_boot_once(out_dir, scripts, nics, guest_env, script_budget_s)]
+    while attempts[-1].unfinished() and len(attempts) <= retries:
+        attempts.append(_boot_once(out_dir / f"retry{len(attempts)}", attempts[-1].unfinished(), nics,
+                                   guest_env, script_budget_s))
+    return Boot(nics, tuple(attempts))
+
+
+def _boot_once(out_dir: Path, scripts: list[str], nics: int, guest_env: dict[str, str] | None,
+               script_budget_s: int) -> Attempt:
     out_dir.mkdir(parents=True, exist_ok=True)
-    assigns = [f"{name}={shlex.quote(value)}" for name, value in (guest_env or {}).items()]
+    variables = dict(guest_env or {}, VMLAB_SCRIPT_BUDGET=str(script_budget_s))
+    assigns = [f"{name}={shlex.quote(value)}" for name, value in variables.items()]
     cmd = " ".join([*assigns, str(GUEST_DIR / "run.sh"), str(out_dir), sriovctl_path(), *scripts])
     env = dict(os.environ, VMLAB_NICS=str(nics), VMLAB_TIMEOUT=str(BOOT_TIMEOUT_S))
     start = time.monotonic()
-    proc = subprocess.run(["bash", str(VMLAB_DIR / "run-vm.sh"), "-w", str(out_dir), cmd], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
-                          timeout=BOOT_TIMEOUT_S + 30, cwd=E2E_DIR)
+    try:
+        proc = subprocess.run(["bash", str(VMLAB_DIR / "run-vm.sh"), "-w", str(out_dir), cmd], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+                              timeout=BOOT_TIMEOUT_S + 30, cwd=E2E_DIR)
+        returncode, output = proc.returncode, proc.stdout
+    except subprocess.TimeoutExpired as exc:  # run-vm.sh's own timeout did not end it
+        partial = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else exc.output or ""
+        returncode, output = -9, partial + f"\n# vmlab: run-vm.sh still running after {BOOT_TIMEOUT_S + 30}s, killed\n"
     wall = time.monotonic() - start
-    (out_dir / "boot.log").write_text(proc.stdout)
-    return Boot(out_dir, tuple(scripts), nics, proc.returncode, proc.stdout, wall)
+    (out_dir / "boot.log").write_text(output)
+    return Attempt(out_dir, tuple(scripts), returncode, output, wall)
 
 
 @dataclass(frozen=True)
@@ -200,7 +283,7 @@ class ScriptResult:
 
     @property
     def dir(self) -> Path:
-        return self.boot.out_dir / self.script
+        return self.boot.attempt_of(self.script).out_dir / self.script
 
     @property
     def returncode(self) -> int | None:
@@ -218,7 +301,14 @@ class ScriptResult:
         return Step(path)
 
     def evidence(self) -> str:
-        """What to show when a test on this script fails."""
+        """What to show when a test on this script fails: its log (and where it hung), or, when it
+        never ran, what each boot did and how the last one ended."""
         if self.returncode is None:
-            return f"guest script {self.script} never ran; whole boot output:\n{self.boot.output}"
-        return f"guest script {self.script} exit={self.returncode}, files in {self.dir}\n{self.log}"
+            last = self.boot.attempts[-1]
+            return (f"guest script {self.script} never ran\n{self.boot.history()}\n"
+                    f"last lines of boot {len(self.boot.attempts)} (all in {last.out_dir / 'boot.log'}):\n"
+                    + "\n".join(last.output.splitlines()[-60:]))
+        hung = self.dir / "hung.txt"
+        where = f"\nit hung:\n{hung.read_text()}" if hung.exists() else ""
+        return f"guest script {self.script} exit={self.returncode}, files in {self.dir}\n{self.log}{where}"
+

@@ -97,14 +97,6 @@ class Boot:
     attempts: tuple[Attempt, ...]
 
     @property
-    def out_dir(self) -> Path:
-        return self.attempts[0].out_dir
-
-    @property
-    def scripts(self) -> tuple[str, ...]:
-        return self.attempts[0].scripts
-
-    @property
     def returncode(self) -> int:
         return self.attempts[-1].returncode
 
@@ -311,4 +303,3 @@ class ScriptResult:
         hung = self.dir / "hung.txt"
         where = f"\nit hung:\n{hung.read_text()}" if hung.exists() else ""
         return f"guest script {self.script} exit={self.returncode}, files in {self.dir}\n{self.log}{where}"
-

@@ -43,10 +43,13 @@ hung_report() {
         t = substr($0, 2, RLENGTH - 2) + 0 } t >= since' | awk -f "$HERE/../vmlab/collapse.awk" | tail -n 200
 }
 
+# seconds since uptime $1
+elapsed() { awk "BEGIN{print $(cut -d' ' -f1 /proc/uptime) - $1}"; }
+
 for s in "$@"; do
     dir=$OUT/$s
     mkdir -p "$dir"
-    : > "$dir/guest.log"
+    : > "$dir/guest.log"   # before tail starts: the script's own redirect may come later
     t0=$(cut -d' ' -f1 /proc/uptime)
     # its own session, so that its processes can be found and killed together
     setsid bash "$HERE/$s.sh" "$dir" "$SRIOVCTL" > "$dir/guest.log" 2>&1 < /dev/null &
@@ -64,13 +67,13 @@ for s in "$@"; do
         sed "s/^/[$s hung] /" "$dir/hung.txt"
         touch "$dir/hung"
         echo 124 > "$dir/rc"
-        echo "[$s] exit=124 guest_seconds=$(awk "BEGIN{print $(cut -d' ' -f1 /proc/uptime) - $t0}") hung"
+        echo "[$s] exit=124 guest_seconds=$(elapsed "$t0") hung"
         sync
         exit 124
     fi
     kill "$dog" 2>/dev/null
     wait "$streamer" 2>/dev/null
     echo "$rc" > "$dir/rc"
-    echo "[$s] exit=$rc guest_seconds=$(awk "BEGIN{print $(cut -d' ' -f1 /proc/uptime) - $t0}")"
+    echo "[$s] exit=$rc guest_seconds=$(elapsed "$t0")"
 done
 sync
